@@ -1,0 +1,1 @@
+"""tm_asyncio: the asyncio event loop of tm-reactor."""

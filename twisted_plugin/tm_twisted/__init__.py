@@ -1,0 +1,1 @@
+"""tm_twisted: the Twisted reactor of tm-reactor (selected with ``twistd --reactor=tm``)."""
