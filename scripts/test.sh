@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test: the C++ tests under ctest in three builds (release, ASan+UBSan, TSan), then
+# pytest on both interpreters (GIL and free-threaded). Sets everything up first (scripts/setup.sh).
+# Exits non-zero when any suite fails; a suite that collects no test counts as a failure.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+"$root/scripts/setup.sh" || { echo "setup failed" >&2; exit 1; }
+
+jobs=${TM_JOBS:-$(nproc)}
+failed=()
+banner() { printf '\n==== %s ====\n' "$*"; }
+
+# ctest_build NAME CMAKE_ARGS...: configures and builds build/NAME, then runs its tests.
+ctest_build() {
+  local name=$1; shift
+  local dir="$root/build/$name" runner=()
+  banner "C++ tests: $name"
+  cmake -S "$root" -B "$dir" -G Ninja "$@" >"$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; failed+=("$name (configure)"); return; }
+  cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1 \
+    || { tail -n 60 "$dir.build.log"; failed+=("$name (build)"); return; }
+  # TSan's runtime cannot map its shadow memory under full address-space randomisation.
+  [[ $name == tsan ]] && runner=(setarch "$(uname -m)" -R)
+  "${runner[@]}" ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$jobs" \
+    || failed+=("$name (ctest)")
+}
+
+mkdir -p "$root/build"
+ctest_build release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ctest_build asan -DCMAKE_BUILD_TYPE=Debug -DTM_SANITIZE="address;undefined" -DTM_BUILD_BENCH=OFF
+ctest_build tsan -DCMAKE_BUILD_TYPE=Debug -DTM_SANITIZE=thread -DTM_BUILD_BENCH=OFF
+
+for venv in .venv-gil .venv-ft; do
+  banner "Python tests: $venv ($("$root/$venv/bin/python" -VV | head -n1))"
+  "$root/$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/python"
+  rc=$?
+  # Exit code 5 means pytest collected no test: that is a failure here, never a pass.
+  if ((rc == 5)); then echo "pytest collected no tests on $venv"; fi
+  ((rc == 0)) || failed+=("pytest on $venv (exit $rc)")
+done
+
+banner "summary"
+if ((${#failed[@]})); then
+  printf 'FAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded)"
