@@ -31,7 +31,7 @@ gil_python=${TM_GIL_PYTHON:-$(command -v python3)}
 ft_python=$("$root/scripts/ft_python.sh")
 
 python_packages=(pip "scikit-build-core>=0.10" "pybind11>=2.13" ninja "cmake>=3.20"
-                 twisted pytest pytest-timeout hypothesis)
+                 "twisted>=24.3" pyhamcrest pytest pytest-timeout hypothesis)
 
 # pip_quiet DIR ARGS...: pip install, without the noise of this machine's unused local indexes.
 pip_quiet() {
@@ -42,7 +42,7 @@ pip_quiet() {
 # make_venv DIR PYTHON: creates the venv and its dependencies once (a stamp records the list).
 make_venv() {
   local dir=$1 python=$2 stamp="$1/.tm-deps"
-  local wanted="${python_packages[*]} uvloop"
+  local wanted="${python_packages[*]} uvloop tls"
   if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then return; fi
   log "creating $dir with $("$python" -VV | head -n1)"
   "$python" -m venv --clear "$dir"
@@ -50,6 +50,13 @@ make_venv() {
   pip_quiet "$dir" --prefer-binary --upgrade "${python_packages[@]}"
   # uvloop is a benchmark peer only: where it does not build, the benchmarks skip it.
   pip_quiet "$dir" --prefer-binary uvloop || log "uvloop does not install on $python: skipped"
+  # TLS for Twisted: cryptography ships no wheel for every interpreter (none for 3.13t), and its
+  # sources need a Rust toolchain and crates; without it Twisted's TLS tests skip.
+  if pip_quiet "$dir" --only-binary :all: cryptography 2>/dev/null; then
+    pip_quiet "$dir" --prefer-binary pyopenssl service-identity
+  else
+    log "cryptography has no wheel for $python: Twisted's TLS tests will skip there"
+  fi
   echo "$wanted" >"$stamp"
 }
 
