@@ -15,6 +15,7 @@ import argparse
 import collections
 import os
 import sys
+import tempfile
 import time
 import unittest
 
@@ -83,6 +84,8 @@ def main(argv: list[str]) -> int:
     ReactorBuilder._reactors = [args.reactor]
     from twisted.trial.runner import TestLoader
 
+    # Trial's tests write into the working directory: give them a scratch one.
+    os.chdir(tempfile.mkdtemp(prefix="tm-conformance-"))
     loader = TestLoader()
     result = CountingResult()
     started = time.monotonic()
@@ -101,7 +104,7 @@ def main(argv: list[str]) -> int:
         print(f"{name:42} {c['pass']:5} {c['fail']:5} {c['error']:5} {c['skip']:5}")
     print(f"{'total':42} {total['pass']:5} {total['fail']:5} {total['error']:5} {total['skip']:5}"
           f"   ({elapsed:.0f} s)")
-    for kind, test_id, text in result.problems:
+    for kind, test_id, text in dict.fromkeys(result.problems):
         print(f"{kind}: {test_id}")
         if args.verbose:
             print(text)
