@@ -1,0 +1,289 @@
+// Process-wide state: thread registry, deferred reclamation, statistics, conflict sites,
+// configuration.
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <tuple>
+
+#include "stm/config.hpp"
+#include "stm/detail/conflicts.hpp"
+#include "stm/stats.hpp"
+#include "stm/transaction.hpp"
+
+namespace tmr::stm {
+namespace detail {
+
+Globals g;
+
+namespace {
+
+struct Registry {
+  std::mutex mu;
+  std::vector<ThreadRecord*> all;   // records are never freed: scans need no lock on them
+  std::vector<ThreadRecord*> free;  // records of exited threads, reused by new threads
+  std::vector<Retired> orphans;     // retired by exited threads, not yet released
+  Stats dead;                       // counters of exited threads
+  std::uint64_t next_index = 0;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry;  // leaked on purpose: used by thread-exit destructors
+  return *r;
+}
+
+Stats snapshot(const StatCounters& c) {
+  Stats s;
+  s.commits = c.commits.load(std::memory_order_relaxed);
+  s.read_only_commits = c.read_only_commits.load(std::memory_order_relaxed);
+  s.ns_aborted = c.ns_aborted.load(std::memory_order_relaxed);
+  s.ns_inevitable = c.ns_inevitable.load(std::memory_order_relaxed);
+  s.inevitable_commits = c.inevitable_commits.load(std::memory_order_relaxed);
+  s.escalations = c.escalations.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < abort_cause_count; ++i)
+    s.aborts[i] = c.aborts[i].load(std::memory_order_relaxed);
+  return s;
+}
+
+void add(Stats& into, const Stats& s) {
+  into.commits += s.commits;
+  into.read_only_commits += s.read_only_commits;
+  into.ns_aborted += s.ns_aborted;
+  into.ns_inevitable += s.ns_inevitable;
+  into.inevitable_commits += s.inevitable_commits;
+  into.escalations += s.escalations;
+  for (std::size_t i = 0; i < abort_cause_count; ++i) into.aborts[i] += s.aborts[i];
+}
+
+void zero(StatCounters& c) {
+  for (auto* a : {&c.commits, &c.read_only_commits, &c.ns_aborted, &c.ns_inevitable,
+                  &c.inevitable_commits, &c.escalations})
+    a->store(0, std::memory_order_relaxed);
+  for (auto& a : c.aborts) a.store(0, std::memory_order_relaxed);
+}
+
+std::uint64_t min_active() {
+  Registry& r = registry();
+  std::vector<ThreadRecord*> recs;
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    recs = r.all;
+  }
+  std::uint64_t m = idle_epoch;
+  for (ThreadRecord* rec : recs) m = std::min(m, rec->active_since.load(std::memory_order_seq_cst));
+  return m;
+}
+
+struct RecordHolder {
+  ThreadRecord* rec;
+  RecordHolder() {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (!r.free.empty()) {
+      rec = r.free.back();
+      r.free.pop_back();
+    } else {
+      rec = new ThreadRecord;
+      r.all.push_back(rec);
+    }
+    rec->index = r.next_index++;
+  }
+  ~RecordHolder() {
+    try_reclaim(*rec);
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    add(r.dead, snapshot(rec->stats));
+    zero(rec->stats);
+    r.orphans.insert(r.orphans.end(), rec->retired.begin(), rec->retired.end());
+    rec->retired.clear();
+    rec->active_since.store(idle_epoch, std::memory_order_release);
+    r.free.push_back(rec);
+  }
+};
+
+struct ConflictKey {
+  const Cell* cell;
+  const char* site;
+  const char* other;
+  AbortCause cause;
+  bool operator<(const ConflictKey& o) const {
+    return std::tie(cell, site, other, cause) < std::tie(o.cell, o.site, o.other, o.cause);
+  }
+};
+struct ConflictValue {
+  const char* name;
+  std::uint64_t count = 0, ns = 0;
+};
+std::mutex conflicts_mu;
+std::map<ConflictKey, ConflictValue>& conflicts() {
+  static auto* m = new std::map<ConflictKey, ConflictValue>;
+  return *m;
+}
+
+}  // namespace
+
+ThreadRecord& this_thread_record() {
+  thread_local RecordHolder holder;
+  return *holder.rec;
+}
+
+std::uint64_t now_ns() noexcept {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+void try_reclaim(ThreadRecord& rec) {
+  if (rec.reclaiming) return;  // a release function ran a transaction that retired more
+  rec.reclaiming = true;
+  const std::uint64_t safe = min_active();
+  std::vector<Retired> ready;
+  auto split = [&](std::vector<Retired>& list) {
+    auto mid = std::partition(list.begin(), list.end(),
+                              [safe](const Retired& r) { return r.stamp > safe; });
+    ready.insert(ready.end(), mid, list.end());
+    list.erase(mid, list.end());
+  };
+  split(rec.retired);
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (!r.orphans.empty()) split(r.orphans);
+  }
+  for (const Retired& r : ready) r.release(r.payload);
+  rec.reclaiming = false;
+}
+
+void record_conflict(const Cell* cell, const char* site, const char* other_site, AbortCause cause,
+                     std::uint64_t ns_lost) {
+  std::lock_guard<std::mutex> lock(conflicts_mu);
+  ConflictValue& v = conflicts()[ConflictKey{cell, site, other_site, cause}];
+  v.name = cell ? cell->name() : nullptr;
+  ++v.count;
+  v.ns += ns_lost;
+}
+
+}  // namespace detail
+
+const char* to_string(AbortCause cause) noexcept {
+  switch (cause) {
+    case AbortCause::read_write:
+      return "read_write";
+    case AbortCause::write_write:
+      return "write_write";
+    case AbortCause::inevitable:
+      return "inevitable";
+    case AbortCause::explicit_abort:
+      return "explicit_abort";
+    case AbortCause::injected:
+      return "injected";
+    case AbortCause::retry:
+      return "retry";
+  }
+  return "unknown";
+}
+
+Cell::~Cell() {
+  void* v = value_.load(std::memory_order_acquire);
+  if (release_ != nullptr && v != nullptr) release_(v);
+}
+
+void Cell::unsafe_reset(void* payload) noexcept {
+  void* old = value_.exchange(payload, std::memory_order_acq_rel);
+  if (release_ != nullptr && old != nullptr && old != payload) release_(old);
+}
+
+void reclaim() {
+  if (current_transaction() != nullptr) return;  // never while this thread is inside a transaction
+  detail::try_reclaim(detail::this_thread_record());
+}
+
+void quiesce() {
+  const std::uint64_t v = detail::g.clock.load(std::memory_order_seq_cst);
+  detail::Registry& r = detail::registry();
+  std::vector<detail::ThreadRecord*> recs;
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    recs = r.all;
+  }
+  const detail::ThreadRecord* self = &detail::this_thread_record();
+  for (detail::ThreadRecord* rec : recs) {
+    if (rec == self) continue;
+    for (unsigned spins = 0; rec->active_since.load(std::memory_order_seq_cst) <= v; ++spins)
+      std::this_thread::yield();
+  }
+}
+
+Stats thread_stats() {
+  return detail::snapshot(detail::this_thread_record().stats);
+}
+
+Stats total_stats() {
+  detail::Registry& r = detail::registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  Stats s = r.dead;
+  for (detail::ThreadRecord* rec : r.all) detail::add(s, detail::snapshot(rec->stats));
+  return s;
+}
+
+void reset_stats() {
+  {
+    detail::Registry& r = detail::registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    r.dead = Stats{};
+    for (detail::ThreadRecord* rec : r.all) detail::zero(rec->stats);
+  }
+  std::lock_guard<std::mutex> lock(detail::conflicts_mu);
+  detail::conflicts().clear();
+}
+
+std::vector<ConflictRecord> conflict_report() {
+  std::vector<ConflictRecord> out;
+  {
+    std::lock_guard<std::mutex> lock(detail::conflicts_mu);
+    for (const auto& [k, v] : detail::conflicts()) {
+      ConflictRecord c;
+      c.cell = k.cell;
+      c.cell_name = v.name ? v.name : "";
+      c.site = k.site ? k.site : "";
+      c.other_site = k.other ? k.other : "";
+      c.cause = k.cause;
+      c.count = v.count;
+      c.ns_lost = v.ns;
+      out.push_back(std::move(c));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ConflictRecord& a, const ConflictRecord& b) { return a.ns_lost > b.ns_lost; });
+  return out;
+}
+
+const char* intern_site(const std::string& site) {
+  static std::mutex mu;
+  static auto* sites = new std::set<std::string>;
+  std::lock_guard<std::mutex> lock(mu);
+  return sites->insert(site).first->c_str();
+}
+
+void set_escalation_threshold(std::uint32_t aborts) noexcept {
+  detail::g.escalation_threshold.store(aborts, std::memory_order_relaxed);
+}
+std::uint32_t escalation_threshold() noexcept {
+  return detail::g.escalation_threshold.load(std::memory_order_relaxed);
+}
+
+void set_abort_injection(double probability, std::uint64_t seed) {
+  std::uint64_t threshold = 0;
+  if (probability >= 1.0)
+    threshold = ~0ull;
+  else if (probability > 0.0)
+    threshold = static_cast<std::uint64_t>(probability * 18446744073709551616.0);
+  detail::g.injection_seed.store(seed, std::memory_order_relaxed);
+  detail::g.injection_generation.fetch_add(1, std::memory_order_relaxed);
+  detail::g.injection_threshold.store(threshold, std::memory_order_relaxed);
+}
+
+}  // namespace tmr::stm
