@@ -197,6 +197,12 @@ void Transaction::merge(Cell& cell, MergeFn fn, std::uintptr_t arg, MergeDiscard
   maybe_inject();
 }
 
+void* Transaction::apply_own_merges(Cell& cell, void* value) const {
+  for (const MergeEntry& m : merges_)
+    if (m.cell == &cell) value = m.fn(value, m.arg);
+  return value;
+}
+
 std::uint64_t Transaction::own_old_lock(Cell* cell) const noexcept {
   for (const WriteEntry& w : writes_)
     if (w.cell == cell) return w.old_lock;

@@ -49,6 +49,10 @@ class Transaction {
   /// Buffers a commutative update of `cell` (Counter::add, Log::append, blind Set::add).
   void merge(Cell& cell, MergeFn fn, std::uintptr_t arg, MergeDiscardFn discard = nullptr);
 
+  /// `value` with this attempt's own pending merges of `cell` applied, in order (for pure merge
+  /// functions such as Counter's add).
+  void* apply_own_merges(Cell& cell, void* value) const;
+
   /// Number of attempts of the current atomically() call that aborted so far.
   std::uint32_t attempt_aborts() const noexcept { return consecutive_aborts_; }
   bool active() const noexcept { return active_; }
