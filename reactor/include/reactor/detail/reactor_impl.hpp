@@ -1,0 +1,109 @@
+#pragma once
+
+// Machinery shared by the reactor's translation units. Includes Asio; public headers do not.
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "reactor/reactor.hpp"
+
+namespace tmr::reactor::detail {
+
+namespace asio = boost::asio;
+
+class ReactorImpl;
+
+/// One strand: an Asio strand plus the identity the dispatcher sees.
+struct StrandImpl {
+  StrandImpl(std::shared_ptr<ReactorImpl> r, asio::io_context& ctx, std::uint64_t strand_id)
+      : keepalive(std::move(r)), reactor(*keepalive), exec(asio::make_strand(ctx)), id(strand_id) {}
+
+  // Declared first, destroyed last: an Asio strand must not outlive its io_context, and objects
+  // the user still holds (transports, timers) keep their strand, so the strand keeps the
+  // reactor's machinery (not the Reactor) alive. ~Reactor drains every pending handler, which
+  // breaks the cycle io_context -> handler -> strand -> io_context.
+  const std::shared_ptr<ReactorImpl> keepalive;
+  ReactorImpl& reactor;
+  asio::strand<asio::io_context::executor_type> exec;
+  const std::uint64_t id;
+};
+
+/// Something `close_all` and the reactor's destructor must reach: connections, listeners,
+/// datagram sockets, watchers, pending timers.
+class Closable {
+ public:
+  virtual ~Closable() = default;
+  /// Orderly close; thread-safe; committed writes are sent first.
+  virtual void close_gracefully() = 0;
+  /// Called by ~Reactor once no worker runs: release OS resources without callbacks.
+  virtual void destroy_now() noexcept = 0;
+};
+
+/// Runs `fn` at the commit of the running transaction, or now outside one. Every transport
+/// request goes through here: that is what keeps aborted attempts off the wire.
+void at_commit(std::function<void()> fn);
+
+class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
+ public:
+  ReactorImpl(Reactor& owner, ReactorOptions options);
+
+  Reactor& owner;
+  asio::io_context context;
+  const unsigned workers;
+
+  std::shared_ptr<StrandImpl> new_strand();
+
+  /// Dispatches one event as a transaction; call on `strand`. Never throws: exceptions go to
+  /// `report`.
+  void run_event(const std::shared_ptr<StrandImpl>& strand, EventKind kind,
+                 EventCallback callback) noexcept;
+
+  /// Posts `fn` (a `void(stm::Transaction&)` callable) to `strand` as one event.
+  template <class F>
+  void post_event(std::shared_ptr<StrandImpl> strand, EventKind kind, F fn) {
+    auto* s = strand.get();
+    asio::post(s->exec, [this, strand = std::move(strand), kind, fn = std::move(fn)]() mutable {
+      run_event(strand, kind, fn);
+    });
+  }
+
+  void report(const DispatchInfo& info, std::exception_ptr error) noexcept;
+
+  void track(const std::shared_ptr<Closable>& object);
+  void untrack(const Closable* object);
+  void close_all();
+  /// For ~Reactor, once no worker runs: closes everything without callbacks and runs the
+  /// handlers left (dispatching nothing) so that none of them keeps a strand alive.
+  void shut_down() noexcept;
+  bool shutting_down() const noexcept { return shutting_down_.load(std::memory_order_acquire); }
+
+  Dispatcher& dispatcher() noexcept { return *dispatcher_; }
+
+ private:
+  std::shared_ptr<Dispatcher> dispatcher_;
+  std::function<void(const DispatchInfo&, std::exception_ptr)> on_error_;
+  std::atomic<std::uint64_t> next_strand_id_{1};
+  // Set once by shut_down(); from then on run_event dispatches nothing.
+  std::atomic<bool> shutting_down_{false};
+
+  std::mutex mu_;
+  // Guarded by mu_. Every live Closable registered here, until it is closed; weak so that a
+  // dropped object still dies. Entries are erased by their object on final close.
+  std::unordered_map<const Closable*, std::weak_ptr<Closable>> tracked_;
+  // Guarded by mu_. Keeps run() going while idle; close_all() drops it.
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+};
+
+/// The strand a worker is running a callback of, if any (and its reactor).
+const std::shared_ptr<StrandImpl>* current_strand_impl() noexcept;
+
+}  // namespace tmr::reactor::detail

@@ -1,0 +1,391 @@
+#pragma once
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reactor/detail/endpoint_format.hpp"
+#include "reactor/detail/reactor_impl.hpp"
+#include "reactor/stream_transport.hpp"
+#include "reactor/write_queue.hpp"
+
+namespace tmr::reactor::detail {
+
+/// One connected byte stream over an Asio stream socket (TCP or Unix), with its transactional
+/// write queue. Socket I/O and handler calls happen only on the connection's strand; requests
+/// (write, close, ...) come from any thread at commit and meet the strand through `mu_`.
+///
+/// Write path: a committed write appends to `queue_` under `mu_` (so bytes keep global commit
+/// order, whatever thread commits) and, if no flush is scheduled or running, posts one flush to
+/// the strand. The flush takes a batch and writes it; its completion takes the next batch.
+template <class Protocol>
+class StreamConnection final : public StreamTransport,
+                               public Closable,
+                               public std::enable_shared_from_this<StreamConnection<Protocol>> {
+ public:
+  using Socket = typename Protocol::socket;
+  using Endpoint = typename Protocol::endpoint;
+
+  StreamConnection(ReactorImpl& reactor, Socket socket, std::shared_ptr<StrandImpl> strand)
+      : reactor_(reactor), strand_(std::move(strand)), socket_(std::move(socket)) {}
+
+  // ---- starting (each runs on the strand) ----
+
+  /// An accepted connection: the factory makes the handler inside the accept transaction.
+  void start_accepted(const HandlerFactory& factory) {
+    mark_connected();
+    std::shared_ptr<StreamHandler> handler;
+    auto self = this->shared_from_this();
+    reactor_.run_event(strand_, EventKind::accept, [&](stm::Transaction& tx) {
+      handler = nullptr;
+      handler = factory(tx);
+      if (handler) handler->on_connected(tx, self);
+    });
+    if (!handler) {
+      finish_close({}, false);
+      return;
+    }
+    handler_ = std::move(handler);
+    start_reading();
+    flush();
+  }
+
+  /// An adopted socket, or a connect that succeeded.
+  void start_connected() {
+    mark_connected();
+    auto self = this->shared_from_this();
+    reactor_.run_event(strand_, EventKind::connect,
+                       [&](stm::Transaction& tx) { handler_->on_connected(tx, self); });
+    start_reading();
+    flush();
+  }
+
+  void start_connect(const Endpoint& peer, std::shared_ptr<StreamHandler> handler) {
+    handler_ = std::move(handler);
+    socket_->async_connect(
+        peer, asio::bind_executor(strand_->exec, [self = this->shared_from_this()](
+                                                     const boost::system::error_code& ec) {
+          if (self->closed_) return;
+          if (!ec) {
+            self->start_connected();
+            return;
+          }
+          self->closed_ = true;
+          {
+            std::lock_guard lock(self->mu_);
+            self->closing_ = true;
+            self->queue_.clear();
+          }
+          auto handler = std::move(self->handler_);
+          const std::error_code error = ec;
+          self->reactor_.run_event(self->strand_, EventKind::connect, [&](stm::Transaction& tx) {
+            handler->on_connect_failed(tx, error);
+          });
+          self->reactor_.untrack(self.get());
+        }));
+  }
+
+  void set_handler(std::shared_ptr<StreamHandler> handler) { handler_ = std::move(handler); }
+  const asio::strand<asio::io_context::executor_type>& strand_exec() const noexcept {
+    return strand_->exec;
+  }
+
+  // ---- StreamTransport ----
+
+  void write(std::string data) override {
+    if (data.empty()) return;
+    at_commit([self = this->shared_from_this(), data = std::move(data)]() mutable {
+      self->enqueue(std::move(data));
+    });
+  }
+
+  void shutdown_write() override {
+    at_commit([self = this->shared_from_this()] {
+      std::unique_lock lock(self->mu_);
+      if (self->closing_ || self->write_shut_) return;
+      self->write_shut_ = true;
+      self->schedule_flush(lock);
+    });
+  }
+
+  void close() override {
+    at_commit([self = this->shared_from_this()] { self->request_close(); });
+  }
+
+  void abort() override {
+    at_commit([self = this->shared_from_this()] {
+      if (self->reactor_.shutting_down()) return;
+      {
+        std::lock_guard lock(self->mu_);
+        self->closing_ = true;
+        self->queue_.clear();
+      }
+      asio::post(self->strand_->exec, [self] {
+        self->finish_close(std::make_error_code(std::errc::connection_aborted), true);
+      });
+    });
+  }
+
+  void pause_reading() override {
+    at_commit([self = this->shared_from_this()] {
+      if (self->reactor_.shutting_down()) return;
+      asio::post(self->strand_->exec, [self] { self->read_paused_ = true; });
+    });
+  }
+
+  void resume_reading() override {
+    at_commit([self = this->shared_from_this()] {
+      if (self->reactor_.shutting_down()) return;
+      asio::post(self->strand_->exec, [self] {
+        if (!self->read_paused_) return;
+        self->read_paused_ = false;
+        if (self->held_) {
+          auto held = std::move(*self->held_);
+          self->held_.reset();
+          self->deliver(held.first, held.second);
+        } else {
+          self->start_reading();
+        }
+      });
+    });
+  }
+
+  void set_write_buffer_limits(std::size_t high, std::size_t low) override {
+    std::lock_guard lock(mu_);
+    queue_.set_limits(high, low);
+  }
+
+  std::size_t write_buffer_size() const override {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+  }
+
+  std::string local_address() const override {
+    std::lock_guard lock(mu_);
+    return local_address_;
+  }
+
+  std::string peer_address() const override {
+    std::lock_guard lock(mu_);
+    return peer_address_;
+  }
+
+  int native_handle() const override { return native_.load(std::memory_order_relaxed); }
+
+  bool is_closing() const override {
+    std::lock_guard lock(mu_);
+    return closing_;
+  }
+
+  // ---- Closable ----
+
+  void close_gracefully() override { request_close(); }
+
+  void destroy_now() noexcept override {
+    {
+      std::lock_guard lock(mu_);  // later requests from the user become no-ops
+      closing_ = close_requested_ = write_shut_ = true;
+      flush_scheduled_ = true;
+    }
+    closed_ = true;
+    handler_.reset();
+    socket_.reset();
+    native_ = -1;
+  }
+
+ private:
+  static constexpr std::size_t kReadSize = 64 * 1024;
+  using Held = std::pair<boost::system::error_code, std::string>;
+
+  void mark_connected() {
+    boost::system::error_code ignored;
+    const auto local = socket_->local_endpoint(ignored);
+    const auto peer = socket_->remote_endpoint(ignored);
+    native_ = socket_->native_handle();
+    std::lock_guard lock(mu_);
+    local_address_ = format_endpoint(local);
+    peer_address_ = format_endpoint(peer);
+    connected_ = true;
+  }
+
+  void enqueue(std::string data) {
+    std::unique_lock lock(mu_);
+    if (closing_ || write_shut_) return;  // like Twisted: writes after close are dropped
+    if (queue_.push(std::move(data)) == FlowSignal::pause) {
+      asio::post(strand_->exec, [self = this->shared_from_this()] {
+        if (self->closed_ || !self->handler_) return;
+        self->reactor_.run_event(self->strand_, EventKind::writable, [&](stm::Transaction& tx) {
+          self->handler_->on_pause_writing(tx);
+        });
+      });
+    }
+    schedule_flush(lock);
+  }
+
+  void request_close() {
+    std::unique_lock lock(mu_);
+    if (close_requested_) return;
+    close_requested_ = true;
+    closing_ = true;
+    schedule_flush(lock);
+  }
+
+  // Posts one flush unless one is scheduled or a write is in flight (whose completion flushes).
+  void schedule_flush(std::unique_lock<std::mutex>& lock) {
+    if (flush_scheduled_ || writing_) return;
+    flush_scheduled_ = true;
+    lock.unlock();
+    asio::post(strand_->exec, [self = this->shared_from_this()] { self->flush(); });
+  }
+
+  // On the strand: start the next write, or carry out a close/shutdown waiting for the drain.
+  void flush() {
+    std::unique_lock lock(mu_);
+    flush_scheduled_ = false;
+    if (writing_ || closed_ || !connected_ || !handler_) return;
+    if (!queue_.idle()) {
+      queue_.take_batch(inflight_);
+      writing_ = true;
+      lock.unlock();
+      buffers_.clear();
+      for (const auto& chunk : inflight_) buffers_.emplace_back(asio::buffer(chunk));
+      asio::async_write(
+          *socket_, buffers_,
+          asio::bind_executor(strand_->exec, [self = this->shared_from_this()](
+                                                 const boost::system::error_code& ec,
+                                                 std::size_t n) { self->on_written(ec, n); }));
+      return;
+    }
+    if (close_requested_) {
+      lock.unlock();
+      finish_close({}, true);
+      return;
+    }
+    if (write_shut_ && !shutdown_done_) {
+      shutdown_done_ = true;
+      lock.unlock();
+      boost::system::error_code ignored;
+      socket_->shutdown(Socket::shutdown_send, ignored);
+    }
+  }
+
+  void on_written(const boost::system::error_code& ec, std::size_t n) {
+    FlowSignal signal;
+    {
+      std::lock_guard lock(mu_);
+      writing_ = false;
+      inflight_.clear();
+      signal = queue_.consumed(n);
+    }
+    if (closed_) return;
+    if (ec) {
+      finish_close(ec, true);
+      return;
+    }
+    if (signal == FlowSignal::resume && handler_) {
+      reactor_.run_event(strand_, EventKind::writable,
+                         [&](stm::Transaction& tx) { handler_->on_resume_writing(tx); });
+    }
+    flush();
+  }
+
+  void start_reading() {
+    if (reading_ || read_paused_ || closed_ || eof_) return;
+    reading_ = true;
+    if (!read_buffer_) read_buffer_ = std::make_unique<char[]>(kReadSize);
+    socket_->async_read_some(
+        asio::buffer(read_buffer_.get(), kReadSize),
+        asio::bind_executor(strand_->exec, [self = this->shared_from_this()](
+                                               const boost::system::error_code& ec, std::size_t n) {
+          self->reading_ = false;
+          if (self->closed_) return;
+          if (self->read_paused_) {
+            self->held_.emplace(ec, std::string(self->read_buffer_.get(), n));
+            return;
+          }
+          self->deliver(ec, std::string_view(self->read_buffer_.get(), n));
+        }));
+  }
+
+  // On the strand: one read outcome becomes one event.
+  void deliver(const boost::system::error_code& ec, std::string_view data) {
+    if (!ec) {
+      const std::span<const char> bytes(data.data(), data.size());
+      reactor_.run_event(strand_, EventKind::read,
+                         [&](stm::Transaction& tx) { handler_->on_data(tx, bytes); });
+      start_reading();
+      return;
+    }
+    if (ec == asio::error::eof) {
+      eof_ = true;
+      bool keep_open = false;
+      reactor_.run_event(strand_, EventKind::read,
+                         [&](stm::Transaction& tx) { keep_open = handler_->on_eof(tx); });
+      if (!keep_open) request_close();
+      return;
+    }
+    if (ec == asio::error::operation_aborted) return;
+    finish_close(ec, true);
+  }
+
+  // On the strand: the single exit. Closes the socket and tells the handler once.
+  void finish_close(std::error_code ec, bool notify) {
+    if (closed_) return;
+    closed_ = true;
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+      queue_.clear();
+    }
+    boost::system::error_code ignored;
+    if (socket_) socket_->close(ignored);
+    native_ = -1;
+    auto handler = std::move(handler_);
+    if (notify && handler) {
+      reactor_.run_event(strand_, EventKind::closed,
+                         [&](stm::Transaction& tx) { handler->on_closed(tx, ec); });
+    }
+    reactor_.untrack(this);
+  }
+
+  ReactorImpl& reactor_;
+  const std::shared_ptr<StrandImpl> strand_;
+
+  // Strand-only state: touched by handlers bound to strand_ (and by destroy_now, once no
+  // worker runs).
+  std::optional<Socket> socket_;
+  std::shared_ptr<StreamHandler> handler_;
+  std::unique_ptr<char[]> read_buffer_;
+  std::optional<Held> held_;           // a read outcome that arrived while reading was paused
+  std::vector<std::string> inflight_;  // the batch being written; valid while writing_
+  std::vector<asio::const_buffer> buffers_;
+  bool reading_ = false;
+  bool read_paused_ = false;
+  bool eof_ = false;
+  bool closed_ = false;  // after finish_close: no further events
+
+  std::atomic<int> native_{-1};  // the descriptor for native_handle(); -1 once closed
+
+  mutable std::mutex mu_;
+  // Everything below is guarded by mu_. It is the meeting point of committing threads (which
+  // append and request) and the strand (which drains and closes). Invariants: bytes enter
+  // queue_ in commit order; once closing_ or write_shut_ no byte enters; flush_scheduled_ or
+  // writing_ is true whenever queue_ is not idle and the connection is open, connected
+  // and has its handler (start_* flushes once it does).
+  WriteQueue queue_;
+  bool connected_ = false;
+  bool writing_ = false;
+  bool flush_scheduled_ = false;
+  bool close_requested_ = false;
+  bool closing_ = false;
+  bool write_shut_ = false;
+  bool shutdown_done_ = false;
+  std::string local_address_;
+  std::string peer_address_;
+};
+
+}  // namespace tmr::reactor::detail

@@ -1,0 +1,141 @@
+#pragma once
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <system_error>
+
+#include "reactor/detail/endpoint_format.hpp"
+#include "reactor/detail/reactor_impl.hpp"
+#include "reactor/detail/stream_connection.hpp"
+#include "reactor/stream_transport.hpp"
+
+namespace tmr::reactor::detail {
+
+/// Accept errors that mean "out of a resource": retrying at once would spin on them, so the
+/// listener reports them and backs off.
+inline bool is_resource_exhaustion(const boost::system::error_code& ec) {
+  return ec == asio::error::no_descriptors ||                           // EMFILE
+         ec.value() == ENFILE || ec == asio::error::no_buffer_space ||  // ENOBUFS
+         ec == asio::error::no_memory;
+}
+
+/// A listening stream socket. The acceptor lives on the listener's strand; each accepted
+/// connection gets a new strand, on which its accept transaction runs.
+template <class Protocol>
+class StreamListenerImpl final : public StreamListener,
+                                 public Closable,
+                                 public std::enable_shared_from_this<StreamListenerImpl<Protocol>> {
+ public:
+  using Acceptor = typename Protocol::acceptor;
+  static constexpr std::chrono::milliseconds kFirstBackoff{20};
+  static constexpr std::chrono::milliseconds kMaxBackoff{1000};
+
+  StreamListenerImpl(ReactorImpl& reactor, Acceptor acceptor, HandlerFactory factory,
+                     ListenOptions options)
+      : reactor_(reactor),
+        strand_(reactor.new_strand()),
+        acceptor_(std::move(acceptor)),
+        backoff_timer_(std::in_place, reactor.context),
+        factory_(std::move(factory)),
+        options_(std::move(options)) {
+    boost::system::error_code ignored;
+    const auto local = acceptor_->local_endpoint(ignored);
+    local_address_ = format_endpoint(local);
+    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) port_ = local.port();
+  }
+
+  /// Starts accepting (at commit inside a transaction).
+  void start() {
+    at_commit([self = this->shared_from_this()] {
+      asio::post(self->strand_->exec, [self] { self->do_accept(); });
+    });
+  }
+
+  std::string local_address() const override { return local_address_; }
+  unsigned short port() const override { return port_; }
+
+  void close() override {
+    at_commit([self = this->shared_from_this()] { self->close_gracefully(); });
+  }
+
+  void close_gracefully() override {
+    if (reactor_.shutting_down()) return;
+    asio::post(strand_->exec, [self = this->shared_from_this()] {
+      if (self->closed_) return;
+      self->closed_ = true;
+      boost::system::error_code ignored;
+      self->acceptor_->close(ignored);
+      self->backoff_timer_->cancel();
+      self->reactor_.untrack(self.get());
+    });
+  }
+
+  void destroy_now() noexcept override {
+    closed_ = true;
+    acceptor_.reset();
+    backoff_timer_.reset();
+  }
+
+ private:
+  void do_accept() {
+    if (closed_) return;
+    acceptor_->async_accept(asio::bind_executor(
+        strand_->exec, [self = this->shared_from_this()](const boost::system::error_code& ec,
+                                                         typename Protocol::socket socket) {
+          self->on_accept(ec, std::move(socket));
+        }));
+  }
+
+  void on_accept(const boost::system::error_code& ec, typename Protocol::socket socket) {
+    if (closed_ || ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      backoff_ = kFirstBackoff;
+      auto connection = std::make_shared<StreamConnection<Protocol>>(reactor_, std::move(socket),
+                                                                     reactor_.new_strand());
+      reactor_.track(connection);
+      // The factory outlives every connection's start: the listener is captured.
+      asio::post(connection->strand_exec(), [connection, self = this->shared_from_this()] {
+        connection->start_accepted(self->factory_);
+      });
+      do_accept();
+      return;
+    }
+    if (!is_resource_exhaustion(ec)) {  // ECONNABORTED and the like: the next one may be fine
+      do_accept();
+      return;
+    }
+    report(ec);
+    backoff_timer_->expires_after(backoff_);
+    backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, kMaxBackoff);
+    backoff_timer_->async_wait(asio::bind_executor(
+        strand_->exec, [self = this->shared_from_this()](const boost::system::error_code& e) {
+          if (!e) self->do_accept();
+        }));
+  }
+
+  void report(const boost::system::error_code& ec) {
+    const std::error_code error = ec;
+    if (options_.on_error) {
+      reactor_.run_event(strand_, EventKind::error,
+                         [&](stm::Transaction& tx) { options_.on_error(tx, error); });
+    } else {
+      reactor_.report(DispatchInfo{EventKind::error, strand_->id},
+                      std::make_exception_ptr(std::system_error(error, "accept")));
+    }
+  }
+
+  ReactorImpl& reactor_;
+  const std::shared_ptr<StrandImpl> strand_;
+  std::optional<Acceptor> acceptor_;                   // strand-only (and destroy_now)
+  std::optional<asio::steady_timer> backoff_timer_;    // strand-only (and destroy_now)
+  std::chrono::milliseconds backoff_ = kFirstBackoff;  // strand-only
+  bool closed_ = false;                                // strand-only
+  const HandlerFactory factory_;  // called from connection strands concurrently: const
+  const ListenOptions options_;
+  std::string local_address_;  // immutable after construction
+  unsigned short port_ = 0;    // immutable after construction
+};
+
+}  // namespace tmr::reactor::detail

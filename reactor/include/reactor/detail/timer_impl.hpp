@@ -1,0 +1,42 @@
+#pragma once
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <mutex>
+
+#include "reactor/detail/reactor_impl.hpp"
+
+namespace tmr::reactor::detail {
+
+/// A scheduled call. The Asio timer is touched only on the strand; the scheduling state is
+/// guarded by a mutex so that cancel/reschedule may come from any thread (at commit).
+class TimerImpl final : public Closable, public std::enable_shared_from_this<TimerImpl> {
+ public:
+  TimerImpl(ReactorImpl& reactor, std::shared_ptr<StrandImpl> strand, Callback fn);
+
+  void arm(Clock::time_point deadline);
+  void cancel();
+  Clock::time_point deadline() const;
+  bool pending() const;
+
+  void close_gracefully() override { cancel(); }
+  void destroy_now() noexcept override;
+
+ private:
+  void fire(std::uint64_t generation, const boost::system::error_code& ec);
+
+  ReactorImpl& reactor_;
+  const std::shared_ptr<StrandImpl> strand_;
+  const Callback fn_;                        // called only on strand_, so one call at a time
+  std::optional<asio::steady_timer> timer_;  // touched only on strand_ (or by destroy_now)
+
+  mutable std::mutex mu_;
+  // Guarded by mu_. Bumped by every arm and cancel: a completion carrying an older generation
+  // belongs to a superseded arming and does nothing. This is what makes cancel() reliable
+  // even when the expiry is already queued on the strand.
+  std::uint64_t generation_ = 0;
+  Clock::time_point deadline_{};  // guarded by mu_
+  bool pending_ = false;          // guarded by mu_: armed, not fired, not cancelled
+};
+
+}  // namespace tmr::reactor::detail

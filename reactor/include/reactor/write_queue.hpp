@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace tmr::reactor {
+
+/// Default flow-control limits (asyncio's defaults: 64 KiB high, a quarter of it low).
+inline constexpr std::size_t kDefaultHighWater = 64 * 1024;
+inline constexpr std::size_t kDefaultLowWater = 16 * 1024;
+
+/// What the producer of a write queue must be told after a change.
+enum class FlowSignal { none, pause, resume };
+
+/// The bytes committed for sending on one transport and not yet written to the kernel, with
+/// the flow-control state that goes with them. Not thread-safe: the transport guards it with
+/// its own mutex. Chunks are kept in commit order and handed to the socket in batches.
+///
+/// The pause/resume hysteresis follows Twisted producers and asyncio's write buffer limits:
+/// `pause` once the buffered size rises above `high`, then `resume` once it drops to `low` or
+/// below. Each signal is given once per crossing.
+class WriteQueue {
+ public:
+  /// Throws std::invalid_argument when low > high.
+  void set_limits(std::size_t high, std::size_t low);
+  std::size_t high_water() const noexcept { return high_; }
+  std::size_t low_water() const noexcept { return low_; }
+
+  /// Appends `data` (committed bytes). Returns `pause` when this crossed the high water mark.
+  FlowSignal push(std::string data);
+
+  /// Moves up to `max_chunks` queued chunks into `out` (the next batch to send); they stay
+  /// counted in `size()` until `consumed`.
+  void take_batch(std::vector<std::string>& out, std::size_t max_chunks = 64);
+
+  /// Records that `n` bytes of the taken batches reached the kernel. Returns `resume` when this
+  /// brought the buffered size to the low water mark or below after a pause.
+  FlowSignal consumed(std::size_t n);
+
+  /// Drops everything queued (an abort). Returns `resume` if the producer was paused.
+  FlowSignal clear();
+
+  /// Bytes committed and not yet written: queued plus taken-but-not-consumed.
+  std::size_t size() const noexcept { return size_; }
+  /// True when no chunk waits to be taken.
+  bool idle() const noexcept { return chunks_.empty(); }
+  bool paused() const noexcept { return paused_; }
+
+ private:
+  std::deque<std::string> chunks_;
+  std::size_t size_ = 0;
+  std::size_t high_ = kDefaultHighWater;
+  std::size_t low_ = kDefaultLowWater;
+  bool paused_ = false;
+};
+
+}  // namespace tmr::reactor

@@ -1,0 +1,175 @@
+#include "reactor/fd_watcher.hpp"
+
+#include <poll.h>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "reactor/detail/reactor_impl.hpp"
+
+namespace tmr::reactor {
+
+namespace {
+
+namespace asio = boost::asio;
+
+/// Watches a foreign descriptor through an Asio stream_descriptor that never owns it (it is
+/// released, not closed). Asio's epoll backend is edge-triggered and async_wait reports only
+/// new edges, but IReactorFDSet and add_reader are level-triggered: so before waiting, each
+/// direction polls the descriptor with a zero timeout and, if it is already ready, dispatches
+/// at once. That costs one poll() per callback and keeps "still readable" from being lost.
+class FdWatcherImpl final : public FdWatcher,
+                            public detail::Closable,
+                            public std::enable_shared_from_this<FdWatcherImpl> {
+ public:
+  FdWatcherImpl(detail::ReactorImpl& reactor, int fd, asio::posix::stream_descriptor descriptor)
+      : reactor_(reactor),
+        strand_(reactor.new_strand()),
+        fd_(fd),
+        descriptor_(std::move(descriptor)) {}
+
+  ~FdWatcherImpl() override {
+    if (descriptor_) descriptor_->release();
+  }
+
+  void add_reader(Callback fn) override { set(kRead, std::move(fn)); }
+  void remove_reader() override { set(kRead, nullptr); }
+  void add_writer(Callback fn) override { set(kWrite, std::move(fn)); }
+  void remove_writer() override { set(kWrite, nullptr); }
+
+  bool has_reader() const override {
+    std::lock_guard lock(mu_);
+    return registered_[kRead];
+  }
+  bool has_writer() const override {
+    std::lock_guard lock(mu_);
+    return registered_[kWrite];
+  }
+
+  void release() override {
+    detail::at_commit([self = shared_from_this()] { self->close_gracefully(); });
+  }
+
+  int native_handle() const override { return fd_; }
+
+  void close_gracefully() override {
+    {
+      std::lock_guard lock(mu_);
+      registered_[kRead] = registered_[kWrite] = false;
+    }
+    if (reactor_.shutting_down()) return;
+    asio::post(strand_->exec, [self = shared_from_this()] {
+      self->callbacks_[kRead] = self->callbacks_[kWrite] = nullptr;
+      ++self->generation_[kRead];
+      ++self->generation_[kWrite];
+      if (self->descriptor_) {
+        boost::system::error_code ignored;
+        self->descriptor_->cancel(ignored);
+        self->descriptor_->release();  // the descriptor belongs to the caller
+      }
+      self->released_ = true;
+      self->reactor_.untrack(self.get());
+    });
+  }
+
+  void destroy_now() noexcept override {
+    if (descriptor_) {
+      boost::system::error_code ignored;
+      descriptor_->cancel(ignored);  // a wait left in epoll would keep the strand alive
+      descriptor_->release();
+    }
+    descriptor_.reset();
+    released_ = true;
+  }
+
+ private:
+  enum Direction { kRead = 0, kWrite = 1 };
+
+  void set(Direction d, Callback fn) {
+    {
+      // has_reader/has_writer answer at once, even before the strand applies the change.
+      const bool on = fn != nullptr;
+      detail::at_commit([self = shared_from_this(), d, on] {
+        std::lock_guard lock(self->mu_);
+        self->registered_[d] = on;
+      });
+    }
+    detail::at_commit([self = shared_from_this(), d, fn = std::move(fn)]() mutable {
+      if (self->reactor_.shutting_down()) return;
+      asio::post(self->strand_->exec, [self, d, fn = std::move(fn)]() mutable {
+        if (self->released_) return;
+        self->callbacks_[d] = std::move(fn);
+        ++self->generation_[d];  // any wait in flight belongs to the old registration
+        self->waiting_[d] = false;
+        if (self->callbacks_[d]) self->arm(d);
+      });
+    });
+  }
+
+  // On the strand: dispatch now if ready, else wait for the next readiness edge.
+  void arm(Direction d) {
+    if (released_ || !callbacks_[d] || waiting_[d]) return;
+    pollfd p{fd_, static_cast<short>(d == kRead ? POLLIN : POLLOUT), 0};
+    const std::uint64_t generation = generation_[d];
+    if (::poll(&p, 1, 0) > 0) {  // ready now, or POLLHUP/POLLERR: the callback will see it
+      waiting_[d] = true;
+      asio::post(strand_->exec,
+                 [self = shared_from_this(), d, generation] { self->fire(d, generation); });
+      return;
+    }
+    waiting_[d] = true;
+    descriptor_->async_wait(
+        d == kRead ? asio::posix::descriptor_base::wait_read
+                   : asio::posix::descriptor_base::wait_write,
+        asio::bind_executor(strand_->exec,
+                            [self = shared_from_this(), d, generation](
+                                const boost::system::error_code&) { self->fire(d, generation); }));
+  }
+
+  void fire(Direction d, std::uint64_t generation) {
+    if (generation != generation_[d]) return;  // superseded by a later add/remove
+    waiting_[d] = false;
+    if (released_ || !callbacks_[d]) return;
+    const Callback fn = callbacks_[d];  // a copy: the callback may remove itself
+    reactor_.run_event(strand_, d == kRead ? EventKind::read : EventKind::writable, fn);
+    arm(d);
+  }
+
+  detail::ReactorImpl& reactor_;
+  const std::shared_ptr<detail::StrandImpl> strand_;
+  const int fd_;
+  // Strand-only: the descriptor, the callbacks, and per direction whether a wait or an
+  // immediate dispatch is in flight and which registration it belongs to.
+  std::optional<asio::posix::stream_descriptor> descriptor_;
+  Callback callbacks_[2];
+  std::uint64_t generation_[2] = {0, 0};
+  bool waiting_[2] = {false, false};
+  bool released_ = false;
+
+  mutable std::mutex mu_;
+  bool registered_[2] = {false, false};  // guarded by mu_: the committed registration state
+};
+
+}  // namespace
+
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, std::error_code& ec) {
+  asio::posix::stream_descriptor descriptor(reactor.context());
+  boost::system::error_code bec;
+  descriptor.assign(fd, bec);
+  if (bec) {
+    ec = bec;
+    return nullptr;
+  }
+  auto watcher = std::make_shared<FdWatcherImpl>(reactor.impl(), fd, std::move(descriptor));
+  reactor.impl().track(watcher);
+  return watcher;
+}
+
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd) {
+  std::error_code ec;
+  auto watcher = watch_fd(reactor, fd, ec);
+  if (ec) throw std::system_error(ec, "watch_fd");
+  return watcher;
+}
+
+}  // namespace tmr::reactor

@@ -1,0 +1,97 @@
+#include "reactor/timer.hpp"
+
+#include "reactor/detail/timer_impl.hpp"
+#include "stm/stm.hpp"
+
+namespace tmr::reactor {
+
+namespace detail {
+
+TimerImpl::TimerImpl(ReactorImpl& reactor, std::shared_ptr<StrandImpl> strand, Callback fn)
+    : reactor_(reactor), strand_(std::move(strand)), fn_(std::move(fn)) {
+  timer_.emplace(reactor_.context);
+}
+
+void TimerImpl::arm(Clock::time_point deadline) {
+  if (reactor_.shutting_down()) return;
+  std::uint64_t generation;
+  {
+    std::lock_guard lock(mu_);
+    generation = ++generation_;
+    deadline_ = deadline;
+    pending_ = true;
+  }
+  reactor_.track(shared_from_this());
+  asio::post(strand_->exec, [self = shared_from_this(), generation, deadline] {
+    if (!self->timer_) return;
+    self->timer_->expires_at(deadline);
+    self->timer_->async_wait(asio::bind_executor(
+        self->strand_->exec,
+        [self, generation](const boost::system::error_code& ec) { self->fire(generation, ec); }));
+  });
+}
+
+void TimerImpl::fire(std::uint64_t generation, const boost::system::error_code& ec) {
+  {
+    std::lock_guard lock(mu_);
+    if (generation != generation_ || !pending_ || ec == asio::error::operation_aborted) return;
+    pending_ = false;
+  }
+  reactor_.untrack(this);
+  reactor_.run_event(strand_, EventKind::timer, fn_);
+}
+
+void TimerImpl::cancel() {
+  {
+    std::lock_guard lock(mu_);
+    ++generation_;
+    if (!pending_) return;
+    pending_ = false;
+  }
+  reactor_.untrack(this);
+  if (reactor_.shutting_down()) return;
+  asio::post(strand_->exec, [self = shared_from_this()] {
+    if (self->timer_) self->timer_->cancel();
+  });
+}
+
+Clock::time_point TimerImpl::deadline() const {
+  std::lock_guard lock(mu_);
+  return deadline_;
+}
+
+bool TimerImpl::pending() const {
+  std::lock_guard lock(mu_);
+  return pending_;
+}
+
+void TimerImpl::destroy_now() noexcept {
+  {
+    std::lock_guard lock(mu_);
+    ++generation_;
+    pending_ = false;
+  }
+  timer_.reset();
+}
+
+}  // namespace detail
+
+void Timer::cancel() {
+  if (!impl_) return;
+  detail::at_commit([impl = impl_] { impl->cancel(); });
+}
+
+void Timer::reschedule(Clock::time_point deadline) {
+  if (!impl_) return;
+  detail::at_commit([impl = impl_, deadline] { impl->arm(deadline); });
+}
+
+Clock::time_point Timer::deadline() const {
+  return impl_ ? impl_->deadline() : Clock::time_point{};
+}
+
+bool Timer::pending() const {
+  return impl_ && impl_->pending();
+}
+
+}  // namespace tmr::reactor

@@ -1,0 +1,116 @@
+#include "reactor/timer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "reactor/reactor.hpp"
+#include "stm/stm.hpp"
+#include "test_util.hpp"
+
+namespace tmr::reactor {
+namespace {
+
+using namespace testing;
+
+struct Log {
+  std::mutex mu;
+  std::vector<int> order;
+  void add(int v) {
+    std::lock_guard lock(mu);
+    order.push_back(v);
+  }
+  std::vector<int> get() {
+    std::lock_guard lock(mu);
+    return order;
+  }
+};
+
+TEST(Timer, FireInDeadlineOrder) {
+  RunningReactor r(1);
+  Log log;
+  r->call_later(60ms, [&](stm::Transaction&) { log.add(3); });
+  r->call_later(20ms, [&](stm::Transaction&) { log.add(1); });
+  r->call_later(40ms, [&](stm::Transaction&) { log.add(2); });
+  ASSERT_TRUE(wait_until([&] { return log.get().size() == 3; }));
+  EXPECT_EQ(log.get(), (std::vector<int>{1, 2, 3}));
+}
+
+TEST(Timer, FireInDeadlineOrderOnOneStrandUnderWorkers) {
+  RunningReactor r(2);
+  Log log;
+  const Strand s = r->make_strand();
+  const auto now = Clock::now();
+  for (int i = 9; i >= 0; --i)
+    r->call_at(s, now + 10ms + i * 5ms, [&, i](stm::Transaction&) { log.add(i); });
+  ASSERT_TRUE(wait_until([&] { return log.get().size() == 10; }));
+  EXPECT_EQ(log.get(), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST(Timer, CancelledTimerNeverRuns) {
+  RunningReactor r(2);
+  std::atomic<int> ran{0};
+  std::atomic<bool> later{false};
+  Timer t = r->call_later(30ms, [&](stm::Transaction&) { ran.fetch_add(1); });
+  EXPECT_TRUE(t.pending());
+  t.cancel();
+  t.cancel();  // idempotent
+  EXPECT_FALSE(t.pending());
+  r->call_later(80ms, [&](stm::Transaction&) { later = true; });
+  ASSERT_TRUE(wait_until([&] { return later.load(); }));
+  EXPECT_EQ(ran.load(), 0);
+}
+
+TEST(Timer, RescheduleMovesTheDeadline) {
+  RunningReactor r(2);
+  std::atomic<int> ran{0};
+  const auto start = Clock::now();
+  std::atomic<Clock::rep> fired_at{0};
+  Timer t = r->call_later(10ms, [&](stm::Transaction&) {
+    fired_at = (Clock::now() - start).count();
+    ran.fetch_add(1);
+  });
+  t.reschedule(start + 150ms);
+  ASSERT_TRUE(wait_until([&] { return ran.load() == 1; }));
+  EXPECT_GE(Clock::duration(fired_at.load()), 150ms);
+  EXPECT_FALSE(t.pending());
+  // A fired timer can be armed again.
+  t.reschedule_after(5ms);
+  ASSERT_TRUE(wait_until([&] { return ran.load() == 2; }));
+}
+
+TEST(Timer, TimerFromAbortedAttemptIsNeverArmed) {
+  stm::set_abort_injection(0.5, 3);
+  RunningReactor r(2);
+  std::atomic<int> parents{0}, fired{0};
+  constexpr int kParents = 100;
+  for (int i = 0; i < kParents; ++i) {
+    r->post(
+        [&](stm::Transaction& tx) {
+          r->call_later(1ms,
+                        [&](stm::Transaction& t) { t.on_commit([&] { fired.fetch_add(1); }); });
+          tx.on_commit([&] { parents.fetch_add(1); });
+        },
+        StrandChoice::fresh);
+  }
+  const bool ok =
+      wait_until([&] { return parents.load() == kParents && fired.load() >= kParents; });
+  std::this_thread::sleep_for(30ms);
+  stm::set_abort_injection(0.0);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(fired.load(), kParents);
+}
+
+TEST(Timer, CloseAllCancelsPendingTimers) {
+  Reactor reactor(with_workers(2));
+  std::atomic<bool> ran{false};
+  reactor.call_later(std::chrono::hours(1), [&](stm::Transaction&) { ran = true; });
+  reactor.close_all();
+  reactor.run();  // must return at once: the only work was the cancelled timer
+  EXPECT_FALSE(ran.load());
+}
+
+}  // namespace
+}  // namespace tmr::reactor

@@ -1,0 +1,180 @@
+#include "reactor/write_queue.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <sstream>
+
+#include "reactor/tcp_transport.hpp"
+#include "stm/stm.hpp"
+#include "test_util.hpp"
+
+namespace tmr::reactor {
+namespace {
+
+using namespace testing;
+
+TEST(WriteQueue, WaterMarksSignalOncePerCrossing) {
+  WriteQueue q;
+  q.set_limits(10, 4);
+  EXPECT_EQ(q.push("12345"), FlowSignal::none);
+  EXPECT_EQ(q.push("123456"), FlowSignal::pause);  // 11 > 10
+  EXPECT_EQ(q.push("1"), FlowSignal::none);        // already paused
+  std::vector<std::string> batch;
+  q.take_batch(batch);
+  EXPECT_EQ(batch.size(), 3u);
+  EXPECT_TRUE(q.idle());
+  EXPECT_EQ(q.size(), 12u);
+  EXPECT_EQ(q.consumed(7), FlowSignal::none);    // 5 left
+  EXPECT_EQ(q.consumed(1), FlowSignal::resume);  // 4 <= low
+  EXPECT_EQ(q.consumed(4), FlowSignal::none);
+  EXPECT_THROW(q.set_limits(1, 2), std::invalid_argument);
+}
+
+// The core promise: writes requested by aborted attempts never reach the wire; committed ones
+// always do, in commit order. Every transaction takes the next number from a shared TVar and
+// writes it to its connection; each connection must see increasing numbers, and all
+// connections together exactly 1..N.
+TEST(WriteQueue, InjectedAbortsNeverReachTheWireCommittedWritesAlwaysDoInOrder) {
+  stm::set_abort_injection(0.3, 1234);
+  static stm::TVar<std::uint64_t> counter(0);
+  struct Numbering : StreamHandler {
+    std::shared_ptr<StreamTransport> t;
+    void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& tr) override {
+      t = tr;
+    }
+    void on_data(stm::Transaction& tx, std::span<const char> d) override {
+      for (char c : d) {
+        if (c != '\n') continue;
+        const auto n = counter.load(tx) + 1;
+        counter.store(tx, n);
+        t->write(std::to_string(n) + "\n");
+      }
+    }
+  };
+  constexpr int kClients = 4, kRequests = 200;
+  std::vector<std::vector<std::uint64_t>> received(kClients);
+  {
+    RunningReactor r(2);
+    auto listener = tcp_listen(*r, "127.0.0.1", 0,
+                               [](stm::Transaction&) { return std::make_shared<Numbering>(); });
+    std::vector<std::thread> threads;
+    for (int c = 0; c < kClients; ++c) {
+      threads.emplace_back([&, c] {
+        auto client = Client::tcp("127.0.0.1", listener->port());
+        std::string got;
+        for (int i = 0; i < kRequests; ++i) {
+          client.send("\n");
+          // One reply line per request: read until the newline.
+          while (got.empty() || got.back() != '\n') {
+            auto part = client.recv_exactly(1);
+            if (part.empty()) return;
+            got += part;
+          }
+          received[c].push_back(std::stoull(got));
+          got.clear();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  stm::set_abort_injection(0.0);
+  std::vector<std::uint64_t> all;
+  for (int c = 0; c < kClients; ++c) {
+    ASSERT_EQ(received[c].size(), static_cast<std::size_t>(kRequests)) << "client " << c;
+    for (std::size_t i = 1; i < received[c].size(); ++i)
+      ASSERT_LT(received[c][i - 1], received[c][i]);
+    all.insert(all.end(), received[c].begin(), received[c].end());
+  }
+  std::sort(all.begin(), all.end());
+  for (std::size_t i = 0; i < all.size(); ++i)
+    ASSERT_EQ(all[i], i + 1) << "a number was lost or sent twice";
+}
+
+// Many small writes in one transaction arrive as one ordered stream, even with aborts.
+TEST(WriteQueue, WritesOfOneTransactionKeepTheirOrder) {
+  stm::set_abort_injection(0.4, 99);
+  struct Burst : StreamHandler {
+    void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& t) override {
+      for (int i = 0; i < 1000; ++i) t->write(std::to_string(i) + ",");
+      t->close();
+    }
+    void on_data(stm::Transaction&, std::span<const char>) override {}
+  };
+  std::string expect;
+  for (int i = 0; i < 1000; ++i) expect += std::to_string(i) + ",";
+  RunningReactor r(2);
+  auto listener =
+      tcp_listen(*r, "127.0.0.1", 0, [](stm::Transaction&) { return std::make_shared<Burst>(); });
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  const auto got = client.recv_all();
+  stm::set_abort_injection(0.0);
+  EXPECT_EQ(got, expect);
+}
+
+// A slow reader: the producer is paused above the high water mark and resumed below the low
+// one; nothing is lost.
+TEST(WriteQueue, FlowControlPausesAndResumesTheProducer) {
+  struct Producer : StreamHandler {
+    std::shared_ptr<StreamTransport> t;
+    std::atomic<int> pauses{0}, resumes{0};
+    std::atomic<std::size_t> size_at_resume{0};
+    void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& tr) override {
+      t = tr;
+      t->set_write_buffer_limits(64 * 1024, 16 * 1024);
+      const std::string chunk(16 * 1024, 'x');
+      for (int i = 0; i < 256; ++i) t->write(chunk);  // 4 MiB: far beyond the socket buffers
+      t->close();
+    }
+    void on_data(stm::Transaction&, std::span<const char>) override {}
+    void on_pause_writing(stm::Transaction& tx) override {
+      tx.on_commit([this] { pauses.fetch_add(1); });
+    }
+    void on_resume_writing(stm::Transaction& tx) override {
+      tx.on_commit([this] {
+        size_at_resume = t->write_buffer_size();
+        resumes.fetch_add(1);
+      });
+    }
+  };
+  auto producer = std::make_shared<Producer>();
+  RunningReactor r(2);
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return producer; });
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  ASSERT_TRUE(wait_until([&] { return producer->pauses.load() == 1; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(producer->resumes.load(), 0);  // the reader has not read yet
+  EXPECT_GT(producer->t->write_buffer_size(), 64u * 1024);
+  const auto got = client.recv_all();
+  EXPECT_EQ(got.size(), 256u * 16 * 1024);
+  EXPECT_EQ(got.find_first_not_of('x'), std::string::npos);
+  EXPECT_TRUE(wait_until([&] { return producer->resumes.load() == 1; }));
+  EXPECT_LE(producer->size_at_resume.load(), 16u * 1024);
+}
+
+// close_all: every committed write is sent before the connection closes; run() then returns.
+TEST(WriteQueue, ShutdownFlushesPendingWrites) {
+  constexpr std::size_t kBytes = 2 * 1024 * 1024;
+  struct Writer : StreamHandler {
+    std::atomic<bool> wrote{false};
+    void on_data(stm::Transaction&, std::span<const char>) override {}
+    void on_connected(stm::Transaction& tx, const std::shared_ptr<StreamTransport>& t) override {
+      t->write(std::string(kBytes, 'y'));
+      tx.on_commit([this] { wrote = true; });
+    }
+  };
+  auto writer = std::make_shared<Writer>();
+  RunningReactor r(2);
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return writer; });
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  ASSERT_TRUE(wait_until([&] { return writer->wrote.load(); }));
+  r->close_all();  // the reader has not read anything yet: most bytes are still queued
+  std::this_thread::sleep_for(50ms);
+  const auto got = client.recv_all();
+  EXPECT_EQ(got.size(), kBytes);
+  EXPECT_TRUE(r.join_within(3000ms)) << "run() did not return after close_all";
+}
+
+}  // namespace
+}  // namespace tmr::reactor
