@@ -1,8 +1,66 @@
 """tm: transactional memory for Python programs, and the engine under tm-reactor.
 
-The extension ``tm._core`` holds the C++ engine; this package is its Python face.
+The extension ``tm._core`` holds the C++ engine; this package is its Python face. See
+docs/PYTHON_API.md.
 """
 
-from tm._core import build_info
+from tm import _io
+from tm._atomic import atomic, run_atomic, snapshot, transactional
+from tm._core import (
+    build_info,
+    conflict_log_enabled,
+    conflicts,
+    escalation_threshold,
+    in_transaction,
+    inevitable,
+    is_inevitable,
+    on_abort,
+    on_commit,
+    quiesce,
+    reclaim,
+    reset_stats,
+    retry,
+    set_abort_injection,
+    set_conflict_log,
+    set_escalation_threshold,
+    stats,
+)
+from tm._types import Counter, Dict, List, Log, Object, Queue, Set, Var
+from tm.transaction_queue import TransactionQueue, hint_commit_soon, time
 
-__all__ = ["build_info"]
+__all__ = [
+    "Counter",
+    "Dict",
+    "List",
+    "Log",
+    "Object",
+    "Queue",
+    "Set",
+    "TransactionQueue",
+    "Var",
+    "atomic",
+    "build_info",
+    "conflict_log_enabled",
+    "conflicts",
+    "escalation_threshold",
+    "hint_commit_soon",
+    "in_transaction",
+    "inevitable",
+    "is_inevitable",
+    "on_abort",
+    "on_commit",
+    "quiesce",
+    "reclaim",
+    "reset_stats",
+    "retry",
+    "run_atomic",
+    "set_abort_injection",
+    "set_conflict_log",
+    "set_escalation_threshold",
+    "snapshot",
+    "stats",
+    "time",
+    "transactional",
+]
+
+_io.install()

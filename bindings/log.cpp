@@ -1,0 +1,121 @@
+// tm.Log (append-only, conflict-free appends) and tm.Queue (FIFO, conflict-free puts).
+
+#include <pybind11/pybind11.h>
+
+#include <optional>
+
+#include "tx_state.hpp"
+
+namespace tmr::bindings {
+
+namespace {
+
+py::object item_at(const PyRef& r) { return py::reinterpret_borrow<py::object>(r.get()); }
+
+class Log {
+ public:
+  void append(py::handle self, py::handle item) {
+    PyRef ref = PyRef::borrow(item.ptr());
+    transact(Access::conflict_free, [&](stm::Transaction& tx) {
+      if (must_defer(tx)) {
+        PyRef keep = PyRef::borrow(self.ptr());
+        tx_state().deferred.push_back(
+            [keep, ref, this](stm::Transaction& t) { log_.append(t, ref); });
+      } else {
+        log_.append(tx, ref);
+      }
+    });
+  }
+  std::uint64_t size() {
+    std::uint64_t n = 0;
+    transact(Access::read, [&](stm::Transaction& tx) { n = log_.size(tx); });
+    return n;
+  }
+  py::object at(std::int64_t i) {
+    py::object out;
+    transact(Access::read, [&](stm::Transaction& tx) {
+      const auto n = static_cast<std::int64_t>(log_.size(tx));
+      const std::int64_t j = i < 0 ? i + n : i;
+      if (j < 0 || j >= n) throw py::index_error("tm.Log index out of range");
+      out = item_at(log_.at(tx, static_cast<std::uint64_t>(j)));
+    });
+    return out;
+  }
+  py::list items() {
+    py::list out;
+    transact(Access::read, [&](stm::Transaction& tx) {
+      out = py::list();
+      const std::uint64_t n = log_.size(tx);
+      for (std::uint64_t i = 0; i < n; ++i) out.append(item_at(log_.at(tx, i)));
+    });
+    return out;
+  }
+
+ private:
+  stm::Log<PyRef> log_{"tm.Log"};
+};
+
+class Queue {
+ public:
+  void put(py::handle self, py::handle item) {
+    PyRef ref = PyRef::borrow(item.ptr());
+    transact(Access::conflict_free, [&](stm::Transaction& tx) {
+      if (must_defer(tx)) {
+        PyRef keep = PyRef::borrow(self.ptr());
+        tx_state().deferred.push_back([keep, ref, this](stm::Transaction& t) { q_.put(t, ref); });
+      } else {
+        q_.put(tx, ref);
+      }
+    });
+  }
+  /// The next item; when empty: blocks (tm.retry) if `block` in a restartable transaction or
+  /// outside any, else raises queue.Empty.
+  py::object get(bool block) {
+    py::object out;
+    transact(Access::write, [&](stm::Transaction& tx) {
+      std::optional<PyRef> item = q_.get(tx);
+      if (!item) {
+        if (block && tx_state().mode == Mode::restartable) throw stm::AbortSignal{stm::AbortCause::retry};
+        PyErr_SetNone(empty_error().ptr());
+        throw py::error_already_set();
+      }
+      out = item_at(*item);
+    });
+    return out;
+  }
+  std::uint64_t size() {
+    std::uint64_t n = 0;
+    transact(Access::read, [&](stm::Transaction& tx) { n = q_.size(tx); });
+    return n;
+  }
+  static py::object empty_error() { return py::module_::import("queue").attr("Empty"); }
+
+ private:
+  stm::Queue<PyRef> q_{"tm.Queue"};
+};
+
+}  // namespace
+
+void init_log(py::module_& m) {
+  py::class_<Log>(m, "Log", "An append-only log: append() never conflicts.")
+      .def(py::init<>())
+      .def(
+          "append", [](py::object self, py::object x) { self.cast<Log&>().append(self, x); },
+          py::arg("item"), "Appends item (merged at commit, in commit order).")
+      .def("__len__", &Log::size)
+      .def("_at", &Log::at, py::arg("index"))
+      .def("_items", &Log::items, "The items, as a list (one consistent read).");
+  py::class_<Queue>(m, "Queue", "A FIFO queue: put() never conflicts; get() conflicts only with getters.")
+      .def(py::init<>())
+      .def(
+          "put", [](py::object self, py::object x) { self.cast<Queue&>().put(self, x); },
+          py::arg("item"), "Appends item (merged at commit).")
+      .def("get", &Queue::get, py::arg("block") = true,
+           "Removes and returns the oldest item (see the class doc for an empty queue).")
+      .def("get_nowait", [](Queue& q) { return q.get(false); })
+      .def("qsize", &Queue::size)
+      .def("__len__", &Queue::size)
+      .def("empty", [](Queue& q) { return q.size() == 0; });
+}
+
+}  // namespace tmr::bindings

@@ -1,0 +1,405 @@
+// The Python transaction drivers: thread-state discipline, the abort signal at the boundary,
+// irrevocable mode (inevitable at the first shared access, deferred conflict-free ops replayed).
+//
+// Why the drivers detach around stm::atomically(): begin() may block (escalation takes the
+// inevitable token), commit() may block (the on-commit hook turnstile, an inevitable committer
+// waiting for locks), handle_abort() blocks (retry, backoff behind the inevitable transaction).
+// Blocking with the thread state attached deadlocks a GIL build (the holder of what we wait for
+// needs the GIL) and a free-threaded build's stop-the-world. So the driver detaches, and the body
+// lambda re-attaches only for the Python code it runs.
+
+#include "python_transaction.hpp"
+
+#include <frameobject.h>
+
+#include <cstdio>
+#include <string>
+
+#include "tx_state.hpp"
+
+namespace tmr::bindings {
+
+// ---- ownership and thread states -------------------------------------------------------------
+
+namespace {
+std::atomic<bool> g_alive{true};
+void on_python_exit() { g_alive.store(false, std::memory_order_release); }
+struct RegisterExit {
+  RegisterExit() { Py_AtExit(&on_python_exit); }
+};
+}  // namespace
+
+ThreadStateSlot& thread_slot() noexcept {
+  thread_local ThreadStateSlot slot;
+  return slot;
+}
+
+bool attached() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return PyThreadState_GetUnchecked() != nullptr;
+#else
+  return _PyThreadState_UncheckedGet() != nullptr;
+#endif
+}
+
+bool python_alive() noexcept {
+  static RegisterExit once;
+  if (!g_alive.load(std::memory_order_acquire)) return false;
+#if PY_VERSION_HEX >= 0x030D0000
+  return !Py_IsFinalizing();
+#else
+  return !_Py_IsFinalizing();
+#endif
+}
+
+void safe_decref(PyObject* o) noexcept {
+  if (attached()) {
+    Py_DECREF(o);
+    return;
+  }
+  ThreadStateSlot& slot = thread_slot();
+  if (slot.saved != nullptr) {
+    slot.pending.push_back(o);  // drained when the driver re-attaches
+    return;
+  }
+  if (!python_alive()) return;  // the interpreter is gone: leak rather than crash
+  PyGILState_STATE g = PyGILState_Ensure();
+  Py_DECREF(o);
+  PyGILState_Release(g);
+}
+
+void drain_pending() noexcept {
+  ThreadStateSlot& slot = thread_slot();
+  while (!slot.pending.empty()) {
+    std::vector<PyObject*> batch;
+    batch.swap(slot.pending);
+    for (PyObject* o : batch) Py_DECREF(o);  // may run __del__, which may queue more
+  }
+}
+
+void release_pyobject(void* payload) {
+  if (payload != nullptr) safe_decref(static_cast<PyObject*>(payload));
+}
+
+Detach::Detach() noexcept { thread_slot().saved = PyEval_SaveThread(); }
+Detach::~Detach() {
+  ThreadStateSlot& slot = thread_slot();
+  PyThreadState* ts = std::exchange(slot.saved, nullptr);
+  PyEval_RestoreThread(ts);
+  if (!slot.pending.empty()) drain_pending();
+}
+
+Attach::Attach() noexcept {
+  if (attached()) {
+    how_ = How::none;
+    return;
+  }
+  ThreadStateSlot& slot = thread_slot();
+  if (slot.saved != nullptr) {
+    PyEval_RestoreThread(std::exchange(slot.saved, nullptr));
+    how_ = How::saved;
+    return;
+  }
+  gstate_ = PyGILState_Ensure();
+  how_ = How::gilstate;
+}
+Attach::~Attach() {
+  if (how_ == How::saved) {
+    ThreadStateSlot& slot = thread_slot();
+    if (!slot.pending.empty()) drain_pending();
+    slot.saved = PyEval_SaveThread();
+  } else if (how_ == How::gilstate) {
+    PyGILState_Release(gstate_);
+  }
+}
+
+// ---- per-thread transaction state -----------------------------------------------------------
+
+TxState& tx_state() noexcept {
+  thread_local TxState st;
+  return st;
+}
+
+std::atomic<bool> g_conflict_log{false};
+
+void tag_site(stm::Transaction& tx) noexcept {
+  PyFrameObject* frame = PyEval_GetFrame();  // borrowed
+  if (frame == nullptr) return;
+  PyCodeObject* code = PyFrame_GetCode(frame);
+  const int line = PyFrame_GetLineNumber(frame);
+  const char* file = PyUnicode_AsUTF8(code->co_filename);
+  if (file == nullptr) {
+    PyErr_Clear();
+    Py_DECREF(code);
+    return;
+  }
+  std::string site = std::string(file) + ":" + std::to_string(line);
+  Py_DECREF(code);
+  tx.set_site(stm::intern_site(site));
+}
+
+namespace {
+
+// Irrevocable and not inevitable: nothing shared was read, so the deferred ops may run now.
+void flush_deferred(stm::Transaction& tx, bool keep) {
+  TxState& st = tx_state();
+  for (DeferredOp& op : st.deferred) op(tx);
+  if (!keep) st.deferred.clear();
+}
+
+// Turns the pending Python error of the body into the engine's abort (the signal never leaves the
+// runtime) or into error_already_set for a user exception.
+[[noreturn]] void throw_body_error() {
+  TxState& st = tx_state();
+  if (abort_pending()) {
+    PyErr_Clear();
+    throw stm::AbortSignal{st.doomed_cause};
+  }
+  throw py::error_already_set();
+}
+
+void run_block_abort_hooks() {
+  std::vector<PyRef> hooks;
+  hooks.swap(tx_state().block_abort_hooks);
+  for (PyRef& h : hooks) {
+    PyObject* r = PyObject_CallNoArgs(h.get());
+    if (r == nullptr) PyErr_WriteUnraisable(h.get());
+    Py_XDECREF(r);
+  }
+}
+
+void finish_top_level() {
+  TxState& st = tx_state();
+  st.depth = 0;
+  st.driving = false;
+  st.body_done = false;
+  st.doomed = false;
+  st.snapshot = 0;
+  st.own.clear();
+  st.deferred.clear();
+  st.block_abort_hooks.clear();
+  drain_pending();
+  if (!stm::detail::this_thread_record().retired.empty()) stm::reclaim();
+}
+
+struct DepthGuard {
+  TxState& st;
+  explicit DepthGuard(TxState& s) : st(s) { ++st.depth; }
+  ~DepthGuard() { --st.depth; }
+};
+
+}  // namespace
+
+void make_inevitable(stm::Transaction& tx) {
+  if (tx.is_inevitable()) return;
+  {
+    Detach d;
+    tx.become_inevitable();  // may throw AbortSignal (stale reads): the scope re-attaches first
+  }
+  TxState& st = tx_state();
+  if (st.mode == Mode::irrevocable && !st.body_done) flush_deferred(tx, false);
+}
+
+stm::Transaction* enter_access(Access a) {
+  stm::Transaction* tx = stm::current_transaction();
+  if (tx == nullptr) return nullptr;
+  TxState& st = tx_state();
+  if (st.doomed) throw stm::AbortSignal{st.doomed_cause};
+  if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(*tx);
+  if (a != Access::conflict_free && st.mode == Mode::irrevocable && !tx->is_inevitable() &&
+      !st.body_done && !(a == Access::read && st.snapshot > 0))
+    make_inevitable(*tx);
+  return tx;
+}
+
+void conflict_free(stm::Transaction& tx, DeferredOp op) {
+  if (must_defer(tx)) {
+    tx_state().deferred.push_back(std::move(op));
+    return;
+  }
+  op(tx);
+}
+
+void* own_draft(stm::Cell& cell) noexcept {
+  TxState& st = tx_state();
+  if (!st.driving) return nullptr;
+  auto it = st.own.find(&cell);
+  return it == st.own.end() ? nullptr : it->second;
+}
+
+void* load_cell(stm::Transaction& tx, stm::Cell& cell) {
+  TxState& st = tx_state();
+  if (st.snapshot > 0) {
+    // Unvalidated: the latest committed payload (kept alive by this active transaction: its
+    // replacement is retired with a stamp after our start), or our own write.
+    if (st.driving) {
+      auto it = st.own.find(&cell);
+      if (it != st.own.end()) return it->second;
+    }
+    return cell.unsafe_peek();
+  }
+  return tx.load(cell);
+}
+
+void store_cell(stm::Transaction& tx, stm::Cell& cell, void* payload) {
+  tx.store(cell, payload);
+  TxState& st = tx_state();
+  if (st.driving) st.own[&cell] = payload;
+}
+
+void run_small(const std::function<void(stm::Transaction&)>& f) {
+  TxState& st = tx_state();
+  const Mode saved_mode = st.mode;
+  st.mode = Mode::restartable;
+  st.driving = true;
+  try {
+    Detach d;
+    stm::atomically([&](stm::Transaction& tx) {
+      Attach a;
+      st.begin_attempt();
+      try {
+        f(tx);
+      } catch (py::error_already_set& e) {
+        if (e.matches(abort_exception())) throw stm::AbortSignal{st.doomed_cause};
+        throw;
+      }
+      if (st.doomed) throw stm::AbortSignal{st.doomed_cause};
+    });
+  } catch (...) {
+    st.mode = saved_mode;
+    finish_top_level();
+    throw;
+  }
+  st.mode = saved_mode;
+  finish_top_level();
+}
+
+py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwargs, Mode mode) {
+  PyObject* kw = kwargs.ptr() == Py_None ? nullptr : kwargs.ptr();
+  TxState& st = tx_state();
+  if (stm::current_transaction() != nullptr) {  // flattened into the running transaction
+    DepthGuard g(st);
+    PyObject* r = PyObject_Call(fn.ptr(), args.ptr(), kw);
+    if (r == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(r);
+  }
+  st.mode = mode;
+  st.driving = true;
+  st.body_done = false;
+  st.deferred.clear();
+  py::object out;
+  try {
+    Detach d;
+    stm::atomically([&](stm::Transaction& tx) {
+      Attach a;
+      st.begin_attempt();
+      if (mode == Mode::irrevocable && st.body_done) {
+        flush_deferred(tx, true);  // replay: the block itself never reruns
+        return;
+      }
+      if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
+      DepthGuard g(st);
+      PyObject* r = PyObject_Call(fn.ptr(), args.ptr(), kw);
+      if (r == nullptr) {
+        if (mode == Mode::irrevocable && abort_pending())
+          throw std::logic_error("tm: an irrevocable transaction was asked to abort");
+        throw_body_error();
+      }
+      out = py::reinterpret_steal<py::object>(r);
+      if (st.doomed) {  // the signal was swallowed by user code
+        if (mode == Mode::irrevocable)
+          throw std::logic_error("tm: an irrevocable transaction was asked to abort");
+        throw stm::AbortSignal{st.doomed_cause};
+      }
+      if (mode == Mode::irrevocable) {
+        st.body_done = true;
+        if (!tx.is_inevitable()) flush_deferred(tx, true);
+      }
+    });
+  } catch (...) {
+    if (mode == Mode::irrevocable) {
+      py::error_scope keep;  // the hooks must not clobber the propagating error
+      run_block_abort_hooks();
+    }
+    finish_top_level();
+    throw;
+  }
+  finish_top_level();
+  return out;
+}
+
+// ---- the `with tm.atomic():` block: begin and end split across Python frames -----------------
+
+void begin_block() {
+  TxState& st = tx_state();
+  if (stm::current_transaction() != nullptr) {
+    ++st.depth;
+    return;
+  }
+  st.mode = Mode::irrevocable;
+  st.driving = true;
+  st.body_done = false;
+  st.deferred.clear();
+  st.depth = 1;
+  stm::Transaction& tx = stm::detail::this_thread_transaction();
+  {
+    Detach d;
+    tx.begin();  // may escalate (take the inevitable token)
+  }
+  st.begin_attempt();
+  if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
+}
+
+/// Ends the block: commits (ok) or abandons. Returns false when the block was nested.
+bool end_block(bool ok) {
+  TxState& st = tx_state();
+  stm::Transaction* tx = stm::current_transaction();
+  if (tx == nullptr) throw std::logic_error("tm: atomic block ended outside a transaction");
+  if (st.depth > 1) {
+    --st.depth;
+    return false;
+  }
+  if (!ok || st.mode != Mode::irrevocable) {
+    {
+      Detach d;
+      tx->abandon();
+    }
+    run_block_abort_hooks();
+    finish_top_level();
+    return true;
+  }
+  st.body_done = true;
+  try {
+    bool committed = false;
+    try {
+      if (!tx->is_inevitable()) flush_deferred(*tx, true);  // may meet an injected abort
+      Detach d;
+      tx->commit();
+      committed = true;
+    } catch (const stm::AbortSignal& s) {
+      if (!tx->active()) throw;  // escaped from a commit hook
+      Detach d;
+      tx->handle_abort(s.cause);
+    }
+    if (!committed) {
+      // Replay the blind ops; atomically() retries and escalates as usual. The block never reruns.
+      Detach d;
+      stm::atomically([&](stm::Transaction& t) {
+        Attach a;
+        st.begin_attempt();
+        flush_deferred(t, true);
+      });
+    }
+  } catch (...) {
+    if (tx->active()) {
+      Detach d;
+      tx->abandon();
+    }
+    finish_top_level();
+    throw;
+  }
+  finish_top_level();
+  return true;
+}
+
+}  // namespace tmr::bindings

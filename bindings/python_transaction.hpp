@@ -1,0 +1,33 @@
+#pragma once
+
+// The entry point the reactor bindings use to run Python code as transactions.
+
+#include <pybind11/pybind11.h>
+
+namespace tmr::bindings {
+
+namespace py = pybind11;
+
+/// How a Python transaction may be retried.
+enum class Mode {
+  /// The callable promises to touch only managed state and objects it creates: it runs
+  /// optimistically and is rerun on conflict (escalating to inevitable after K aborts).
+  restartable,
+  /// Ordinary Python code that cannot be rerun: it becomes inevitable at its first shared managed
+  /// access (conflict-free operations are buffered and replayed instead) and is never rerun.
+  irrevocable,
+};
+
+/// Runs fn(*args, **kwargs) as one transaction in `mode` and returns its result; nested in a
+/// running transaction it is flattened into it (the outer mode wins). Requires the caller's
+/// thread state attached; it is detached around every blocking engine step (inevitable token,
+/// retry, hook turnstile, backoff). The abort signal never escapes: a Python exception other than
+/// the internal abort abandons the attempt (no managed effect) and propagates as
+/// py::error_already_set.
+py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwargs, Mode mode);
+
+inline py::object run_python_transaction(py::handle fn, Mode mode) {
+  return run_python_transaction(fn, py::tuple(), py::handle(), mode);
+}
+
+}  // namespace tmr::bindings

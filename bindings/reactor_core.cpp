@@ -1,0 +1,210 @@
+// tm._core.Reactor: the C++ reactor as the Twisted and asyncio adapters see it. Every callable
+// handed in runs later as one transaction on a worker thread.
+#include <pybind11/stl.h>
+#include <pybind11/pybind11.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "reactor/fd_watcher.hpp"
+#include "reactor/reactor.hpp"
+#include "reactor_dispatcher.hpp"
+
+namespace tmr::bindings {
+
+namespace py = pybind11;
+using reactor::Clock;
+
+namespace {
+
+// Seconds on the reactor's monotonic clock: the same clock as time.monotonic() on Linux, which
+// asyncio's loop.time() uses.
+double to_seconds(Clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+Clock::time_point from_seconds(double s) {
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)));
+}
+
+// How often the thread blocked in run() wakes to let Python run its signal handlers: Python
+// runs them only on the main thread, between bytecodes, never inside our wait.
+constexpr auto kSignalCheckInterval = std::chrono::milliseconds(50);
+
+class PyReactor {
+ public:
+  explicit PyReactor(unsigned workers)
+      : reactor_(reactor::ReactorOptions{workers, std::make_shared<PythonDispatcher>(), {}}) {}
+
+  unsigned workers() const { return reactor_.workers(); }
+
+  // Runs the workers on a thread of their own while this one waits, checking for signals.
+  void run() {
+    std::mutex mu;
+    std::condition_variable done_cv;
+    bool done = false;  // guarded by mu
+    std::exception_ptr failure;
+    std::thread runner([&] {
+      try {
+        reactor_.run();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      std::lock_guard lock(mu);
+      done = true;
+      done_cv.notify_all();
+    });
+    bool interrupted = false;
+    for (;;) {
+      {
+        py::gil_scoped_release release;
+        std::unique_lock lock(mu);
+        if (done_cv.wait_for(lock, kSignalCheckInterval, [&] { return done; })) break;
+      }
+      if (PyErr_CheckSignals() != 0) {
+        interrupted = true;
+        reactor_.stop();
+        break;
+      }
+    }
+    {
+      py::gil_scoped_release release;
+      runner.join();
+    }
+    if (interrupted) throw py::error_already_set();
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  void stop() { reactor_.stop(); }
+  bool stopped() const { return reactor_.stopped(); }
+  void restart() { reactor_.restart(); }
+  void close_all() { reactor_.close_all(); }
+
+  reactor::Strand make_strand() { return reactor_.make_strand(); }
+
+  // The reactor's own locks are taken with the GIL released: a worker dropping a callable
+  // needs the GIL while it may hold them.
+  void post(py::object fn, std::optional<reactor::Strand> strand, bool fresh) {
+    auto callback = python_callback(std::move(fn));
+    py::gil_scoped_release release;
+    if (strand) {
+      reactor_.post(*strand, std::move(callback));
+    } else {
+      reactor_.post(std::move(callback), fresh ? reactor::StrandChoice::fresh
+                                               : reactor::StrandChoice::inherit);
+    }
+  }
+
+  reactor::Timer call_at(double when, py::object fn, std::optional<reactor::Strand> strand,
+                         bool fresh) {
+    auto callback = python_callback(std::move(fn));
+    py::gil_scoped_release release;
+    if (strand) return reactor_.call_at(*strand, from_seconds(when), std::move(callback));
+    return reactor_.call_at(from_seconds(when), std::move(callback),
+                            fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
+  }
+
+  std::shared_ptr<reactor::FdWatcher> watch_fd(int fd) {
+    py::gil_scoped_release release;
+    return reactor::watch_fd(reactor_, fd);
+  }
+
+  bool in_worker() const { return reactor::current_reactor() == &reactor_; }
+
+  void notify_fork(const std::string& event) {
+    if (event == "prepare") {
+      reactor_.notify_fork(reactor::ForkEvent::prepare);
+    } else if (event == "parent") {
+      reactor_.notify_fork(reactor::ForkEvent::parent);
+    } else if (event == "child") {
+      reactor_.notify_fork(reactor::ForkEvent::child);
+    } else {
+      throw py::value_error("notify_fork takes 'prepare', 'parent' or 'child', not '" + event + "'");
+    }
+  }
+
+ private:
+  reactor::Reactor reactor_;
+};
+
+}  // namespace
+
+void init_reactor(py::module_& m) {
+  m.def("monotonic", [] { return to_seconds(Clock::now()); },
+        "The reactor's clock in seconds: monotonic, the clock of time.monotonic().");
+
+  py::class_<reactor::Strand>(m, "Strand",
+                              "Callbacks of one strand run one at a time, in order; different "
+                              "strands run in parallel.")
+      .def_property_readonly("id", &reactor::Strand::id)
+      .def("__eq__", [](const reactor::Strand& a, const reactor::Strand& b) { return a == b; })
+      .def("__hash__", [](const reactor::Strand& s) { return py::hash(py::int_(s.id())); })
+      .def("__repr__", [](const reactor::Strand& s) {
+        return "<tm._core.Strand " + std::to_string(s.id()) + ">";
+      });
+  m.def("current_strand", [] {
+    auto strand = reactor::current_strand();
+    return strand ? py::cast(strand) : py::none();
+  }, "The strand of the reactor callback this thread runs, or None.");
+
+  py::class_<reactor::Timer>(m, "Timer", "A scheduled call (Reactor.call_at).")
+      .def("cancel", &reactor::Timer::cancel, py::call_guard<py::gil_scoped_release>(),
+           "The call will not run; idempotent.")
+      .def("reschedule", [](reactor::Timer& t, double when) {
+             py::gil_scoped_release release;
+             t.reschedule(from_seconds(when));
+           },
+           py::arg("when"), "Moves the call to `when` (reactor seconds); re-arms a spent timer.")
+      .def_property_readonly("deadline", [](const reactor::Timer& t) { return to_seconds(t.deadline()); })
+      .def_property_readonly("pending", &reactor::Timer::pending);
+
+  py::class_<reactor::FdWatcher, std::shared_ptr<reactor::FdWatcher>>(
+      m, "FdWatcher", "Level-triggered readiness callbacks for a descriptor the reactor does not own.")
+      .def("add_reader", [](reactor::FdWatcher& w, py::object fn) {
+        auto callback = python_callback(std::move(fn));
+        py::gil_scoped_release release;
+        w.add_reader(std::move(callback));
+      })
+      .def("remove_reader", &reactor::FdWatcher::remove_reader, py::call_guard<py::gil_scoped_release>())
+      .def("add_writer", [](reactor::FdWatcher& w, py::object fn) {
+        auto callback = python_callback(std::move(fn));
+        py::gil_scoped_release release;
+        w.add_writer(std::move(callback));
+      })
+      .def("remove_writer", &reactor::FdWatcher::remove_writer, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("has_reader", &reactor::FdWatcher::has_reader)
+      .def_property_readonly("has_writer", &reactor::FdWatcher::has_writer)
+      .def("release", &reactor::FdWatcher::release, py::call_guard<py::gil_scoped_release>(),
+           "Forgets the descriptor; call before closing it.")
+      .def("fileno", &reactor::FdWatcher::native_handle);
+
+  py::class_<PyReactor>(m, "Reactor",
+                        "The transactional event reactor: an io_context and a pool of workers, "
+                        "each ready event one transaction on its strand.")
+      .def(py::init<unsigned>(), py::arg("workers") = 0,
+           "workers=0 means one per core; 1 runs everything serially.")
+      .def_property_readonly("workers", &PyReactor::workers)
+      .def("run", &PyReactor::run,
+           "Runs the workers until stop(); Python signal handlers keep running meanwhile.")
+      .def("stop", &PyReactor::stop, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("stopped", &PyReactor::stopped)
+      .def("restart", &PyReactor::restart)
+      .def("close_all", &PyReactor::close_all, py::call_guard<py::gil_scoped_release>())
+      .def("make_strand", &PyReactor::make_strand)
+      .def("post", &PyReactor::post, py::arg("fn"), py::arg("strand") = py::none(),
+           py::arg("fresh") = false,
+           "Runs fn() as a transaction: on `strand`, else the caller's strand (a new one outside "
+           "callbacks, or always a new one with fresh=True). Inside a transaction it is posted "
+           "at commit.")
+      .def("call_at", &PyReactor::call_at, py::arg("when"), py::arg("fn"),
+           py::arg("strand") = py::none(), py::arg("fresh") = false,
+           "Runs fn() at `when` (tm._core.monotonic() seconds); strands as for post().")
+      .def("watch_fd", &PyReactor::watch_fd, py::arg("fd"))
+      .def("in_worker", &PyReactor::in_worker, "True on this reactor's worker threads.")
+      .def("notify_fork", &PyReactor::notify_fork, py::arg("event"));
+}
+
+}  // namespace tmr::bindings

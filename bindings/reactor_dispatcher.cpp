@@ -1,0 +1,106 @@
+#include "reactor_dispatcher.hpp"
+
+#include <Python.h>
+
+#include "stm/stm.hpp"
+
+namespace tmr::bindings {
+
+namespace {
+
+// Py_IsFinalizing became public API in 3.13.
+bool interpreter_finalizing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+constexpr bool kFreeThreaded =
+#ifdef Py_GIL_DISABLED
+    true;
+#else
+    false;
+#endif
+
+// A worker thread's Python thread state, created at its first Python callback and kept until the
+// thread ends, so that a callback costs an attach and a detach, not a thread state.
+class WorkerThreadState {
+ public:
+  WorkerThreadState() {
+    gil_ = PyGILState_Ensure();
+    state_ = PyEval_SaveThread();
+  }
+  ~WorkerThreadState() {
+    if (interpreter_finalizing()) return;  // the interpreter reclaims it; touching it now would crash
+    PyEval_RestoreThread(state_);
+    PyGILState_Release(gil_);
+  }
+  WorkerThreadState(const WorkerThreadState&) = delete;
+  WorkerThreadState& operator=(const WorkerThreadState&) = delete;
+
+  PyThreadState* state() const noexcept { return state_; }
+
+ private:
+  PyGILState_STATE gil_;
+  PyThreadState* state_;
+};
+
+// Attaches this thread's state for one scope: the worker's own, or the one a Python thread
+// already has (a callback run inline by a Python caller).
+class AttachedScope {
+ public:
+  AttachedScope() {
+    if (PyGILState_Check()) return;  // already attached: nothing to undo
+    thread_local WorkerThreadState worker;
+    PyEval_RestoreThread(worker.state());
+    attached_ = worker.state();
+  }
+  ~AttachedScope() {
+    if (attached_) PyEval_SaveThread();
+  }
+  AttachedScope(const AttachedScope&) = delete;
+  AttachedScope& operator=(const AttachedScope&) = delete;
+
+ private:
+  PyThreadState* attached_ = nullptr;
+};
+
+}  // namespace
+
+PyCallable::PyCallable(py::object fn) : holder_(std::make_shared<Holder>(Holder{std::move(fn)})) {}
+
+PyCallable::Holder::~Holder() {
+  if (!fn || interpreter_finalizing()) {
+    fn.release();
+    return;
+  }
+  AttachedScope attach;
+  fn = py::object();
+}
+
+void PyCallable::operator()() const { holder_->fn(); }
+
+void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
+                                reactor::EventCallback callback) {
+  AttachedScope attach;
+  std::unique_lock<std::mutex> serial;
+  if constexpr (!kFreeThreaded) {
+    py::gil_scoped_release release;
+    serial = std::unique_lock(serial_);
+  }
+  stm::atomically([&](stm::Transaction& tx) { callback(tx); });
+}
+
+reactor::Callback python_callback(py::object fn) {
+  return [callable = PyCallable(std::move(fn))](stm::Transaction& /*tx*/) {
+    try {
+      callable();
+    } catch (py::error_already_set& error) {
+      error.discard_as_unraisable(py::reinterpret_borrow<py::object>(callable.get()));
+    }
+  };
+}
+
+}  // namespace tmr::bindings

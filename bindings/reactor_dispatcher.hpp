@@ -1,0 +1,53 @@
+#pragma once
+
+// How the C++ reactor runs Python: every event becomes one Python transaction on a worker thread
+// that holds a thread state of its own for its whole life.
+
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <mutex>
+
+#include "reactor/dispatcher.hpp"
+#include "reactor/reactor.hpp"
+
+namespace tmr::bindings {
+
+namespace py = pybind11;
+
+/// A Python callable owned from C++. Copies share it; the last copy drops the reference with a
+/// thread state attached, whichever thread (worker, timer, Asio internals) that happens on.
+class PyCallable {
+ public:
+  explicit PyCallable(py::object fn);
+  /// Calls it; the caller has a thread state attached. Python exceptions propagate as
+  /// py::error_already_set.
+  void operator()() const;
+  py::handle get() const noexcept { return holder_->fn.ptr(); }
+
+ private:
+  struct Holder {
+    py::object fn;
+    ~Holder();
+  };
+  std::shared_ptr<Holder> holder_;
+};
+
+/// The reactor's Dispatcher for Python programs. Attaches the worker's thread state, and on an
+/// interpreter with the GIL serialises Python callbacks (DESIGN.md section 6: interleaving them
+/// at the eval loop's switch points would break "same program, same meaning").
+class PythonDispatcher final : public reactor::Dispatcher {
+ public:
+  void dispatch(const reactor::DispatchInfo& info, reactor::EventCallback callback) override;
+
+ private:
+  // Held for the whole of one Python callback on GIL builds; waited for with the GIL released.
+  std::mutex serial_;
+};
+
+/// Wraps a Python callable as a reactor callback: runs it inside the dispatched transaction and
+/// reports an exception that escapes it through sys.unraisablehook (the adapters catch and
+/// report user exceptions the way their stock loops do before this point).
+reactor::Callback python_callback(py::object fn);
+
+}  // namespace tmr::bindings

@@ -1,0 +1,69 @@
+"""I/O inside transactions: queued until commit (stdout, stderr, logging), or made inevitable.
+
+Writes to ``sys.stdout``/``sys.stderr`` made inside a transaction run as on-commit hooks, in commit
+order, exactly once; an aborted attempt writes nothing. ``logging`` records are handled at commit
+the same way. Any other I/O that CPython audits (``open``, sockets, subprocesses, ``time.sleep``,
+...) first makes the running transaction inevitable (an audit hook in tm._core).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from tm import _core
+
+__all__ = ["install"]
+
+
+class QueuedStream:
+    """Wraps a text stream: inside a transaction, writes wait for the commit."""
+
+    def __init__(self, stream):
+        self._tm_stream = stream
+
+    def write(self, s):
+        if _core.in_transaction():
+            stream = self._tm_stream
+            _core.on_commit(lambda: stream.write(s))
+            return len(s)
+        return self._tm_stream.write(s)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if _core.in_transaction():
+            _core.on_commit(self._tm_stream.flush)
+            return None
+        return self._tm_stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._tm_stream, name)
+
+
+def _wrap(name):
+    stream = getattr(sys, name)
+    if stream is not None and not isinstance(stream, QueuedStream):
+        setattr(sys, name, QueuedStream(stream))
+
+
+_original_handle = logging.Logger.handle
+
+
+def _handle(self, record):
+    if _core.in_transaction():
+        _core.on_commit(lambda: _original_handle(self, record))
+        return None
+    return _original_handle(self, record)
+
+
+def install():
+    """Queues stdout, stderr and logging output of transactions; makes other I/O inevitable.
+    Idempotent; called at import and by TransactionQueue.run (a test runner may have replaced
+    the streams since)."""
+    _wrap("stdout")
+    _wrap("stderr")
+    logging.Logger.handle = _handle
+    _core._install_audit_hook()

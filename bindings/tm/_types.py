@@ -1,0 +1,476 @@
+"""The managed types: C++ cores from tm._core, with the rest of their builtin protocol here.
+
+Compound methods run as one restartable transaction (flattened into the caller's if any), so
+that, e.g., ``d.setdefault(k, v)`` is atomic even outside a transaction.
+"""
+
+from __future__ import annotations
+
+import collections.abc as _abc
+import reprlib
+
+from tm import _core
+
+__all__ = ["Var", "Counter", "Log", "Queue", "List", "Dict", "Set", "Object"]
+
+Var = _core.Var
+Object = _core.Object
+
+
+def _tx(method):
+    def run(*args, **kwargs):
+        return _core.run(method, args, kwargs, False)
+
+    run.__name__ = method.__name__
+    run.__qualname__ = method.__qualname__
+    run.__doc__ = method.__doc__
+    return run
+
+
+class Counter(_core.Counter):
+    """A commutative counter: ``add`` never conflicts; it compares like an int."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        if isinstance(other, _core.Counter):
+            other = other.get()
+        return self.get() == other if isinstance(other, int) else NotImplemented
+
+    def __lt__(self, other):
+        return self.get() < int(other)
+
+    def __le__(self, other):
+        return self.get() <= int(other)
+
+    def __gt__(self, other):
+        return self.get() > int(other)
+
+    def __ge__(self, other):
+        return self.get() >= int(other)
+
+    __hash__ = None
+
+
+class Log(_core.Log):
+    """An append-only log (appends never conflict); a read-only sequence."""
+
+    __slots__ = ()
+
+    def __init__(self, items=()):
+        super().__init__()
+        for x in items:
+            self.append(x)
+
+    def extend(self, items):
+        for x in list(items):
+            self.append(x)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._items()[index]
+        return self._at(index)
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __contains__(self, item):
+        return item in self._items()
+
+    def __eq__(self, other):
+        if isinstance(other, (_core.Log, list)):
+            return self._items() == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"tm.Log({reprlib.repr(self._items())})"
+
+    def __reduce__(self):
+        return (type(self), (self._items(),))
+
+    def copy(self):
+        return type(self)(self._items())
+
+
+_abc.Sequence.register(Log)
+
+
+class Queue(_core.Queue):
+    """A FIFO queue: ``put`` never conflicts; ``get`` blocks (``tm.retry``) while empty."""
+
+    __slots__ = ()
+
+    def put_nowait(self, item):
+        self.put(item)
+
+
+class List(_core.List):
+    """A transactional list (one consistent vector; writers of one list conflict)."""
+
+    __slots__ = ()
+
+    def __init__(self, items=()):
+        super().__init__()
+        if items:
+            self._assign(list(items))
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return type(self)(self._items()[index])
+        return self._get(index)
+
+    @_tx
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            items = self._items()
+            items[index] = value
+            self._assign(items)
+        else:
+            self._set(index, value)
+
+    @_tx
+    def __delitem__(self, index):
+        if isinstance(index, slice):
+            items = self._items()
+            del items[index]
+            self._assign(items)
+        else:
+            self._del(index)
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __reversed__(self):
+        return reversed(self._items())
+
+    def __contains__(self, item):
+        return item in self._items()
+
+    def extend(self, items):
+        self._extend(list(items))
+
+    def __iadd__(self, items):
+        self._extend(list(items))
+        return self
+
+    def __add__(self, other):
+        if isinstance(other, (list, _core.List)):
+            return type(self)(self._items() + list(other))
+        return NotImplemented
+
+    def __radd__(self, other):
+        if isinstance(other, list):
+            return other + self._items()
+        return NotImplemented
+
+    def __mul__(self, n):
+        return type(self)(self._items() * n)
+
+    __rmul__ = __mul__
+
+    @_tx
+    def __imul__(self, n):
+        self._assign(self._items() * n)
+        return self
+
+    def index(self, item, *args):
+        return self._items().index(item, *args)
+
+    def count(self, item):
+        return self._items().count(item)
+
+    @_tx
+    def remove(self, item):
+        items = self._items()
+        del self[items.index(item)]
+
+    def clear(self):
+        self._assign([])
+
+    @_tx
+    def reverse(self):
+        items = self._items()
+        items.reverse()
+        self._assign(items)
+
+    @_tx
+    def sort(self, *, key=None, reverse=False):
+        items = self._items()
+        items.sort(key=key, reverse=reverse)
+        self._assign(items)
+
+    def copy(self):
+        return type(self)(self._items())
+
+    def __eq__(self, other):
+        if isinstance(other, (list, _core.List)):
+            return self._items() == (other if isinstance(other, list) else other._items())
+        return NotImplemented
+
+    def __lt__(self, other):
+        return self._items() < list(other)
+
+    def __le__(self, other):
+        return self._items() <= list(other)
+
+    def __gt__(self, other):
+        return self._items() > list(other)
+
+    def __ge__(self, other):
+        return self._items() >= list(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"tm.List({reprlib.repr(self._items())})"
+
+    def __reduce__(self):
+        return (type(self), (self._items(),))
+
+    def __copy__(self):
+        return self.copy()
+
+
+_abc.MutableSequence.register(List)
+
+_MISSING = object()
+
+
+class Dict(_core.Dict):
+    """A transactional dict (insertion-ordered; different keys rarely conflict).
+
+    ``keys()``, ``values()`` and ``items()`` return lists read in one consistent transaction.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, other=(), /, **kwargs):
+        super().__init__()
+        if other or kwargs:
+            self.update(other, **kwargs)
+
+    def __iter__(self):
+        return iter(self._items(0))
+
+    def keys(self):
+        return self._items(0)
+
+    def values(self):
+        return self._items(1)
+
+    def items(self):
+        return self._items(2)
+
+    def pop(self, key, default=_MISSING):
+        found, value = self._pop(key)
+        if found:
+            return value
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    @_tx
+    def popitem(self):
+        keys = self._items(0)
+        if not keys:
+            raise KeyError("popitem(): dictionary is empty")
+        key = keys[-1]
+        return key, self.pop(key)
+
+    @_tx
+    def setdefault(self, key, default=None):
+        found = self.get(key, _MISSING)
+        if found is _MISSING:
+            self[key] = default
+            return default
+        return found
+
+    @_tx
+    def update(self, other=(), /, **kwargs):
+        if isinstance(other, (_abc.Mapping, _core.Dict)):
+            for k in list(other.keys()):
+                self[k] = other[k]
+        elif hasattr(other, "keys"):
+            for k in list(other.keys()):
+                self[k] = other[k]
+        else:
+            for k, v in other:
+                self[k] = v
+        for k, v in kwargs.items():
+            self[k] = v
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __or__(self, other):
+        if not isinstance(other, (dict, _core.Dict)):
+            return NotImplemented
+        new = self.copy()
+        new.update(other)
+        return new
+
+    def copy(self):
+        return type(self)(self._items(2))
+
+    @classmethod
+    def fromkeys(cls, keys, value=None):
+        return cls((k, value) for k in keys)
+
+    def __eq__(self, other):
+        if isinstance(other, _core.Dict):
+            other = dict(other._items(2))
+        if isinstance(other, dict):
+            return dict(self._items(2)) == other
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"tm.Dict({reprlib.repr(dict(self._items(2)))})"
+
+    def __reduce__(self):
+        return (type(self), (self._items(2),))
+
+    def __copy__(self):
+        return self.copy()
+
+
+_abc.MutableMapping.register(Dict)
+
+
+class Set(_core.Set):
+    """A transactional set; ``add`` is blind (never forces inevitability)."""
+
+    __slots__ = ()
+
+    def __init__(self, items=()):
+        super().__init__()
+        for x in items:
+            self.add(x)
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def discard(self, item):
+        self._discard(item)
+
+    def remove(self, item):
+        if not self._discard(item):
+            raise KeyError(item)
+
+    @_tx
+    def pop(self):
+        items = self._items()
+        if not items:
+            raise KeyError("pop from an empty set")
+        self._discard(items[0])
+        return items[0]
+
+    @_tx
+    def update(self, *others):
+        for other in others:
+            for x in list(other):
+                self.add(x)
+
+    @_tx
+    def difference_update(self, *others):
+        for other in others:
+            for x in list(other):
+                self._discard(x)
+
+    @_tx
+    def intersection_update(self, *others):
+        keep = set(self._items()).intersection(*others)
+        for x in self._items():
+            if x not in keep:
+                self._discard(x)
+
+    @_tx
+    def symmetric_difference_update(self, other):
+        for x in set(other):
+            if x in self:
+                self._discard(x)
+            else:
+                self.add(x)
+
+    def _as_set(self):
+        return set(self._items())
+
+    def __or__(self, other):
+        return type(self)(self._as_set() | set(other))
+
+    def __and__(self, other):
+        return type(self)(self._as_set() & set(other))
+
+    def __sub__(self, other):
+        return type(self)(self._as_set() - set(other))
+
+    def __xor__(self, other):
+        return type(self)(self._as_set() ^ set(other))
+
+    union = __or__
+    intersection = __and__
+    difference = __sub__
+    symmetric_difference = __xor__
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __isub__(self, other):
+        self.difference_update(other)
+        return self
+
+    def __iand__(self, other):
+        self.intersection_update(other)
+        return self
+
+    def __ixor__(self, other):
+        self.symmetric_difference_update(other)
+        return self
+
+    def issubset(self, other):
+        return self._as_set() <= set(other)
+
+    def issuperset(self, other):
+        return self._as_set() >= set(other)
+
+    def isdisjoint(self, other):
+        return self._as_set().isdisjoint(other)
+
+    def __le__(self, other):
+        return self._as_set() <= set(other)
+
+    def __lt__(self, other):
+        return self._as_set() < set(other)
+
+    def __ge__(self, other):
+        return self._as_set() >= set(other)
+
+    def __gt__(self, other):
+        return self._as_set() > set(other)
+
+    def __eq__(self, other):
+        if isinstance(other, (set, frozenset, _core.Set)):
+            return self._as_set() == set(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def copy(self):
+        return type(self)(self._items())
+
+    def __repr__(self):
+        return f"tm.Set({reprlib.repr(self._as_set())})"
+
+    def __reduce__(self):
+        return (type(self), (self._items(),))
+
+    def __copy__(self):
+        return self.copy()
+
+
+_abc.MutableSet.register(Set)

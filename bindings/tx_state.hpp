@@ -1,0 +1,108 @@
+#pragma once
+
+// Internal: the per-thread state of Python transactions and the access protocol every managed
+// type follows. Only bindings/*.cpp include this.
+
+#include <Python.h>
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "py_ref.hpp"
+#include "python_transaction.hpp"
+#include "stm/stm.hpp"
+
+namespace tmr::bindings {
+
+namespace stm = tmr::stm;
+
+/// What an operation does to shared managed state.
+enum class Access {
+  read,           ///< validated read (forces inevitability in irrevocable mode)
+  write,          ///< read-modify-write or blind write (forces inevitability in irrevocable mode)
+  conflict_free,  ///< commutative merge (Counter.add, Log.append, blind Set.add): deferred, never
+                  ///< forces inevitability
+};
+
+/// A buffered operation of an irrevocable transaction that is not inevitable yet. It is blind (it
+/// reads nothing the block could have observed), so it can be replayed on a fresh attempt.
+using DeferredOp = std::function<void(stm::Transaction&)>;
+
+struct TxState {
+  // All fields: owner thread only.
+  Mode mode = Mode::restartable;
+  int depth = 0;           // nesting of Python-level transactions (flattened)
+  bool driving = false;    // a bindings driver started the running transaction (own_ is valid)
+  bool doomed = false;     // the abort signal was raised in this attempt (maybe swallowed)
+  stm::AbortCause doomed_cause = stm::AbortCause::read_write;
+  int snapshot = 0;        // > 0: reads are snapshot reads (never validated)
+  bool body_done = false;  // irrevocable: the Python body ran; later attempts replay `deferred`
+  // Payloads this attempt stored, by cell: private drafts that may be mutated in place.
+  std::unordered_map<stm::Cell*, void*> own;
+  std::vector<DeferredOp> deferred;
+  // Python on-abort hooks of an irrevocable block: they run only if the block is abandoned (its
+  // replayed attempts are no abort of the block).
+  std::vector<PyRef> block_abort_hooks;
+
+  void begin_attempt() noexcept {
+    doomed = false;
+    own.clear();
+  }
+};
+TxState& tx_state() noexcept;
+
+/// The Python class of the internal abort signal (derives from BaseException).
+PyObject* abort_exception() noexcept;
+/// Marks the attempt doomed and raises the Python abort signal (returns nullptr-style: sets the
+/// error indicator).
+void raise_abort(stm::AbortCause cause) noexcept;
+/// True if the pending Python error is the abort signal (the error indicator is left as it is).
+bool abort_pending() noexcept;
+
+/// The running transaction prepared for an access of kind `a`, or nullptr when none runs. In an
+/// irrevocable transaction a read or write first makes it inevitable (flushing deferred ops).
+/// Raises the abort signal again (as stm::AbortSignal) if the attempt is already doomed.
+stm::Transaction* enter_access(Access a);
+
+/// Makes the running transaction inevitable (detached while waiting for the token) and flushes
+/// the deferred ops of an irrevocable transaction.
+void make_inevitable(stm::Transaction& tx);
+
+/// Runs f(tx) as a small restartable transaction of its own (no transaction is running).
+void run_small(const std::function<void(stm::Transaction&)>& f);
+
+/// f(tx) in the running transaction (prepared for `a`) or as a small transaction of its own.
+template <class F>
+void transact(Access a, F&& f) {
+  if (stm::Transaction* tx = enter_access(a)) {
+    f(*tx);
+    return;
+  }
+  run_small([&](stm::Transaction& tx) { f(tx); });
+}
+
+/// Irrevocable and not yet inevitable: conflict-free ops must be deferred (see DeferredOp).
+inline bool must_defer(stm::Transaction& tx) noexcept {
+  const TxState& st = tx_state();
+  return st.mode == Mode::irrevocable && !tx.is_inevitable() && !st.body_done;
+}
+/// Defers op (irrevocable, not inevitable) or runs it now.
+void conflict_free(stm::Transaction& tx, DeferredOp op);
+
+/// Reads a cell for the current access: a snapshot read (unvalidated, never forcing
+/// inevitability) inside tm.snapshot(), otherwise a transactional load.
+void* load_cell(stm::Transaction& tx, stm::Cell& cell);
+/// Stores a payload (one reference handed to the cell) and records it as this attempt's draft.
+void store_cell(stm::Transaction& tx, stm::Cell& cell, void* payload);
+/// The cell's payload if it is this attempt's own private draft (mutable in place), else nullptr.
+void* own_draft(stm::Cell& cell) noexcept;
+
+/// Conflict log: when on, accesses tag the transaction with the Python file:line.
+extern std::atomic<bool> g_conflict_log;
+void tag_site(stm::Transaction& tx) noexcept;
+
+}  // namespace tmr::bindings
