@@ -1,5 +1,6 @@
 #include "reactor/inevitable.hpp"
 
+#include "reactor/detail/reactor_impl.hpp"
 #include "stm/stm.hpp"
 
 namespace tmr::reactor {
@@ -7,7 +8,10 @@ namespace tmr::reactor {
 bool become_inevitable() {
   auto* tx = stm::current_transaction();
   if (!tx) return false;
-  if (!tx->is_inevitable()) tx->become_inevitable();
+  if (!tx->is_inevitable()) {
+    BlockingScope waiting;  // taking the token may wait for another inevitable transaction
+    tx->become_inevitable();
+  }
   return true;
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "reactor/detail/blocking_monitor.hpp"
 #include "reactor/detail/reactor_impl.hpp"
 #include "reactor/detail/timer_impl.hpp"
 #include "reactor/worker_pool.hpp"
@@ -204,6 +205,9 @@ unsigned Reactor::workers() const noexcept {
 }
 
 void Reactor::run() {
+  // With 2+ workers, a monitor lends spare threads while workers are blocked (inevitable.hpp).
+  std::optional<detail::BlockingMonitor> monitor;
+  if (impl_->workers >= 2) monitor.emplace(*impl_);
   WorkerPool(impl_->context, impl_->workers).run();
 }
 

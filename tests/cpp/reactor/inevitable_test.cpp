@@ -36,5 +36,34 @@ TEST(Inevitable, BlockingWorkRunsInevitableAndOnce) {
   EXPECT_EQ(blocking_runs.load(), 1);  // never re-executed by an abort
 }
 
+// Two workers: one is blocked inside run_blocking, the other waits for the token. Unrelated
+// events must still run (on a lent spare thread) long before the blocker finishes.
+TEST(Inevitable, BlockedWorkersDoNotStallUnrelatedEvents) {
+  RunningReactor r(2);
+  std::atomic<bool> blocking{false}, waiter_done{false}, unrelated_done{false};
+  r->post([&](stm::Transaction&) {
+    run_blocking([&] {
+      blocking = true;
+      std::this_thread::sleep_for(400ms);
+    });
+  });
+  ASSERT_TRUE(wait_until([&] { return blocking.load(); }));
+  r->post([&](stm::Transaction& tx) {
+    become_inevitable();  // waits for the blocker's token
+    tx.on_commit([&] { waiter_done = true; });
+  });
+  std::this_thread::sleep_for(20ms);  // the waiter now occupies the second worker
+  const auto start = Clock::now();
+  r->post([&](stm::Transaction& tx) { tx.on_commit([&] { unrelated_done = true; }); });
+  ASSERT_TRUE(wait_until([&] { return unrelated_done.load(); }, 2000ms));
+  EXPECT_LT(Clock::now() - start, 200ms) << "the unrelated event waited for the blocker";
+  EXPECT_FALSE(waiter_done.load());
+  EXPECT_TRUE(wait_until([&] { return waiter_done.load(); }, 2000ms));
+}
+
+TEST(Inevitable, BlockingScopeOutsideCallbacksIsHarmless) {
+  BlockingScope scope;
+}
+
 }  // namespace
 }  // namespace tmr::reactor

@@ -88,12 +88,23 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
 
   Dispatcher& dispatcher() noexcept { return *dispatcher_; }
 
+  /// This thread's blocked-since slot (see BlockingMonitor); null with one worker.
+  std::atomic<std::int64_t>* blocking_slot() noexcept;
+  /// Sections blocked for longer than BlockingMonitor::kStuckAfterNs.
+  unsigned stuck_sections() const noexcept;
+
  private:
   std::shared_ptr<Dispatcher> dispatcher_;
   std::function<void(const DispatchInfo&, std::exception_ptr)> on_error_;
   std::atomic<std::uint64_t> next_strand_id_{1};
   // Set once by shut_down(); from then on run_event dispatches nothing.
   std::atomic<bool> shutting_down_{false};
+
+  // Per thread serving this reactor: when its current blocking section began (steady clock,
+  // ns), 0 outside one. Written by that thread only, read by the monitor; relaxed is enough
+  // because a stale value only delays or prolongs lending a thread by one tick.
+  std::atomic<std::int64_t> blocked_since_[64] = {};
+  std::atomic<unsigned> next_slot_{0};
 
   std::mutex mu_;
   // Guarded by mu_. Every live Closable registered here, until it is closed; weak so that a
