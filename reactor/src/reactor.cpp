@@ -64,15 +64,17 @@ std::shared_ptr<StrandImpl> ReactorImpl::new_strand() {
   return std::make_shared<StrandImpl>(shared_from_this(), context, next_strand_id_.fetch_add(1));
 }
 
-void ReactorImpl::run_event(const std::shared_ptr<StrandImpl>& strand, EventKind kind,
+bool ReactorImpl::run_event(const std::shared_ptr<StrandImpl>& strand, EventKind kind,
                             EventCallback callback) noexcept {
-  if (shutting_down()) return;  // ~Reactor is draining: handlers run, callbacks do not
+  if (shutting_down()) return false;  // ~Reactor is draining: handlers run, callbacks do not
   ScopedStrand scope(strand);
   const DispatchInfo info{kind, strand->id};
   try {
     dispatcher_->dispatch(info, callback);
+    return true;
   } catch (...) {
     report(info, std::current_exception());
+    return false;
   }
 }
 

@@ -245,6 +245,35 @@ TEST(TcpTransport, AdoptAcceptedSocket) {
   EXPECT_FALSE(h->close_error());
 }
 
+// A handler that throws in on_connected: the error is reported, the connection dropped, and
+// the listener keeps serving.
+TEST(TcpTransport, ExceptionInOnConnectedDropsTheConnectionOnly) {
+  struct Throwing : StreamHandler {
+    void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>&) override {
+      throw std::runtime_error("connectionMade failed");
+    }
+    void on_data(stm::Transaction&, std::span<const char>) override {}
+  };
+  std::atomic<int> reports{0};
+  ReactorOptions options;
+  options.on_error = [&](const DispatchInfo& info, std::exception_ptr) {
+    if (info.kind == EventKind::accept) reports.fetch_add(1);
+  };
+  RunningReactor r(2, options);
+  std::atomic<int> accepted{0};
+  auto listener =
+      tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) -> std::shared_ptr<StreamHandler> {
+        if (accepted.fetch_add(1) == 0) return std::make_shared<Throwing>();
+        return std::make_shared<EchoHandler>();
+      });
+  auto first = Client::tcp("127.0.0.1", listener->port());
+  EXPECT_EQ(first.recv_all(), "");  // closed by the reactor
+  EXPECT_TRUE(wait_until([&] { return reports.load() == 1; }));
+  auto second = Client::tcp("127.0.0.1", listener->port());
+  second.send("still serving");
+  EXPECT_EQ(second.recv_exactly(13), "still serving");
+}
+
 // Out of descriptors: accept fails with EMFILE. The listener must report it and back off on a
 // timer (a handful of reports, not a spin), then accept again once descriptors are available.
 TEST(TcpTransport, AcceptBacksOffOnEmfile) {

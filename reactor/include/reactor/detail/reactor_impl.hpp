@@ -63,8 +63,8 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   std::shared_ptr<StrandImpl> new_strand();
 
   /// Dispatches one event as a transaction; call on `strand`. Never throws: exceptions go to
-  /// `report`.
-  void run_event(const std::shared_ptr<StrandImpl>& strand, EventKind kind,
+  /// `report`, and the result is false (the callback's transaction did not commit).
+  bool run_event(const std::shared_ptr<StrandImpl>& strand, EventKind kind,
                  EventCallback callback) noexcept;
 
   /// Posts `fn` (a `void(stm::Transaction&)` callable) to `strand` as one event.

@@ -40,16 +40,20 @@ class StreamConnection final : public StreamTransport,
     mark_connected();
     std::shared_ptr<StreamHandler> handler;
     auto self = this->shared_from_this();
-    reactor_.run_event(strand_, EventKind::accept, [&](stm::Transaction& tx) {
+    const bool ok = reactor_.run_event(strand_, EventKind::accept, [&](stm::Transaction& tx) {
       handler = nullptr;
       handler = factory(tx);
       if (handler) handler->on_connected(tx, self);
     });
-    if (!handler) {
+    if (!handler) {  // refused, or the factory threw (reported): close without a callback
       finish_close({}, false);
       return;
     }
     handler_ = std::move(handler);
+    if (!ok) {  // on_connected threw (reported): like Twisted, drop the connection
+      finish_close(std::make_error_code(std::errc::connection_aborted), true);
+      return;
+    }
     start_reading();
     flush();
   }
@@ -58,8 +62,13 @@ class StreamConnection final : public StreamTransport,
   void start_connected() {
     mark_connected();
     auto self = this->shared_from_this();
-    reactor_.run_event(strand_, EventKind::connect,
-                       [&](stm::Transaction& tx) { handler_->on_connected(tx, self); });
+    const bool ok = reactor_.run_event(strand_, EventKind::connect, [&](stm::Transaction& tx) {
+      handler_->on_connected(tx, self);
+    });
+    if (!ok) {  // on_connected threw (reported): drop the connection
+      finish_close(std::make_error_code(std::errc::connection_aborted), true);
+      return;
+    }
     start_reading();
     flush();
   }
