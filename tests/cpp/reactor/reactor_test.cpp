@@ -1,8 +1,10 @@
 #include "reactor/reactor.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <atomic>
+#include <csignal>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -182,6 +184,45 @@ TEST(Reactor, NotifyForkKeepsTheLoopUsable) {
     reactor.close_all();
   });
   reactor.run();
+  EXPECT_TRUE(ran.load());
+}
+
+// Daemonizing: fork while no worker runs; the child re-creates the epoll state and its loop
+// works (a timer fires, a post runs).
+TEST(Reactor, NotifyForkChildRunsItsOwnLoop) {
+  Reactor reactor(with_workers(1));
+  reactor.notify_fork(ForkEvent::prepare);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    reactor.notify_fork(ForkEvent::child);
+    bool fired = false;
+    reactor.call_later(5ms, [&](stm::Transaction& tx) {
+      tx.on_commit([&] { fired = true; });
+      reactor.close_all();
+    });
+    reactor.run();
+    ::_exit(fired ? 0 : 1);
+  }
+  reactor.notify_fork(ForkEvent::parent);
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL() << "the child's loop did not finish";
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::atomic<bool> ran{false};
+  reactor.post([&](stm::Transaction&) {
+    ran = true;
+    reactor.close_all();
+  });
+  reactor.run();  // the parent's loop works too
   EXPECT_TRUE(ran.load());
 }
 
