@@ -51,6 +51,13 @@ std::shared_ptr<StreamListener> tcp_listen(Reactor& reactor, const std::string& 
   boost::system::error_code bec;
   acceptor.open(endpoint.protocol(), bec);
   if (!bec && options.reuse_address) acceptor.set_option(tcp::acceptor::reuse_address(true), bec);
+  if (!bec && options.reuse_port) {
+    const int one = 1;
+    if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      ec = std::error_code(errno, std::system_category());
+      return nullptr;
+    }
+  }
   if (!bec && address.is_v6()) acceptor.set_option(boost::asio::ip::v6_only(options.v6_only), bec);
   if (!bec) acceptor.bind(endpoint, bec);
   if (!bec) acceptor.listen(options.backlog, bec);

@@ -94,6 +94,9 @@ class StreamListener {
 struct ListenOptions {
   int backlog = 1024;
   bool reuse_address = true;
+  /// SO_REUSEPORT: several listeners (or processes) share the port, the kernel spreads
+  /// connections among them. TCP only.
+  bool reuse_port = false;
   /// IPv6 only: do not accept IPv4-mapped connections.
   bool v6_only = false;
   /// Told (in a transaction on the listener's strand) about accept errors, such as EMFILE,

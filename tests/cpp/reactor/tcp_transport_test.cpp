@@ -245,6 +245,34 @@ TEST(TcpTransport, AdoptAcceptedSocket) {
   EXPECT_FALSE(h->close_error());
 }
 
+TEST(TcpTransport, AdoptListeningSocketAndReusePort) {
+  RunningReactor r(2);
+  ListenOptions options;
+  options.reuse_port = true;
+  auto first = tcp_listen(
+      *r, "127.0.0.1", 0, [](stm::Transaction&) { return std::make_shared<EchoHandler>(); },
+      options);
+  // A second listener on the same port, made by hand and adopted.
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(first->port());
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(lfd, 16), 0);
+  auto second = tcp_adopt_listener(
+      *r, lfd, [](stm::Transaction&) { return std::make_shared<EchoHandler>(); });
+  EXPECT_EQ(second->port(), first->port());
+  for (int i = 0; i < 8; ++i) {
+    auto client = Client::tcp("127.0.0.1", first->port());
+    client.send("shared port");
+    EXPECT_EQ(client.recv_exactly(11), "shared port");
+  }
+}
+
 // A handler that throws in on_connected: the error is reported, the connection dropped, and
 // the listener keeps serving.
 TEST(TcpTransport, ExceptionInOnConnectedDropsTheConnectionOnly) {
