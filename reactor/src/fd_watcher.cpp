@@ -29,7 +29,7 @@ class FdWatcherImpl final : public FdWatcher,
         descriptor_(std::move(descriptor)) {}
 
   ~FdWatcherImpl() override {
-    if (descriptor_) descriptor_->release();
+    if (descriptor_ && !released_) descriptor_->release();
   }
 
   void add_reader(Callback fn) override { set(kRead, std::move(fn)); }
@@ -46,9 +46,10 @@ class FdWatcherImpl final : public FdWatcher,
     return registered_[kWrite];
   }
 
-  void release() override {
-    detail::at_commit([self = shared_from_this()] { self->close_gracefully(); });
-  }
+  // At once, even inside a transaction: the caller is about to close the descriptor, and once it
+  // is closed its number can be reused by a descriptor watched anew. Deferred to the commit or to
+  // the strand, the release would deregister the new descriptor from epoll instead of this one.
+  void release() override { close_gracefully(); }
 
   int native_handle() const override { return fd_; }
 
@@ -56,18 +57,14 @@ class FdWatcherImpl final : public FdWatcher,
     {
       std::lock_guard lock(mu_);
       registered_[kRead] = registered_[kWrite] = false;
+      if (released_) return;
+      released_ = true;
+      if (descriptor_) descriptor_->release();  // deregisters; waits in flight end as aborted
     }
-    if (reactor_.shutting_down()) return;
     asio::post(strand_->exec, [self = shared_from_this()] {
       self->callbacks_[kRead] = self->callbacks_[kWrite] = nullptr;
       ++self->generation_[kRead];
       ++self->generation_[kWrite];
-      if (self->descriptor_) {
-        boost::system::error_code ignored;
-        self->descriptor_->cancel(ignored);
-        self->descriptor_->release();  // the descriptor belongs to the caller
-      }
-      self->released_ = true;
       self->reactor_.untrack(self.get());
     });
   }
@@ -97,7 +94,7 @@ class FdWatcherImpl final : public FdWatcher,
     detail::at_commit([self = shared_from_this(), d, fn = std::move(fn)]() mutable {
       if (self->reactor_.shutting_down()) return;
       asio::post(self->strand_->exec, [self, d, fn = std::move(fn)]() mutable {
-        if (self->released_) return;
+        if (self->is_released()) return;
         self->callbacks_[d] = std::move(fn);
         ++self->generation_[d];  // any wait in flight belongs to the old registration
         self->waiting_[d] = false;
@@ -108,6 +105,7 @@ class FdWatcherImpl final : public FdWatcher,
 
   // On the strand: dispatch now if ready, else wait for the next readiness edge.
   void arm(Direction d) {
+    std::lock_guard lock(mu_);  // release() may run on any thread
     if (released_ || !callbacks_[d] || waiting_[d]) return;
     pollfd p{fd_, static_cast<short>(d == kRead ? POLLIN : POLLOUT), 0};
     const std::uint64_t generation = generation_[d];
@@ -129,7 +127,7 @@ class FdWatcherImpl final : public FdWatcher,
   void fire(Direction d, std::uint64_t generation) {
     if (generation != generation_[d]) return;  // superseded by a later add/remove
     waiting_[d] = false;
-    if (released_ || !callbacks_[d]) return;
+    if (is_released() || !callbacks_[d]) return;
     const Callback fn = callbacks_[d];  // a copy: the callback may remove itself
     reactor_.run_event(strand_, d == kRead ? EventKind::read : EventKind::writable, fn);
     arm(d);
@@ -138,16 +136,24 @@ class FdWatcherImpl final : public FdWatcher,
   detail::ReactorImpl& reactor_;
   const std::shared_ptr<detail::StrandImpl> strand_;
   const int fd_;
-  // Strand-only: the descriptor, the callbacks, and per direction whether a wait or an
-  // immediate dispatch is in flight and which registration it belongs to.
-  std::optional<asio::posix::stream_descriptor> descriptor_;
+  bool is_released() const {
+    std::lock_guard lock(mu_);
+    return released_;
+  }
+
+  // Strand-only: the callbacks, and per direction whether a wait or an immediate dispatch is in
+  // flight and which registration it belongs to.
   Callback callbacks_[2];
   std::uint64_t generation_[2] = {0, 0};
   bool waiting_[2] = {false, false};
-  bool released_ = false;
 
   mutable std::mutex mu_;
-  bool registered_[2] = {false, false};  // guarded by mu_: the committed registration state
+  // Guarded by mu_: the descriptor (waited on from the strand, released from any thread), whether
+  // it was released (then the descriptor number may already belong to someone else), and the
+  // committed registration state.
+  std::optional<asio::posix::stream_descriptor> descriptor_;
+  bool released_ = false;
+  bool registered_[2] = {false, false};
 };
 
 }  // namespace

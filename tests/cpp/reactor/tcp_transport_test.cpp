@@ -60,6 +60,22 @@ TEST(TcpTransport, EchoIPv6) {
   echo_once("::1");
 }
 
+// A large stream through the echo: reads grow their buffer (4 KiB to 64 KiB) without losing or
+// reordering a byte.
+TEST(TcpTransport, EchoLargeStream) {
+  RunningReactor r(2);
+  Registry reg;
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, reg.factory());
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  std::string data(4 * 1024 * 1024, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  std::thread sender([&] { client.send(data); });
+  const auto got = client.recv_exactly(data.size());
+  sender.join();
+  EXPECT_TRUE(got == data) << "got " << got.size() << " bytes";
+}
+
 TEST(TcpTransport, ThousandConcurrentConnections) {
   constexpr int kConnections = 1000;
   rlimit lim{};
