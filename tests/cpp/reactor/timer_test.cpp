@@ -55,12 +55,13 @@ TEST(Timer, CancelledTimerNeverRuns) {
   RunningReactor r(2);
   std::atomic<int> ran{0};
   std::atomic<bool> later{false};
-  Timer t = r->call_later(30ms, [&](stm::Transaction&) { ran.fetch_add(1); });
+  // Long enough that the cancel below always comes first, even on a loaded machine.
+  Timer t = r->call_later(300ms, [&](stm::Transaction&) { ran.fetch_add(1); });
   EXPECT_TRUE(t.pending());
   t.cancel();
   t.cancel();  // idempotent
   EXPECT_FALSE(t.pending());
-  r->call_later(80ms, [&](stm::Transaction&) { later = true; });
+  r->call_later(400ms, [&](stm::Transaction&) { later = true; });
   ASSERT_TRUE(wait_until([&] { return later.load(); }));
   EXPECT_EQ(ran.load(), 0);
 }
@@ -70,13 +71,16 @@ TEST(Timer, RescheduleMovesTheDeadline) {
   std::atomic<int> ran{0};
   const auto start = Clock::now();
   std::atomic<Clock::rep> fired_at{0};
-  Timer t = r->call_later(10ms, [&](stm::Transaction&) {
+  Timer t = r->call_later(100ms, [&](stm::Transaction&) {
     fired_at = (Clock::now() - start).count();
     ran.fetch_add(1);
   });
-  t.reschedule(start + 150ms);
+  t.reschedule(start + 250ms);  // later
+  std::this_thread::sleep_for(20ms);
+  t.reschedule(start + 150ms);  // then earlier again
   ASSERT_TRUE(wait_until([&] { return ran.load() == 1; }));
   EXPECT_GE(Clock::duration(fired_at.load()), 150ms);
+  EXPECT_LT(Clock::duration(fired_at.load()), 250ms);
   EXPECT_FALSE(t.pending());
   // A fired timer can be armed again.
   t.reschedule_after(5ms);
