@@ -34,8 +34,9 @@ class StreamHandler {
   /// The connection is gone: `ec` is empty after an orderly close, otherwise the cause
   /// (connection_reset, connection_aborted after `abort()`, ...). Called exactly once.
   virtual void on_closed(stm::Transaction&, std::error_code) {}
-  /// An outgoing connection could not be made (refused, unreachable, ...). Called instead of
-  /// on_connected and on_closed.
+  /// An outgoing connection could not be made (refused, unreachable, ..., or operation_aborted
+  /// when the transport was closed before it connected). Called instead of on_connected and
+  /// on_closed.
   virtual void on_connect_failed(stm::Transaction&, std::error_code) {}
   /// Flow control: the committed-but-unsent bytes rose above the high water mark.
   virtual void on_pause_writing(stm::Transaction&) {}

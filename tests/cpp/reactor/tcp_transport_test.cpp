@@ -170,6 +170,36 @@ TEST(TcpTransport, RefusedConnectReachesHandler) {
   EXPECT_EQ(h->ec, std::errc::connection_refused) << h->ec.message();
 }
 
+// close() right after connect: the connect is cancelled (on_connect_failed) or, if it already
+// completed, the connection closes (on_connected then on_closed). Exactly one outcome.
+TEST(TcpTransport, CloseWhileConnectingEndsCleanly) {
+  struct Outcome : StreamHandler {
+    std::atomic<int> failed{0}, connected{0}, closed{0};
+    void on_data(stm::Transaction&, std::span<const char>) override {}
+    void on_connected(stm::Transaction& tx, const std::shared_ptr<StreamTransport>&) override {
+      tx.on_commit([this] { connected.fetch_add(1); });
+    }
+    void on_closed(stm::Transaction& tx, std::error_code) override {
+      tx.on_commit([this] { closed.fetch_add(1); });
+    }
+    void on_connect_failed(stm::Transaction& tx, std::error_code) override {
+      tx.on_commit([this] { failed.fetch_add(1); });
+    }
+  };
+  RunningReactor r(2);
+  Registry reg;
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, reg.factory());
+  for (int i = 0; i < 20; ++i) {
+    auto h = std::make_shared<Outcome>();
+    auto t = tcp_connect(*r, "127.0.0.1", listener->port(), h);
+    t->close();
+    ASSERT_TRUE(wait_until([&] { return h->failed.load() + h->closed.load() == 1; }));
+    std::this_thread::sleep_for(2ms);
+    EXPECT_EQ(h->failed.load() + h->closed.load(), 1);
+    EXPECT_EQ(h->connected.load(), h->closed.load());
+  }
+}
+
 TEST(TcpTransport, InvalidAddressFailsWithErrorCodeOrThrows) {
   RunningReactor r(1);
   std::error_code ec;

@@ -75,9 +75,11 @@ class StreamConnection final : public StreamTransport,
 
   void start_connect(const Endpoint& peer, std::shared_ptr<StreamHandler> handler) {
     handler_ = std::move(handler);
+    connecting_ = true;
     socket_->async_connect(
         peer, asio::bind_executor(strand_->exec, [self = this->shared_from_this()](
                                                      const boost::system::error_code& ec) {
+          self->connecting_ = false;
           if (self->closed_) return;
           if (!ec) {
             self->start_connected();
@@ -258,6 +260,12 @@ class StreamConnection final : public StreamTransport,
   void flush() {
     std::unique_lock lock(mu_);
     flush_scheduled_ = false;
+    if (connecting_ && close_requested_) {  // closed before connected: cancel the connect
+      lock.unlock();
+      boost::system::error_code ignored;
+      socket_->close(ignored);  // the connect completes with operation_aborted
+      return;
+    }
     if (writing_ || closed_ || !connected_ || !handler_) return;
     if (!queue_.idle()) {
       queue_.take_batch(inflight_);
@@ -388,7 +396,8 @@ class StreamConnection final : public StreamTransport,
   bool reading_ = false;
   bool read_paused_ = false;
   bool eof_ = false;
-  bool closed_ = false;  // after finish_close: no further events
+  bool connecting_ = false;  // an async_connect is in flight
+  bool closed_ = false;      // after finish_close: no further events
 
   std::atomic<int> native_{-1};  // the descriptor for native_handle(); -1 once closed
 
