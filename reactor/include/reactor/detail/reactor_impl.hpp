@@ -94,6 +94,8 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   unsigned stuck_sections() const noexcept;
 
  private:
+  // Immutable after construction, so every worker reads them without a lock. The dispatcher
+  // itself must be callable from several workers at once.
   std::shared_ptr<Dispatcher> dispatcher_;
   std::function<void(const DispatchInfo&, std::exception_ptr)> on_error_;
   std::atomic<std::uint64_t> next_strand_id_{1};
