@@ -200,6 +200,44 @@ TEST(TcpTransport, CloseWhileConnectingEndsCleanly) {
   }
 }
 
+// abort(): pending writes are dropped, the peer sees a reset (not an orderly end), and the
+// owner is told connection_aborted.
+TEST(TcpTransport, AbortDropsPendingWritesAndResets) {
+  struct Aborting : StreamHandler {
+    std::shared_ptr<StreamTransport> t;
+    std::atomic<bool> closed{false};
+    std::error_code ec;
+    void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& tr) override {
+      t = tr;
+    }
+    void on_data(stm::Transaction&, std::span<const char>) override {
+      t->write(std::string(16 * 1024 * 1024, 'z'));  // far more than the kernel buffers
+      t->abort();
+    }
+    void on_closed(stm::Transaction& tx, std::error_code e) override {
+      tx.on_commit([this, e] {
+        ec = e;
+        closed = true;
+      });
+    }
+  };
+  auto h = std::make_shared<Aborting>();
+  RunningReactor r(2);
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return h; });
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  client.send("go");
+  ASSERT_TRUE(wait_until([&] { return h->closed.load(); }));
+  EXPECT_EQ(h->ec, std::errc::connection_aborted);
+  std::string got;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::recv(client.fd(), buf, sizeof buf, 0)) > 0)
+    got.append(buf, static_cast<std::size_t>(n));
+  EXPECT_LT(got.size(), 16u * 1024 * 1024);
+  EXPECT_EQ(n, -1) << "expected a reset, got an orderly end of stream";
+  EXPECT_EQ(errno, ECONNRESET);
+}
+
 TEST(TcpTransport, InvalidAddressFailsWithErrorCodeOrThrows) {
   RunningReactor r(1);
   std::error_code ec;

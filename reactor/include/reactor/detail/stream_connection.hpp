@@ -136,6 +136,11 @@ class StreamConnection final : public StreamTransport,
         self->queue_.clear();
       }
       asio::post(self->strand_->exec, [self] {
+        if (self->socket_ && self->socket_->is_open()) {
+          // Abortive: RST instead of FIN, and whatever the kernel still buffers is dropped.
+          boost::system::error_code ignored;
+          self->socket_->set_option(asio::socket_base::linger(true, 0), ignored);
+        }
         self->finish_close(std::make_error_code(std::errc::connection_aborted), true);
       });
     });
