@@ -258,7 +258,12 @@ class StreamConnection final : public StreamTransport,
     if (flush_scheduled_ || writing_) return;
     flush_scheduled_ = true;
     lock.unlock();
-    asio::post(strand_->exec, [self = this->shared_from_this()] { self->flush(); });
+    auto self = this->shared_from_this();
+    // The common case (a handler writing to its own connection) commits on the strand: flush
+    // right after the event instead of paying for one more trip through the scheduler.
+    if (!strand_->defer_if_in_event([self] { self->flush(); })) {
+      asio::post(strand_->exec, [self] { self->flush(); });
+    }
   }
 
   // On the strand: start the next write, or carry out a close/shutdown waiting for the drain.
