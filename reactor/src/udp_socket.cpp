@@ -40,10 +40,10 @@ class UdpSocketImpl final : public UdpSocket,
     });
   }
 
-  void send_to(std::string data, const UdpEndpoint& to) override {
-    std::error_code ec;
+  using UdpSocket::send_to;
+  void send_to(std::string data, const UdpEndpoint& to, std::error_code& ec) override {
     const auto address = detail::parse_address(to.host, ec);
-    if (ec) throw std::system_error(ec, "UdpSocket::send_to");
+    if (ec) return;
     detail::at_commit([self = shared_from_this(), data = std::move(data),
                        peer = udp::endpoint(address, to.port)]() mutable {
       std::unique_lock lock(self->mu_);

@@ -35,7 +35,13 @@ class DatagramHandler {
 class UdpSocket {
  public:
   virtual ~UdpSocket() = default;
-  virtual void send_to(std::string data, const UdpEndpoint& to) = 0;
+  /// Queues one datagram. Fails (std::system_error / `ec`) only for an invalid address.
+  void send_to(std::string data, const UdpEndpoint& to) {
+    std::error_code ec;
+    send_to(std::move(data), to, ec);
+    if (ec) throw std::system_error(ec, "UdpSocket::send_to");
+  }
+  virtual void send_to(std::string data, const UdpEndpoint& to, std::error_code& ec) = 0;
   virtual UdpEndpoint local_endpoint() const = 0;
   virtual int native_handle() const = 0;
   /// Stops receiving and closes, after queued datagrams are sent. Idempotent.

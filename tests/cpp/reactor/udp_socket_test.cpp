@@ -84,5 +84,16 @@ TEST(UdpSocket, SendsOfAbortedAttemptsAreNotSent) {
   EXPECT_EQ(collect->size(), 30u);
 }
 
+TEST(UdpSocket, InvalidDestinationFailsWithErrorCodeOrThrows) {
+  RunningReactor r(1);
+  auto s = udp_bind(*r, "127.0.0.1", 0, std::make_shared<Collect>());
+  std::error_code ec;
+  s->send_to("x", UdpEndpoint{"not-an-address", 9}, ec);
+  EXPECT_TRUE(ec);
+  EXPECT_THROW(s->send_to("x", UdpEndpoint{"not-an-address", 9}), std::system_error);
+  EXPECT_EQ(udp_bind(*r, "nope", 0, std::make_shared<Collect>(), ec), nullptr);
+  EXPECT_TRUE(ec);
+}
+
 }  // namespace
 }  // namespace tmr::reactor
