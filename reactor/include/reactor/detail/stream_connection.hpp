@@ -91,6 +91,8 @@ class StreamConnection final : public StreamTransport,
             self->closing_ = true;
             self->queue_.clear();
           }
+          boost::system::error_code ignored;
+          self->socket_->close(ignored);
           auto handler = std::move(self->handler_);
           const std::error_code error = ec;
           self->reactor_.run_event(self->strand_, EventKind::connect, [&](stm::Transaction& tx) {
