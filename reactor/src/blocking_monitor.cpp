@@ -20,6 +20,7 @@ std::int64_t now_ns() noexcept {
 // The blocking slot of this thread in the reactor it works for.
 struct SlotRef {
   ReactorImpl* owner = nullptr;
+  std::uint64_t generation = 0;  // slots are handed out afresh by every run()
   unsigned index = 0;
 };
 thread_local SlotRef tls_slot;
@@ -28,10 +29,11 @@ thread_local SlotRef tls_slot;
 
 std::atomic<std::int64_t>* ReactorImpl::blocking_slot() noexcept {
   if (workers < 2) return nullptr;
-  if (tls_slot.owner != this) {
+  const auto generation = slot_generation_.load(std::memory_order_acquire);
+  if (tls_slot.owner != this || tls_slot.generation != generation) {
     const unsigned index = next_slot_.fetch_add(1, std::memory_order_relaxed);
     if (index >= BlockingMonitor::kMaxSlots) return nullptr;  // untracked: only no lending
-    tls_slot = SlotRef{this, index};
+    tls_slot = SlotRef{this, generation, index};
   }
   return &blocked_since_[tls_slot.index];
 }
@@ -49,6 +51,10 @@ unsigned ReactorImpl::stuck_sections() const noexcept {
 }
 
 BlockingMonitor::BlockingMonitor(ReactorImpl& reactor) : reactor_(reactor) {
+  // A new run(): new threads. Hand the slots out again (no worker runs yet).
+  for (auto& slot : reactor_.blocked_since_) slot.store(0, std::memory_order_relaxed);
+  reactor_.next_slot_.store(0, std::memory_order_relaxed);
+  reactor_.slot_generation_.fetch_add(1, std::memory_order_release);
   monitor_ = std::thread([this] { monitor_loop(); });
 }
 

@@ -61,6 +61,35 @@ TEST(Inevitable, BlockedWorkersDoNotStallUnrelatedEvents) {
   EXPECT_TRUE(wait_until([&] { return waiter_done.load(); }, 2000ms));
 }
 
+// Lending keeps working across many run()/stop() cycles of one reactor (each run() has new
+// threads, which must get blocking slots again).
+TEST(Inevitable, LendingSurvivesManyRuns) {
+  Reactor reactor(with_workers(2));
+  for (int cycle = 0; cycle < 25; ++cycle) {
+    std::atomic<bool> blocking{false}, unrelated_done{false}, waiter_done{false};
+    std::thread loop([&] { reactor.run(); });
+    reactor.post([&](stm::Transaction&) {
+      run_blocking([&] {
+        blocking = true;
+        std::this_thread::sleep_for(60ms);
+      });
+    });
+    ASSERT_TRUE(wait_until([&] { return blocking.load(); }));
+    reactor.post([&](stm::Transaction& tx) {
+      become_inevitable();
+      tx.on_commit([&] { waiter_done = true; });
+    });
+    std::this_thread::sleep_for(5ms);
+    reactor.post([&](stm::Transaction& tx) { tx.on_commit([&] { unrelated_done = true; }); });
+    EXPECT_TRUE(wait_until([&] { return unrelated_done.load(); }, 2000ms));
+    EXPECT_FALSE(waiter_done.load()) << "cycle " << cycle;
+    EXPECT_TRUE(wait_until([&] { return waiter_done.load(); }, 2000ms));
+    reactor.stop();
+    loop.join();
+    reactor.restart();
+  }
+}
+
 TEST(Inevitable, BlockingScopeOutsideCallbacksIsHarmless) {
   BlockingScope scope;
 }

@@ -125,6 +125,9 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   // because a stale value only delays or prolongs lending a thread by one tick.
   std::atomic<std::int64_t> blocked_since_[64] = {};
   std::atomic<unsigned> next_slot_{0};
+  std::atomic<std::uint64_t> slot_generation_{0};  // bumped by each run(): stale TLS slots
+
+  friend class BlockingMonitor;
 
   std::mutex mu_;
   // Guarded by mu_. Every live Closable registered here, until it is closed; weak so that a
