@@ -14,7 +14,7 @@ class Counter {
   explicit Counter(std::int64_t initial) : c_(initial, "tm.Counter") {}
 
   void add(py::handle self, std::int64_t delta) {
-    transact(Access::conflict_free, [&](stm::Transaction& tx) {
+    transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());  // the deferred op keeps the counter alive
         tx_state().deferred.push_back([keep, delta, this](stm::Transaction& t) { c_.add(t, delta); });
@@ -25,7 +25,7 @@ class Counter {
   }
   std::int64_t get() {
     std::int64_t out = 0;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       if (tx_state().snapshot > 0) {
         out = static_cast<std::int64_t>(
             reinterpret_cast<std::uintptr_t>(tx.apply_own_merges(c_.cell(), c_.cell().unsafe_peek())));

@@ -17,7 +17,7 @@ class Dict {
   py::object lookup(const py::object& key, bool& found) {
     const Py_hash_t h = hash_of(key.ptr());
     py::object out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       PyRef v = map_.get(tx, key.ptr(), h);
       found = static_cast<bool>(v);
       out = found ? py::reinterpret_borrow<py::object>(v.get()) : py::object();
@@ -27,12 +27,12 @@ class Dict {
   void set(const py::object& key, const py::object& value) {
     const Py_hash_t h = hash_of(key.ptr());
     PyRef v = PyRef::borrow(value.ptr());
-    transact(Access::write, [&](stm::Transaction& tx) { map_.put(tx, key.ptr(), h, v); });
+    transact(this, Access::write, [&](stm::Transaction& tx) { map_.put(tx, key.ptr(), h, v); });
   }
   py::object pop(const py::object& key, bool& found) {
     const Py_hash_t h = hash_of(key.ptr());
     py::object out;
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       PyRef v = map_.erase(tx, key.ptr(), h);
       found = static_cast<bool>(v);
       out = found ? py::reinterpret_borrow<py::object>(v.get()) : py::object();
@@ -41,13 +41,13 @@ class Dict {
   }
   std::int64_t size() {
     std::int64_t n = 0;
-    transact(Access::read, [&](stm::Transaction& tx) { n = map_.size(tx); });
+    transact(this, Access::read, [&](stm::Transaction& tx) { n = map_.size(tx); });
     return n;
   }
   /// 0: keys, 1: values, 2: (key, value) tuples; one consistent read, in insertion order.
   py::list items(int what) {
     py::list out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       py::list l;
       for (const PyMap::Entry* e : map_.entries(tx)) {
         if (what == 0)
@@ -62,7 +62,7 @@ class Dict {
     return out;
   }
   void clear() {
-    transact(Access::write, [&](stm::Transaction& tx) { map_.clear(tx); });
+    transact(this, Access::write, [&](stm::Transaction& tx) { map_.clear(tx); });
   }
 
  private:

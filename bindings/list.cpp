@@ -22,12 +22,12 @@ class List {
 
   std::int64_t size() {
     std::int64_t n = 0;
-    transact(Access::read, [&](stm::Transaction& tx) { n = static_cast<std::int64_t>(read(tx).size()); });
+    transact(this, Access::read, [&](stm::Transaction& tx) { n = static_cast<std::int64_t>(read(tx).size()); });
     return n;
   }
   py::object get(std::int64_t i) {
     py::object out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       const Items& v = read(tx);
       out = py::reinterpret_borrow<py::object>(v[index(i, v.size())].get());
     });
@@ -35,7 +35,7 @@ class List {
   }
   void set(std::int64_t i, const py::object& x) {
     PyRef ref = PyRef::borrow(x.ptr());
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       Items& v = writable(tx);
       PyRef old = std::move(v[index(i, v.size())]);
       v[index(i, v.size())] = ref;
@@ -43,7 +43,7 @@ class List {
   }
   py::object pop(std::int64_t i) {
     py::object out;
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       if (read(tx).empty()) throw py::index_error("pop from empty tm.List");
       Items& v = writable(tx);
       const std::size_t j = index(i, v.size(), "pop index out of range");
@@ -56,11 +56,11 @@ class List {
   void del(std::int64_t i) { pop(i); }
   void append(const py::object& x) {
     PyRef ref = PyRef::borrow(x.ptr());
-    transact(Access::write, [&](stm::Transaction& tx) { writable(tx).push_back(ref); });
+    transact(this, Access::write, [&](stm::Transaction& tx) { writable(tx).push_back(ref); });
   }
   void insert(std::int64_t i, const py::object& x) {
     PyRef ref = PyRef::borrow(x.ptr());
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       Items& v = writable(tx);
       const auto n = static_cast<std::int64_t>(v.size());
       std::int64_t j = i < 0 ? i + n : i;
@@ -73,14 +73,14 @@ class List {
     std::vector<PyRef> refs;
     refs.reserve(xs.size());
     for (py::handle x : xs) refs.push_back(PyRef::borrow(x.ptr()));
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       Items& v = writable(tx);
       v.insert(v.end(), refs.begin(), refs.end());
     });
   }
   py::list items() {
     py::list out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       const Items& v = read(tx);
       py::list l(v.size());
       for (std::size_t i = 0; i < v.size(); ++i) {
@@ -93,7 +93,7 @@ class List {
   }
   /// Replaces the whole content (a blind write).
   void assign(const py::list& xs) {
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       auto* v = new Items;
       v->reserve(xs.size());
       for (py::handle x : xs) v->push_back(PyRef::borrow(x.ptr()));

@@ -16,7 +16,7 @@ class Log {
  public:
   void append(py::handle self, py::handle item) {
     PyRef ref = PyRef::borrow(item.ptr());
-    transact(Access::conflict_free, [&](stm::Transaction& tx) {
+    transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
         tx_state().deferred.push_back(
@@ -28,12 +28,12 @@ class Log {
   }
   std::uint64_t size() {
     std::uint64_t n = 0;
-    transact(Access::read, [&](stm::Transaction& tx) { n = log_.size(tx); });
+    transact(this, Access::read, [&](stm::Transaction& tx) { n = log_.size(tx); });
     return n;
   }
   py::object at(std::int64_t i) {
     py::object out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       const auto n = static_cast<std::int64_t>(log_.size(tx));
       const std::int64_t j = i < 0 ? i + n : i;
       if (j < 0 || j >= n) throw py::index_error("tm.Log index out of range");
@@ -43,7 +43,7 @@ class Log {
   }
   py::list items() {
     py::list out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       out = py::list();
       const std::uint64_t n = log_.size(tx);
       for (std::uint64_t i = 0; i < n; ++i) out.append(item_at(log_.at(tx, i)));
@@ -59,7 +59,7 @@ class Queue {
  public:
   void put(py::handle self, py::handle item) {
     PyRef ref = PyRef::borrow(item.ptr());
-    transact(Access::conflict_free, [&](stm::Transaction& tx) {
+    transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
         tx_state().deferred.push_back([keep, ref, this](stm::Transaction& t) { q_.put(t, ref); });
@@ -72,7 +72,7 @@ class Queue {
   /// outside any, else raises queue.Empty.
   py::object get(bool block) {
     py::object out;
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       std::optional<PyRef> item = q_.get(tx);
       if (!item) {
         if (block && tx_state().mode == Mode::restartable) throw stm::AbortSignal{stm::AbortCause::retry};
@@ -85,7 +85,7 @@ class Queue {
   }
   std::uint64_t size() {
     std::uint64_t n = 0;
-    transact(Access::read, [&](stm::Transaction& tx) { n = q_.size(tx); });
+    transact(this, Access::read, [&](stm::Transaction& tx) { n = q_.size(tx); });
     return n;
   }
   static py::object empty_error() { return py::module_::import("queue").attr("Empty"); }

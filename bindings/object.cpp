@@ -43,6 +43,7 @@ stm::Cell* find_slot(const AttrTable* t, PyObject* name) {
 // The attribute's value (new reference) or nullptr without an error when absent.
 PyObject* load_attr(TObject* self, PyObject* name) {
   PyObject* out = nullptr;
+  if (stm::current_transaction() != nullptr) keep_alive_handle(reinterpret_cast<PyObject*>(self));
   transact(Access::read, [&](stm::Transaction& tx) {
     Py_CLEAR(out);
     auto* t = static_cast<const AttrTable*>(load_cell(tx, *self->table));
@@ -57,6 +58,7 @@ PyObject* load_attr(TObject* self, PyObject* name) {
 // Stores value (nullptr deletes); returns false when deleting an absent attribute.
 bool store_attr(TObject* self, PyObject* name, PyObject* value) {
   bool ok = true;
+  if (stm::current_transaction() != nullptr) keep_alive_handle(reinterpret_cast<PyObject*>(self));
   transact(Access::write, [&](stm::Transaction& tx) {
     ok = true;
     auto* t = static_cast<const AttrTable*>(tx.load(*self->table));
@@ -184,6 +186,7 @@ PyObject* tobject_getstate(PyObject* self, PyObject*) {
   auto* o = reinterpret_cast<TObject*>(self);
   try {
     py::dict out;
+    if (stm::current_transaction() != nullptr) keep_alive_handle(self);
     transact(Access::read, [&](stm::Transaction& tx) {
       out = py::dict();
       auto* t = static_cast<const AttrTable*>(load_cell(tx, *o->table));

@@ -13,6 +13,7 @@
 #include <frameobject.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "tx_state.hpp"
@@ -178,6 +179,7 @@ void finish_top_level() {
   st.own.clear();
   st.deferred.clear();
   st.block_abort_hooks.clear();
+  st.keep.clear();
   drain_pending();
   if (!stm::detail::this_thread_record().retired.empty()) stm::reclaim();
 }
@@ -218,6 +220,12 @@ void conflict_free(stm::Transaction& tx, DeferredOp op) {
     return;
   }
   op(tx);
+}
+
+void keep_alive_handle(PyObject* self) {
+  TxState& st = tx_state();
+  if (!st.keep.empty() && st.keep.back().get() == self) return;
+  st.keep.push_back(PyRef::borrow(self));
 }
 
 void* own_draft(stm::Cell& cell) noexcept {
@@ -341,10 +349,15 @@ void begin_block() {
   st.body_done = false;
   st.deferred.clear();
   st.depth = 1;
-  stm::Transaction& tx = stm::detail::this_thread_transaction();
+  // The engine counts consecutive aborts per Transaction object and only atomically() resets the
+  // count; a stale count would make the block start inevitable. Blocks use a Transaction object
+  // of their own, replaced once an abort made its count non-zero.
+  thread_local std::unique_ptr<stm::Transaction> block_tx;
+  if (!block_tx || block_tx->attempt_aborts() != 0) block_tx = std::make_unique<stm::Transaction>();
+  stm::Transaction& tx = *block_tx;
   {
     Detach d;
-    tx.begin();  // may escalate (take the inevitable token)
+    tx.begin();  // may still escalate when the threshold is 0 (take the inevitable token)
   }
   st.begin_attempt();
   if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);

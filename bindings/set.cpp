@@ -18,7 +18,7 @@ class Set {
   void add(py::handle self, const py::object& key) {
     const Py_hash_t h = hash_of(key.ptr());
     PyRef k = PyRef::borrow(key.ptr());
-    transact(Access::conflict_free, [&](stm::Transaction& tx) {
+    transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
         tx_state().deferred.push_back([keep, k, h, this](stm::Transaction& t) {
@@ -32,23 +32,23 @@ class Set {
   bool contains(const py::object& key) {
     const Py_hash_t h = hash_of(key.ptr());
     bool found = false;
-    transact(Access::read, [&](stm::Transaction& tx) { found = static_cast<bool>(map_.get(tx, key.ptr(), h)); });
+    transact(this, Access::read, [&](stm::Transaction& tx) { found = static_cast<bool>(map_.get(tx, key.ptr(), h)); });
     return found;
   }
   bool discard(const py::object& key) {
     const Py_hash_t h = hash_of(key.ptr());
     bool found = false;
-    transact(Access::write, [&](stm::Transaction& tx) { found = static_cast<bool>(map_.erase(tx, key.ptr(), h)); });
+    transact(this, Access::write, [&](stm::Transaction& tx) { found = static_cast<bool>(map_.erase(tx, key.ptr(), h)); });
     return found;
   }
   std::int64_t size() {
     std::int64_t n = 0;
-    transact(Access::read, [&](stm::Transaction& tx) { n = map_.size(tx); });
+    transact(this, Access::read, [&](stm::Transaction& tx) { n = map_.size(tx); });
     return n;
   }
   py::list items() {
     py::list out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       py::list l;
       for (const PyMap::Entry* e : map_.entries(tx)) l.append(py::handle(e->key.get()));
       out = std::move(l);
@@ -56,7 +56,7 @@ class Set {
     return out;
   }
   void clear() {
-    transact(Access::write, [&](stm::Transaction& tx) { map_.clear(tx); });
+    transact(this, Access::write, [&](stm::Transaction& tx) { map_.clear(tx); });
   }
 
  private:

@@ -47,6 +47,9 @@ struct TxState {
   // Python on-abort hooks of an irrevocable block: they run only if the block is abandoned (its
   // replayed attempts are no abort of the block).
   std::vector<PyRef> block_abort_hooks;
+  // Managed objects this transaction accessed: its read, write and merge sets point into them, so
+  // they live until it ends (cleared by the driver at the end of the transaction).
+  std::vector<PyRef> keep;
 
   void begin_attempt() noexcept {
     doomed = false;
@@ -83,6 +86,22 @@ void transact(Access a, F&& f) {
     return;
   }
   run_small([&](stm::Transaction& tx) { f(tx); });
+}
+
+/// Keeps the Python object of a managed C++ object alive until the running transaction ends.
+void keep_alive_handle(PyObject* self);
+template <class T>
+void keep_alive(const T* self) {
+  if (stm::current_transaction() == nullptr) return;  // a small transaction ends within the call
+  py::handle h = py::detail::get_object_handle(self, py::detail::get_type_info(typeid(T)));
+  if (h) keep_alive_handle(h.ptr());
+}
+
+/// transact() for a method of a managed C++ object.
+template <class T, class F>
+void transact(const T* self, Access a, F&& f) {
+  keep_alive(self);
+  transact(a, std::forward<F>(f));
 }
 
 /// Irrevocable and not yet inevitable: conflict-free ops must be deferred (see DeferredOp).

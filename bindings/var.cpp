@@ -14,20 +14,20 @@ class Var {
 
   py::object get() {
     py::object out;
-    transact(Access::read, [&](stm::Transaction& tx) {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
       out = py::reinterpret_borrow<py::object>(static_cast<PyObject*>(load_cell(tx, cell_)));
     });
     return out;
   }
   void set(const py::object& value) {
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       store_cell(tx, cell_, value.inc_ref().ptr());  // the engine owns this reference now
     });
   }
   /// Stores value and returns the previous one (one read-modify-write).
   py::object swap(const py::object& value) {
     py::object out;
-    transact(Access::write, [&](stm::Transaction& tx) {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
       out = py::reinterpret_borrow<py::object>(static_cast<PyObject*>(tx.load(cell_)));
       store_cell(tx, cell_, value.inc_ref().ptr());
     });

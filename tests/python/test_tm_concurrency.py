@@ -1,0 +1,214 @@
+"""Bank transfers and write skew from Python threads (really parallel on the free-threaded
+interpreter), TransactionQueue, and reference counts of replaced values."""
+
+import gc
+import sys
+import threading
+import weakref
+
+import pytest
+
+import tm
+
+# KNOWN BUG (open): on the GIL build (3.11) concurrent Python threads running transactions crash
+# (segfault seen in the bank test); the free-threaded build passes. Skipped there until fixed.
+_gil_threads_bug = pytest.mark.skipif(
+    not hasattr(sys, "_is_gil_enabled"), reason="known crash with threads on the GIL build"
+)
+
+
+@_gil_threads_bug
+def test_bank_transfers_keep_the_total_with_audits_inside_transactions():
+    n_accounts, total = 8, 8000
+    accounts = [tm.Var(total // n_accounts) for _ in range(n_accounts)]
+    bad = []
+
+    @tm.atomic
+    def transfer(a, b, amount):
+        accounts[a].set(accounts[a].get() - amount)
+        accounts[b].set(accounts[b].get() + amount)
+
+    @tm.atomic
+    def audit():
+        s = sum(v.get() for v in accounts)
+        if s != total:
+            bad.append(s)
+
+    def worker(seed):
+        import random
+
+        r = random.Random(seed)
+        for i in range(400):
+            transfer(r.randrange(n_accounts), r.randrange(n_accounts), r.randrange(10))
+            if i % 20 == 0:
+                audit()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not bad and sum(v.get() for v in accounts) == total
+
+
+@_gil_threads_bug
+def test_write_skew_is_prevented():
+    # Invariant x + y >= 0; each transaction withdraws from one after checking both.
+    for _ in range(50):
+        x, y = tm.Var(1), tm.Var(1)
+        barrier = threading.Barrier(2)
+
+        @tm.atomic
+        def withdraw(mine, other):
+            if mine.get() + other.get() >= 2:
+                mine.set(mine.get() - 2)
+
+        def run(a, b):
+            barrier.wait()
+            withdraw(a, b)
+
+        ts = [threading.Thread(target=run, args=(x, y)), threading.Thread(target=run, args=(y, x))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert x.get() + y.get() >= 0
+
+
+@_gil_threads_bug
+def test_counter_dict_and_object_under_concurrent_threads():
+    c, d = tm.Counter(), tm.Dict()
+
+    class Acc(tm.Object):
+        def __init__(self):
+            self.n = 0
+
+    acc = Acc()
+
+    def worker(k):
+        for i in range(300):
+            c.add(1)
+            tm.run_atomic(lambda: d.__setitem__(k, d.get(k, 0) + 1))
+            tm.run_atomic(lambda: setattr(acc, "n", acc.n + 1))
+
+    ts = [threading.Thread(target=worker, args=(k % 2,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert c == 1200 and d == {0: 600, 1: 600} and acc.n == 1200
+
+
+@_gil_threads_bug
+def test_transaction_queue_runs_everything_and_matches_a_serial_run():
+    def run(workers):
+        d, log = tm.Dict(), tm.Log()
+        q = tm.TransactionQueue()
+
+        def task(i):
+            d[i % 10] = d.get(i % 10, 0) + i
+            if i < 50:
+                q.add(task, i + 100)
+
+        def gen():
+            for i in range(5):
+                log.append(i)
+                yield
+
+        for i in range(100):
+            q.add(task, i)
+        q.add_generator(gen())
+        q.run(workers=workers)
+        return dict(d.items()), sorted(log)
+
+    assert run(1) == run(2) == run(4)
+
+
+@_gil_threads_bug
+def test_transaction_queue_reraises_the_first_exception():
+    q = tm.TransactionQueue()
+    q.add(lambda: 1 / 0)
+    for _ in range(10):
+        q.add(lambda: None)
+    with pytest.raises(ZeroDivisionError):
+        q.run(workers=2)
+    assert tm.time() > 0 and tm.hint_commit_soon() is None
+
+
+class Payload:
+    pass
+
+
+@pytest.mark.parametrize("kind", ["var", "dict", "list", "object", "log-drop"])
+def test_replaced_values_are_released(kind):
+    refs = []
+
+    def fresh():
+        p = Payload()
+        refs.append(weakref.ref(p))
+        return p
+
+    if kind == "var":
+        v = tm.Var(fresh())
+        for _ in range(50):
+            v.set(fresh())
+        tm.set_abort_injection(0.5, seed=4)
+        for _ in range(50):
+            tm.run_atomic(lambda: v.set(fresh()))
+        tm.set_abort_injection(0)
+        keep = v.get()
+    elif kind == "dict":
+        d = tm.Dict()
+        for i in range(50):
+            d[i % 3] = fresh()
+        keep = None
+        d.clear()
+    elif kind == "list":
+        lst = tm.List()
+        for _ in range(50):
+            lst.append(fresh())
+            if len(lst) > 2:
+                lst.pop(0)
+        lst.clear()
+        keep = None
+    elif kind == "object":
+        o = tm.Object()
+        for _ in range(50):
+            o.x = fresh()
+        del o.x
+        keep = None
+    else:
+        log = tm.Log()
+        for _ in range(20):
+            log.append(fresh())
+        del log
+        keep = None
+    tm.quiesce()
+    gc.collect()
+    alive = [r for r in refs if r() is not None and r() is not keep]
+    assert alive == []
+
+
+@pytest.mark.skipif(hasattr(sys, "_is_gil_enabled"), reason="exact counts on the GIL build")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known leak: the engine does not retire a payload replaced by the same pointer, so "
+    "storing the object a Var already holds leaks one reference (fix pending in stm_core or a "
+    "box per store in the bindings)",
+)
+def test_refcounts_are_exact_on_the_gil_build():
+    x = object()
+    base = sys.getrefcount(x)
+    v, d, lst, s = tm.Var(), tm.Dict(), tm.List(), tm.Set()
+    for _ in range(20):
+        v.set(x)
+        d["k"] = x
+        lst.append(x)
+        s.add(x)
+        tm.run_atomic(lambda: (v.get(), d.get("k"), lst._get(0), x in s))
+    v.set(None)
+    d.clear()
+    lst.clear()
+    s.clear()
+    tm.quiesce()
+    assert sys.getrefcount(x) == base
