@@ -329,7 +329,10 @@ void Transaction::write_back(std::uint64_t wv) {
     void* old = c->value_.load(std::memory_order_relaxed);
     c->value_.store(w.value, std::memory_order_release);
     c->writer_site_.store(w.site, std::memory_order_relaxed);
-    retire(c, old, w.value);
+    // A store hands the cell a reference of its own, also when it stores the payload the cell
+    // already holds: the cell then holds two, and one of them is retired like a replaced payload.
+    if (c->release_ != nullptr && old != nullptr)
+      rec_->retired.push_back(detail::Retired{old, c->release_, wv});
   }
   const char* site = site_.load(std::memory_order_relaxed);
   for (const MergeEntry& m : merges_) {

@@ -120,3 +120,26 @@ TEST(Reclamation, PrivatizationAfterQuiesce) {
   EXPECT_EQ(0, bad.load());
   delete head.unsafe_peek();
 }
+
+// A store hands the cell one reference, also when the payload is the one the cell already holds
+// (Python code stores the object a variable holds all the time): each such store must give one
+// reference back, or every one of them leaks.
+TEST(Reclamation, StoringTheHeldPayloadReleasesTheExtraReference) {
+  struct Counted {
+    int references = 1;
+  };
+  static Counted counted;
+  counted.references = 1;  // the cell's
+  auto release = [](void* p) { --static_cast<Counted*>(p)->references; };
+  {
+    stm::Cell cell(&counted, release);
+    for (int i = 0; i < 5; ++i) {
+      ++counted.references;  // the reference store() takes over
+      stm::atomically([&](stm::Transaction& tx) { cell.store(tx, &counted); });
+    }
+    stm::quiesce();
+    stm::reclaim();
+    EXPECT_EQ(1, counted.references);
+  }
+  EXPECT_EQ(0, counted.references);  // the cell released its own at destruction
+}
