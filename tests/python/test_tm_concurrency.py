@@ -10,14 +10,6 @@ import pytest
 
 import tm
 
-# KNOWN BUG (open): on the GIL build (3.11) concurrent Python threads running transactions crash
-# (segfault seen in the bank test); the free-threaded build passes. Skipped there until fixed.
-_gil_threads_bug = pytest.mark.skipif(
-    not hasattr(sys, "_is_gil_enabled"), reason="known crash with threads on the GIL build"
-)
-
-
-@_gil_threads_bug
 def test_bank_transfers_keep_the_total_with_audits_inside_transactions():
     n_accounts, total = 8, 8000
     accounts = [tm.Var(total // n_accounts) for _ in range(n_accounts)]
@@ -51,7 +43,6 @@ def test_bank_transfers_keep_the_total_with_audits_inside_transactions():
     assert not bad and sum(v.get() for v in accounts) == total
 
 
-@_gil_threads_bug
 def test_write_skew_is_prevented():
     # Invariant x + y >= 0; each transaction withdraws from one after checking both.
     for _ in range(50):
@@ -75,7 +66,6 @@ def test_write_skew_is_prevented():
         assert x.get() + y.get() >= 0
 
 
-@_gil_threads_bug
 def test_counter_dict_and_object_under_concurrent_threads():
     c, d = tm.Counter(), tm.Dict()
 
@@ -99,7 +89,6 @@ def test_counter_dict_and_object_under_concurrent_threads():
     assert c == 1200 and d == {0: 600, 1: 600} and acc.n == 1200
 
 
-@_gil_threads_bug
 def test_transaction_queue_runs_everything_and_matches_a_serial_run():
     def run(workers):
         d, log = tm.Dict(), tm.Log()
@@ -124,7 +113,6 @@ def test_transaction_queue_runs_everything_and_matches_a_serial_run():
     assert run(1) == run(2) == run(4)
 
 
-@_gil_threads_bug
 def test_transaction_queue_reraises_the_first_exception():
     q = tm.TransactionQueue()
     q.add(lambda: 1 / 0)
@@ -190,12 +178,6 @@ def test_replaced_values_are_released(kind):
 
 
 @pytest.mark.skipif(hasattr(sys, "_is_gil_enabled"), reason="exact counts on the GIL build")
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak: the engine does not retire a payload replaced by the same pointer, so "
-    "storing the object a Var already holds leaks one reference (fix pending in stm_core or a "
-    "box per store in the bindings)",
-)
 def test_refcounts_are_exact_on_the_gil_build():
     x = object()
     base = sys.getrefcount(x)
