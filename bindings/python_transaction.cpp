@@ -39,7 +39,9 @@ bool attached() noexcept {
 #if PY_VERSION_HEX >= 0x030D0000
   return PyThreadState_GetUnchecked() != nullptr;
 #else
-  return _PyThreadState_UncheckedGet() != nullptr;
+  // Before 3.12 _PyThreadState_UncheckedGet() answers for the GIL holder, whichever thread that
+  // is, not for this one: with the GIL, "attached" means "this thread holds the GIL".
+  return PyGILState_Check() != 0;
 #endif
 }
 

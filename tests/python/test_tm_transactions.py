@@ -163,7 +163,6 @@ def test_conflict_free_operations_do_not_force_inevitability():
     assert c == 2 and list(log) == ["x"] and q.get() == "y" and "z" in s
 
 
-@pytest.mark.skipif(not hasattr(sys, "_is_gil_enabled"), reason="known crash with threads on the GIL build")
 def test_inevitable_and_retry():
     with tm.atomic():
         tm.inevitable()
