@@ -15,6 +15,7 @@ void init_list(py::module_& m);
 void init_dict(py::module_& m);
 void init_set(py::module_& m);
 void init_object(py::module_& m);
+void init_reactor(py::module_& m);
 }  // namespace tmr::bindings
 
 // The module holds no state that needs the GIL: every bound type synchronises through the STM.
@@ -31,4 +32,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   tmr::bindings::init_dict(m);
   tmr::bindings::init_set(m);
   tmr::bindings::init_object(m);
+  tmr::bindings::init_reactor(m);
 }

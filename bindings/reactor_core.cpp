@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -26,8 +27,12 @@ namespace {
 double to_seconds(Clock::time_point t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
+// Deadlines beyond the clock's range (Twisted's tests schedule calls 2**33 seconds away) are
+// clamped to a century from now: they stay pending instead of overflowing into the past.
 Clock::time_point from_seconds(double s) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)));
+  const double limit = to_seconds(Clock::now()) + 100.0 * 365 * 24 * 3600;
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(std::min(s, limit))));
 }
 
 // How often the thread blocked in run() wakes to let Python run its signal handlers: Python
@@ -41,8 +46,16 @@ class PyReactor {
 
   unsigned workers() const { return reactor_.workers(); }
 
-  // Runs the workers on a thread of their own while this one waits, checking for signals.
-  void run() {
+  // With one worker the caller is the worker, so callbacks run on the thread that called run(), as
+  // in the stock loops. With more, the workers run on threads of their own while the caller waits,
+  // waking every kSignalCheckInterval to run Python's signal handlers and `tick` (main-thread-only
+  // work such as installing signal handlers).
+  void run(py::object tick) {
+    if (reactor_.workers() == 1) {
+      py::gil_scoped_release release;
+      reactor_.run();
+      return;
+    }
     std::mutex mu;
     std::condition_variable done_cv;
     bool done = false;  // guarded by mu
@@ -57,15 +70,18 @@ class PyReactor {
       done = true;
       done_cv.notify_all();
     });
-    bool interrupted = false;
+    std::optional<py::error_already_set> interrupted;
     for (;;) {
       {
         py::gil_scoped_release release;
         std::unique_lock lock(mu);
         if (done_cv.wait_for(lock, kSignalCheckInterval, [&] { return done; })) break;
       }
-      if (PyErr_CheckSignals() != 0) {
-        interrupted = true;
+      try {
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        if (!tick.is_none()) tick();
+      } catch (py::error_already_set& e) {
+        interrupted.emplace(std::move(e));
         reactor_.stop();
         break;
       }
@@ -74,7 +90,7 @@ class PyReactor {
       py::gil_scoped_release release;
       runner.join();
     }
-    if (interrupted) throw py::error_already_set();
+    if (interrupted) throw *interrupted;
     if (failure) std::rethrow_exception(failure);
   }
 
@@ -187,8 +203,9 @@ void init_reactor(py::module_& m) {
       .def(py::init<unsigned>(), py::arg("workers") = 0,
            "workers=0 means one per core; 1 runs everything serially.")
       .def_property_readonly("workers", &PyReactor::workers)
-      .def("run", &PyReactor::run,
-           "Runs the workers until stop(); Python signal handlers keep running meanwhile.")
+      .def("run", &PyReactor::run, py::arg("tick") = py::none(),
+           "Runs the workers until stop(). With one worker, callbacks run on the calling thread; "
+           "with more, the calling thread runs Python's signal handlers and tick() every 50 ms.")
       .def("stop", &PyReactor::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("stopped", &PyReactor::stopped)
       .def("restart", &PyReactor::restart)

@@ -2,7 +2,9 @@
 
 #include <Python.h>
 
+#include "python_transaction.hpp"
 #include "stm/stm.hpp"
+#include "tx_state.hpp"
 
 namespace tmr::bindings {
 
@@ -90,7 +92,10 @@ void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
     py::gil_scoped_release release;
     serial = std::unique_lock(serial_);
   }
-  stm::atomically([&](stm::Transaction& tx) { callback(tx); });
+  // Python callbacks are ordinary, irrevocable code (DESIGN.md section 4): they run in parallel
+  // until their first shared managed access, become inevitable there, and are never rerun.
+  py::cpp_function body([&callback] { callback(*stm::current_transaction()); });
+  run_python_transaction(body, Mode::irrevocable);
 }
 
 reactor::Callback python_callback(py::object fn) {
@@ -98,6 +103,7 @@ reactor::Callback python_callback(py::object fn) {
     try {
       callable();
     } catch (py::error_already_set& error) {
+      if (error.matches(abort_exception())) throw;  // the runtime's own signal: never swallowed
       error.discard_as_unraisable(py::reinterpret_borrow<py::object>(callable.get()));
     }
   };
