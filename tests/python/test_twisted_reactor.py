@@ -1,0 +1,146 @@
+"""TMReactor runs real Twisted programs: TCP echo, delayed calls, calls from threads, shutdown.
+
+Each test runs a fresh reactor in a subprocess-free way (TMReactor instances are independent) and
+is bounded by a delayed stop, so a hang fails the test instead of blocking the suite.
+"""
+
+import socket
+import threading
+
+import pytest
+from twisted.internet import defer, protocol
+
+from tm_twisted import TMReactor
+
+WORKERS = [1, 2]
+
+
+def run_bounded(reactor, timeout=10.0):
+    """Runs reactor until the test stops it; fails the test if it is still running at timeout."""
+    timed_out = []
+
+    def give_up():
+        timed_out.append(True)
+        reactor.stop()
+
+    guard = reactor.callLater(timeout, give_up)
+    reactor.run(installSignalHandlers=False)
+    if guard.active():
+        guard.cancel()
+    assert not timed_out, f"reactor still running after {timeout} s"
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_tcp_echo_with_concurrent_clients(workers):
+    reactor = TMReactor(workers)
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+    address = ("127.0.0.1", port.getHost().port)
+    received = {}
+
+    def client(n):
+        with socket.create_connection(address, timeout=5) as s:
+            chunks = []
+            for i in range(20):
+                message = b"client %d message %d;" % (n, i)
+                s.sendall(message)
+                got = b""
+                while len(got) < len(message):
+                    got += s.recv(4096)
+                chunks.append(got)
+            received[n] = b"".join(chunks)
+
+    def drive():
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        reactor.callFromThread(reactor.stop)
+
+    threading.Thread(target=drive).start()
+    run_bounded(reactor)
+    assert sorted(received) == list(range(8))
+    for n, data in received.items():
+        assert data == b"".join(b"client %d message %d;" % (n, i) for i in range(20))
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_delayed_calls_run_in_time_order_and_cancel(workers):
+    reactor = TMReactor(workers)
+    order = []
+    for delay in (0.05, 0.01, 0.03):
+        reactor.callLater(delay, order.append, delay)
+    cancelled = reactor.callLater(0.02, order.append, "cancelled")
+    cancelled.cancel()
+    moved = reactor.callLater(1.0, order.append, "moved")
+    moved.reset(0.04)
+    reactor.callLater(0.2, reactor.stop)
+    run_bounded(reactor)
+    assert order == [0.01, 0.03, "moved", 0.05]
+    assert reactor.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_calls_from_a_thread_keep_their_order(workers):
+    reactor = TMReactor(workers)
+    seen = []
+
+    def producer():
+        for i in range(500):
+            reactor.callFromThread(seen.append, i)
+        reactor.callFromThread(reactor.stop)
+
+    reactor.callWhenRunning(threading.Thread(target=producer).start)
+    run_bounded(reactor)
+    assert seen == list(range(500))
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_shutdown_triggers_wait_for_their_deferreds(workers):
+    reactor = TMReactor(workers)
+    events = []
+
+    def before_shutdown():
+        d = defer.Deferred()
+        reactor.callLater(0.05, d.callback, None)
+        d.addCallback(lambda _: events.append("before done"))
+        return d
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    reactor.addSystemEventTrigger("after", "shutdown", events.append, "after")
+    reactor.callWhenRunning(reactor.stop)
+    run_bounded(reactor)
+    assert events == ["before done", "after"]
+
+
+def test_exception_in_a_delayed_call_is_logged_and_the_loop_goes_on():
+    from twisted.logger import globalLogPublisher
+
+    reactor = TMReactor(2)
+    failures = []
+
+    def observer(event):
+        if event.get("log_failure") is not None:
+            failures.append(event["log_failure"].value)
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        reactor.callLater(0, lambda: 1 / 0)
+        reactor.callLater(0.05, reactor.stop)
+        run_bounded(reactor)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert len(failures) == 1 and isinstance(failures[0], ZeroDivisionError)
+
+
+def test_workers_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TM_WORKERS", "3")
+    assert TMReactor().workers == 3
+    monkeypatch.setenv("TM_WORKERS", "many")
+    with pytest.raises(ValueError, match="TM_WORKERS"):
+        TMReactor()

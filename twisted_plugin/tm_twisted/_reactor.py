@@ -1,0 +1,360 @@
+"""TMReactor: Twisted's reactor API over tm-reactor's C++ engine.
+
+Every ready event (a descriptor readable or writable, a delayed call, a call from a thread)
+runs as one transaction on a worker thread of the C++ reactor. Each selectable (a connection, a
+listening port) has a strand of its own, so its events run one at a time and in order, while
+events of different selectables run in parallel on a free-threaded interpreter.
+
+The class is plain Python holding the engine in ``self._core``: Twisted's test harness replaces a
+reactor's ``__class__`` and ``__dict__``, which a C++ base class would not survive.
+
+Twisted's own Python transports (TCP, UDP, Unix, processes, TLS through the memory BIO) run on
+this reactor through IReactorFDSet, which PosixReactorBase builds them on.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+from twisted.internet import base, error, posixbase
+from twisted.internet.interfaces import IReactorDaemonize, IReactorFDSet
+from twisted.logger import Logger
+from twisted.python import log, threadable
+from twisted.python.runtime import platform
+from zope.interface import implementer
+
+from tm import _core
+
+_log = Logger()
+
+# Twisted's reactors report a failing delayed call or thread call through these handlers; using
+# the same ones keeps the reports identical (DESIGN.md contract item 6).
+_delayedCallHandler = base._DEFAULT_DELAYED_CALL_LOGGING_HANDLER
+_threadCallHandler = base._threadCallHandler
+
+
+def _workersFromEnvironment() -> int:
+    """TM_WORKERS picks the worker count; 0 (the default) means one per core."""
+    value = os.environ.get("TM_WORKERS", "0")
+    try:
+        workers = int(value)
+    except ValueError:
+        raise ValueError(f"TM_WORKERS must be a whole number, not {value!r}") from None
+    if workers < 0:
+        raise ValueError(f"TM_WORKERS must not be negative, not {workers}")
+    return workers
+
+
+@implementer(IReactorFDSet, IReactorDaemonize)
+class TMReactor(posixbase.PosixReactorBase):
+    """A Twisted reactor whose callbacks run as transactions on a pool of worker threads.
+
+    @ivar _core: the C++ reactor (L{tm._core.Reactor}).
+    @ivar _selectables: descriptor number -> the selectable registered for it.
+    @ivar _watchers: descriptor number -> its L{tm._core.FdWatcher}; the watcher's strand is the
+        selectable's strand.
+    @ivar _reads, _writes: descriptor numbers with a reader or a writer registered.
+    @ivar _delayedCalls: the L{DelayedCall}s scheduled and not yet run or cancelled.
+    @ivar _registry: guards the five containers above; the reactor's own bookkeeping, which
+        workers of different strands change concurrently.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._core = _core.Reactor(_workersFromEnvironment() if workers is None else workers)
+        self._registry = threading.RLock()
+        self._selectables: dict[int, object] = {}
+        self._watchers: dict[int, _core.FdWatcher] = {}
+        self._reads: set[int] = set()
+        self._writes: set[int] = set()
+        self._delayedCalls: set[base.DelayedCall] = set()
+        # Calls from other threads share one strand so they run in the order they were made;
+        # the reactor's own control events (shutdown) have another.
+        self._threadCallStrand = self._core.make_strand()
+        self._controlStrand = self._core.make_strand()
+        # Descriptors epoll cannot watch (regular files) are polled, as the epoll reactor does.
+        self._continuousPolling = posixbase._ContinuousPolling(self)
+        # Work only the main thread may do (installing signal handlers), for run()'s tick.
+        self._mainThreadCalls: list = []
+        super().__init__()
+
+    @property
+    def workers(self) -> int:
+        """The number of worker threads callbacks run on."""
+        return self._core.workers
+
+    # -- IReactorCore ---------------------------------------------------------------------------
+
+    def installWaker(self) -> None:
+        # Calls from threads are posted to the C++ reactor, which wakes itself: no self-pipe.
+        self.waker = None
+
+    def wakeUp(self) -> None:
+        pass
+
+    def mainLoop(self) -> None:
+        while self._started:
+            if self._core.stopped:
+                self._core.restart()
+            self._core.run(tick=self._runMainThreadCalls)
+        self._runMainThreadCalls()
+        _log.info("Main loop terminated.")
+
+    def _runMainThreadCalls(self) -> None:
+        with self._registry:
+            calls, self._mainThreadCalls = self._mainThreadCalls, []
+        for f in calls:
+            with _threadCallHandler:
+                f()
+
+    def _reallyStartRunning(self) -> None:
+        # A "before startup" trigger that returns a Deferred finishes startup on a worker; the
+        # signal handlers are then installed by the thread that runs the reactor, which is the only
+        # one Python lets install them.
+        if threading.current_thread() is threading.main_thread():
+            return super()._reallyStartRunning()
+        self.running = True
+        if self._installSignalHandlers:
+            with self._registry:
+                self._mainThreadCalls.append(self._signals.install)
+
+    def stop(self) -> None:
+        base.ReactorBase.stop(self)
+        # The epoll reactor fires "shutdown" after the current iteration; here, as the next event
+        # of the control strand.
+        self._core.post(self._fireShutdown, strand=self._controlStrand)
+
+    def _fireShutdown(self) -> None:
+        if self._justStopped:
+            self._justStopped = False
+            self.fireSystemEvent("shutdown")
+
+    def crash(self) -> None:
+        base.ReactorBase.crash(self)
+        self._core.stop()
+
+    def iterate(self, delay: float = 0.0) -> None:
+        """Runs the events that are ready, waiting for them up to delay seconds."""
+        if self._core.stopped:
+            self._core.restart()
+        deadline = self._core.call_at(
+            _core.monotonic() + delay, self._core.stop, strand=self._controlStrand
+        )
+        self._core.run(tick=self._runMainThreadCalls)
+        deadline.cancel()
+
+    def doIteration(self, delay: float | None) -> None:
+        raise NotImplementedError("TMReactor has no iterations: the C++ reactor drives it")
+
+    # -- IReactorTime ---------------------------------------------------------------------------
+
+    def callLater(self, delay, callable, *args, **kw) -> base.DelayedCall:
+        assert builtins_callable(callable), f"{callable} is not callable"
+        assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
+        call = base.DelayedCall(
+            self.seconds() + delay,
+            callable,
+            args,
+            kw,
+            self._cancelCallLater,
+            self._moveCallLaterSooner,
+            seconds=self.seconds,
+        )
+        with self._registry:
+            self._delayedCalls.add(call)
+        call._tmTimer = self._core.call_at(
+            _core.monotonic() + delay, functools.partial(self._runDelayedCall, call)
+        )
+        return call
+
+    def _runDelayedCall(self, call: base.DelayedCall) -> None:
+        if call.cancelled or call.called:
+            return
+        if call.delayed_time > 0.0:
+            # delay() pushed it back: re-arm for the new time, as runUntilCurrent re-pushes it.
+            call.activate_delay()
+            call._tmTimer.reschedule(_core.monotonic() + max(0.0, call.time - self.seconds()))
+            return
+        with self._registry:
+            self._delayedCalls.discard(call)
+        with _delayedCallHandler:
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+    def _cancelCallLater(self, call: base.DelayedCall) -> None:
+        with self._registry:
+            self._delayedCalls.discard(call)
+        call._tmTimer.cancel()
+
+    def _moveCallLaterSooner(self, call: base.DelayedCall) -> None:
+        call._tmTimer.reschedule(_core.monotonic() + max(0.0, call.time - self.seconds()))
+
+    def getDelayedCalls(self):
+        with self._registry:
+            return [c for c in self._delayedCalls if not (c.cancelled or c.called)]
+
+    # -- IReactorThreads ------------------------------------------------------------------------
+
+    def callFromThread(self, f, *args, **kwargs) -> None:
+        assert builtins_callable(f), f"{f} is not callable"
+        self._core.post(
+            functools.partial(self._runThreadCall, f, args, kwargs), strand=self._threadCallStrand
+        )
+
+    @staticmethod
+    def _runThreadCall(f, args, kwargs) -> None:
+        with _threadCallHandler:
+            f(*args, **kwargs)
+
+    # -- IReactorFDSet --------------------------------------------------------------------------
+
+    def _watcherFor(self, fd: int, selectable) -> _core.FdWatcher | None:
+        """The watcher of fd, made on first use; None where epoll cannot watch fd."""
+        watcher = self._watchers.get(fd)
+        if watcher is None:
+            try:
+                watcher = self._core.watch_fd(fd)
+            except OSError:
+                return None
+            self._watchers[fd] = watcher
+            self._selectables[fd] = selectable
+        return watcher
+
+    def _forget(self, fd: int) -> None:
+        if fd not in self._reads and fd not in self._writes:
+            self._selectables.pop(fd, None)
+            watcher = self._watchers.pop(fd, None)
+            if watcher is not None:
+                watcher.release()
+
+    def _fdOf(self, selectable) -> int:
+        """The descriptor selectable was registered under, also after it closed (fileno -1)."""
+        fd = selectable.fileno()
+        if fd == -1:
+            for registered, other in self._selectables.items():
+                if other is selectable:
+                    return registered
+        return fd
+
+    def addReader(self, reader) -> None:
+        with self._registry:
+            fd = reader.fileno()
+            if fd in self._reads:
+                return
+            watcher = self._watcherFor(fd, reader)
+            if watcher is None:
+                self._continuousPolling.addReader(reader)
+                return
+            self._reads.add(fd)
+            watcher.add_reader(functools.partial(self._doReadOrWrite, reader, True))
+
+    def addWriter(self, writer) -> None:
+        with self._registry:
+            fd = writer.fileno()
+            if fd in self._writes:
+                return
+            watcher = self._watcherFor(fd, writer)
+            if watcher is None:
+                self._continuousPolling.addWriter(writer)
+                return
+            self._writes.add(fd)
+            watcher.add_writer(functools.partial(self._doReadOrWrite, writer, False))
+
+    def removeReader(self, reader) -> None:
+        with self._registry:
+            if self._continuousPolling.isReading(reader):
+                self._continuousPolling.removeReader(reader)
+                return
+            fd = self._fdOf(reader)
+            if fd not in self._reads:
+                return
+            self._reads.discard(fd)
+            self._watchers[fd].remove_reader()
+            self._forget(fd)
+
+    def removeWriter(self, writer) -> None:
+        with self._registry:
+            if self._continuousPolling.isWriting(writer):
+                self._continuousPolling.removeWriter(writer)
+                return
+            fd = self._fdOf(writer)
+            if fd not in self._writes:
+                return
+            self._writes.discard(fd)
+            self._watchers[fd].remove_writer()
+            self._forget(fd)
+
+    def removeAll(self):
+        with self._registry:
+            return self._removeAll(
+                [self._selectables[fd] for fd in self._reads],
+                [self._selectables[fd] for fd in self._writes],
+            ) + self._continuousPolling.removeAll()
+
+    def getReaders(self):
+        with self._registry:
+            return [self._selectables[fd] for fd in self._reads] + (
+                self._continuousPolling.getReaders()
+            )
+
+    def getWriters(self):
+        with self._registry:
+            return [self._selectables[fd] for fd in self._writes] + (
+                self._continuousPolling.getWriters()
+            )
+
+    def _doReadOrWrite(self, selectable, isRead: bool) -> None:
+        """One readiness event of selectable, as the epoll reactor handles it."""
+        with self._registry:
+            fd = self._fdOf(selectable)
+            if fd not in (self._reads if isRead else self._writes) or (
+                self._selectables.get(fd) is not selectable
+            ):
+                return  # removed after the event was queued
+        log.callWithLogger(selectable, self._readOrWrite, selectable, isRead)
+
+    def _readOrWrite(self, selectable, isRead: bool) -> None:
+        try:
+            if selectable.fileno() == -1:
+                why = posixbase._NO_FILEDESC
+            else:
+                why = selectable.doRead() if isRead else selectable.doWrite()
+        except BaseException as e:
+            why = e
+            log.err()
+        if why:
+            self._disconnectSelectable(selectable, why, isRead)
+
+    # -- IReactorDaemonize ----------------------------------------------------------------------
+
+    def beforeDaemonize(self) -> None:
+        self._core.notify_fork("prepare")
+
+    def afterDaemonize(self) -> None:
+        self._core.notify_fork("child")
+
+
+builtins_callable = callable
+
+
+def _isInIOThread(original=threadable.isInIOThread) -> bool:
+    """True in the thread that runs the reactor, and on every worker of a running TMReactor."""
+    if original():
+        return True
+    return _core.current_strand() is not None
+
+
+threadable.isInIOThread = _isInIOThread
+
+
+def install(workers: int | None = None) -> TMReactor:
+    """Installs TMReactor as the global reactor (twistd --reactor=tm calls this)."""
+    from twisted.internet.main import installReactor
+
+    reactor = TMReactor(workers)
+    installReactor(reactor)
+    return reactor
+
+
+__all__ = ["TMReactor", "install"]
