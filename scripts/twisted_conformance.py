@@ -35,6 +35,14 @@ MODULES = [
 ]
 
 
+# Tests skipped here, with the reason. Each is a test that Twisted itself skips for the epoll
+# reactor, by class name, for a reason that holds for every epoll-based reactor.
+KNOWN_SKIPS = {
+    "test_lostFileDescriptor": "epoll forgets a closed descriptor without a notification, so no "
+    "epoll-based reactor can detect it (Twisted skips it for EPollReactor)",
+}
+
+
 class CountingResult(unittest.TestResult):
     """Counts outcomes per module and keeps the failures' identities for the report."""
 
@@ -46,6 +54,12 @@ class CountingResult(unittest.TestResult):
     @staticmethod
     def _module(test: unittest.TestCase) -> str:
         return type(test).__module__
+
+    def startTest(self, test):
+        super().startTest(test)
+        reason = KNOWN_SKIPS.get(getattr(test, "_testMethodName", ""))
+        if reason is not None:
+            setattr(test, test._testMethodName, unittest.skip(reason)(lambda: None))
 
     def addSuccess(self, test):
         self.counts[self._module(test)]["pass"] += 1
