@@ -121,11 +121,21 @@ class TMReactor(posixbase.PosixReactorBase):
 
     def stop(self) -> None:
         base.ReactorBase.stop(self)
-        # The epoll reactor fires "shutdown" after the current iteration; here, as the next event
-        # of the control strand.
-        self._core.post(self._fireShutdown, strand=self._controlStrand)
+        # The epoll reactor fires "shutdown" at the end of the iteration, after every delayed call
+        # that was due by then: here, once the calls due now have run on their strands.
+        now = self.seconds()
+        with self._registry:
+            due = [c for c in self._delayedCalls if c.time <= now]
+        self._core.post(functools.partial(self._fireShutdown, due), strand=self._controlStrand)
 
-    def _fireShutdown(self) -> None:
+    def _fireShutdown(self, due: list) -> None:
+        if any(not (c.called or c.cancelled) for c in due):
+            self._core.call_at(
+                _core.monotonic() + 0.001,
+                functools.partial(self._fireShutdown, due),
+                strand=self._controlStrand,
+            )
+            return
         if self._justStopped:
             self._justStopped = False
             self.fireSystemEvent("shutdown")
