@@ -40,9 +40,19 @@ for venv in .venv-gil .venv-ft; do
   ((rc == 0)) || failed+=("pytest on $venv (exit $rc)")
 done
 
+# Twisted's own reactor tests against TMReactor, beside the epoll reactor on the same machine: a
+# test that passes on epoll and not on tm fails the run. One worker here (the serial case, whose
+# behaviour must equal epoll's); docs/CONFORMANCE.md has the runs with more workers.
+for venv in .venv-gil .venv-ft; do
+  banner "Twisted conformance: $venv, 1 worker"
+  timeout 900 "$root/$venv/bin/python" "$root/scripts/twisted_conformance.py" --workers 1 \
+    2> >(grep -v "Warning\|tlsFactory" >"$root/build/conformance-$venv.stderr") \
+    || failed+=("Twisted conformance on $venv")
+done
+
 banner "summary"
 if ((${#failed[@]})); then
   printf 'FAILED: %s\n' "${failed[@]}"
   exit 1
 fi
-echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded)"
+echo "all suites passed: ctest (release, asan, tsan), pytest and Twisted conformance (GIL, free-threaded)"

@@ -1,12 +1,17 @@
-"""Runs Twisted's own ReactorBuilder test modules against one reactor and prints the counts.
+"""Runs Twisted's own ReactorBuilder test modules against the tm reactor and a stock baseline.
 
-    python scripts/twisted_conformance.py [--reactor FQPN] [--workers N] [MODULE ...]
+    python scripts/twisted_conformance.py [--workers N] [--baseline FQPN] [--reactor FQPN]
+                                          [--verbose] [MODULE ...]
 
 ReactorBuilder.makeTestCaseClasses() builds one TestCase class per entry of
-ReactorBuilder._reactors when a test module is imported, so the list is patched before any of
-the modules is imported. The default reactor is tm_twisted.TMReactor; pass
-twisted.internet.epollreactor.EPollReactor for the stock baseline on the same machine.
-TM_WORKERS carries the worker count to TMReactor. Exit status: 0 when nothing failed.
+ReactorBuilder._reactors when a test module is imported, so the list is patched, before any of
+the modules is imported, to hold the baseline (Twisted's epoll reactor by default) and the
+reactor under test (tm_twisted.TMReactor): both run the same tests on the same machine in one run.
+TM_WORKERS carries the worker count to TMReactor.
+
+Prints pass, fail, error and skip counts per module for both, then each test that passes on the
+baseline and not on the reactor under test. Exit status: 0 when there is none (DESIGN.md: every
+test that passes on the stock reactor passes on tm), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -34,60 +39,78 @@ MODULES = [
     "twisted.internet.test.test_stdio",
 ]
 
-
-# Tests skipped here, with the reason. Each is a test that Twisted itself skips for the epoll
-# reactor, by class name, for a reason that holds for every epoll-based reactor.
+# Tests skipped for the reactor under test, with the reason. Each is a test that Twisted itself
+# skips for the epoll reactor, by class name, for a reason that holds for every epoll-based reactor.
 KNOWN_SKIPS = {
     "test_lostFileDescriptor": "epoll forgets a closed descriptor without a notification, so no "
     "epoll-based reactor can detect it (Twisted skips it for EPollReactor)",
 }
 
 
+def reactor_of(test: unittest.TestCase) -> str:
+    """The reactor class name a generated test class runs on (its name ends in _<Name>Tests)."""
+    return type(test).__name__.rsplit("_", 1)[-1].removesuffix("Tests")
+
+
+def test_key(test: unittest.TestCase) -> str:
+    """The test's identity without its reactor: module, builder class and method."""
+    return f"{type(test).__module__}.{type(test).__name__.rsplit('_', 1)[0]}.{test._testMethodName}"
+
+
 class CountingResult(unittest.TestResult):
-    """Counts outcomes per module and keeps the failures' identities for the report."""
+    """Records each test's outcome per reactor."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-        self.problems: list[tuple[str, str, str]] = []
-
-    @staticmethod
-    def _module(test: unittest.TestCase) -> str:
-        return type(test).__module__
+        # reactor name -> test key -> outcome; reactor name -> test key -> traceback text
+        self.outcomes: dict[str, dict[str, str]] = collections.defaultdict(dict)
+        self.details: dict[str, dict[str, str]] = collections.defaultdict(dict)
 
     def startTest(self, test):
         super().startTest(test)
         reason = KNOWN_SKIPS.get(getattr(test, "_testMethodName", ""))
-        if reason is not None:
+        if reason is not None and reactor_of(test) == "TMReactor":
             setattr(test, test._testMethodName, unittest.skip(reason)(lambda: None))
 
+    def _record(self, test, outcome, err=None):
+        key, reactor = test_key(test), reactor_of(test)
+        previous = self.outcomes[reactor].get(key)
+        # trial may report a test twice (a failure, then a logged error): the worst one counts.
+        rank = {"pass": 0, "skip": 0, "xfail": 0, "fail": 1, "error": 2}
+        if previous is None or rank[outcome] > rank[previous]:
+            self.outcomes[reactor][key] = outcome
+        if err is not None:
+            self.details[reactor][key] = self._exc_info_to_string(err, test)
+
     def addSuccess(self, test):
-        self.counts[self._module(test)]["pass"] += 1
+        self._record(test, "pass")
 
     def addFailure(self, test, err):
-        self.counts[self._module(test)]["fail"] += 1
-        self.problems.append(("FAIL", test.id(), self._exc_info_to_string(err, test)))
+        self._record(test, "fail", err)
 
     def addError(self, test, err):
-        self.counts[self._module(test)]["error"] += 1
-        self.problems.append(("ERROR", test.id(), self._exc_info_to_string(err, test)))
+        self._record(test, "error", err)
 
     def addSkip(self, test, reason):
-        self.counts[self._module(test)]["skip"] += 1
+        self._record(test, "skip")
 
     def addExpectedFailure(self, test, err):
-        self.counts[self._module(test)]["xfail"] += 1
+        self._record(test, "xfail")
 
     def addUnexpectedSuccess(self, test):
-        self.counts[self._module(test)]["fail"] += 1
-        self.problems.append(("UNEXPECTED SUCCESS", test.id(), ""))
+        self._record(test, "fail")
+
+
+def counts(outcomes: dict[str, str], module: str) -> collections.Counter:
+    return collections.Counter(o for k, o in outcomes.items() if k.startswith(module + "."))
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reactor", default="tm_twisted.TMReactor")
+    parser.add_argument("--baseline", default="twisted.internet.epollreactor.EPollReactor")
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--verbose", action="store_true", help="print each failure's traceback")
+    parser.add_argument("--verbose", action="store_true", help="print each regression's traceback")
     parser.add_argument("modules", nargs="*", default=MODULES)
     args = parser.parse_args(argv)
     if args.workers is not None:
@@ -95,34 +118,42 @@ def main(argv: list[str]) -> int:
 
     from twisted.internet.test.reactormixins import ReactorBuilder
 
-    ReactorBuilder._reactors = [args.reactor]
+    ReactorBuilder._reactors = [args.baseline, args.reactor]
     from twisted.trial.runner import TestLoader
 
     # Trial's tests write into the working directory: give them a scratch one.
     os.chdir(tempfile.mkdtemp(prefix="tm-conformance-"))
-    loader = TestLoader()
     result = CountingResult()
     started = time.monotonic()
     for name in args.modules:
-        suite = loader.loadByName(name, recurse=True)
-        suite.run(result)
+        TestLoader().loadByName(name, recurse=True).run(result)
     elapsed = time.monotonic() - started
 
-    print(f"reactor {args.reactor}, workers {os.environ.get('TM_WORKERS', 'default')}, "
-          f"python {sys.version.split()[0]}{' (free-threaded)' if not getattr(sys, '_is_gil_enabled', lambda: True)() else ''}")
-    print(f"{'module':42} {'pass':>5} {'fail':>5} {'error':>5} {'skip':>5}")
-    total = collections.Counter()
+    base_name = args.baseline.rsplit(".", 1)[-1]
+    ours_name = args.reactor.rsplit(".", 1)[-1]
+    base, ours = result.outcomes[base_name], result.outcomes[ours_name]
+    free = "" if getattr(sys, "_is_gil_enabled", lambda: True)() else " (free-threaded, GIL off)"
+    print(f"python {sys.version.split()[0]}{free}; {ours_name} with "
+          f"{os.environ.get('TM_WORKERS', 'default')} workers against {base_name}; {elapsed:.0f} s")
+    header = f"{'module':36} {'pass':>5} {'fail':>5} {'error':>5} {'skip':>5}   {base_name} p/f/e/s"
+    print(header)
+    totals, base_totals = collections.Counter(), collections.Counter()
     for name in args.modules:
-        c = result.counts.get(name, collections.Counter())
-        total.update(c)
-        print(f"{name:42} {c['pass']:5} {c['fail']:5} {c['error']:5} {c['skip']:5}")
-    print(f"{'total':42} {total['pass']:5} {total['fail']:5} {total['error']:5} {total['skip']:5}"
-          f"   ({elapsed:.0f} s)")
-    for kind, test_id, text in dict.fromkeys(result.problems):
-        print(f"{kind}: {test_id}")
+        c, b = counts(ours, name), counts(base, name)
+        totals.update(c)
+        base_totals.update(b)
+        print(f"{name.removeprefix('twisted.internet.test.'):36} {c['pass']:5} {c['fail']:5} "
+              f"{c['error']:5} {c['skip']:5}   {b['pass']}/{b['fail']}/{b['error']}/{b['skip']}")
+    print(f"{'total':36} {totals['pass']:5} {totals['fail']:5} {totals['error']:5} "
+          f"{totals['skip']:5}   {base_totals['pass']}/{base_totals['fail']}/"
+          f"{base_totals['error']}/{base_totals['skip']}")
+    regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
+    for key in regressions:
+        print(f"REGRESSION ({ours.get(key, 'not run')}): {key}")
         if args.verbose:
-            print(text)
-    return 0 if not (total["fail"] or total["error"]) else 1
+            print(result.details[ours_name].get(key, ""))
+    print(f"{len(regressions)} tests pass on {base_name} and not on {ours_name}")
+    return 1 if regressions else 0
 
 
 if __name__ == "__main__":
