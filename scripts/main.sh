@@ -22,4 +22,4 @@ build="$root/build/release"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
 echo "== the STM engine's benchmarks"
-"$build/bench/cpp/stm_core/stm_bench" --benchmark_min_time=0.2s
+"$build/bench/cpp/stm_core/stm_bench" --benchmark_min_time=0.2
