@@ -1,0 +1,310 @@
+"""EventLoop: asyncio's Unix selector loop with its machinery routed to tm-reactor's C++ engine.
+
+The class subclasses asyncio's own ``_UnixSelectorEventLoop``, so asyncio's socket transports,
+servers, ``sock_*`` methods, pipes, subprocesses and signal handling keep working unchanged. What
+changes is what drives them:
+
+- ``call_soon``/``call_soon_threadsafe`` post the handle to the C++ reactor (``Reactor.post``);
+  ``call_at``/``call_later`` arm a C++ timer (``Reactor.call_at``), which ``TimerHandle.cancel()``
+  cancels. Both run on the loop's strand, so they keep asyncio's FIFO order.
+- ``add_reader``/``add_writer`` (and the private ``_add_reader`` the transports use) register with
+  asyncio's selector as usual, which stays the registry of handles, and with one C++ ``FdWatcher``
+  per descriptor, which wakes the reactor. asyncio's selector is never polled.
+- ``run_forever`` runs ``Reactor.run()``; ``stop()`` posts a marker behind what is already queued.
+
+Workers: ``TM_WORKERS`` picks the count; unset, it is 1, and then every callback runs on the
+thread that called ``run_forever`` and the behaviour is asyncio's. With more workers, callbacks run
+on worker threads but one at a time (a loop-wide lock): correct, not yet parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import selectors
+import signal
+import sys
+import threading
+from asyncio import events, unix_events
+
+from tm import _core
+
+_base_loop = unix_events._UnixSelectorEventLoop
+_READ = 1
+_WRITE = 2
+
+
+def _workers_from_environment() -> int:
+    """TM_WORKERS picks the worker count; unset, 1 (the serial loop); 0 means one per core."""
+    value = os.environ.get("TM_WORKERS", "1")
+    try:
+        workers = int(value)
+    except ValueError:
+        raise ValueError(f"TM_WORKERS must be a whole number, not {value!r}") from None
+    if workers < 0:
+        raise ValueError(f"TM_WORKERS must not be negative, not {workers}")
+    return workers
+
+
+class EventLoop(_base_loop):
+    """An asyncio event loop whose callbacks run as transactions on tm-reactor's C++ reactor.
+
+    With one worker (the default while ``TM_WORKERS`` is unset) it behaves as asyncio's default
+    loop. With more workers, callbacks run on the workers one at a time.
+    """
+
+    def __init__(self, selector=None, *, workers: int | None = None) -> None:
+        self._core = _core.Reactor(_workers_from_environment() if workers is None else workers)
+        self._strand = self._core.make_strand()
+        self._serial = self._core.workers == 1
+        self._lock = threading.RLock()
+        self._watchers: dict[int, _core.FdWatcher] = {}
+        self._timers: dict[int, tuple[events.TimerHandle, _core.Timer]] = {}
+        self._fatal: BaseException | None = None
+        super().__init__(selector)
+
+    @property
+    def workers(self) -> int:
+        """The number of worker threads callbacks run on."""
+        return self._core.workers
+
+    # -- running --------------------------------------------------------------------------------
+
+    def _run_once(self) -> None:
+        """Runs the reactor until stop()'s marker (or an exception that must escape) stops it."""
+        if self._core.stopped:
+            self._core.restart()
+        wakeup = self._install_wakeup_fd()
+        try:
+            self._core.run(tick=None)
+        finally:
+            if wakeup is not None:
+                signal.set_wakeup_fd(wakeup)
+        fatal, self._fatal = self._fatal, None
+        if fatal is not None:
+            self._stopping = True
+            try:
+                raise fatal
+            finally:
+                fatal = None
+
+    def _install_wakeup_fd(self) -> int | None:
+        """Lets a signal wake the idle reactor so its Python handler runs (Ctrl-C while idle).
+
+        asyncio's self-pipe is the wakeup descriptor; a signal makes it readable and its reader
+        runs Python code, where the interpreter runs the pending handler. Returns the previous
+        descriptor to restore, or None when nothing was changed.
+        """
+        if not self._serial or threading.current_thread() is not threading.main_thread():
+            return None
+        csock = getattr(self, "_csock", None)
+        if csock is None:
+            return None
+        try:
+            previous = signal.set_wakeup_fd(csock.fileno())
+        except (ValueError, OSError):
+            return None
+        if previous != -1:
+            # Somebody (add_signal_handler, another library) has one: keep theirs.
+            signal.set_wakeup_fd(previous)
+            return None
+        return -1
+
+    def stop(self) -> None:
+        self._stopping = True
+        # Behind everything already queued on the loop's strand, as asyncio finishes the
+        # iteration under way.
+        self._core.post(self._stop_marker, strand=self._strand)
+
+    def _stop_marker(self) -> None:
+        if self._stopping:
+            self._core.stop()
+
+    def _run_handle(self, handle: events.Handle) -> None:
+        """Runs one handle as asyncio's _run_once would; a reactor callback."""
+        if handle._cancelled:
+            return
+        if self._serial:
+            self._run_handle_locked(handle)
+            return
+        with self._lock:
+            previous = events._get_running_loop()
+            if previous is not self:
+                events._set_running_loop(self)
+            try:
+                self._run_handle_locked(handle)
+            finally:
+                if previous is not self:
+                    events._set_running_loop(previous)
+
+    def _run_handle_locked(self, handle: events.Handle) -> None:
+        if handle._cancelled:
+            return
+        try:
+            if self._debug:
+                self._current_handle = handle
+                t0 = self.time()
+                handle._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    asyncio.log.logger.warning(
+                        "Executing %s took %.3f seconds", asyncio.base_events._format_handle(handle), dt
+                    )
+            else:
+                handle._run()
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: they leave run_forever
+            if self._fatal is None:
+                self._fatal = exc
+            self._core.stop()
+        finally:
+            self._current_handle = None
+            handle = None
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def _call_soon(self, callback, args, context):
+        handle = events.Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
+        return handle
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like call_soon(), but thread-safe: the C++ reactor wakes itself, no self-pipe write."""
+        self._check_closed()
+        if self._debug:
+            self._check_callback(callback, "call_soon_threadsafe")
+        handle = events.Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
+        return handle
+
+    def call_at(self, when, callback, *args, context=None):
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        timer = events.TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        timer._scheduled = True
+        key = id(timer)
+        self._timers[key] = (
+            timer,
+            self._core.call_at(when, functools.partial(self._run_timer, key), strand=self._strand),
+        )
+        return timer
+
+    def _run_timer(self, key: int) -> None:
+        entry = self._timers.pop(key, None)
+        if entry is None:
+            return
+        timer = entry[0]
+        timer._scheduled = False
+        self._run_handle(timer)
+
+    def _timer_handle_cancelled(self, handle) -> None:
+        entry = self._timers.pop(id(handle), None)
+        if entry is not None and entry[0] is handle:
+            entry[1].cancel()
+        elif entry is not None:  # another handle reused the id: put it back
+            self._timers[id(handle)] = entry
+
+    def time(self) -> float:
+        return _core.monotonic()
+
+    # -- descriptors ----------------------------------------------------------------------------
+
+    def _watcher(self, fd: int) -> _core.FdWatcher:
+        watcher = self._watchers.get(fd)
+        if watcher is None:
+            watcher = self._core.watch_fd(fd)
+            self._watchers[fd] = watcher
+        return watcher
+
+    def _sync_watcher(self, fd: int) -> None:
+        """Makes fd's watcher match asyncio's selector registration of fd."""
+        key = None
+        if self._selector is not None:
+            key = self._selector.get_map().get(fd)
+        reader, writer = key.data if key is not None else (None, None)
+        watcher = self._watchers.get(fd)
+        if reader is None and writer is None:
+            if watcher is not None:
+                del self._watchers[fd]
+                watcher.release()
+            return
+        watcher = self._watcher(fd)
+        if reader is not None and not watcher.has_reader:
+            watcher.add_reader(functools.partial(self._fd_ready, fd, _READ))
+        elif reader is None and watcher.has_reader:
+            watcher.remove_reader()
+        if writer is not None and not watcher.has_writer:
+            watcher.add_writer(functools.partial(self._fd_ready, fd, _WRITE))
+        elif writer is None and watcher.has_writer:
+            watcher.remove_writer()
+
+    def _fd_ready(self, fd: int, event: int) -> None:
+        if self._selector is None:
+            return
+        key = self._selector.get_map().get(fd)
+        if key is None:
+            return
+        handle = key.data[0] if event == _READ else key.data[1]
+        if handle is None:
+            return
+        if handle._cancelled:
+            if event == _READ:
+                self._remove_reader(fd)
+            else:
+                self._remove_writer(fd)
+            return
+        self._run_handle(handle)
+
+    @staticmethod
+    def _fd_of(fd) -> int:
+        return selectors._fileobj_to_fd(fd)
+
+    def _add_reader(self, fd, callback, *args):
+        handle = super()._add_reader(fd, callback, *args)
+        self._sync_watcher(self._fd_of(fd))
+        return handle
+
+    def _remove_reader(self, fd):
+        removed = super()._remove_reader(fd)
+        if not self.is_closed():
+            self._sync_watcher(self._fd_of(fd))
+        return removed
+
+    def _add_writer(self, fd, callback, *args):
+        handle = super()._add_writer(fd, callback, *args)
+        self._sync_watcher(self._fd_of(fd))
+        return handle
+
+    def _remove_writer(self, fd):
+        removed = super()._remove_writer(fd)
+        if not self.is_closed():
+            self._sync_watcher(self._fd_of(fd))
+        return removed
+
+    def _process_events(self, event_list) -> None:
+        raise NotImplementedError("tm_asyncio.EventLoop never polls its selector")
+
+    # -- closing --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        super().close()
+        for _, timer in list(self._timers.values()):
+            timer.cancel()
+        self._timers.clear()
+        for watcher in list(self._watchers.values()):
+            watcher.release()
+        self._watchers.clear()

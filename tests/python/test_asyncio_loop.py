@@ -1,0 +1,263 @@
+"""tm_asyncio.EventLoop against asyncio's default loop: every test body runs on both."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+import tm_asyncio
+
+
+def _default_loop():
+    return asyncio.new_event_loop()
+
+
+@pytest.fixture(params=[_default_loop, tm_asyncio.new_event_loop], ids=["default", "tm"])
+def loop(request):
+    loop = request.param()
+    yield loop
+    if not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    asyncio.set_event_loop(None)
+
+
+def _run(loop, coro, timeout=10):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+@pytest.mark.timeout(20)
+def test_loop_type(loop):
+    async def main():
+        return asyncio.get_running_loop()
+
+    assert _run(loop, main()) is loop
+
+
+@pytest.mark.timeout(20)
+def test_call_soon_order(loop):
+    seen = []
+
+    def record(i):
+        seen.append(i)
+        if i == 2:
+            loop.call_soon(record, 5)
+            loop.call_soon(loop.stop)
+
+    for i in range(5):
+        loop.call_soon(record, i)
+    loop.run_forever()
+    assert seen == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.timeout(20)
+def test_call_soon_cancel_and_context(loop):
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "in context")
+    seen = []
+    handle = loop.call_soon(seen.append, "cancelled")
+    loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    handle.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ["in context", "unset"]
+
+
+@pytest.mark.timeout(20)
+def test_call_later_call_at_order_and_cancel(loop):
+    seen = []
+    now = loop.time()
+    loop.call_later(0.06, seen.append, "later 0.06")
+    loop.call_at(now + 0.02, seen.append, "at 0.02")
+    cancelled = loop.call_later(0.04, seen.append, "cancelled")
+    loop.call_later(0.01, seen.append, "later 0.01")
+    timer = loop.call_at(now + 0.1, loop.stop)
+    assert isinstance(timer, asyncio.TimerHandle)
+    assert timer.when() == now + 0.1
+    cancelled.cancel()
+    assert cancelled.cancelled()
+    loop.run_forever()
+    assert seen == ["later 0.01", "at 0.02", "later 0.06"]
+    assert loop.time() >= now + 0.1
+
+
+@pytest.mark.timeout(20)
+def test_time_is_monotonic(loop):
+    import time
+
+    assert abs(loop.time() - time.monotonic()) < 1.0
+
+
+@pytest.mark.timeout(20)
+def test_call_soon_threadsafe_from_thread(loop):
+    seen = []
+
+    def worker():
+        for i in range(100):
+            loop.call_soon_threadsafe(seen.append, i)
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(threading.Thread(target=worker).start)
+    loop.run_forever()
+    assert seen == list(range(100))
+
+
+@pytest.mark.timeout(20)
+def test_tcp_echo_streams(loop):
+    async def handle(reader, writer):
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert isinstance(writer.transport, asyncio.Transport)
+        assert writer.get_extra_info("peername") == ("127.0.0.1", port)
+        payload = b"x" * 200_000
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        received = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return received, payload
+
+    received, payload = _run(loop, main())
+    assert received == payload
+
+
+@pytest.mark.timeout(20)
+def test_create_task_gather(loop):
+    async def square(i):
+        await asyncio.sleep(0.01 * (5 - i))
+        return i * i
+
+    async def main():
+        task = asyncio.create_task(square(7), name="seven")
+        assert task.get_name() == "seven"
+        results = await asyncio.gather(*(square(i) for i in range(5)))
+        return results, await task
+
+    assert _run(loop, main()) == ([0, 1, 4, 9, 16], 49)
+
+
+@pytest.mark.timeout(20)
+def test_run_in_executor(loop):
+    async def main():
+        caller = threading.get_ident()
+        ident = await asyncio.get_running_loop().run_in_executor(None, threading.get_ident)
+        return caller, ident, await asyncio.to_thread(sum, [1, 2, 3])
+
+    caller, ident, total = _run(loop, main())
+    assert ident != caller
+    assert total == 6
+
+
+@pytest.mark.timeout(20)
+def test_exception_handler_called(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, context: contexts.append(context))
+    assert loop.get_exception_handler() is not None
+
+    def boom():
+        raise ZeroDivisionError("boom")
+
+    loop.call_soon(boom)
+    loop.call_later(0.01, boom)
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert len(contexts) == 2
+    assert all(isinstance(c["exception"], ZeroDivisionError) for c in contexts)
+    assert all("handle" in c for c in contexts)
+
+
+@pytest.mark.timeout(20)
+def test_keyboard_interrupt_leaves_run_forever(loop):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    loop.call_soon(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    assert not loop.is_running()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+@pytest.mark.timeout(20)
+def test_add_reader_writer(loop):
+    import socket
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    seen = []
+
+    def on_writable():
+        loop.remove_writer(a.fileno())
+        a.send(b"ping")
+
+    def on_readable():
+        seen.append(b.recv(10))
+        assert loop.remove_reader(b.fileno())
+        loop.stop()
+
+    loop.add_reader(b.fileno(), on_readable)
+    loop.add_writer(a.fileno(), on_writable)
+    try:
+        loop.run_forever()
+        assert seen == [b"ping"]
+        assert not loop.remove_reader(b.fileno())
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(20)
+def test_close(loop):
+    loop.call_later(10, lambda: None)
+    loop.call_soon(lambda: None)
+    assert not loop.is_running()
+    loop.close()
+    assert loop.is_closed()
+    loop.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        loop.call_soon(lambda: None)
+    with pytest.raises(RuntimeError):
+        loop.run_forever()
+
+
+@pytest.mark.timeout(20)
+def test_close_while_running_raises(loop):
+    async def main():
+        with pytest.raises(RuntimeError):
+            loop.close()
+
+    _run(loop, main())
+
+
+@pytest.mark.timeout(20)
+def test_run_and_policy():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert tm_asyncio.run(main()) is tm_asyncio.EventLoop
+    policy = tm_asyncio.EventLoopPolicy()
+    new = policy.new_event_loop()
+    try:
+        assert isinstance(new, tm_asyncio.EventLoop)
+    finally:
+        new.close()
