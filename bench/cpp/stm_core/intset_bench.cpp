@@ -238,6 +238,7 @@ std::mutex global_mu;
 
 template <Mode M, class Set>
 struct Ops {
+  static constexpr bool transactional = M == Mode::stm;
   using Node = typename Set::Node;
   static bool contains(Set& s, int key) {
     if constexpr (M == Mode::stm) {
@@ -290,6 +291,7 @@ struct EngineSet {
 };
 
 struct EngineOps {
+  static constexpr bool transactional = true;
   static bool contains(EngineSet& s, int key) {
     return stm::atomically([&](stm::Transaction& tx) { return s.set.contains(tx, key); });
   }
@@ -337,6 +339,7 @@ void run_intset(benchmark::State& state, Make make) {
     while (n < size)
       if (O::insert(*S::set, static_cast<int>(next_random(r) % range))) ++n;
     for (auto& slot : S::slots) slot.net = 0;
+    if constexpr (O::transactional) stm::reset_stats();
   }
   std::uint64_t rng = 0x1234567ull * (state.thread_index() + 1) + 99;
   level_rng = rng ^ 0xabcdefull;
@@ -355,6 +358,12 @@ void run_intset(benchmark::State& state, Make make) {
   }
   state.SetItemsProcessed(state.iterations());
   if (state.thread_index() == 0) {
+    if constexpr (O::transactional) {
+      // Aborts per committed operation, over all threads (the engine's statistics).
+      const stm::Stats st = stm::total_stats();
+      state.counters["aborts_per_op"] =
+          st.commits ? static_cast<double>(st.total_aborts()) / st.commits : 0.0;
+    }
     long expected = size;
     for (auto& slot : S::slots) expected += slot.net;
     const long got = O::check(*S::set, range);
