@@ -4,8 +4,9 @@ The extension ``tm._core`` holds the C++ engine; this package is its Python face
 docs/PYTHON_API.md.
 """
 
-from tm import _io
+from tm import _conflict_log, _io
 from tm._atomic import atomic, run_atomic, snapshot, transactional
+from tm._conflict_log import worker_span, write_report_log
 from tm._core import (
     build_info,
     conflict_log_enabled,
@@ -61,6 +62,9 @@ __all__ = [
     "stats",
     "time",
     "transactional",
+    "worker_span",
+    "write_report_log",
 ]
 
 _io.install()
+_conflict_log.install_from_env()

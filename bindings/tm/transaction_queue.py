@@ -6,7 +6,9 @@ import collections
 import threading
 import time as _time
 
-from tm import _core, _io
+import contextlib
+
+from tm import _conflict_log, _core, _io
 
 __all__ = ["TransactionQueue", "hint_commit_soon", "time"]
 
@@ -77,6 +79,12 @@ class TransactionQueue:
                 self._cond.notify_all()
 
     def _worker(self):
+        # Under the conflict log, each worker's span and stats go to the report's timeline.
+        span = _conflict_log.worker_span() if _core.conflict_log_enabled() else contextlib.nullcontext()
+        with span:
+            self._work()
+
+    def _work(self):
         try:
             while (item := self._next()) is not None:
                 is_gen, fn, args, kwargs = item
