@@ -170,6 +170,11 @@ class EventLoop(_base_loop):
         self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
         return handle
 
+    def _add_callback(self, handle) -> None:
+        # asyncio's signal handling queues its handles here (the _ready deque, never drained).
+        if not handle._cancelled:
+            self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
+
     def call_soon_threadsafe(self, callback, *args, context=None):
         """Like call_soon(), but thread-safe: the C++ reactor wakes itself, no self-pipe write."""
         self._check_closed()
