@@ -3,6 +3,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include "gc.hpp"
 #include "map.hpp"
 
 namespace tmr::bindings {
@@ -67,12 +68,16 @@ class Dict {
 
  private:
   PyMap map_;
+
+ public:
+  int gc_traverse(visitproc visit, void* arg) const { return map_.gc_traverse(visit, arg); }
+  void gc_clear() { map_.gc_clear(); }
 };
 
 }  // namespace
 
 void init_dict(py::module_& m) {
-  py::class_<Dict>(m, "Dict", "The core of tm.Dict (a transactional, insertion-ordered hash map).")
+  py::class_<Dict>(m, "Dict", "The core of tm.Dict (a transactional, insertion-ordered hash map).", gc_support<Dict>())
       .def(py::init<>())
       .def("__getitem__",
            [](Dict& d, const py::object& k) {

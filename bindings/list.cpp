@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "gc.hpp"
 #include "tx_state.hpp"
 
 namespace tmr::bindings {
@@ -118,12 +119,22 @@ class List {
   }
 
   stm::Cell cell_;  // payload: Items*, immutable once committed
+
+ public:
+  /// Cyclic GC (gc.hpp): the committed items; gc_clear() empties an unreachable list.
+  int gc_traverse(visitproc visit, void* arg) const {
+    if (const auto* v = static_cast<const Items*>(cell_.unsafe_peek()))
+      for (const PyRef& r : *v) Py_VISIT(r.get());
+    return 0;
+  }
+  void gc_clear() { cell_.unsafe_reset(new Items); }
 };
 
 }  // namespace
 
 void init_list(py::module_& m) {
-  py::class_<List>(m, "List", "The core of tm.List (one consistent vector, copy-on-write).")
+  py::class_<List>(m, "List", "The core of tm.List (one consistent vector, copy-on-write).",
+                   gc_support<List>())
       .def(py::init<>())
       .def("__len__", &List::size)
       .def("_get", &List::get, py::arg("index"))

@@ -91,6 +91,25 @@ class PyMap {
       std::sort(out.begin(), out.end(), [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
     return out;
   }
+  /// Cyclic GC (gc.hpp): visits the committed keys and values.
+  int gc_traverse(visitproc visit, void* arg) const {
+    const auto* t = static_cast<const Table*>(root_.unsafe_peek());
+    if (t == nullptr) return 0;
+    for (const auto& b : t->buckets)
+      if (const auto* e = static_cast<const Entries*>(b->unsafe_peek()))
+        for (const Entry& x : *e) {
+          Py_VISIT(x.key.get());
+          Py_VISIT(x.value.get());
+        }
+    return 0;
+  }
+  /// Cyclic GC: empties an unreachable map without a transaction.
+  void gc_clear() {
+    const auto* t = static_cast<const Table*>(root_.unsafe_peek());
+    if (t == nullptr) return;
+    for (const auto& b : t->buckets) b->unsafe_reset(nullptr);
+    size_.cell().unsafe_reset(nullptr);
+  }
   void clear(stm::Transaction& tx) {
     auto* t = static_cast<const Table*>(tx.load(root_));
     for (const auto& b : t->buckets)

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "gc.hpp"
 #include "tx_state.hpp"
 
 namespace tmr::bindings {
@@ -174,8 +175,29 @@ int tobject_init(PyObject* self, PyObject* args, PyObject* kwargs) {
   return 0;
 }
 
+// Cyclic GC (see gc.hpp): the committed attribute values; tp_clear drops them.
+int tobject_traverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  stm::Cell* table = reinterpret_cast<TObject*>(self)->table;
+  if (table == nullptr) return 0;
+  GcPin pin;
+  if (const auto* t = static_cast<const AttrTable*>(table->unsafe_peek()))
+    for (const Slot& s : *t) Py_VISIT(static_cast<PyObject*>(s.cell->unsafe_peek()));
+  return 0;
+}
+
+int tobject_clear(PyObject* self) {
+  stm::Cell* table = reinterpret_cast<TObject*>(self)->table;
+  if (table == nullptr) return 0;
+  // Unreachable: no transaction can reach the cells. The table stays (names only).
+  if (const auto* t = static_cast<const AttrTable*>(table->unsafe_peek()))
+    for (const Slot& s : *t) s.cell->unsafe_reset(nullptr);
+  return 0;
+}
+
 void tobject_dealloc(PyObject* self) {
   PyTypeObject* tp = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
   delete reinterpret_cast<TObject*>(self)->table;  // releases the table and every slot's value
   tp->tp_free(self);
   Py_DECREF(tp);
@@ -225,13 +247,16 @@ PyType_Slot tobject_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(tobject_new)},
     {Py_tp_init, reinterpret_cast<void*>(tobject_init)},
     {Py_tp_dealloc, reinterpret_cast<void*>(tobject_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(tobject_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(tobject_clear)},
     {Py_tp_getattro, reinterpret_cast<void*>(tobject_getattro)},
     {Py_tp_setattro, reinterpret_cast<void*>(tobject_setattro)},
     {Py_tp_methods, tobject_methods},
     {0, nullptr}};
 
 PyType_Spec tobject_spec = {"tm._core.Object", sizeof(TObject), 0,
-                            Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, tobject_slots};
+                            Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+                            tobject_slots};
 
 }  // namespace
 

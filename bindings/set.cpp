@@ -3,6 +3,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include "gc.hpp"
 #include "map.hpp"
 
 namespace tmr::bindings {
@@ -61,12 +62,16 @@ class Set {
 
  private:
   PyMap map_;
+
+ public:
+  int gc_traverse(visitproc visit, void* arg) const { return map_.gc_traverse(visit, arg); }
+  void gc_clear() { map_.gc_clear(); }
 };
 
 }  // namespace
 
 void init_set(py::module_& m) {
-  py::class_<Set>(m, "Set", "The core of tm.Set (a transactional hash set).")
+  py::class_<Set>(m, "Set", "The core of tm.Set (a transactional hash set).", gc_support<Set>())
       .def(py::init<>())
       .def(
           "add", [](py::object self, const py::object& k) { self.cast<Set&>().add(self, k); },

@@ -2,6 +2,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include "gc.hpp"
 #include "tx_state.hpp"
 
 namespace tmr::bindings {
@@ -34,6 +35,15 @@ class Var {
     return out;
   }
 
+  /// tp_traverse: the committed value (a value buffered by a running transaction is not
+  /// visited, which only keeps a cycle through it alive until that transaction ends).
+  int gc_traverse(visitproc visit, void* arg) const {
+    Py_VISIT(static_cast<PyObject*>(cell_.unsafe_peek()));
+    return 0;
+  }
+  /// tp_clear: the collector found this Var unreachable, so no transaction can reach its cell.
+  void gc_clear() { cell_.unsafe_reset(py::none().release().ptr()); }
+
  private:
   stm::Cell cell_;  // payload: one owned PyObject reference
 };
@@ -41,7 +51,7 @@ class Var {
 }  // namespace
 
 void init_var(py::module_& m) {
-  py::class_<Var>(m, "Var", "A transactional reference to a Python object.")
+  py::class_<Var>(m, "Var", "A transactional reference to a Python object.", gc_support<Var>())
       .def(py::init<py::object>(), py::arg("value") = py::none())
       .def("get", &Var::get, "The value (a transactional read).")
       .def("set", &Var::set, py::arg("value"), "Replaces the value (a transactional write).")

@@ -1,0 +1,66 @@
+#pragma once
+
+// Cyclic garbage collection for the managed types' cores: a py::custom_type_setup that makes a
+// pybind11 class GC-aware, with tp_traverse/tp_clear forwarding to the core's
+// `int gc_traverse(visitproc, void*) const` and `void gc_clear()`.
+//
+// gc_traverse() visits the *committed* payloads (Cell::unsafe_peek): values buffered by a running
+// transaction, retired values awaiting reclamation and deferred ops are not visited, which only
+// keeps a cycle through them alive until they are gone (never frees anything early). gc_clear() runs
+// only on objects the collector found unreachable, so no transaction can reach their cells; it
+// replaces the payloads without a transaction (Cell::unsafe_reset).
+//
+// Commits and reclamation run with the thread state detached, so they go on while the collector
+// runs: GcPin announces a snapshot for the traversal, as a transaction's begin() does, so that no
+// payload the traversal can reach is reclaimed under it.
+
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "stm/detail/runtime.hpp"
+
+namespace tmr::bindings {
+
+class GcPin {
+ public:
+  GcPin() noexcept : rec_(&stm::detail::this_thread_record()) {
+    // A running transaction of this thread already pins an older snapshot.
+    if (rec_->active_since.load(std::memory_order_relaxed) != stm::detail::idle_epoch) {
+      rec_ = nullptr;
+      return;
+    }
+    rec_->active_since.store(stm::detail::g.clock.load(std::memory_order_acquire),
+                             std::memory_order_seq_cst);
+  }
+  ~GcPin() {
+    if (rec_ != nullptr) rec_->active_since.store(stm::detail::idle_epoch, std::memory_order_release);
+  }
+  GcPin(const GcPin&) = delete;
+  GcPin& operator=(const GcPin&) = delete;
+
+ private:
+  stm::detail::ThreadRecord* rec_;
+};
+
+template <class T>
+pybind11::custom_type_setup gc_support() {
+  return pybind11::custom_type_setup([](PyHeapTypeObject* heap_type) {
+    PyTypeObject* type = &heap_type->ht_type;
+    type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+    type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
+      Py_VISIT(Py_TYPE(self));
+      if (!pybind11::detail::is_holder_constructed(self)) return 0;
+      GcPin pin;
+      return pybind11::cast<const T&>(pybind11::handle(self)).gc_traverse(visit, arg);
+    };
+    type->tp_clear = [](PyObject* self) -> int {
+      if (pybind11::detail::is_holder_constructed(self))
+        pybind11::cast<T&>(pybind11::handle(self)).gc_clear();
+      return 0;
+    };
+  });
+}
+
+}  // namespace tmr::bindings
