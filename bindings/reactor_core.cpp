@@ -123,9 +123,9 @@ class PyReactor {
                             fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
   }
 
-  std::shared_ptr<reactor::FdWatcher> watch_fd(int fd) {
+  std::shared_ptr<reactor::FdWatcher> watch_fd(int fd, std::optional<reactor::Strand> strand) {
     py::gil_scoped_release release;
-    return reactor::watch_fd(reactor_, fd);
+    return reactor::watch_fd(reactor_, fd, strand.value_or(reactor::Strand()));
   }
 
   bool in_worker() const { return reactor::current_reactor() == &reactor_; }
@@ -219,7 +219,8 @@ void init_reactor(py::module_& m) {
       .def("call_at", &PyReactor::call_at, py::arg("when"), py::arg("fn"),
            py::arg("strand") = py::none(), py::arg("fresh") = false,
            "Runs fn() at `when` (tm._core.monotonic() seconds); strands as for post().")
-      .def("watch_fd", &PyReactor::watch_fd, py::arg("fd"))
+      .def("watch_fd", &PyReactor::watch_fd, py::arg("fd"), py::arg("strand") = py::none(),
+           "A watcher whose callbacks run on `strand` (a new strand when None).")
       .def("in_worker", &PyReactor::in_worker, "True on this reactor's worker threads.")
       .def("notify_fork", &PyReactor::notify_fork, py::arg("event"));
 }

@@ -22,9 +22,10 @@ class FdWatcherImpl final : public FdWatcher,
                             public detail::Closable,
                             public std::enable_shared_from_this<FdWatcherImpl> {
  public:
-  FdWatcherImpl(detail::ReactorImpl& reactor, int fd, asio::posix::stream_descriptor descriptor)
+  FdWatcherImpl(detail::ReactorImpl& reactor, int fd, asio::posix::stream_descriptor descriptor,
+                std::shared_ptr<detail::StrandImpl> strand)
       : reactor_(reactor),
-        strand_(reactor.new_strand()),
+        strand_(strand ? std::move(strand) : reactor.new_strand()),
         fd_(fd),
         descriptor_(std::move(descriptor)) {}
 
@@ -158,7 +159,8 @@ class FdWatcherImpl final : public FdWatcher,
 
 }  // namespace
 
-std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, std::error_code& ec) {
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, const Strand& strand,
+                                    std::error_code& ec) {
   asio::posix::stream_descriptor descriptor(reactor.context());
   boost::system::error_code bec;
   descriptor.assign(fd, bec);
@@ -166,16 +168,25 @@ std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, std::error_code& e
     ec = bec;
     return nullptr;
   }
-  auto watcher = std::make_shared<FdWatcherImpl>(reactor.impl(), fd, std::move(descriptor));
+  auto watcher =
+      std::make_shared<FdWatcherImpl>(reactor.impl(), fd, std::move(descriptor), strand.impl());
   reactor.impl().track(watcher);
   return watcher;
 }
 
-std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd) {
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, std::error_code& ec) {
+  return watch_fd(reactor, fd, Strand(), ec);
+}
+
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, const Strand& strand) {
   std::error_code ec;
-  auto watcher = watch_fd(reactor, fd, ec);
+  auto watcher = watch_fd(reactor, fd, strand, ec);
   if (ec) throw std::system_error(ec, "watch_fd");
   return watcher;
+}
+
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd) {
+  return watch_fd(reactor, fd, Strand());
 }
 
 }  // namespace tmr::reactor

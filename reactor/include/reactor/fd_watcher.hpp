@@ -28,5 +28,10 @@ class FdWatcher {
 
 std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd);
 std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, std::error_code& ec);
+/// Runs the watcher's callbacks on `strand` (a new strand when it is empty): the owner of the
+/// descriptor (a Twisted transport, say) can then run its other events on the same strand.
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, const Strand& strand);
+std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, const Strand& strand,
+                                    std::error_code& ec);
 
 }  // namespace tmr::reactor

@@ -51,6 +51,29 @@ TEST(FdWatcher, ReaderIsLevelTriggered) {
   watcher->release();
 }
 
+// A watcher made on a given strand runs its callbacks there: its owner's other events (posts,
+// timers) and its readiness events then run one at a time.
+TEST(FdWatcher, RunsOnTheStrandItWasGiven) {
+  Pipe p;
+  RunningReactor r(2);
+  const Strand strand = r->make_strand();
+  auto watcher = watch_fd(*r, p.r, strand);
+  std::atomic<bool> on_strand{false};
+  std::atomic<bool> called{false};
+  watcher->add_reader([&](stm::Transaction& tx) {
+    tx.become_inevitable();
+    char c;
+    if (::read(p.r, &c, 1) == 1) {
+      on_strand = current_strand() == strand;
+      called = true;
+    }
+  });
+  ASSERT_EQ(::write(p.w, "a", 1), 1);
+  EXPECT_TRUE(wait_until([&] { return called.load(); }));
+  EXPECT_TRUE(on_strand.load());
+  watcher->release();
+}
+
 TEST(FdWatcher, WriterFiresWhenWritableAndStopsWhenRemoved) {
   Pipe p;
   RunningReactor r(2);
