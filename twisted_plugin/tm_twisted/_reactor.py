@@ -219,12 +219,23 @@ class TMReactor(posixbase.PosixReactorBase):
 
     # -- IReactorFDSet --------------------------------------------------------------------------
 
+    def _strandOf(self, selectable) -> _core.Strand:
+        """The selectable's strand: its readiness events run there, one at a time, in order."""
+        strand = getattr(selectable, "_tmStrand", None)
+        if strand is None:
+            strand = self._core.make_strand()
+            try:
+                selectable._tmStrand = strand
+            except AttributeError:
+                pass  # no __dict__ (a bare socket): a strand per registration, as a watcher has
+        return strand
+
     def _watcherFor(self, fd: int, selectable) -> _core.FdWatcher | None:
         """The watcher of fd, made on first use; None where epoll cannot watch fd."""
         watcher = self._watchers.get(fd)
         if watcher is None:
             try:
-                watcher = self._core.watch_fd(fd)
+                watcher = self._core.watch_fd(fd, strand=self._strandOf(selectable))
             except OSError:
                 return None
             self._watchers[fd] = watcher
