@@ -62,6 +62,7 @@ class EventLoop(_base_loop):
         self._watchers: dict[int, _core.FdWatcher] = {}
         self._timers: dict[int, tuple[events.TimerHandle, _core.Timer]] = {}
         self._fatal: BaseException | None = None
+        self._io_pending: set[tuple[int, int]] = set()
         super().__init__(selector)
 
     @property
@@ -110,6 +111,12 @@ class EventLoop(_base_loop):
             signal.set_wakeup_fd(previous)
             return None
         return -1
+
+    def _check_thread(self) -> None:
+        # Debug mode's check: with several workers the loop's callbacks run on worker threads.
+        if not self._serial and self._thread_id is not None and self._core.in_worker():
+            return
+        super()._check_thread()
 
     def stop(self) -> None:
         self._stopping = True
@@ -227,7 +234,10 @@ class EventLoop(_base_loop):
     def _watcher(self, fd: int) -> _core.FdWatcher:
         watcher = self._watchers.get(fd)
         if watcher is None:
-            watcher = self._core.watch_fd(fd)
+            try:  # on the loop's strand, where the binding lets us choose it
+                watcher = self._core.watch_fd(fd, strand=self._strand)
+            except TypeError:
+                watcher = self._core.watch_fd(fd)
             self._watchers[fd] = watcher
         return watcher
 
@@ -254,7 +264,22 @@ class EventLoop(_base_loop):
             watcher.remove_writer()
 
     def _fd_ready(self, fd: int, event: int) -> None:
-        if self._selector is None:
+        """The watcher saw fd ready: queue its handle behind the callbacks already queued.
+
+        asyncio runs the callbacks that were ready before a poll ahead of the I/O callbacks that
+        poll found; posting the I/O callback to the loop's strand keeps that order. The watcher is
+        level-triggered, so one queued run per descriptor and direction is enough.
+        """
+        key = (fd, event)
+        if key in self._io_pending:
+            return
+        self._io_pending.add(key)
+        self._core.post(functools.partial(self._run_io, fd, event), strand=self._strand)
+
+    def _run_io(self, fd: int, event: int) -> None:
+        self._io_pending.discard((fd, event))
+        if self._selector is None or self._stopping:
+            # After stop() the readiness waits for the next run: the watcher is level-triggered.
             return
         key = self._selector.get_map().get(fd)
         if key is None:

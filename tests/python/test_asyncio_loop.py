@@ -14,7 +14,15 @@ def _default_loop():
     return asyncio.new_event_loop()
 
 
-@pytest.fixture(params=[_default_loop, tm_asyncio.new_event_loop], ids=["default", "tm"])
+def _tm_two_workers():
+    # Callbacks on two worker threads, one at a time (the loop's strand): asyncio's behaviour too.
+    return tm_asyncio.EventLoop(workers=2)
+
+
+@pytest.fixture(
+    params=[_default_loop, tm_asyncio.new_event_loop, _tm_two_workers],
+    ids=["default", "tm", "tm-2-workers"],
+)
 def loop(request):
     loop = request.param()
     yield loop
