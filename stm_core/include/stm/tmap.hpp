@@ -123,7 +123,8 @@ class TMap {
     const std::size_t n = t->buckets.size();
     // Heuristic on the committed size: no transactional read, so no conflict with adders.
     if (size_.unsafe_peek() <= static_cast<std::int64_t>(2 * n)) return;
-    auto* bigger = new Table(2 * n);
+    // Owned here until the root store takes it: a load below may abort the attempt.
+    auto bigger = std::make_unique<Table>(2 * n);
     for (auto& b : t->buckets)
       if (auto* e = static_cast<const Entries*>(b->load(tx)))
         for (const auto& kv : *e) {
@@ -135,7 +136,7 @@ class TMap {
           }
           ne->push_back(kv);
         }
-    root_.store(tx, bigger);
+    root_.store(tx, bigger.release());
   }
 
   mutable Cell root_;  // payload: Table*, replaced only by growth
