@@ -21,30 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import selectors
 import signal
 import sys
 import threading
 from asyncio import events, unix_events
 
+import tm
 from tm import _core
 
 _base_loop = unix_events._UnixSelectorEventLoop
 _READ = 1
 _WRITE = 2
-
-
-def _workers_from_environment() -> int:
-    """TM_WORKERS picks the worker count; unset, 1 (the serial loop); 0 means one per core."""
-    value = os.environ.get("TM_WORKERS", "1")
-    try:
-        workers = int(value)
-    except ValueError:
-        raise ValueError(f"TM_WORKERS must be a whole number, not {value!r}") from None
-    if workers < 0:
-        raise ValueError(f"TM_WORKERS must not be negative, not {workers}")
-    return workers
 
 
 class EventLoop(_base_loop):
@@ -55,7 +43,10 @@ class EventLoop(_base_loop):
     """
 
     def __init__(self, selector=None, *, workers: int | None = None) -> None:
-        self._core = _core.Reactor(_workers_from_environment() if workers is None else workers)
+        # Unset TM_WORKERS means 1 here: the serial loop, until tasks and transports share strands.
+        self._core = _core.Reactor(
+            tm.workers_from_environment(default=1) if workers is None else workers
+        )
         self._strand = self._core.make_strand()
         self._serial = self._core.workers == 1
         self._lock = threading.RLock()

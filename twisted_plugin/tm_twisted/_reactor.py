@@ -15,7 +15,6 @@ this reactor through IReactorFDSet, which PosixReactorBase builds them on.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 
 from twisted.internet import base, error, posixbase
@@ -25,6 +24,7 @@ from twisted.python import log, threadable
 from twisted.python.runtime import platform
 from zope.interface import implementer
 
+import tm
 from tm import _core
 
 _log = Logger()
@@ -33,18 +33,6 @@ _log = Logger()
 # the same ones keeps the reports identical (DESIGN.md contract item 6).
 _delayedCallHandler = base._DEFAULT_DELAYED_CALL_LOGGING_HANDLER
 _threadCallHandler = base._threadCallHandler
-
-
-def _workersFromEnvironment() -> int:
-    """TM_WORKERS picks the worker count; 0 (the default) means one per core."""
-    value = os.environ.get("TM_WORKERS", "0")
-    try:
-        workers = int(value)
-    except ValueError:
-        raise ValueError(f"TM_WORKERS must be a whole number, not {value!r}") from None
-    if workers < 0:
-        raise ValueError(f"TM_WORKERS must not be negative, not {workers}")
-    return workers
 
 
 @implementer(IReactorFDSet, IReactorDaemonize)
@@ -62,7 +50,9 @@ class TMReactor(posixbase.PosixReactorBase):
     """
 
     def __init__(self, workers: int | None = None) -> None:
-        self._core = _core.Reactor(_workersFromEnvironment() if workers is None else workers)
+        self._core = _core.Reactor(
+            tm.workers_from_environment(default=0) if workers is None else workers
+        )
         self._registry = threading.RLock()
         self._selectables: dict[int, object] = {}
         self._watchers: dict[int, _core.FdWatcher] = {}
