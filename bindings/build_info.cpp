@@ -1,7 +1,7 @@
-#include "stm/version.hpp"
-
 #include <Python.h>
 #include <pybind11/pybind11.h>
+
+#include "stm/version.hpp"
 
 namespace py = pybind11;
 

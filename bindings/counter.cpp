@@ -17,7 +17,8 @@ class Counter {
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());  // the deferred op keeps the counter alive
-        tx_state().deferred.push_back([keep, delta, this](stm::Transaction& t) { c_.add(t, delta); });
+        tx_state().deferred.push_back(
+            [keep, delta, this](stm::Transaction& t) { c_.add(t, delta); });
       } else {
         c_.add(tx, delta);
       }
@@ -27,8 +28,8 @@ class Counter {
     std::int64_t out = 0;
     transact(this, Access::read, [&](stm::Transaction& tx) {
       if (tx_state().snapshot > 0) {
-        out = static_cast<std::int64_t>(
-            reinterpret_cast<std::uintptr_t>(tx.apply_own_merges(c_.cell(), c_.cell().unsafe_peek())));
+        out = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(
+            tx.apply_own_merges(c_.cell(), c_.cell().unsafe_peek())));
       } else {
         out = c_.get(tx);
       }

@@ -77,7 +77,8 @@ class Dict {
 }  // namespace
 
 void init_dict(py::module_& m) {
-  py::class_<Dict>(m, "Dict", "The core of tm.Dict (a transactional, insertion-ordered hash map).", gc_support<Dict>())
+  py::class_<Dict>(m, "Dict", "The core of tm.Dict (a transactional, insertion-ordered hash map).",
+                   gc_support<Dict>())
       .def(py::init<>())
       .def("__getitem__",
            [](Dict& d, const py::object& k) {

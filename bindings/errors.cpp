@@ -17,7 +17,9 @@ namespace {
 PyObject* g_abort = nullptr;  // set once at import, then read-only
 }  // namespace
 
-PyObject* abort_exception() noexcept { return g_abort; }
+PyObject* abort_exception() noexcept {
+  return g_abort;
+}
 
 void raise_abort(stm::AbortCause cause) noexcept {
   TxState& st = tx_state();
@@ -38,7 +40,8 @@ void init_errors(py::module_& m) {
       "Internal: unwinds an aborted transaction attempt to its boundary. Never catch it.",
       PyExc_BaseException, nullptr);
   if (g_abort == nullptr) throw py::error_already_set();
-  m.attr("TransactionAbort") = py::handle(g_abort);  // the module keeps a reference; g_abort another
+  m.attr("TransactionAbort") =
+      py::handle(g_abort);  // the module keeps a reference; g_abort another
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

@@ -6,8 +6,8 @@
 //
 // gc_traverse() visits the *committed* payloads (Cell::unsafe_peek): values buffered by a running
 // transaction, retired values awaiting reclamation and deferred ops are not visited, which only
-// keeps a cycle through them alive until they are gone (never frees anything early). gc_clear() runs
-// only on objects the collector found unreachable, so no transaction can reach their cells; it
+// keeps a cycle through them alive until they are gone (never frees anything early). gc_clear()
+// runs only on objects the collector found unreachable, so no transaction can reach their cells; it
 // replaces the payloads without a transaction (Cell::unsafe_reset).
 //
 // Commits and reclamation run with the thread state detached, so they go on while the collector
@@ -35,7 +35,8 @@ class GcPin {
                              std::memory_order_seq_cst);
   }
   ~GcPin() {
-    if (rec_ != nullptr) rec_->active_since.store(stm::detail::idle_epoch, std::memory_order_release);
+    if (rec_ != nullptr)
+      rec_->active_since.store(stm::detail::idle_epoch, std::memory_order_release);
   }
   GcPin(const GcPin&) = delete;
   GcPin& operator=(const GcPin&) = delete;

@@ -15,7 +15,9 @@ namespace {
 
 using Items = std::vector<PyRef>;
 
-void release_items(void* p) { delete static_cast<Items*>(p); }
+void release_items(void* p) {
+  delete static_cast<Items*>(p);
+}
 
 class List {
  public:
@@ -23,7 +25,8 @@ class List {
 
   std::int64_t size() {
     std::int64_t n = 0;
-    transact(this, Access::read, [&](stm::Transaction& tx) { n = static_cast<std::int64_t>(read(tx).size()); });
+    transact(this, Access::read,
+             [&](stm::Transaction& tx) { n = static_cast<std::int64_t>(read(tx).size()); });
     return n;
   }
   py::object get(std::int64_t i) {
@@ -103,7 +106,9 @@ class List {
   }
 
  private:
-  const Items& read(stm::Transaction& tx) { return *static_cast<const Items*>(load_cell(tx, cell_)); }
+  const Items& read(stm::Transaction& tx) {
+    return *static_cast<const Items*>(load_cell(tx, cell_));
+  }
   // This attempt's private copy, made on first write (later writes mutate it in place).
   Items& writable(stm::Transaction& tx) {
     if (void* own = own_draft(cell_)) return *static_cast<Items*>(own);

@@ -10,7 +10,9 @@ namespace tmr::bindings {
 
 namespace {
 
-py::object item_at(const PyRef& r) { return py::reinterpret_borrow<py::object>(r.get()); }
+py::object item_at(const PyRef& r) {
+  return py::reinterpret_borrow<py::object>(r.get());
+}
 
 class Log {
  public:
@@ -75,7 +77,8 @@ class Queue {
     transact(this, Access::write, [&](stm::Transaction& tx) {
       std::optional<PyRef> item = q_.get(tx);
       if (!item) {
-        if (block && tx_state().mode == Mode::restartable) throw stm::AbortSignal{stm::AbortCause::retry};
+        if (block && tx_state().mode == Mode::restartable)
+          throw stm::AbortSignal{stm::AbortCause::retry};
         PyErr_SetNone(empty_error().ptr());
         throw py::error_already_set();
       }
@@ -105,7 +108,8 @@ void init_log(py::module_& m) {
       .def("__len__", &Log::size)
       .def("_at", &Log::at, py::arg("index"))
       .def("_items", &Log::items, "The items, as a list (one consistent read).");
-  py::class_<Queue>(m, "Queue", "A FIFO queue: put() never conflicts; get() conflicts only with getters.")
+  py::class_<Queue>(m, "Queue",
+                    "A FIFO queue: put() never conflicts; get() conflicts only with getters.")
       .def(py::init<>())
       .def(
           "put", [](py::object self, py::object x) { self.cast<Queue&>().put(self, x); },

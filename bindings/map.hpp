@@ -30,7 +30,10 @@ class PyMap {
   using Entries = std::vector<Entry>;
 
   explicit PyMap(bool ordered, const char* name)
-      : root_(new Table(8), &release_table, name), size_(0, name), next_seq_(nullptr), ordered_(ordered) {}
+      : root_(new Table(8), &release_table, name),
+        size_(0, name),
+        next_seq_(nullptr),
+        ordered_(ordered) {}
 
   /// The value for key (a new reference) or an empty PyRef.
   PyRef get(stm::Transaction& tx, PyObject* key, Py_hash_t h) {
@@ -41,7 +44,8 @@ class PyMap {
     return (*e)[static_cast<std::size_t>(i)].value;
   }
   /// Inserts or replaces (replace_value=false: keeps an existing entry as it is). True if new.
-  bool put(stm::Transaction& tx, PyObject* key, Py_hash_t h, const PyRef& value, bool replace_value = true) {
+  bool put(stm::Transaction& tx, PyObject* key, Py_hash_t h, const PyRef& value,
+           bool replace_value = true) {
     stm::Cell* b = &bucket(tx, h);
     const auto* cur = static_cast<const Entries*>(own_draft(*b) ? own_draft(*b) : tx.load(*b));
     const std::ptrdiff_t i = find(cur, key, h);
@@ -88,7 +92,8 @@ class PyMap {
       if (auto* e = static_cast<const Entries*>(load_cell(tx, *b)))
         for (const Entry& x : *e) out.push_back(&x);
     if (ordered_)
-      std::sort(out.begin(), out.end(), [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
+      std::sort(out.begin(), out.end(),
+                [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
     return out;
   }
   /// Cyclic GC (gc.hpp): visits the committed keys and values.

@@ -21,15 +21,16 @@ namespace tmr::bindings {
 namespace {
 
 struct Slot {
-  PyRef name;  // an interned str
+  PyRef name;                       // an interned str
   std::shared_ptr<stm::Cell> cell;  // payload: one PyObject reference, or null when deleted
 };
 using AttrTable = std::vector<Slot>;
-void release_table(void* p) { delete static_cast<AttrTable*>(p); }
+void release_table(void* p) {
+  delete static_cast<AttrTable*>(p);
+}
 
 struct TObject {
-  PyObject_HEAD
-  stm::Cell* table;  // payload: AttrTable*
+  PyObject_HEAD stm::Cell* table;  // payload: AttrTable*
 };
 
 stm::Cell* find_slot(const AttrTable* t, PyObject* name) {
@@ -73,7 +74,8 @@ bool store_attr(TObject* self, PyObject* name, PyObject* value) {
       Py_INCREF(name);
       PyObject* interned = name;
       PyUnicode_InternInPlace(&interned);
-      next->push_back(Slot{PyRef::steal(interned), std::make_shared<stm::Cell>(nullptr, &release_pyobject)});
+      next->push_back(
+          Slot{PyRef::steal(interned), std::make_shared<stm::Cell>(nullptr, &release_pyobject)});
       c = next->back().cell.get();
       store_cell(tx, *self->table, next);
     } else if (value == nullptr && tx.load(*c) == nullptr) {
@@ -158,7 +160,8 @@ int tobject_setattro(PyObject* self, PyObject* name, PyObject* value) {
 PyObject* tobject_new(PyTypeObject* type, PyObject*, PyObject*) {
   PyObject* self = type->tp_alloc(type, 0);
   if (self == nullptr) return nullptr;
-  reinterpret_cast<TObject*>(self)->table = new stm::Cell(new AttrTable, &release_table, "tm.Object");
+  reinterpret_cast<TObject*>(self)->table =
+      new stm::Cell(new AttrTable, &release_table, "tm.Object");
   return self;
 }
 

@@ -24,7 +24,9 @@ namespace tmr::bindings {
 
 namespace {
 std::atomic<bool> g_alive{true};
-void on_python_exit() { g_alive.store(false, std::memory_order_release); }
+void on_python_exit() {
+  g_alive.store(false, std::memory_order_release);
+}
 struct RegisterExit {
   RegisterExit() { Py_AtExit(&on_python_exit); }
 };
@@ -84,7 +86,9 @@ void release_pyobject(void* payload) {
   if (payload != nullptr) safe_decref(static_cast<PyObject*>(payload));
 }
 
-Detach::Detach() noexcept { thread_slot().saved = PyEval_SaveThread(); }
+Detach::Detach() noexcept {
+  thread_slot().saved = PyEval_SaveThread();
+}
 Detach::~Detach() {
   ThreadStateSlot& slot = thread_slot();
   PyThreadState* ts = std::exchange(slot.saved, nullptr);

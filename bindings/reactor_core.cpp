@@ -1,7 +1,7 @@
 // tm._core.Reactor: the C++ reactor as the Twisted and asyncio adapters see it. Every callable
 // handed in runs later as one transaction on a worker thread.
-#include <pybind11/stl.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,8 +31,8 @@ double to_seconds(Clock::time_point t) {
 // clamped to a century from now: they stay pending instead of overflowing into the past.
 Clock::time_point from_seconds(double s) {
   const double limit = to_seconds(Clock::now()) + 100.0 * 365 * 24 * 3600;
-  return Clock::time_point(
-      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(std::min(s, limit))));
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(std::min(s, limit))));
 }
 
 // How often the thread blocked in run() wakes to let Python run its signal handlers: Python
@@ -109,8 +109,8 @@ class PyReactor {
     if (strand) {
       reactor_.post(*strand, std::move(callback));
     } else {
-      reactor_.post(std::move(callback), fresh ? reactor::StrandChoice::fresh
-                                               : reactor::StrandChoice::inherit);
+      reactor_.post(std::move(callback),
+                    fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
     }
   }
 
@@ -138,7 +138,8 @@ class PyReactor {
     } else if (event == "child") {
       reactor_.notify_fork(reactor::ForkEvent::child);
     } else {
-      throw py::value_error("notify_fork takes 'prepare', 'parent' or 'child', not '" + event + "'");
+      throw py::value_error("notify_fork takes 'prepare', 'parent' or 'child', not '" + event +
+                            "'");
     }
   }
 
@@ -149,8 +150,9 @@ class PyReactor {
 }  // namespace
 
 void init_reactor(py::module_& m) {
-  m.def("monotonic", [] { return to_seconds(Clock::now()); },
-        "The reactor's clock in seconds: monotonic, the clock of time.monotonic().");
+  m.def(
+      "monotonic", [] { return to_seconds(Clock::now()); },
+      "The reactor's clock in seconds: monotonic, the clock of time.monotonic().");
 
   py::class_<reactor::Strand>(m, "Strand",
                               "Callbacks of one strand run one at a time, in order; different "
@@ -161,36 +163,47 @@ void init_reactor(py::module_& m) {
       .def("__repr__", [](const reactor::Strand& s) {
         return "<tm._core.Strand " + std::to_string(s.id()) + ">";
       });
-  m.def("current_strand", [] {
-    auto strand = reactor::current_strand();
-    return strand ? py::cast(strand) : py::none();
-  }, "The strand of the reactor callback this thread runs, or None.");
+  m.def(
+      "current_strand",
+      [] {
+        auto strand = reactor::current_strand();
+        return strand ? py::cast(strand) : py::none();
+      },
+      "The strand of the reactor callback this thread runs, or None.");
 
   py::class_<reactor::Timer>(m, "Timer", "A scheduled call (Reactor.call_at).")
       .def("cancel", &reactor::Timer::cancel, py::call_guard<py::gil_scoped_release>(),
            "The call will not run; idempotent.")
-      .def("reschedule", [](reactor::Timer& t, double when) {
-             py::gil_scoped_release release;
-             t.reschedule(from_seconds(when));
-           },
-           py::arg("when"), "Moves the call to `when` (reactor seconds); re-arms a spent timer.")
-      .def_property_readonly("deadline", [](const reactor::Timer& t) { return to_seconds(t.deadline()); })
+      .def(
+          "reschedule",
+          [](reactor::Timer& t, double when) {
+            py::gil_scoped_release release;
+            t.reschedule(from_seconds(when));
+          },
+          py::arg("when"), "Moves the call to `when` (reactor seconds); re-arms a spent timer.")
+      .def_property_readonly("deadline",
+                             [](const reactor::Timer& t) { return to_seconds(t.deadline()); })
       .def_property_readonly("pending", &reactor::Timer::pending);
 
   py::class_<reactor::FdWatcher, std::shared_ptr<reactor::FdWatcher>>(
-      m, "FdWatcher", "Level-triggered readiness callbacks for a descriptor the reactor does not own.")
-      .def("add_reader", [](reactor::FdWatcher& w, py::object fn) {
-        auto callback = python_callback(std::move(fn));
-        py::gil_scoped_release release;
-        w.add_reader(std::move(callback));
-      })
-      .def("remove_reader", &reactor::FdWatcher::remove_reader, py::call_guard<py::gil_scoped_release>())
-      .def("add_writer", [](reactor::FdWatcher& w, py::object fn) {
-        auto callback = python_callback(std::move(fn));
-        py::gil_scoped_release release;
-        w.add_writer(std::move(callback));
-      })
-      .def("remove_writer", &reactor::FdWatcher::remove_writer, py::call_guard<py::gil_scoped_release>())
+      m, "FdWatcher",
+      "Level-triggered readiness callbacks for a descriptor the reactor does not own.")
+      .def("add_reader",
+           [](reactor::FdWatcher& w, py::object fn) {
+             auto callback = python_callback(std::move(fn));
+             py::gil_scoped_release release;
+             w.add_reader(std::move(callback));
+           })
+      .def("remove_reader", &reactor::FdWatcher::remove_reader,
+           py::call_guard<py::gil_scoped_release>())
+      .def("add_writer",
+           [](reactor::FdWatcher& w, py::object fn) {
+             auto callback = python_callback(std::move(fn));
+             py::gil_scoped_release release;
+             w.add_writer(std::move(callback));
+           })
+      .def("remove_writer", &reactor::FdWatcher::remove_writer,
+           py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("has_reader", &reactor::FdWatcher::has_reader)
       .def_property_readonly("has_writer", &reactor::FdWatcher::has_writer)
       .def("release", &reactor::FdWatcher::release, py::call_guard<py::gil_scoped_release>(),

@@ -35,7 +35,8 @@ class WorkerThreadState {
     state_ = PyEval_SaveThread();
   }
   ~WorkerThreadState() {
-    if (interpreter_finalizing()) return;  // the interpreter reclaims it; touching it now would crash
+    if (interpreter_finalizing())
+      return;  // the interpreter reclaims it; touching it now would crash
     PyEval_RestoreThread(state_);
     PyGILState_Release(gil_);
   }
@@ -82,7 +83,9 @@ PyCallable::Holder::~Holder() {
   fn = py::object();
 }
 
-void PyCallable::operator()() const { holder_->fn(); }
+void PyCallable::operator()() const {
+  holder_->fn();
+}
 
 void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
                                 reactor::EventCallback callback) {

@@ -33,13 +33,16 @@ class Set {
   bool contains(const py::object& key) {
     const Py_hash_t h = hash_of(key.ptr());
     bool found = false;
-    transact(this, Access::read, [&](stm::Transaction& tx) { found = static_cast<bool>(map_.get(tx, key.ptr(), h)); });
+    transact(this, Access::read,
+             [&](stm::Transaction& tx) { found = static_cast<bool>(map_.get(tx, key.ptr(), h)); });
     return found;
   }
   bool discard(const py::object& key) {
     const Py_hash_t h = hash_of(key.ptr());
     bool found = false;
-    transact(this, Access::write, [&](stm::Transaction& tx) { found = static_cast<bool>(map_.erase(tx, key.ptr(), h)); });
+    transact(this, Access::write, [&](stm::Transaction& tx) {
+      found = static_cast<bool>(map_.erase(tx, key.ptr(), h));
+    });
     return found;
   }
   std::int64_t size() {

@@ -44,7 +44,8 @@ py::list conflicts() {
 
 void init_stats(py::module_& m) {
   m.def(
-      "stats", [](bool thread) { return to_dict(thread ? stm::thread_stats() : stm::total_stats()); },
+      "stats",
+      [](bool thread) { return to_dict(thread ? stm::thread_stats() : stm::total_stats()); },
       py::arg("thread") = false,
       "Commits, aborts by cause, time lost and time inevitable: summed over every thread, or this "
       "thread's (thread=True).");

@@ -84,14 +84,14 @@ bool starts_with(const char* s, const char* prefix) {
 bool is_io_event(const char* e) {
   if (std::strcmp(e, "open") == 0) return true;
   static const char* const prefixes[] = {
-      "socket.",     "subprocess.", "os.system",  "os.exec",      "os.spawn",   "os.posix_spawn",
-      "os.fork",     "os.kill",     "os.remove",  "os.rename",    "os.mkdir",   "os.rmdir",
-      "os.truncate", "os.chmod",    "os.chown",   "os.utime",     "os.symlink", "os.link",
-      "os.listdir",  "os.scandir",  "os.putenv",  "os.unsetenv",  "shutil.",    "time.sleep",
-      "select.",     "mmap.",       "urllib.",    "http.client.", "ftplib.",    "smtplib.",
-      "poplib.",     "imaplib.",    "nntplib.",   "telnetlib.",   "sqlite3.",   "fcntl.",
-      "pty.",        "ctypes.",     "webbrowser.", "signal.",     "resource.",  "syslog.",
-      "glob.",       "tempfile.",   "os.walk",    "os.fwalk",     "pathlib.",   "os.add_dll"};
+      "socket.",     "subprocess.", "os.system",   "os.exec",      "os.spawn",   "os.posix_spawn",
+      "os.fork",     "os.kill",     "os.remove",   "os.rename",    "os.mkdir",   "os.rmdir",
+      "os.truncate", "os.chmod",    "os.chown",    "os.utime",     "os.symlink", "os.link",
+      "os.listdir",  "os.scandir",  "os.putenv",   "os.unsetenv",  "shutil.",    "time.sleep",
+      "select.",     "mmap.",       "urllib.",     "http.client.", "ftplib.",    "smtplib.",
+      "poplib.",     "imaplib.",    "nntplib.",    "telnetlib.",   "sqlite3.",   "fcntl.",
+      "pty.",        "ctypes.",     "webbrowser.", "signal.",      "resource.",  "syslog.",
+      "glob.",       "tempfile.",   "os.walk",     "os.fwalk",     "pathlib.",   "os.add_dll"};
   for (const char* p : prefixes)
     if (starts_with(e, p)) return true;
   return false;

@@ -35,9 +35,9 @@ using DeferredOp = std::function<void(stm::Transaction&)>;
 struct TxState {
   // All fields: owner thread only.
   Mode mode = Mode::restartable;
-  int depth = 0;           // nesting of Python-level transactions (flattened)
-  bool driving = false;    // a bindings driver started the running transaction (own_ is valid)
-  bool doomed = false;     // the abort signal was raised in this attempt (maybe swallowed)
+  int depth = 0;         // nesting of Python-level transactions (flattened)
+  bool driving = false;  // a bindings driver started the running transaction (own_ is valid)
+  bool doomed = false;   // the abort signal was raised in this attempt (maybe swallowed)
   stm::AbortCause doomed_cause = stm::AbortCause::read_write;
   int snapshot = 0;        // > 0: reads are snapshot reads (never validated)
   bool body_done = false;  // irrevocable: the Python body ran; later attempts replay `deferred`

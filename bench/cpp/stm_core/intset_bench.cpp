@@ -158,13 +158,16 @@ class SkipSet {
     return true;
   }
 
-  // Quiescent check: sorted, in [lo, hi), every level a sub-list of level 0. Returns the size or -1.
+  // Quiescent check: sorted, in [lo, hi), every level a sub-list of level 0. Returns the size or
+  // -1.
   long check(int lo, int hi) const {
     long n = 0;
     int prev = INT_MIN;
     for (Node* x = head_->next[0].peek(); x != nullptr; x = x->next[0].peek(), ++n)
-      if (x->key <= prev || x->key < lo || x->key >= hi) return -1;
-      else prev = x->key;
+      if (x->key <= prev || x->key < lo || x->key >= hi)
+        return -1;
+      else
+        prev = x->key;
     for (int l = 1; l < MaxLevel; ++l) {
       Node* lower = head_->next[0].peek();
       for (Node* x = head_->next[l].peek(); x != nullptr; x = x->next[l].peek()) {
@@ -395,8 +398,7 @@ void BM_Hash(benchmark::State& state) {
   run_intset<Set, Ops<M, Set>>(state, [](int size) { return new Set(size); });
 }
 void BM_HashEngineTSet(benchmark::State& state) {
-  run_intset<EngineSet, EngineOps>(state,
-                                   [](int size) { return new EngineSet(size); });
+  run_intset<EngineSet, EngineOps>(state, [](int size) { return new EngineSet(size); });
 }
 
 }  // namespace
