@@ -118,21 +118,7 @@ std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,
   }
   const tcp protocol = protocol_of(fd, ec);
   if (ec) return nullptr;
-  auto& impl = reactor.impl();
-  tcp::socket socket(impl.context);
-  boost::system::error_code bec;
-  socket.assign(protocol, fd, bec);
-  if (bec) {
-    ec = bec;
-    return nullptr;
-  }
-  auto connection = std::make_shared<Connection>(impl, std::move(socket), impl.new_strand());
-  impl.track(connection);
-  connection->set_handler(std::move(handler));
-  detail::at_commit([connection] {
-    boost::asio::post(connection->strand_exec(), [connection] { connection->start_connected(); });
-  });
-  return connection;
+  return detail::adopt_connected(reactor.impl(), protocol, fd, std::move(handler), ec);
 }
 
 std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,

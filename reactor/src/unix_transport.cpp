@@ -78,21 +78,7 @@ std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,
     ec = std::make_error_code(std::errc::invalid_argument);
     return nullptr;
   }
-  auto& impl = reactor.impl();
-  local::socket socket(impl.context);
-  boost::system::error_code bec;
-  socket.assign(local(), fd, bec);
-  if (bec) {
-    ec = bec;
-    return nullptr;
-  }
-  auto connection = std::make_shared<Connection>(impl, std::move(socket), impl.new_strand());
-  impl.track(connection);
-  connection->set_handler(std::move(handler));
-  detail::at_commit([connection] {
-    boost::asio::post(connection->strand_exec(), [connection] { connection->start_connected(); });
-  });
-  return connection;
+  return detail::adopt_connected(reactor.impl(), local(), fd, std::move(handler), ec);
 }
 
 std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,

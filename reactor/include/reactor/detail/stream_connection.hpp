@@ -431,4 +431,29 @@ class StreamConnection final : public StreamTransport,
   std::string peer_address_;
 };
 
+/// Wraps a connected descriptor the caller hands over as a transport of `protocol`, started on a
+/// strand of its own when the running transaction commits. Sets `ec` (and returns null) when the
+/// descriptor cannot be assigned.
+template <class Protocol>
+std::shared_ptr<StreamConnection<Protocol>> adopt_connected(ReactorImpl& impl,
+                                                            const Protocol& protocol, int fd,
+                                                            std::shared_ptr<StreamHandler> handler,
+                                                            std::error_code& ec) {
+  typename Protocol::socket socket(impl.context);
+  boost::system::error_code bec;
+  socket.assign(protocol, fd, bec);
+  if (bec) {
+    ec = bec;
+    return nullptr;
+  }
+  auto connection =
+      std::make_shared<StreamConnection<Protocol>>(impl, std::move(socket), impl.new_strand());
+  impl.track(connection);
+  connection->set_handler(std::move(handler));
+  at_commit([connection] {
+    boost::asio::post(connection->strand_exec(), [connection] { connection->start_connected(); });
+  });
+  return connection;
+}
+
 }  // namespace tmr::reactor::detail
