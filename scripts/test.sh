@@ -72,9 +72,21 @@ for venv in .venv-gil .venv-ft; do
     || failed+=("Twisted conformance on $venv")
 done
 
+# CPython's own asyncio tests (test.test_asyncio) against tm_asyncio, beside the default loop on the
+# same machine: a test that passes on the default loop and not on tm fails the run, unless the
+# script lists it as a known exception (docs/CONFORMANCE.md). 1 and 2 workers on both interpreters.
+for venv in .venv-gil .venv-ft; do
+  for workers in 1 2; do
+    banner "asyncio conformance: $venv, $workers worker(s)"
+    timeout 1200 "$root/$venv/bin/python" "$root/scripts/asyncio_conformance.py" \
+      --python "$root/$venv/bin/python" --workers "$workers" \
+      || failed+=("asyncio conformance on $venv with $workers worker(s)")
+  done
+done
+
 banner "summary"
 if ((${#failed[@]})); then
   printf 'FAILED: %s\n' "${failed[@]}"
   exit 1
 fi
-echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension) and Twisted conformance (GIL, free-threaded)"
+echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension) Twisted conformance (GIL, free-threaded) and asyncio conformance (GIL, free-threaded; 1 and 2 workers)"
