@@ -89,4 +89,4 @@ if ((${#failed[@]})); then
   printf 'FAILED: %s\n' "${failed[@]}"
   exit 1
 fi
-echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension) Twisted conformance (GIL, free-threaded) and asyncio conformance (GIL, free-threaded; 1 and 2 workers)"
+echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension), Twisted conformance (GIL, free-threaded) and asyncio conformance (GIL, free-threaded; 1 and 2 workers)"
