@@ -63,13 +63,16 @@ asan_python() {
 asan_python
 
 # Twisted's own reactor tests against TMReactor, beside the epoll reactor on the same machine: a
-# test that passes on epoll and not on tm fails the run. One worker here (the serial case, whose
-# behaviour must equal epoll's); docs/CONFORMANCE.md has the runs with more workers.
+# test that passes on epoll and not on tm fails the run. With 1 worker (the serial case, whose
+# behaviour must equal epoll's) nothing is excused; with 2 workers the script's documented list of
+# known multi-worker exceptions (docs/CONFORMANCE.md) is reported as "known", not as a failure.
 for venv in .venv-gil .venv-ft; do
-  banner "Twisted conformance: $venv, 1 worker"
-  timeout 900 "$root/$venv/bin/python" "$root/scripts/twisted_conformance.py" --workers 1 \
-    2> >(grep -v "Warning\|tlsFactory" >"$root/build/conformance-$venv.stderr") \
-    || failed+=("Twisted conformance on $venv")
+  for workers in 1 2; do
+    banner "Twisted conformance: $venv, $workers worker(s)"
+    timeout 900 "$root/$venv/bin/python" "$root/scripts/twisted_conformance.py" --workers "$workers" \
+      2> >(grep -v "Warning\|tlsFactory" >"$root/build/conformance-$venv-$workers.stderr") \
+      || failed+=("Twisted conformance on $venv with $workers worker(s)")
+  done
 done
 
 # CPython's own asyncio tests (test.test_asyncio) against tm_asyncio, beside the default loop on the
