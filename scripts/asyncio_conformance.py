@@ -4,11 +4,15 @@
 Each class below is one of CPython's concrete epoll/selector test classes; the tm variant is a
 subclass whose loop factory returns tm_asyncio.new_event_loop(). Both run side by side, each class
 in a child process with a time limit, on every interpreter given (by default the repository's
-.venv-gil and .venv-ft). Prints pass/fail/error/skip per class for both loops and exits 1 only
-when a test passes on the default loop and not on tm. An interpreter without the `test` package is
-reported and skipped.
+.venv-gil and .venv-ft) and every worker count given (by default 1 and 2; TM_WORKERS in the child).
+The default loop's run does not depend on the worker count, so it runs once per interpreter.
 
-    scripts/asyncio_conformance.py [--workers N] [--python PATH ...] [--timeout S]
+Prints pass/fail/error/skip per class for both loops and exits 1 when a test passes on the default
+loop and not on tm, unless KNOWN_EXCEPTIONS below names it (printed with its reason), or when a tm
+run made no tm loop (the factory was not used: nothing was checked). An interpreter without the
+`test` package is reported and skipped.
+
+    scripts/asyncio_conformance.py [--workers N ...] [--python PATH ...] [--timeout S]
 """
 
 from __future__ import annotations
@@ -20,38 +24,64 @@ import subprocess
 import sys
 import time
 
-# (module under test.test_asyncio, concrete class, how its loop is made)
+# (module under test.test_asyncio, concrete class, how its loop is made). Which mixins each covers:
+#   test_events.EPollEventLoopTests: EventLoopTestsMixin, SubprocessTestsMixin, UnixEventLoopTestsMixin
+#   test_sock_lowlevel.EPollEventLoopTests: BaseSockTestsMixin
+#   test_sendfile.EPollEventLoopTests: SendfileMixin, SockSendfileMixin (on SendfileTestsBase)
+#   test_subprocess.Subprocess*WatcherTests: SubprocessMixin with the threaded watcher and with the
+#     pidfd watcher (the loop watches the pidfd with add_reader)
+#   test_server: BaseStartServer (functional), and from 3.12 on TestServer2 (wait_closed,
+#     close_clients, abort_clients) and UnixServerCleanupTests, which run under IsolatedAsyncioTestCase
+#   test_buffered_proto.BufferedProtocolSelectorTests, test_sslproto.SelectorStartTLSTests: the
+#     functional tests (the Proactor classes are Windows-only; SslProtoHandshakeTests use a mock loop)
 CLASSES = [
     ("test_events", "EPollEventLoopTests", "create_event_loop"),
     ("test_sock_lowlevel", "EPollEventLoopTests", "create_event_loop"),
     ("test_sendfile", "EPollEventLoopTests", "create_event_loop"),
     ("test_subprocess", "SubprocessThreadedWatcherTests", "policy"),
+    ("test_subprocess", "SubprocessPidfdWatcherTests", "policy"),
     ("test_server", "SelectorStartServerTests", "new_loop"),
+    ("test_server", "TestServer2", "loop_factory"),
+    ("test_server", "UnixServerCleanupTests", "loop_factory"),
     ("test_buffered_proto", "BufferedProtocolSelectorTests", "new_loop"),
     ("test_sslproto", "SelectorStartTLSTests", "new_loop"),
 ]
+
+# Tests that may pass on the default loop and not on tm without failing the run, each with its
+# reason (docs/CONFORMANCE.md repeats them). Keys: "module.Class.test_method". Empty today: every
+# test that passes on the default loop passes on tm.
+KNOWN_EXCEPTIONS: dict[str, str] = {}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # -- child: runs one class on one loop, prints a JSON line ---------------------------------------
 
 
-def _tm_class(cls, factory):
+def _tm_class(cls, factory, made):
+    """A subclass of cls whose loops are tm loops; each loop made is recorded in `made`."""
     import asyncio
     from unittest import mock
 
     import tm_asyncio
 
+    def new_loop():
+        loop = tm_asyncio.new_event_loop()
+        made.append((type(loop).__module__ + "." + type(loop).__qualname__, loop.workers))
+        return loop
+
     if factory == "policy":
         # The watcher tests make their loop with the policy's new_event_loop() in setUp.
         def setUp(self):
             policy_type = type(asyncio.get_event_loop_policy())
-            with mock.patch.object(policy_type, "new_event_loop", lambda p: tm_asyncio.new_event_loop()):
+            with mock.patch.object(policy_type, "new_event_loop", lambda p: new_loop()):
                 cls.setUp(self)
 
         namespace = {"setUp": setUp}
+    elif factory == "loop_factory":
+        # IsolatedAsyncioTestCase (3.13: its asyncio.Runner takes the class's loop_factory).
+        namespace = {"loop_factory": staticmethod(new_loop)}
     else:
-        namespace = {factory: lambda self: tm_asyncio.new_event_loop()}
+        namespace = {factory: lambda self: new_loop()}
     return type("TM" + cls.__name__, (cls,), namespace)
 
 
@@ -64,8 +94,13 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
     if cls is None:
         print(json.dumps({"missing": True}))
         return 0
+    if factory == "loop_factory" and not hasattr(cls, "loop_factory"):
+        # IsolatedAsyncioTestCase without a loop_factory hook (before 3.13): not run on either loop.
+        print(json.dumps({"missing": True}))
+        return 0
+    made: list[tuple[str, int]] = []
     if loop == "tm":
-        cls = _tm_class(cls, factory)
+        cls = _tm_class(cls, factory, made)
     outcomes: dict[str, str] = {}
 
     class Result(unittest.TextTestResult):
@@ -97,7 +132,8 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
     runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=0, resultclass=Result)
     runner.run(suite)
     sys.stdout.flush()
-    print("\n" + json.dumps({"outcomes": outcomes}))
+    loops = sorted({f"{kind} workers={workers}" for kind, workers in made})
+    print("\n" + json.dumps({"outcomes": outcomes, "tm_loops": len(made), "loop_kinds": loops}))
     return 0
 
 
@@ -107,13 +143,14 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
 def _run_class(python, module, name, factory, loop, workers, timeout, log):
     env = dict(os.environ, TM_WORKERS=str(workers), PYTHONWARNINGS="ignore")
     cmd = [python, os.path.abspath(__file__), "--child", module, name, factory, loop]
+    label = f"{module}.{name} [{loop}{', TM_WORKERS=' + str(workers) if loop == 'tm' else ''}]"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
-        log.write(f"==== {module}.{name} [{loop}]: timed out after {timeout}s\n")
+        log.write(f"==== {label}: timed out after {timeout}s\n")
         log.write((exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or ""))
         return None
-    log.write(f"==== {module}.{name} [{loop}] rc={proc.returncode}\n{proc.stderr}\n")
+    log.write(f"==== {label} rc={proc.returncode}\n{proc.stderr}\n")
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -133,62 +170,91 @@ def _fmt(counts):
     return "{pass:4d} {fail:3d} {error:3d} {skip:3d}".format(**counts).ljust(17)
 
 
-def _interpreter(python, workers, timeout) -> int:
+def _interpreter(python, workers_list, timeout) -> int:
     version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0], 'free-threaded' if hasattr(sys, '_is_gil_enabled') and not sys._is_gil_enabled() else 'GIL')"],
                              capture_output=True, text=True).stdout.strip()
-    print(f"\n== {python} ({version}), TM_WORKERS={workers}")
     probe = subprocess.run([python, "-c", "import test.test_asyncio.test_events"], capture_output=True)
     if probe.returncode != 0:
+        print(f"\n== {python} ({version})")
         print(f"   the `test` package (test.test_asyncio) is missing from {python}: skipped")
         return 0
-    log_path = os.path.join(ROOT, "build", f"asyncio-conformance-{os.path.basename(os.path.dirname(os.path.dirname(python)))}-w{workers}.log")
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    regressions = []
-    totals = {"default": {"pass": 0, "fail": 0, "error": 0, "skip": 0}, "tm": {"pass": 0, "fail": 0, "error": 0, "skip": 0}}
-    print(f"   {'class':48s} {'default p/f/e/s':17s} {'tm p/f/e/s':17s} time")
-    with open(log_path, "w") as log:
-        for module, name, factory in CLASSES:
-            started = time.monotonic()
-            results = {}
-            for loop in ("default", "tm"):
-                results[loop] = _run_class(python, module, name, factory, loop, workers, timeout, log)
-            if results["default"] and results["default"].get("missing"):
-                print(f"   {module + '.' + name:48s} (not in this version)")
-                continue
-            outcomes = {loop: (r or {}).get("outcomes") for loop, r in results.items()}
-            counts = {loop: (_counts(o) if o is not None else None) for loop, o in outcomes.items()}
-            for loop in counts:
-                if counts[loop]:
-                    for k, v in counts[loop].items():
-                        totals[loop][k] += v
-            print(f"   {module + '.' + name:48s} {_fmt(counts['default'])} {_fmt(counts['tm'])} {time.monotonic() - started:.0f}s")
-            if outcomes["default"] is None:
-                continue
-            for test, outcome in sorted(outcomes["default"].items()):
-                if outcome == "pass" and (outcomes["tm"] or {}).get(test) != "pass":
-                    regressions.append(f"{module}.{name}.{test}: {(outcomes['tm'] or {}).get(test, 'not run (timeout/crash)')}")
-    print(f"   {'total':48s} {_fmt(totals['default'])} {_fmt(totals['tm'])}")
-    print(f"   {len(regressions)} tests pass on the default loop and not on tm (details: {log_path})")
-    for line in regressions:
-        print(f"     {line}")
-    return 1 if regressions else 0
+    venv = os.path.basename(os.path.dirname(os.path.dirname(python)))
+    default_results: dict[tuple[str, str], dict | None] = {}
+    rc = 0
+    for workers in workers_list:
+        print(f"\n== {python} ({version}), tm with TM_WORKERS={workers}", flush=True)
+        log_path = os.path.join(ROOT, "build", f"asyncio-conformance-{venv}-w{workers}.log")
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        regressions, known, unchecked = [], [], []
+        totals = {loop: {"pass": 0, "fail": 0, "error": 0, "skip": 0} for loop in ("default", "tm")}
+        started_all = time.monotonic()
+        print(f"   {'class':48s} {'default p/f/e/s':17s} {'tm p/f/e/s':17s} time")
+        with open(log_path, "w") as log:
+            for module, name, factory in CLASSES:
+                started = time.monotonic()
+                # The default loop does not read TM_WORKERS: one run per interpreter is enough.
+                if (module, name) not in default_results:
+                    default_results[(module, name)] = _run_class(python, module, name, factory, "default", workers, timeout, log)
+                results = {"default": default_results[(module, name)]}
+                if results["default"] and results["default"].get("missing"):
+                    print(f"   {module + '.' + name:48s} (not in this version)")
+                    continue
+                results["tm"] = _run_class(python, module, name, factory, "tm", workers, timeout, log)
+                outcomes = {loop: (r or {}).get("outcomes") for loop, r in results.items()}
+                counts = {loop: (_counts(o) if o is not None else None) for loop, o in outcomes.items()}
+                for loop in counts:
+                    if counts[loop]:
+                        for k, v in counts[loop].items():
+                            totals[loop][k] += v
+                print(f"   {module + '.' + name:48s} {_fmt(counts['default'])} {_fmt(counts['tm'])} {time.monotonic() - started:.0f}s", flush=True)
+                tm_result = results["tm"] or {}
+                if outcomes["tm"] and tm_result.get("tm_loops", 0) == 0:
+                    unchecked.append(f"{module}.{name}: the tm run made no tm loop")
+                elif tm_result.get("loop_kinds") and tm_result["loop_kinds"] != [f"tm_asyncio._loop.EventLoop workers={workers}"]:
+                    unchecked.append(f"{module}.{name}: tm loops made were {tm_result['loop_kinds']}")
+                if outcomes["default"] is None:
+                    continue
+                for test, outcome in sorted(outcomes["default"].items()):
+                    if outcome == "pass" and (outcomes["tm"] or {}).get(test) != "pass":
+                        key = f"{module}.{name}.{test}"
+                        got = (outcomes["tm"] or {}).get(test, "not run (timeout/crash)")
+                        if key in KNOWN_EXCEPTIONS:
+                            known.append(f"{key}: {got} (known: {KNOWN_EXCEPTIONS[key]})")
+                        else:
+                            regressions.append(f"{key}: {got}")
+        print(f"   {'total':48s} {_fmt(totals['default'])} {_fmt(totals['tm'])} {time.monotonic() - started_all:.0f}s")
+        print(f"   {len(regressions)} tests pass on the default loop and not on tm (details: {log_path})")
+        for line in regressions:
+            print(f"     {line}")
+        print(f"   known exceptions listed: {len(KNOWN_EXCEPTIONS)}; seen in this run: {len(known)}")
+        for key, reason in sorted(KNOWN_EXCEPTIONS.items()):
+            print(f"     {key}: {reason}")
+        for line in known:
+            print(f"     seen: {line}")
+        for line in unchecked:
+            print(f"   NOT CHECKED: {line}")
+        if regressions or unchecked:
+            rc = 1
+    return rc
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return _child(*sys.argv[2:6])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="tm worker counts (default: 1 2)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per class and loop")
     parser.add_argument("--python", action="append", help="interpreters (default: .venv-gil, .venv-ft)")
     args = parser.parse_args()
     pythons = args.python or [os.path.join(ROOT, v, "bin", "python") for v in (".venv-gil", ".venv-ft")]
     rc = 0
+    started = time.monotonic()
     for python in pythons:
         if not os.path.exists(python):
             print(f"\n== {python}: not found, skipped")
             continue
         rc |= _interpreter(python, args.workers, args.timeout)
+    print(f"\nasyncio conformance: {'FAILED' if rc else 'ok'} in {time.monotonic() - started:.0f}s")
     return rc
 
 
