@@ -43,6 +43,7 @@ class EventLoop(_base_loop):
     """
 
     def __init__(self, selector=None, *, workers: int | None = None) -> None:
+        tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
         # Unset TM_WORKERS means 1 here: the serial loop, until tasks and transports share strands.
         self._core = _core.Reactor(
             tm.workers_from_environment(default=1) if workers is None else workers

@@ -7,7 +7,7 @@ docs/PYTHON_API.md.
 from tm import _conflict_log, _io
 from tm._atomic import atomic, run_atomic, snapshot, transactional
 from tm._conflict_log import worker_span, write_report_log
-from tm._environment import workers_from_environment
+from tm._environment import abort_injection_from_environment, workers_from_environment
 from tm._core import (
     build_info,
     conflict_log_enabled,
@@ -31,6 +31,7 @@ from tm._types import Counter, Dict, List, Log, Object, Queue, Set, Var
 from tm.transaction_queue import TransactionQueue, hint_commit_soon, time
 
 __all__ = [
+    "abort_injection_from_environment",
     "workers_from_environment",
     "Counter",
     "Dict",

@@ -20,3 +20,30 @@ def workers_from_environment(default: int) -> int:
     if workers < 0:
         raise ValueError(f"TM_WORKERS must not be negative, not {workers}")
     return workers
+
+
+def abort_injection_from_environment() -> None:
+    """Switches on abort injection as TM_ABORT_INJECTION="probability[:seed]" asks; unset, does nothing.
+
+    Abort injection (tm.set_abort_injection) aborts that fraction of restartable transaction
+    attempts, to test that a program's outcome does not depend on how often it is rerun. A value
+    that does not parse, or a probability outside [0, 1], raises ValueError naming the variable.
+    """
+    value = os.environ.get("TM_ABORT_INJECTION")
+    if value is None:
+        return
+    probability_text, _, seed_text = value.partition(":")
+    try:
+        probability = float(probability_text)
+        seed = int(seed_text) if seed_text else 0
+    except ValueError:
+        raise ValueError(
+            f"TM_ABORT_INJECTION must be probability[:seed], not {value!r}"
+        ) from None
+    if not 0.0 <= probability <= 1.0 or seed < 0:
+        raise ValueError(
+            f"TM_ABORT_INJECTION needs a probability in [0, 1] and a seed >= 0, not {value!r}"
+        )
+    from tm import _core
+
+    _core.set_abort_injection(probability, seed)

@@ -50,6 +50,7 @@ class TMReactor(posixbase.PosixReactorBase):
     """
 
     def __init__(self, workers: int | None = None) -> None:
+        tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
         self._core = _core.Reactor(
             tm.workers_from_environment(default=0) if workers is None else workers
         )
