@@ -68,6 +68,24 @@ def set_conflict_log(on: bool) -> None:
 
 def conflict_log_enabled() -> bool: ...
 
+class InevitabilitySite(TypedDict):
+    site: str
+    """file:line where transactions became inevitable (an escalation: where the function is
+    defined)."""
+    cause: Literal["first_access", "io", "explicit", "escalation"]
+    detail: str
+    """'read'/'write', the audit event, or 'after N aborts'."""
+    count: int
+    seconds_held: float
+    """Total time from becoming inevitable to the end of the transaction (the token held)."""
+    max_seconds_held: float
+
+def inevitability_sites() -> list[InevitabilitySite]:
+    """Where transactions became inevitable (conflict log on), the longest total hold first."""
+
+def _set_internal_prefix(prefix: str) -> None:
+    """Frames of files under prefix (the tm package) are skipped when a site is named."""
+
 # -- transactions --------------------------------------------------------------------------------
 
 class TransactionAbort(BaseException):
