@@ -12,7 +12,7 @@ loop and not on tm, unless KNOWN_EXCEPTIONS below names it (printed with its rea
 run made no tm loop (the factory was not used: nothing was checked). An interpreter without the
 `test` package is reported and skipped.
 
-    scripts/asyncio_conformance.py [--workers N ...] [--python PATH ...] [--timeout S]
+    scripts/asyncio_conformance.py [--workers N ...] [--python PATH ...] [--timeout S] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import time
 #     close_clients, abort_clients) and UnixServerCleanupTests, which run under IsolatedAsyncioTestCase
 #   test_buffered_proto.BufferedProtocolSelectorTests, test_sslproto.SelectorStartTLSTests: the
 #     functional tests (the Proactor classes are Windows-only; SslProtoHandshakeTests use a mock loop)
+#   test.test_asyncgen.AsyncGenAsyncioTest (outside test_asyncio): async generators on a loop, their
+#     firstiter/finalizer hooks and shutdown_asyncgens (its setUp calls asyncio.new_event_loop())
 CLASSES = [
     ("test_events", "EPollEventLoopTests", "create_event_loop"),
     ("test_sock_lowlevel", "EPollEventLoopTests", "create_event_loop"),
@@ -45,6 +47,7 @@ CLASSES = [
     ("test_server", "UnixServerCleanupTests", "loop_factory"),
     ("test_buffered_proto", "BufferedProtocolSelectorTests", "new_loop"),
     ("test_sslproto", "SelectorStartTLSTests", "new_loop"),
+    ("test.test_asyncgen", "AsyncGenAsyncioTest", "asyncio_new_event_loop"),
 ]
 
 # Tests that may pass on the default loop and not on tm without failing the run, each with its
@@ -77,6 +80,12 @@ def _tm_class(cls, factory, made):
                 cls.setUp(self)
 
         namespace = {"setUp": setUp}
+    elif factory == "asyncio_new_event_loop":
+        def setUp(self):
+            with mock.patch.object(asyncio, "new_event_loop", new_loop):
+                cls.setUp(self)
+
+        namespace = {"setUp": setUp}
     elif factory == "loop_factory":
         # IsolatedAsyncioTestCase (3.13: its asyncio.Runner takes the class's loop_factory).
         namespace = {"loop_factory": staticmethod(new_loop)}
@@ -89,7 +98,7 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
     import importlib
     import unittest
 
-    mod = importlib.import_module(f"test.test_asyncio.{module}")
+    mod = importlib.import_module(module if module.startswith("test.") else f"test.test_asyncio.{module}")
     cls = getattr(mod, name, None)
     if cls is None:
         print(json.dumps({"missing": True}))
@@ -170,7 +179,7 @@ def _fmt(counts):
     return "{pass:4d} {fail:3d} {error:3d} {skip:3d}".format(**counts).ljust(17)
 
 
-def _interpreter(python, workers_list, timeout) -> int:
+def _interpreter(python, workers_list, timeout, only=None) -> int:
     version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0], 'free-threaded' if hasattr(sys, '_is_gil_enabled') and not sys._is_gil_enabled() else 'GIL')"],
                              capture_output=True, text=True).stdout.strip()
     probe = subprocess.run([python, "-c", "import test.test_asyncio.test_events"], capture_output=True)
@@ -188,16 +197,18 @@ def _interpreter(python, workers_list, timeout) -> int:
         regressions, known, unchecked = [], [], []
         totals = {loop: {"pass": 0, "fail": 0, "error": 0, "skip": 0} for loop in ("default", "tm")}
         started_all = time.monotonic()
-        print(f"   {'class':48s} {'default p/f/e/s':17s} {'tm p/f/e/s':17s} time")
+        print(f"   {'class':50s} {'default p/f/e/s':17s} {'tm p/f/e/s':17s} time")
         with open(log_path, "w") as log:
             for module, name, factory in CLASSES:
+                if only and not any(o in f"{module}.{name}" for o in only):
+                    continue
                 started = time.monotonic()
                 # The default loop does not read TM_WORKERS: one run per interpreter is enough.
                 if (module, name) not in default_results:
                     default_results[(module, name)] = _run_class(python, module, name, factory, "default", workers, timeout, log)
                 results = {"default": default_results[(module, name)]}
                 if results["default"] and results["default"].get("missing"):
-                    print(f"   {module + '.' + name:48s} (not in this version)")
+                    print(f"   {module + '.' + name:50s} (not in this version)")
                     continue
                 results["tm"] = _run_class(python, module, name, factory, "tm", workers, timeout, log)
                 outcomes = {loop: (r or {}).get("outcomes") for loop, r in results.items()}
@@ -206,7 +217,7 @@ def _interpreter(python, workers_list, timeout) -> int:
                     if counts[loop]:
                         for k, v in counts[loop].items():
                             totals[loop][k] += v
-                print(f"   {module + '.' + name:48s} {_fmt(counts['default'])} {_fmt(counts['tm'])} {time.monotonic() - started:.0f}s", flush=True)
+                print(f"   {module + '.' + name:50s} {_fmt(counts['default'])} {_fmt(counts['tm'])} {time.monotonic() - started:.0f}s", flush=True)
                 tm_result = results["tm"] or {}
                 if outcomes["tm"] and tm_result.get("tm_loops", 0) == 0:
                     unchecked.append(f"{module}.{name}: the tm run made no tm loop")
@@ -222,7 +233,7 @@ def _interpreter(python, workers_list, timeout) -> int:
                             known.append(f"{key}: {got} (known: {KNOWN_EXCEPTIONS[key]})")
                         else:
                             regressions.append(f"{key}: {got}")
-        print(f"   {'total':48s} {_fmt(totals['default'])} {_fmt(totals['tm'])} {time.monotonic() - started_all:.0f}s")
+        print(f"   {'total':50s} {_fmt(totals['default'])} {_fmt(totals['tm'])} {time.monotonic() - started_all:.0f}s")
         print(f"   {len(regressions)} tests pass on the default loop and not on tm (details: {log_path})")
         for line in regressions:
             print(f"     {line}")
@@ -245,6 +256,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="tm worker counts (default: 1 2)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per class and loop")
     parser.add_argument("--python", action="append", help="interpreters (default: .venv-gil, .venv-ft)")
+    parser.add_argument("--only", action="append", help="run only the classes whose module.Class contains this")
     args = parser.parse_args()
     pythons = args.python or [os.path.join(ROOT, v, "bin", "python") for v in (".venv-gil", ".venv-ft")]
     rc = 0
@@ -253,7 +265,7 @@ def main() -> int:
         if not os.path.exists(python):
             print(f"\n== {python}: not found, skipped")
             continue
-        rc |= _interpreter(python, args.workers, args.timeout)
+        rc |= _interpreter(python, args.workers, args.timeout, args.only)
     print(f"\nasyncio conformance: {'FAILED' if rc else 'ok'} in {time.monotonic() - started:.0f}s")
     return rc
 

@@ -128,12 +128,20 @@ class EventLoop(_base_loop):
             self._run_handle_locked(handle)
             return
         with self._lock:
+            # run_forever set the running loop and the async-generator hooks (both per thread) on
+            # its own thread only: a worker thread needs them too, or async generators first
+            # iterated there escape shutdown_asyncgens() and are never finalized by the loop.
             previous = events._get_running_loop()
+            hooks = sys.get_asyncgen_hooks()
             if previous is not self:
                 events._set_running_loop(self)
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
+            )
             try:
                 self._run_handle_locked(handle)
             finally:
+                sys.set_asyncgen_hooks(*hooks)
                 if previous is not self:
                     events._set_running_loop(previous)
 
