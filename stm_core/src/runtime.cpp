@@ -21,6 +21,8 @@ Globals g;
 
 namespace {
 
+std::atomic<ReleaseBatchHook> release_batch_hook{nullptr};
+
 struct Registry {
   std::mutex mu;
   std::vector<ThreadRecord*> all;   // records are never freed: scans need no lock on them
@@ -153,7 +155,12 @@ void try_reclaim(ThreadRecord& rec) {
     std::lock_guard<std::mutex> lock(r.mu);
     if (!r.orphans.empty()) split(r.orphans);
   }
-  for (const Retired& r : ready) r.release(r.payload);
+  if (!ready.empty()) {
+    const ReleaseBatchHook hook = release_batch_hook.load(std::memory_order_acquire);
+    if (hook != nullptr) hook(true);
+    for (const Retired& r : ready) r.release(r.payload);
+    if (hook != nullptr) hook(false);
+  }
   rec.reclaiming = false;
 }
 
@@ -284,6 +291,10 @@ void set_abort_injection(double probability, std::uint64_t seed) {
   detail::g.injection_seed.store(seed, std::memory_order_relaxed);
   detail::g.injection_generation.fetch_add(1, std::memory_order_relaxed);
   detail::g.injection_threshold.store(threshold, std::memory_order_relaxed);
+}
+
+void set_release_batch_hook(ReleaseBatchHook hook) noexcept {
+  detail::release_batch_hook.store(hook, std::memory_order_release);
 }
 
 }  // namespace tmr::stm

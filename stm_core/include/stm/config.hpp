@@ -14,4 +14,11 @@ std::uint32_t escalation_threshold() noexcept;
 /// reproducible (seed mixed with the thread's registration index).
 void set_abort_injection(double probability, std::uint64_t seed = 0);
 
+/// Called with true before and false after each batch of deferred releases that reclamation
+/// runs on a thread: a release function with a costly per-thread set-up (attaching to an
+/// interpreter from a thread that is not attached, as on thread exit) does it once per batch
+/// instead of once per value. Null (the default) calls nothing. Set it before transactions run.
+using ReleaseBatchHook = void (*)(bool begin);
+void set_release_batch_hook(ReleaseBatchHook hook) noexcept;
+
 }  // namespace tmr::stm
