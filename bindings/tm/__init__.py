@@ -7,6 +7,7 @@ docs/PYTHON_API.md.
 from tm import _conflict_log, _io
 from tm._atomic import atomic, run_atomic, snapshot, transactional
 from tm._conflict_log import worker_span, write_report_log
+from tm._managed import as_managed_value, is_managed, manage
 from tm._environment import abort_injection_from_environment, workers_from_environment
 from tm._core import (
     build_info,
@@ -31,6 +32,9 @@ from tm._types import Counter, Dict, List, Log, Object, Queue, Set, Var
 from tm.transaction_queue import TransactionQueue, hint_commit_soon, time
 
 __all__ = [
+    "as_managed_value",
+    "is_managed",
+    "manage",
     "abort_injection_from_environment",
     "workers_from_environment",
     "Counter",

@@ -1,0 +1,108 @@
+"""tm.manage: the attribute state of an ordinary object made transactional (factories)."""
+
+import threading
+
+import pytest
+
+import tm
+
+
+class Factory:
+    protocol = int  # a plain class-level value: an instance attribute of the same name wins
+    numPorts = 0
+
+    def __init__(self):
+        self.users = {}
+        self.names = []
+        self.seen = set()
+        self.count = 0
+
+    def greet(self, name):
+        return f"hello {name}"
+
+    @property
+    def size(self):
+        return len(self.users)
+
+
+class Slotted:
+    __slots__ = ("x",)
+
+
+def test_attributes_move_into_a_transactional_table():
+    f = tm.manage(Factory())
+    assert tm.is_managed(f)
+    assert isinstance(f, Factory) and type(f).__name__ == "Factory"
+    assert isinstance(f.users, tm.Dict) and isinstance(f.names, tm.List)
+    assert isinstance(f.seen, tm.Set)
+    assert f.count == 0 and f.greet("x") == "hello x" and f.size == 0
+
+
+def test_containers_stored_later_are_converted_and_dunders_stay_plain():
+    f = tm.manage(Factory())
+    f.extra = [1, 2]
+    assert isinstance(f.extra, tm.List) and list(f.extra) == [1, 2]
+    f.numPorts = f.numPorts + 1  # shadows the class-level value, as in Twisted's doStart
+    assert f.numPorts == 1 and Factory.numPorts == 0
+    del f.extra
+    with pytest.raises(AttributeError):
+        f.extra
+    with pytest.raises(AttributeError):
+        del f.missing
+
+
+def test_manage_is_idempotent_and_refuses_objects_without_dict():
+    f = Factory()
+    assert tm.manage(tm.manage(f)) is f
+    with pytest.raises(TypeError):
+        tm.manage(Slotted())
+
+
+def test_containers_mode_converts_only_the_values_held_now():
+    f = tm.manage(Factory(), mode="containers")
+    assert not tm.is_managed(f) and type(f) is Factory
+    assert isinstance(f.users, tm.Dict)
+    f.later = []
+    assert type(f.later) is list
+
+
+def test_a_class_chooses_its_mode():
+    class Opted(Factory):
+        __tm_manage__ = "off"
+
+    f = tm.manage(Opted())
+    assert type(f) is Opted and type(f.users) is dict
+
+
+def test_updates_from_many_threads_are_not_lost():
+    f = tm.manage(Factory())
+    threads, per_thread = 4, 300
+
+    def work(i):
+        for n in range(per_thread):
+            def step():
+                f.count += 1
+                f.users[(i, n)] = n
+                f.names.append(n)
+            tm.atomic(step)()
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert f.count == threads * per_thread
+    assert len(f.users) == threads * per_thread and len(f.names) == threads * per_thread
+
+
+def test_an_aborted_transaction_leaves_the_attributes_unchanged():
+    f = tm.manage(Factory())
+
+    def fails():
+        f.count = 42
+        f.users["a"] = 1
+        raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError):
+        tm.atomic(fails)()
+    assert f.count == 0 and "a" not in f.users
