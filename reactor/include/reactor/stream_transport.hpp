@@ -8,6 +8,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "reactor/strand.hpp"
+
 namespace tmr::stm {
 class Transaction;
 }
@@ -73,6 +75,9 @@ class StreamTransport {
   /// The OS descriptor, or -1 once closed.
   virtual int native_handle() const = 0;
   virtual bool is_closing() const = 0;
+  /// The connection's strand, on which its handler runs (known before it connects, so that a
+  /// binding can post work ordered with the connection's callbacks).
+  virtual Strand strand() const = 0;
 };
 
 /// Creates the handler of an accepted connection, inside the accept transaction. Returning null
@@ -87,6 +92,8 @@ class StreamListener {
   virtual std::string local_address() const = 0;
   /// The bound port (0 for a Unix socket).
   virtual unsigned short port() const = 0;
+  /// The listening descriptor, or -1 once closed.
+  virtual int native_handle() const = 0;
   /// Stops accepting. At commit inside a transaction. Idempotent.
   virtual void close() = 0;
 };

@@ -199,6 +199,8 @@ class StreamConnection final : public StreamTransport,
     return closing_;
   }
 
+  Strand strand() const override { return Strand(strand_); }
+
   // ---- Closable ----
 
   void close_gracefully() override { request_close(); }

@@ -43,6 +43,7 @@ class StreamListenerImpl final : public StreamListener,
     boost::system::error_code ignored;
     const auto local = acceptor_->local_endpoint(ignored);
     local_address_ = format_endpoint(local);
+    native_ = acceptor_->native_handle();
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) port_ = local.port();
   }
 
@@ -55,6 +56,7 @@ class StreamListenerImpl final : public StreamListener,
 
   std::string local_address() const override { return local_address_; }
   unsigned short port() const override { return port_; }
+  int native_handle() const override { return native_.load(std::memory_order_relaxed); }
 
   void close() override {
     at_commit([self = this->shared_from_this()] { self->close_gracefully(); });
@@ -65,6 +67,7 @@ class StreamListenerImpl final : public StreamListener,
     asio::post(strand_->exec, [self = this->shared_from_this()] {
       if (self->closed_) return;
       self->closed_ = true;
+      self->native_ = -1;
       boost::system::error_code ignored;
       self->acceptor_->close(ignored);
       self->backoff_timer_->cancel();
@@ -74,6 +77,7 @@ class StreamListenerImpl final : public StreamListener,
 
   void destroy_now() noexcept override {
     closed_ = true;
+    native_ = -1;
     acceptor_.reset();
     backoff_timer_.reset();
   }
@@ -136,6 +140,7 @@ class StreamListenerImpl final : public StreamListener,
   const ListenOptions options_;
   std::string local_address_;  // immutable after construction
   unsigned short port_ = 0;    // immutable after construction
+  std::atomic<int> native_{-1};  // for native_handle(); -1 once closed
 };
 
 }  // namespace tmr::reactor::detail
