@@ -130,6 +130,8 @@ class PyReactor {
 
   bool in_worker() const { return reactor::current_reactor() == &reactor_; }
 
+  reactor::Reactor& native() noexcept { return reactor_; }
+
   void notify_fork(const std::string& event) {
     if (event == "prepare") {
       reactor_.notify_fork(reactor::ForkEvent::prepare);
@@ -148,6 +150,12 @@ class PyReactor {
 };
 
 }  // namespace
+
+// For the other reactor bindings (stream_transport.cpp): the C++ reactor of a tm._core.Reactor.
+reactor::Reactor& native_reactor(py::handle reactor) {
+  if (!py::isinstance<PyReactor>(reactor)) throw py::type_error("expected a tm._core.Reactor");
+  return reactor.cast<PyReactor&>().native();
+}
 
 void init_reactor(py::module_& m) {
   m.def(
