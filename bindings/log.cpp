@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "gc.hpp"
 #include "tx_state.hpp"
 
 namespace tmr::bindings {
@@ -12,6 +13,14 @@ namespace {
 
 py::object item_at(const PyRef& r) {
   return py::reinterpret_borrow<py::object>(r.get());
+}
+
+/// tp_traverse over a log's committed items (appends still pending in a running transaction are
+/// not visited, which only keeps a cycle through them alive until that transaction ends).
+int traverse_items(const stm::Log<PyRef>& log, visitproc visit, void* arg) {
+  const std::uint64_t n = log.unsafe_size();
+  for (std::uint64_t i = 0; i < n; ++i) Py_VISIT(log.unsafe_at(i).get());
+  return 0;
 }
 
 class Log {
@@ -53,6 +62,10 @@ class Log {
     return out;
   }
 
+  /// Cyclic GC (gc.hpp); gc_clear() empties an unreachable log.
+  int gc_traverse(visitproc visit, void* arg) const { return traverse_items(log_, visit, arg); }
+  void gc_clear() { log_.unsafe_clear(); }
+
  private:
   stm::Log<PyRef> log_{"tm.Log"};
 };
@@ -93,6 +106,13 @@ class Queue {
   }
   static py::object empty_error() { return py::module_::import("queue").attr("Empty"); }
 
+  /// Cyclic GC (gc.hpp): every item the queue still owns, taken ones included (they are released
+  /// only with the queue); gc_clear() empties an unreachable queue.
+  int gc_traverse(visitproc visit, void* arg) const {
+    return traverse_items(q_.unsafe_log(), visit, arg);
+  }
+  void gc_clear() { q_.unsafe_clear(); }
+
  private:
   stm::Queue<PyRef> q_{"tm.Queue"};
 };
@@ -100,7 +120,7 @@ class Queue {
 }  // namespace
 
 void init_log(py::module_& m) {
-  py::class_<Log>(m, "Log", "An append-only log: append() never conflicts.")
+  py::class_<Log>(m, "Log", "An append-only log: append() never conflicts.", gc_support<Log>())
       .def(py::init<>())
       .def(
           "append", [](py::object self, py::object x) { self.cast<Log&>().append(self, x); },
@@ -109,7 +129,8 @@ void init_log(py::module_& m) {
       .def("_at", &Log::at, py::arg("index"))
       .def("_items", &Log::items, "The items, as a list (one consistent read).");
   py::class_<Queue>(m, "Queue",
-                    "A FIFO queue: put() never conflicts; get() conflicts only with getters.")
+                    "A FIFO queue: put() never conflicts; get() conflicts only with getters.",
+                    gc_support<Queue>())
       .def(py::init<>())
       .def(
           "put", [](py::object self, py::object x) { self.cast<Queue&>().put(self, x); },

@@ -1,7 +1,8 @@
 """Reference cycles through tm containers are collected by the cyclic GC (tp_traverse/tp_clear
-on the cores of Var, List, Dict and Set, and on tm.Object)."""
+on the cores of Var, List, Dict, Set, Log and Queue, and on tm.Object)."""
 
 import gc
+import sys
 import weakref
 
 import pytest
@@ -23,6 +24,21 @@ def _node(b):
     return n
 
 
+def _core_log(b):
+    log = tm._core.Log()
+    log.append(b)
+    return log
+
+
+def _queue(b, take=False):
+    q = tm.Queue()
+    q.put(b)
+    q.put(1)
+    if take:
+        assert q.get() is b  # taken, but still owned by the queue until it goes
+    return q
+
+
 def _collect():
     for _ in range(3):
         tm.reclaim()
@@ -39,8 +55,13 @@ def _collect():
         lambda b: tm.Dict({b: 1}),
         lambda b: tm.Set([b]),
         _node,
+        lambda b: tm.Log([0, b]),
+        lambda b: _core_log(b),
+        _queue,
+        lambda b: _queue(b, take=True),
     ],
-    ids=["Var", "core.Var", "List", "Dict-value", "Dict-key", "Set", "Object"],
+    ids=["Var", "core.Var", "List", "Dict-value", "Dict-key", "Set", "Object", "Log", "core.Log",
+         "Queue", "Queue-taken"],
 )
 def test_cycle_through_a_container_is_collected(make):
     b = Box()
@@ -136,3 +157,64 @@ def test_collection_while_other_threads_commit():
         for t in threads:
             t.join()
     assert lst[0] is lst and d["self"] is d
+
+
+def test_log_and_queue_self_cycles_are_collected():
+    class Marker:
+        pass
+
+    marker = Marker()
+    ref = weakref.ref(marker)
+    log = tm.Log([marker])
+    log.append(log)
+    q = tm.Queue()
+    q.put(q)
+    q.put(log)
+    log_ref, q_ref = weakref.ref(log), weakref.ref(q)
+    del marker, log, q
+    _collect()
+    assert ref() is None and log_ref() is None and q_ref() is None
+
+
+def test_cycle_appended_in_transactions_is_collected():
+    # Appends are merged at commit (restartable) or replayed at commit (irrevocable block).
+    b = Box()
+    ref = weakref.ref(b)
+    log, q = tm.Log(), tm.Queue()
+
+    @tm.atomic
+    def link():
+        log.append(b)
+        b.log = log
+
+    link()
+    with tm.atomic():
+        q.put(b)
+        q.put(q)
+    del b, log, q
+    _collect()
+    assert ref() is None
+
+
+def test_log_and_queue_release_their_items():
+    item = object()
+    base = sys.getrefcount(item)
+    log = tm.Log([item, item])
+    q = tm.Queue()
+    for _ in range(3):
+        q.put(item)
+    assert q.get() is item
+    assert sys.getrefcount(item) == base + 5  # two in the log, three owned by the queue
+    log.append(log)  # a cycle: only the collector can free the log
+    del log, q
+    _collect()
+    assert sys.getrefcount(item) == base
+
+
+def test_live_log_and_queue_keep_their_items():
+    log, q = tm.Log([Box()]), tm.Queue()
+    q.put(Box())
+    log.append(log)
+    _collect()
+    assert gc.is_tracked(log) and gc.is_tracked(q)
+    assert isinstance(log[0], Box) and log[1] is log and isinstance(q.get_nowait(), Box)

@@ -40,6 +40,20 @@ class Log {
   /// Item i; precondition: i < size(tx) as read by this transaction.
   const T& at(Transaction&, std::uint64_t i) const { return *slot(i); }
 
+  /// For a cyclic garbage collector, without a transaction: the committed item count and item i
+  /// (i < unsafe_size()); items never move, so this is safe beside appenders.
+  std::uint64_t unsafe_size() const noexcept {
+    return reinterpret_cast<std::uintptr_t>(size_.unsafe_peek());
+  }
+  const T& unsafe_at(std::uint64_t i) const { return *slot(i); }
+  /// Destroys the items and empties the log; only when no transaction can reach it (the chunks
+  /// stay allocated for later appends).
+  void unsafe_clear() {
+    const std::uint64_t n = unsafe_size();
+    size_.unsafe_reset(nullptr);  // empty before the destructors run whatever they run
+    for (std::uint64_t i = 0; i < n; ++i) slot(i)->~T();
+  }
+
  private:
   struct Pending {
     Log* log;
@@ -93,6 +107,15 @@ class Queue {
     return log_.at(tx, h);
   }
   std::uint64_t size(Transaction& tx) { return log_.size(tx) - head_.load(tx); }
+
+  /// The underlying log without a transaction, for a cyclic garbage collector: items already
+  /// taken by get() are still owned by the queue until it is destroyed or cleared.
+  const Log<T>& unsafe_log() const noexcept { return log_; }
+  /// Destroys the items and empties the queue; only when no transaction can reach it.
+  void unsafe_clear() {
+    head_.cell().unsafe_reset(nullptr);  // head 0 (an inline value: nothing to release)
+    log_.unsafe_clear();
+  }
 
  private:
   Log<T> log_;
