@@ -12,9 +12,14 @@
 
 #include <frameobject.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 
 #include "tx_state.hpp"
 
@@ -129,21 +134,146 @@ TxState& tx_state() noexcept {
 
 std::atomic<bool> g_conflict_log{false};
 
-void tag_site(stm::Transaction& tx) noexcept {
+namespace {
+
+// The tm package's own directory: its frames (tm.Dict's Python methods, the tm.atomic wrapper,
+// TransactionQueue's worker loop) are skipped so that a site names the user's line. Set once at
+// import; never freed, so readers need no lock.
+std::atomic<const std::string*> g_internal_prefix{nullptr};
+
+// "file:line" of the innermost Python frame outside the tm package (the innermost frame when all
+// are inside it), or "" when this thread runs no Python frame.
+std::string python_site() {
   PyFrameObject* frame = PyEval_GetFrame();  // borrowed
-  if (frame == nullptr) return;
-  PyCodeObject* code = PyFrame_GetCode(frame);
-  const int line = PyFrame_GetLineNumber(frame);
-  const char* file = PyUnicode_AsUTF8(code->co_filename);
-  if (file == nullptr) {
-    PyErr_Clear();
+  Py_XINCREF(frame);
+  const std::string* skip = g_internal_prefix.load(std::memory_order_acquire);
+  std::string fallback;
+  while (frame != nullptr) {
+    PyCodeObject* code = PyFrame_GetCode(frame);
+    const char* file = PyUnicode_AsUTF8(code->co_filename);
+    if (file == nullptr) {
+      PyErr_Clear();
+    } else {
+      std::string site = std::string(file) + ":" + std::to_string(PyFrame_GetLineNumber(frame));
+      if (skip == nullptr || std::strncmp(file, skip->c_str(), skip->size()) != 0) {
+        Py_DECREF(code);
+        Py_DECREF(frame);
+        return site;
+      }
+      if (fallback.empty()) fallback = std::move(site);
+    }
     Py_DECREF(code);
-    return;
+    PyFrameObject* back = PyFrame_GetBack(frame);  // new reference
+    Py_DECREF(frame);
+    frame = back;
   }
-  std::string site = std::string(file) + ":" + std::to_string(line);
-  Py_DECREF(code);
-  tx.set_site(stm::intern_site(site));
+  return fallback;
 }
+
+// "file:firstline" where fn (a function, a bound method or a partial of one) is defined, or "".
+std::string definition_site(PyObject* fn) {
+  py::handle f(fn);
+  for (int i = 0; i < 3 && f; ++i) {
+    if (py::hasattr(f, "__code__")) {
+      py::object code = f.attr("__code__");
+      std::string file = py::str(code.attr("co_filename")).cast<std::string>();
+      const std::string* skip = g_internal_prefix.load(std::memory_order_acquire);
+      if (skip != nullptr && file.compare(0, skip->size(), *skip) == 0) return {};  // tm's own
+      return file + ":" + std::to_string(code.attr("co_firstlineno").cast<long>());
+    }
+    if (py::hasattr(f, "__func__"))
+      f = f.attr("__func__");
+    else if (py::hasattr(f, "func"))
+      f = f.attr("func");  // functools.partial
+    else
+      break;
+  }
+  return {};
+}
+
+struct SiteTotals {
+  std::uint64_t count = 0, ns_held = 0, ns_max = 0;
+};
+std::mutex g_inev_mu;
+std::map<std::tuple<std::string, std::string, std::string>, SiteTotals> g_inev_sites;
+
+// The transaction has ended (committed or abandoned): the token is released.
+void settle_inevitable() noexcept {
+  TxState& st = tx_state();
+  if (!st.inev_noted) return;
+  st.inev_noted = false;
+  const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::steady_clock::now() - st.inev_since)
+                                                 .count());
+  try {
+    std::lock_guard<std::mutex> lock(g_inev_mu);
+    SiteTotals& t = g_inev_sites[{std::move(st.inev_site), std::move(st.inev_cause),
+                                  std::move(st.inev_detail)}];
+    ++t.count;
+    t.ns_held += ns;
+    t.ns_max = std::max(t.ns_max, ns);
+  } catch (...) {  // out of memory: a diagnostic row is lost, the transaction is not
+  }
+}
+
+}  // namespace
+
+void tag_site(stm::Transaction& tx) noexcept {
+  std::string site = python_site();
+  if (!site.empty()) tx.set_site(stm::intern_site(site));
+}
+
+void set_internal_prefix(const std::string& prefix) {
+  g_internal_prefix.store(new std::string(prefix), std::memory_order_release);  // kept for good
+}
+
+void note_inevitable(const char* cause, const std::string& detail, PyObject* fn) {
+  if (!g_conflict_log.load(std::memory_order_relaxed)) return;
+  TxState& st = tx_state();
+  if (st.inev_noted) return;
+  st.inev_since = std::chrono::steady_clock::now();
+  std::string site;
+  if (fn != nullptr) {
+    try {
+      site = definition_site(fn);
+    } catch (py::error_already_set&) {  // an odd callable: name the running line instead
+    }
+  }
+  if (site.empty()) site = python_site();
+  st.inev_site = site.empty() ? "(no Python frame)" : std::move(site);
+  st.inev_cause = cause;
+  st.inev_detail = detail;
+  st.inev_noted = true;
+}
+
+std::vector<InevitabilitySite> inevitability_sites() {
+  std::vector<InevitabilitySite> out;
+  {
+    std::lock_guard<std::mutex> lock(g_inev_mu);
+    for (const auto& [key, t] : g_inev_sites)
+      out.push_back(
+          {std::get<0>(key), std::get<1>(key), std::get<2>(key), t.count, t.ns_held, t.ns_max});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.ns_held, a.count) > std::tie(b.ns_held, b.count);
+  });
+  return out;
+}
+
+void reset_inevitability_sites() {
+  std::lock_guard<std::mutex> lock(g_inev_mu);
+  g_inev_sites.clear();
+}
+
+namespace {
+
+// Escalation: the engine began this attempt inevitable (after escalation_threshold() aborts).
+void note_escalation(stm::Transaction& tx, PyObject* fn) {
+  if (!tx.is_inevitable() || !g_conflict_log.load(std::memory_order_relaxed)) return;
+  note_inevitable("escalation", "after " + std::to_string(tx.attempt_aborts()) + " aborts", fn);
+}
+
+}  // namespace
 
 namespace {
 
@@ -186,6 +316,7 @@ void finish_top_level() {
   st.deferred.clear();
   st.block_abort_hooks.clear();
   st.keep.clear();
+  settle_inevitable();
   drain_pending();
   if (!stm::detail::this_thread_record().retired.empty()) stm::reclaim();
 }
@@ -198,12 +329,13 @@ struct DepthGuard {
 
 }  // namespace
 
-void make_inevitable(stm::Transaction& tx) {
+void make_inevitable(stm::Transaction& tx, const char* cause, const char* detail) {
   if (tx.is_inevitable()) return;
   {
     Detach d;
     tx.become_inevitable();  // may throw AbortSignal (stale reads): the scope re-attaches first
   }
+  note_inevitable(cause, detail);
   TxState& st = tx_state();
   if (st.mode == Mode::irrevocable && !st.body_done) flush_deferred(tx, false);
 }
@@ -216,7 +348,7 @@ stm::Transaction* enter_access(Access a) {
   if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(*tx);
   if (a != Access::conflict_free && st.mode == Mode::irrevocable && !tx->is_inevitable() &&
       !st.body_done && !(a == Access::read && st.snapshot > 0))
-    make_inevitable(*tx);
+    make_inevitable(*tx, "first_access", a == Access::read ? "read" : "write");
   return tx;
 }
 
@@ -271,6 +403,7 @@ void run_small(const std::function<void(stm::Transaction&)>& f) {
     stm::atomically([&](stm::Transaction& tx) {
       Attach a;
       st.begin_attempt();
+      note_escalation(tx, nullptr);
       try {
         f(tx);
       } catch (py::error_already_set& e) {
@@ -307,6 +440,7 @@ py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwa
     stm::atomically([&](stm::Transaction& tx) {
       Attach a;
       st.begin_attempt();
+      note_escalation(tx, fn.ptr());
       if (mode == Mode::irrevocable && st.body_done) {
         flush_deferred(tx, true);  // replay: the block itself never reruns
         return;
@@ -366,6 +500,7 @@ void begin_block() {
     tx.begin();  // may still escalate when the threshold is 0 (take the inevitable token)
   }
   st.begin_attempt();
+  note_escalation(tx, nullptr);
   if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
 }
 
@@ -406,6 +541,7 @@ bool end_block(bool ok) {
       stm::atomically([&](stm::Transaction& t) {
         Attach a;
         st.begin_attempt();
+        note_escalation(t, nullptr);
         flush_deferred(t, true);
       });
     }

@@ -49,7 +49,13 @@ void init_stats(py::module_& m) {
       py::arg("thread") = false,
       "Commits, aborts by cause, time lost and time inevitable: summed over every thread, or this "
       "thread's (thread=True).");
-  m.def("reset_stats", &stm::reset_stats, "Zeroes every counter and the conflict sites.");
+  m.def(
+      "reset_stats",
+      [] {
+        stm::reset_stats();
+        reset_inevitability_sites();
+      },
+      "Zeroes every counter, the conflict sites and the inevitability sites.");
   m.def("conflicts", &conflicts, "Conflict sites, the costliest first.");
   m.def(
       "set_conflict_log", [](bool on) { g_conflict_log.store(on, std::memory_order_relaxed); },

@@ -26,7 +26,7 @@ void inevitable() {
   if (tx == nullptr) return;  // outside a transaction everything is already irrevocable
   TxState& st = tx_state();
   if (st.doomed) throw stm::AbortSignal{st.doomed_cause};
-  make_inevitable(*tx);
+  make_inevitable(*tx, "explicit");
 }
 
 void retry() {
@@ -101,7 +101,7 @@ int audit_hook(const char* event, PyObject*, void*) {
   stm::Transaction* tx = stm::current_transaction();
   if (tx == nullptr || tx->is_inevitable() || !is_io_event(event)) return 0;
   try {
-    make_inevitable(*tx);
+    make_inevitable(*tx, "io", event);
   } catch (const stm::AbortSignal& s) {
     raise_abort(s.cause);
     return -1;
@@ -185,6 +185,25 @@ void init_transaction(py::module_& m) {
         drain_pending();
       },
       "Waits until every running transaction has ended, then reclaims.");
+  m.def(
+      "inevitability_sites",
+      [] {
+        py::list out;
+        for (const InevitabilitySite& s : inevitability_sites()) {
+          py::dict d;
+          d["site"] = s.site;
+          d["cause"] = s.cause;
+          d["detail"] = s.detail;
+          d["count"] = s.count;
+          d["seconds_held"] = static_cast<double>(s.ns_held) * 1e-9;
+          d["max_seconds_held"] = static_cast<double>(s.ns_max) * 1e-9;
+          out.append(d);
+        }
+        return out;
+      },
+      "Where transactions became inevitable (conflict log on), the longest total hold first.");
+  m.def("_set_internal_prefix", &set_internal_prefix, py::arg("prefix"),
+        "Frames of files under prefix (the tm package) are skipped when a site is named.");
   m.def("_install_audit_hook", &install_audit_hook,
         "Installs the audit hook that makes a transaction inevitable before unqueued I/O.");
 }

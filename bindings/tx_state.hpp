@@ -7,8 +7,11 @@
 #include <pybind11/pybind11.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -50,6 +53,11 @@ struct TxState {
   // Managed objects this transaction accessed: its read, write and merge sets point into them, so
   // they live until it ends (cleared by the driver at the end of the transaction).
   std::vector<PyRef> keep;
+  // Conflict log on: where and why this transaction became inevitable and since when (see
+  // note_inevitable; folded into the inevitability sites when the transaction ends).
+  bool inev_noted = false;
+  std::string inev_site, inev_cause, inev_detail;
+  std::chrono::steady_clock::time_point inev_since;
 
   void begin_attempt() noexcept {
     doomed = false;
@@ -72,8 +80,9 @@ bool abort_pending() noexcept;
 stm::Transaction* enter_access(Access a);
 
 /// Makes the running transaction inevitable (detached while waiting for the token) and flushes
-/// the deferred ops of an irrevocable transaction.
-void make_inevitable(stm::Transaction& tx);
+/// the deferred ops of an irrevocable transaction. `cause` and `detail` name why, for the
+/// inevitability sites of the conflict log ("first_access", "io", "explicit").
+void make_inevitable(stm::Transaction& tx, const char* cause, const char* detail = "");
 
 /// Runs f(tx) as a small restartable transaction of its own (no transaction is running).
 void run_small(const std::function<void(stm::Transaction&)>& f);
@@ -123,5 +132,18 @@ void* own_draft(stm::Cell& cell) noexcept;
 /// Conflict log: when on, accesses tag the transaction with the Python file:line.
 extern std::atomic<bool> g_conflict_log;
 void tag_site(stm::Transaction& tx) noexcept;
+
+/// Conflict log on: records that the running transaction just became inevitable, at the Python
+/// file:line running now (or, given `fn`, where fn is defined), for `cause`. Once per transaction.
+void note_inevitable(const char* cause, const std::string& detail, PyObject* fn = nullptr);
+/// One row per (site, cause, detail): how often and how long transactions held the token.
+struct InevitabilitySite {
+  std::string site, cause, detail;
+  std::uint64_t count = 0, ns_held = 0, ns_max = 0;
+};
+std::vector<InevitabilitySite> inevitability_sites();
+void reset_inevitability_sites();
+/// Frames whose file name starts with `prefix` (the tm package) are skipped when a site is named.
+void set_internal_prefix(const std::string& prefix);
 
 }  // namespace tmr::bindings

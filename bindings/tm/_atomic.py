@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 
 from tm import _core
+
+# Conflict and inevitability sites name the user's line, not the tm package's own frames.
+_core._set_internal_prefix(os.path.join(os.path.dirname(os.path.abspath(__file__)), ""))
 
 __all__ = ["atomic", "snapshot", "run_atomic", "transactional"]
 

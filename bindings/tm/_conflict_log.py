@@ -1,14 +1,22 @@
 """The conflict/timeline log that ``python -m tm.report`` reads.
 
-Format (version 1): UTF-8 JSON lines, one object per line, each with a ``kind``:
+Format (version 2; version 1 lacked the ``inevitable`` records, and readers accept both): UTF-8
+JSON lines, one object per line, each with a ``kind``:
 
-- ``header`` (first line): ``format`` = "tm-conflict-log", ``version`` = 1, ``pid``, ``argv``,
+- ``header`` (first line): ``format`` = "tm-conflict-log", ``version`` = 2, ``pid``, ``argv``,
   ``python``, ``free_threaded``, ``written_at`` (time.time()), ``conflict_log`` (whether
   accesses were tagged with file:line while the program ran).
 - ``stats``: ``tm.stats()`` at the time of writing (every thread summed).
 - ``conflict``: one per entry of ``tm.conflicts()``: ``site`` (file:line of the aborted side),
   ``other_site`` (file:line of the side that won), ``cell_name``, ``cell``, ``cause``, ``count``,
   ``seconds_lost``.
+- ``inevitable``: one per entry of ``tm._core.inevitability_sites()``: ``site`` (file:line where
+  transactions became inevitable; for an escalation, where the function is defined), ``cause``
+  (``first_access``: the first shared read or write of an irrevocable block; ``io``: the audit
+  hook, before unqueued I/O; ``explicit``: ``tm.inevitable()``; ``escalation``: rerun inevitable
+  after repeated aborts), ``detail`` (``read``/``write``, the audit event, the abort count),
+  ``count``, ``seconds_held`` (total time from becoming inevitable to the end of the transaction,
+  the token held) and ``max_seconds_held``.
 - ``worker``: one per span recorded by ``tm.worker_span()`` (TransactionQueue workers record
   theirs): ``name``, ``thread_id``, ``start``/``end`` (time.monotonic() seconds) and ``stats``,
   that thread's ``tm.stats(thread=True)`` accumulated during the span.
@@ -33,7 +41,7 @@ __all__ = ["worker_span", "worker_spans", "write_report_log", "ENV_VAR", "FORMAT
 
 ENV_VAR = "TM_CONFLICT_LOG"
 FORMAT = "tm-conflict-log"
-VERSION = 1
+VERSION = 2
 
 _lock = threading.Lock()
 _spans: list[dict] = []
@@ -91,11 +99,13 @@ def _records():
     yield {"kind": "stats", **_core.stats()}
     for c in _core.conflicts():
         yield {"kind": "conflict", **c}
+    for i in _core.inevitability_sites():
+        yield {"kind": "inevitable", **i}
     yield from worker_spans()
 
 
 def write_report_log(path):
-    """Writes the conflict sites, the statistics and the worker spans to ``path`` (JSON lines;
+    """Writes the conflict and inevitability sites, the statistics and the worker spans to ``path`` (JSON lines;
     see tm._conflict_log) for ``python -m tm.report path``. Returns the path."""
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"

@@ -1,13 +1,13 @@
-"""``python -m tm.report LOG [LOG ...]``: the costliest conflict sites and the inevitability
-figures of a conflict log (see tm._conflict_log for its format), and a PNG of the workers.
+"""``python -m tm.report LOG [LOG ...]``: the costliest conflict sites and inevitability sites
+of a conflict log (see tm._conflict_log for its format), and a PNG timeline of the workers.
 
 Make the log with ``TM_CONFLICT_LOG=run.log python prog.py`` (written at exit) or by calling
 ``tm.set_conflict_log(True)`` early and ``tm.write_report_log("run.log")`` at the end.
 
 The PNG (default: LOG.png; ``--png PATH`` or ``--no-png``) shows each worker's span in time with
-its commits, aborts and time lost, beside the conflict sites by time lost. It needs matplotlib,
-which is optional: where it does not import (often on the free-threaded interpreter) the report
-says so and still exits 0.
+its commits, aborts and time lost, beside the conflict sites by time lost and the inevitability
+sites by time held. It needs matplotlib, which is optional: where it does not import (often on
+the free-threaded interpreter) the report says so, writes no PNG and still exits 0.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import sys
 from collections import defaultdict
 
-__all__ = ["load", "summarize", "format_report", "write_png", "main"]
+__all__ = ["load", "summarize", "summarize_inevitable", "format_report", "write_png", "main"]
 
 FORMAT = "tm-conflict-log"
 
@@ -28,9 +28,10 @@ class LogError(Exception):
 
 
 def load(paths):
-    """Reads conflict logs: {'headers', 'stats', 'conflicts', 'workers'} (lists)."""
-    out = {"headers": [], "stats": [], "conflicts": [], "workers": []}
-    key = {"header": "headers", "stats": "stats", "conflict": "conflicts", "worker": "workers"}
+    """Reads conflict logs: {'headers', 'stats', 'conflicts', 'inevitable', 'workers'} (lists)."""
+    out = {"headers": [], "stats": [], "conflicts": [], "inevitable": [], "workers": []}
+    key = {"header": "headers", "stats": "stats", "conflict": "conflicts",
+           "inevitable": "inevitable", "worker": "workers"}
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -82,6 +83,24 @@ def summarize(data):
     return ranked, total
 
 
+def summarize_inevitable(data):
+    """Inevitability sites merged by (site, cause), the longest total hold first."""
+    sites = defaultdict(lambda: {"count": 0, "seconds_held": 0.0, "max_seconds_held": 0.0,
+                                 "details": defaultdict(int)})
+    for r in data.get("inevitable", []):
+        s = sites[(r.get("site") or "?", r.get("cause") or "?")]
+        s["count"] += r.get("count", 0)
+        s["seconds_held"] += r.get("seconds_held", 0.0)
+        s["max_seconds_held"] = max(s["max_seconds_held"], r.get("max_seconds_held", 0.0))
+        if r.get("detail"):
+            s["details"][r["detail"]] += r.get("count", 0)
+    return sorted(
+        ({"site": k[0], "cause": k[1], **v} for k, v in sites.items()),
+        key=lambda s: (s["seconds_held"], s["count"]),
+        reverse=True,
+    )
+
+
 def _ms(seconds):
     return f"{seconds * 1e3:.3f} ms"
 
@@ -119,6 +138,18 @@ def format_report(data, top=10):
             lines.append(f"     conflicting  {s['other_site']}")
     else:
         lines.append("no conflicts recorded")
+    inevitable = summarize_inevitable(data)
+    lines.append("")
+    if inevitable:
+        lines.append(f"costliest inevitability sites, by time the token was held "
+                     f"(top {min(top, len(inevitable))} of {len(inevitable)}):")
+        for i, s in enumerate(inevitable[:top], 1):
+            details = ", ".join(f"{k} {v}" for k, v in sorted(s["details"].items()))
+            lines.append(f"{i:3}. {s['count']} x {s['cause']}, {_ms(s['seconds_held'])} held "
+                         f"(longest {_ms(s['max_seconds_held'])}{'; ' + details if details else ''})")
+            lines.append(f"     at  {s['site']}")
+    else:
+        lines.append("no inevitability sites recorded")
     if data["workers"]:
         lines.append("")
         lines.append("workers:")
@@ -141,8 +172,10 @@ def write_png(data, path, top=10):
     import matplotlib.pyplot as plt
 
     ranked, _ = summarize(data)
+    inevitable = summarize_inevitable(data)
     workers = sorted(data["workers"], key=lambda w: (w["start"], str(w["name"])))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 3 + 0.4 * (len(workers) + min(top, len(ranked)))))
+    rows = len(workers) + min(top, len(ranked)) + min(top, len(inevitable))
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 4 + 0.4 * rows))
     if workers:
         t0 = min(w["start"] for w in workers)
         for i, w in enumerate(workers):
@@ -171,6 +204,17 @@ def write_png(data, path, top=10):
     else:
         ax2.text(0.5, 0.5, "no conflicts recorded", ha="center", va="center", transform=ax2.transAxes)
     ax2.set_title("costliest conflict sites")
+    shown = inevitable[:top]
+    if shown:
+        labels = [f"{os.path.basename(s['site'])} ({s['cause']})" for s in shown]
+        ax3.barh(range(len(shown)), [s["seconds_held"] * 1e3 for s in shown], color="tab:orange")
+        ax3.set_yticks(range(len(shown)), labels, fontsize=8)
+        ax3.invert_yaxis()
+        ax3.set_xlabel("ms inevitable (token held)")
+    else:
+        ax3.text(0.5, 0.5, "no inevitability sites recorded", ha="center", va="center",
+                 transform=ax3.transAxes)
+    ax3.set_title("costliest inevitability sites")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -180,7 +224,8 @@ def write_png(data, path, top=10):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tm.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", nargs="+", metavar="LOG", help="conflict log(s) to read")
-    parser.add_argument("--top", type=int, default=10, help="conflict sites to show (10)")
+    parser.add_argument("--top", type=int, default=10,
+                        help="conflict and inevitability sites to show (10 each)")
     parser.add_argument("--png", help="where to write the chart (default: the first LOG + .png)")
     parser.add_argument("--no-png", action="store_true", help="write no chart")
     args = parser.parse_args(argv)
@@ -195,8 +240,9 @@ def main(argv=None):
         try:
             write_png(data, png, top=args.top)
         except ImportError as e:
-            print(f"\nno chart: matplotlib does not import on this interpreter ({e}); "
-                  "install it to get the PNG", file=sys.stdout)
+            print(f"\nno chart: matplotlib does not import on this interpreter "
+                  f"({sys.executable}: {e}), so no PNG timeline was written; install matplotlib "
+                  "for it to get one", file=sys.stdout)
         else:
             print(f"\nchart: {png}")
     return 0

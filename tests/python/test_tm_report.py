@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -141,3 +142,112 @@ def test_report_rejects_other_files(tmp_path):
     other.write_text('{"hello": 1}\n')
     r = _report(str(other))
     assert r.returncode == 2 and "not a tm conflict log" in r.stderr
+
+
+def _inevitability_run():
+    """One transaction per cause of inevitability; returns {cause: expected line}."""
+    v = tm.Var(0)
+    with tm.atomic():
+        v.get()  # FIRST-ACCESS
+        deadline = time.perf_counter() + 0.02
+        while time.perf_counter() < deadline:  # the token is held while this spins
+            pass
+    with tm.atomic():
+        open(os.devnull).close()  # IO
+    tm.run_atomic(lambda: tm.inevitable())  # EXPLICIT
+
+    def escalating():  # ESCALATION
+        return v.get() + 1
+
+    was = tm.escalation_threshold()
+    tm.set_escalation_threshold(2)
+    tm.set_abort_injection(1.0, seed=3)  # every optimistic attempt aborts: the third is inevitable
+    try:
+        assert tm.run_atomic(escalating) == 1
+    finally:
+        tm.set_abort_injection(0.0)
+        tm.set_escalation_threshold(was)
+    d = tm.Dict(k=1)
+    with tm.atomic():
+        assert "k" in d  # DICT-CONTAINS (a method of tm.Dict written in Python)
+    return {
+        cause: _line_of(_inevitability_run, marker)
+        for cause, marker in [("first_access", "# FIRST-ACCESS"), ("io", "# IO"),
+                              ("explicit", "# EXPLICIT"), ("escalation", "# ESCALATION"),
+                              ("dict", "# DICT-CONTAINS")]
+    }
+
+
+def test_inevitability_sites_name_line_cause_and_time_held(conflict_log):
+    lines = _inevitability_run()
+    rows = tm._core.inevitability_sites()
+    by_site = {(r["site"], r["cause"]): r for r in rows}
+    for cause in ("first_access", "io", "explicit", "escalation"):
+        assert (f"{HERE}:{lines[cause]}", cause) in by_site, (cause, rows)
+    first = by_site[(f"{HERE}:{lines['first_access']}", "first_access")]
+    assert first["detail"] == "read" and first["count"] == 1
+    assert first["seconds_held"] >= 0.02 and first["max_seconds_held"] >= 0.02
+    assert rows[0] is first  # the costliest (longest held) first
+    assert by_site[(f"{HERE}:{lines['io']}", "io")]["detail"] == "open"
+    assert by_site[(f"{HERE}:{lines['escalation']}", "escalation")]["detail"] == "after 2 aborts"
+    # A managed type's Python method is not the site: the user's line is.
+    assert (f"{HERE}:{lines['dict']}", "first_access") in by_site, rows
+    assert not any("/tm/" in r["site"] for r in rows), rows
+    tm.reset_stats()
+    assert tm._core.inevitability_sites() == []
+
+
+def test_no_inevitability_sites_without_the_conflict_log():
+    was = tm.conflict_log_enabled()
+    tm.set_conflict_log(False)
+    tm.reset_stats()
+    try:
+        v = tm.Var(0)
+        with tm.atomic():
+            v.get()
+        tm.run_atomic(tm.inevitable)
+        assert tm._core.inevitability_sites() == []
+        assert tm.stats()["inevitable_commits"] >= 2
+    finally:
+        tm.set_conflict_log(was)
+        tm.reset_stats()
+
+
+def test_report_prints_inevitability_sites(conflict_log, tmp_path):
+    lines = _inevitability_run()
+    log = tm.write_report_log(tmp_path / "inev.log")
+    records = [json.loads(x) for x in open(log, encoding="utf-8")]
+    assert records[0]["version"] == 2
+    assert {r["cause"] for r in records if r["kind"] == "inevitable"} >= {
+        "first_access", "io", "explicit", "escalation"}
+    png = tmp_path / "inev.png"
+    r = _report(log, "--png", str(png), "--top", "3")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    head, _, sites = out.partition("costliest inevitability sites, by time the token was held")
+    assert sites, out
+    assert "(top 3 of 5)" in sites
+    first = sites.splitlines()[1:3]
+    assert "1 x first_access" in first[0] and "held" in first[0] and "read 1" in first[0], out
+    assert first[1].strip() == f"at  {HERE}:{lines['first_access']}", out
+    assert "no conflicts recorded" in head
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "no chart: matplotlib does not import" in out
+        assert "no PNG timeline was written" in out
+        assert not png.exists()
+    else:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_reads_version_1_logs(tmp_path):
+    # Logs written before inevitability sites existed have no "inevitable" records.
+    log = tmp_path / "v1.log"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"kind": "header", "format": "tm-conflict-log", "version": 1, "conflict_log": True},
+        {"kind": "stats", "commits": 3, "total_aborts": 0},
+    ]) + "\n")
+    r = _report(str(log), "--no-png")
+    assert r.returncode == 0, r.stderr
+    assert "no inevitability sites recorded" in r.stdout and "3 commits" in r.stdout
