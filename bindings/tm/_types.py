@@ -84,8 +84,9 @@ class Log(_core.Log):
 
     __hash__ = None
 
+    @reprlib.recursive_repr("[...]")  # a container that holds itself, as the builtin shows it
     def __repr__(self):
-        return f"tm.Log({reprlib.repr(self._items())})"
+        return f"tm.Log({self._items()!r})"
 
     def __reduce__(self):
         return (type(self), (self._items(),))
@@ -223,8 +224,9 @@ class List(_core.List):
 
     __hash__ = None
 
+    @reprlib.recursive_repr("[...]")  # a container that holds itself, as the builtin shows it
     def __repr__(self):
-        return f"tm.List({reprlib.repr(self._items())})"
+        return f"tm.List({self._items()!r})"
 
     def __reduce__(self):
         return (type(self), (self._items(),))
@@ -241,7 +243,9 @@ _MISSING = object()
 class Dict(_core.Dict):
     """A transactional dict (insertion-ordered; different keys rarely conflict).
 
-    ``keys()``, ``values()`` and ``items()`` return lists read in one consistent transaction.
+    ``keys()``, ``values()`` and ``items()`` return views of a snapshot read in one consistent
+    transaction (real ``dict`` views, with their set operations; unlike a dict's, they do not
+    follow later changes).
     """
 
     __slots__ = ()
@@ -254,14 +258,17 @@ class Dict(_core.Dict):
     def __iter__(self):
         return iter(self._items(0))
 
+    def __reversed__(self):
+        return reversed(self._items(0))
+
     def keys(self):
-        return self._items(0)
+        return dict.fromkeys(self._items(0)).keys()
 
     def values(self):
-        return self._items(1)
+        return dict(self._items(2)).values()
 
     def items(self):
-        return self._items(2)
+        return dict(self._items(2)).items()
 
     def pop(self, key, default=_MISSING):
         found, value = self._pop(key)
@@ -312,6 +319,11 @@ class Dict(_core.Dict):
         new.update(other)
         return new
 
+    def __ror__(self, other):
+        if not isinstance(other, dict):
+            return NotImplemented
+        return other | dict(self._items(2))  # a dict, as dict | dict-subclass gives
+
     def copy(self):
         return type(self)(self._items(2))
 
@@ -328,8 +340,9 @@ class Dict(_core.Dict):
 
     __hash__ = None
 
+    @reprlib.recursive_repr("{...}")  # a container that holds itself, as the builtin shows it
     def __repr__(self):
-        return f"tm.Dict({reprlib.repr(dict(self._items(2)))})"
+        return f"tm.Dict({dict(self._items(2))!r})"
 
     def __reduce__(self):
         return (type(self), (self._items(2),))
@@ -463,8 +476,9 @@ class Set(_core.Set):
     def copy(self):
         return type(self)(self._items())
 
+    @reprlib.recursive_repr("{...}")  # a container that holds itself, as the builtin shows it
     def __repr__(self):
-        return f"tm.Set({reprlib.repr(self._as_set())})"
+        return f"tm.Set({self._as_set()!r})"
 
     def __reduce__(self):
         return (type(self), (self._items(),))

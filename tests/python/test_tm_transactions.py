@@ -288,3 +288,171 @@ def test_stats_and_conflict_sites():
     assert s["seconds_aborted"] >= 0 and "seconds_inevitable" in s
     assert isinstance(tm.conflicts(), list)
     assert tm.stats(thread=True)["commits"] >= 20
+
+
+class _Rec(tm.Object):
+    pass
+
+
+def _every_type_workload():
+    """Restartable transactions over every managed type; returns what they built."""
+    d, lst, s, v, c = tm.Dict(), tm.List(), tm.Set(), tm.Var(0), tm.Counter()
+    log, q, o = tm.Log(), tm.Queue(), _Rec()
+    o.total = 0
+
+    @tm.atomic
+    def step(i):
+        v.set(v.get() * 3 + i)
+        s.add(i % 5)
+        if i % 4 == 0:
+            s.discard((i + 2) % 5)
+        d[str(i % 6)] = d.get(str(i % 6), ()) + (i,)
+        if i % 5 == 4 and str((i + 1) % 6) in d:
+            del d[str((i + 1) % 6)]
+        lst.insert(i % 3, i)
+        if len(lst) > 6:
+            lst.pop()
+        o.total = o.total + i
+        if i % 3 == 0:
+            o.last = i
+        log.append(i)
+        q.put(i)
+        if i % 2:
+            q.get()
+        c.add(i)
+        return v.get()
+
+    results = [step(i) for i in range(40)]
+    return (results, dict(d.items()), list(lst), sorted(s), v.get(), int(c), list(log),
+            [q.get_nowait() for _ in range(q.qsize())], o.__getstate__())
+
+
+def test_every_type_under_injected_aborts_matches_a_serial_run():
+    serial = _every_type_workload()
+    tm.reset_stats()
+    tm.set_abort_injection(0.5, seed=13)
+    injected = _every_type_workload()
+    tm.set_abort_injection(0)
+    assert injected == serial
+    assert tm.stats()["aborts"]["injected"] > 20
+
+
+def test_transaction_queue_under_injected_aborts_matches_a_serial_run():
+    def run(workers, p):
+        c, d, seen = tm.Counter(), tm.Dict(), tm.Set()
+        q = tm.TransactionQueue()
+
+        def task(i):
+            c.add(i)
+            d[i % 7] = d.get(i % 7, 0) + i
+            seen.add(i)
+            if i < 20:
+                q.add(task, i + 1000)
+
+        for i in range(150):
+            q.add(task, i)
+        tm.set_abort_injection(p, seed=21)
+        try:
+            q.run(workers=workers)
+        finally:
+            tm.set_abort_injection(0)
+        return int(c), dict(d.items()), sorted(seen)
+
+    assert run(2, 0.3) == run(1, 0.0)
+
+
+def test_generator_steps_are_never_rerun_under_injection():
+    v = tm.Var(0)
+    effects = []  # plain (unmanaged) state: a rerun step would append twice
+
+    def gen(name):
+        for i in range(10):
+            effects.append((name, i))
+            v.set(v.get() + 1)  # first shared access: inevitable from here
+            yield
+
+    q = tm.TransactionQueue()
+    q.add_generator(gen("a"))
+    q.add_generator(gen("b"))
+    tm.set_abort_injection(1.0, seed=9)
+    try:
+        q.run(workers=2)
+    finally:
+        tm.set_abort_injection(0)
+    assert sorted(effects) == sorted((n, i) for n in "ab" for i in range(10))
+    assert v.get() == 20
+
+
+def test_audited_io_in_a_restartable_function_happens_once_under_injection(tmp_path):
+    path = tmp_path / "out.txt"
+    v = tm.Var(0)
+    runs = []
+
+    @tm.atomic
+    def body(i):
+        runs.append(i)
+        v.set(v.get() + 1)
+        with open(path, "a") as f:  # audited: the attempt turns inevitable before opening
+            assert tm.is_inevitable()
+            f.write(f"{i}\n")
+
+    tm.set_abort_injection(1.0, seed=17)
+    for i in range(10):
+        body(i)
+    tm.set_abort_injection(0)
+    assert path.read_text().split() == [str(i) for i in range(10)]
+    assert v.get() == 10 and len(runs) > 10  # attempts were rerun, the I/O was not
+
+
+@pytest.mark.parametrize("event", ["socket", "os.remove", "subprocess", "os.mkdir"])
+def test_audit_hook_makes_other_io_inevitable(event, tmp_path):
+    import os
+    import socket
+
+    target = tmp_path / "x"
+    target.write_text("x")
+    with tm.atomic():
+        assert not tm.is_inevitable()
+        if event == "socket":
+            socket.socket().close()
+        elif event == "os.remove":
+            os.remove(target)
+        elif event == "subprocess":
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+        else:
+            os.mkdir(tmp_path / "d")
+        assert tm.is_inevitable()
+
+
+def test_output_of_a_failed_block_is_dropped():
+    script = textwrap.dedent(
+        """
+        import sys, tm
+        try:
+            with tm.atomic():
+                print("dropped")
+                sys.stderr.write("dropped too\\n")
+                raise KeyError
+        except KeyError:
+            pass
+        with tm.atomic():
+            print("kept")
+            sys.stdout.flush()
+        q = tm.TransactionQueue()
+        c = tm.Counter()
+        def item(i):
+            c.add(1)
+            print("item", i)
+        for i in range(30):
+            q.add(item, i)
+        tm.set_abort_injection(0.5, seed=5)
+        q.run(workers=2)
+        tm.set_abort_injection(0)
+        print("count", int(c))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "kept" and lines[-1] == "count 30" and r.stderr == ""
+    assert sorted(lines[1:-1]) == sorted(f"item {i}" for i in range(30))  # each exactly once
