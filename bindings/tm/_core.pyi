@@ -295,3 +295,104 @@ class Reactor:
         """A watcher whose callbacks run on `strand` (a new strand when None)."""
     def in_worker(self) -> bool: ...
     def notify_fork(self, event: Literal["prepare", "parent", "child"]) -> None: ...
+
+# -- stream transports (TCP and Unix) --------------------------------------------------------------
+
+_Bytes = bytes | bytearray | memoryview
+_TcpAddress = tuple[str, int] | tuple[str, int, int, int]
+
+@final
+class StreamTransport:
+    """A connected TCP or Unix byte stream. Thread-safe. Requests made inside a transaction take
+    effect at its commit, in commit order; outside one, at once.
+
+    The handler given to tcp_connect / unix_connect / tcp_adopt / unix_adopt (or returned by a
+    listener's factory) is any object with connection_made(transport), data_received(bytes),
+    connection_lost(OSError | None), and optionally eof_received() -> bool (true keeps the
+    connection half-open), connect_failed(OSError), pause_writing(), resume_writing(). Each is
+    called as one transaction on the connection's strand; an exception is reported through
+    sys.unraisablehook."""
+
+    def write(self, data: _Bytes) -> None:
+        """Queues a copy of a bytes-like object. Ignored after close() or abort()."""
+    def shutdown_write(self) -> None: ...
+    def close(self) -> None:
+        """Sends pending writes, then closes; connection_lost(None) follows."""
+    def abort(self) -> None:
+        """Drops pending writes and resets; connection_lost(ConnectionAbortedError) follows."""
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def set_write_buffer_limits(self, high: _Int, low: _Int) -> None: ...
+    def write_buffer_size(self) -> int: ...
+    def local_address(self) -> _TcpAddress | str | None:
+        """(host, port), (host, port, flowinfo, scope_id) or a socket path; None before the
+        connection is made."""
+    def peer_address(self) -> _TcpAddress | str | None: ...
+    def fileno(self) -> int:
+        """The descriptor; -1 before connecting and once closed."""
+    def is_closing(self) -> bool: ...
+    def set_option(self, level: _Int, name: _Int, value: _Int) -> None: ...
+    def get_option(self, level: _Int, name: _Int) -> int: ...
+    @property
+    def strand(self) -> Strand:
+        """The connection's strand: its handler's methods run on it."""
+
+@final
+class StreamListener:
+    """A listening TCP or Unix stream socket."""
+
+    def local_address(self) -> _TcpAddress | str: ...
+    @property
+    def port(self) -> int:
+        """The bound port (0 for a Unix socket)."""
+    def fileno(self) -> int:
+        """The listening descriptor; -1 once closed."""
+    def close(self) -> None:
+        """Stops accepting (at commit inside a transaction); idempotent."""
+
+def tcp_listen(
+    reactor: Reactor,
+    host: str,
+    port: _Int,
+    factory: Callable[[], object | None],
+    *,
+    backlog: _Int = 1024,
+    reuse_address: bool = True,
+    reuse_port: bool = False,
+    v6_only: bool = False,
+    on_error: Callable[[OSError], object] | None = None,
+) -> StreamListener:
+    """Listens on a numeric host; factory() makes each connection's handler (None refuses)."""
+
+def tcp_adopt_listener(
+    reactor: Reactor,
+    fd: _Int,
+    factory: Callable[[], object | None],
+    *,
+    backlog: _Int = 1024,
+    reuse_address: bool = True,
+    reuse_port: bool = False,
+    v6_only: bool = False,
+    on_error: Callable[[OSError], object] | None = None,
+) -> StreamListener:
+    """Accepts on a listening TCP socket the reactor owns from then on (pass a dup())."""
+
+def unix_listen(
+    reactor: Reactor,
+    path: str,
+    factory: Callable[[], object | None],
+    *,
+    backlog: _Int = 1024,
+    on_error: Callable[[OSError], object] | None = None,
+) -> StreamListener:
+    """Binds `path` (which must not exist) and listens."""
+
+def tcp_connect(reactor: Reactor, host: str, port: _Int, handler: object) -> StreamTransport:
+    """Connects (at commit inside a transaction); connection_made or connect_failed follows."""
+
+def tcp_adopt(reactor: Reactor, fd: _Int, handler: object) -> StreamTransport:
+    """Adopts a connected TCP socket, owned by the reactor from then on."""
+
+def unix_connect(reactor: Reactor, path: str, handler: object) -> StreamTransport: ...
+def unix_adopt(reactor: Reactor, fd: _Int, handler: object) -> StreamTransport:
+    """Adopts a connected Unix stream socket (one end of socketpair())."""

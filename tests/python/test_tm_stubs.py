@@ -80,7 +80,8 @@ def _pybind_params(obj, name):
             current += ch
     if current.strip():
         params.append(current)
-    return [p.split(":")[0].split("=")[0].strip() for p in params]
+    names = [p.split(":")[0].split("=")[0].strip() for p in params]
+    return [n for n in names if n not in ("*", "/")]  # keyword-only / positional-only markers
 
 
 def _stub_params(fn):
