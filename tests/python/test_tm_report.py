@@ -180,7 +180,7 @@ def _inevitability_run():
 
 def test_inevitability_sites_name_line_cause_and_time_held(conflict_log):
     lines = _inevitability_run()
-    rows = tm._core.inevitability_sites()
+    rows = tm.inevitability_sites()
     by_site = {(r["site"], r["cause"]): r for r in rows}
     for cause in ("first_access", "io", "explicit", "escalation"):
         assert (f"{HERE}:{lines[cause]}", cause) in by_site, (cause, rows)
@@ -194,7 +194,7 @@ def test_inevitability_sites_name_line_cause_and_time_held(conflict_log):
     assert (f"{HERE}:{lines['dict']}", "first_access") in by_site, rows
     assert not any("/tm/" in r["site"] for r in rows), rows
     tm.reset_stats()
-    assert tm._core.inevitability_sites() == []
+    assert tm.inevitability_sites() == []
 
 
 def test_no_inevitability_sites_without_the_conflict_log():
@@ -206,7 +206,7 @@ def test_no_inevitability_sites_without_the_conflict_log():
         with tm.atomic():
             v.get()
         tm.run_atomic(tm.inevitable)
-        assert tm._core.inevitability_sites() == []
+        assert tm.inevitability_sites() == []
         assert tm.stats()["inevitable_commits"] >= 2
     finally:
         tm.set_conflict_log(was)
