@@ -72,7 +72,7 @@ py::object os_error(const std::error_code& ec) {
 // Reports an exception from Python code the reactor called and goes on, as python_callback does;
 // the runtime's abort signal is never swallowed.
 void report_unraisable(py::error_already_set& error, py::handle where) {
-  if (error.matches(abort_exception())) throw;
+  if (error.matches(abort_exception())) throw error;  // also outside a catch block (on_eof)
   error.discard_as_unraisable(py::reinterpret_borrow<py::object>(where));
 }
 

@@ -420,6 +420,36 @@ def test_half_close(run, keep_open):
     assert ("server lost", None) in events
 
 
+class _BadBool:
+    def __bool__(self):
+        raise ZeroDivisionError("no truth")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["raises", "bad truth value"])
+def test_eof_received_failing_is_reported_and_closes(run1, unraisable, how):
+    run = run1
+    a, b = socket.socketpair()
+
+    class BadEof(Sink):
+        def eof_received(self):
+            if how == "raises":
+                raise KeyError("eof bug")
+            return _BadBool()
+
+    sink = BadEof(run)
+    _core.unix_adopt(run.reactor, b.detach(), sink)
+    a.sendall(b"bye")
+    a.shutdown(socket.SHUT_WR)
+    run.run()
+    a.settimeout(5)
+    assert a.recv(10) == b""  # closed as if eof_received() had returned False
+    a.close()
+    assert sink.received == b"bye" and sink.lost is None
+    expected = KeyError if how == "raises" else ZeroDivisionError
+    assert len(unraisable) == 1 and isinstance(unraisable[0], expected)
+
+
 @pytest.mark.timeout(30)
 def test_abort_drops_pending_writes_and_reports_connection_aborted(run):
     results = {}
