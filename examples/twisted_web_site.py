@@ -1,15 +1,28 @@
 """A twisted.web site with shared state and a CPU-bound page, unchanged on any reactor.
 
     python examples/twisted_web_site.py [--reactor epoll|tm] [--workers N] [--port PORT]
-    twistd -n --reactor=tm web --class=examples.twisted_web_site.resource   (with examples/ on the path)
+    twistd -n --reactor=tm web --class=twisted_web_site.resource   (with examples/ on the path)
 
 Pages:
-  /         a hello page
-  /work     about 1 ms of CPU work per request (iterated SHA-256), the page to scale
-  /stats    the hit counter, as JSON
+  /           a hello page
+  /work?...   about 1 ms of CPU work per request (iterated SHA-256 of the request's URI), the page
+              to scale; its results are cached by query in a bounded in-memory cache
+  /stats      the hit counter and the cache's size, as JSON; on the tm reactor also tm.stats()
+              (commits, aborts by cause, time inevitable, ...)
 
-The hit counter is a tm.Counter: its increments commute, so requests never conflict on it, and on
-a stock reactor it is just a counter.
+The shared state is written for many workers without locks:
+- the hit counter is a tm.Counter: its increments commute, so requests never conflict on it (on a
+  stock reactor it is just a counter);
+- the cache is a tm.Dict read inside `with tm.snapshot():`. A snapshot read never makes the
+  request inevitable, so cache misses compute in parallel; the result is stored at the end of the
+  request, the only point where a request takes the inevitable token (a short one). A stale read
+  only costs a recomputation, which is why a cache may be read this way. With
+  TM_EXAMPLE_CACHE_READ=transactional the cache is read as ordinary shared state instead: the
+  request becomes inevitable at that first read and holds the token through its 1 ms of work, so
+  requests run one at a time (docs/TUNING.md measures both).
+
+TM_EXAMPLE_WORK_ROUNDS sets the SHA-256 rounds of /work (default 2000), TM_EXAMPLE_CACHE_SIZE the
+cache's bound (default 1024 entries; once full it stops filling).
 """
 
 from __future__ import annotations
@@ -25,12 +38,21 @@ from twisted.web import resource, server
 import tm
 
 WORK_ROUNDS = int(os.environ.get("TM_EXAMPLE_WORK_ROUNDS", "2000"))
+CACHE_SIZE = int(os.environ.get("TM_EXAMPLE_CACHE_SIZE", "1024"))
+SNAPSHOT_READS = os.environ.get("TM_EXAMPLE_CACHE_READ", "snapshot") != "transactional"
+
+
+def on_tm_reactor() -> bool:
+    from twisted.internet import reactor
+
+    return type(reactor).__module__.startswith("tm_twisted")
 
 
 class Root(resource.Resource):
     def __init__(self) -> None:
         super().__init__()
         self.hits = tm.Counter()
+        self.cache = tm.Dict()  # query -> rendered page, at most CACHE_SIZE entries
         self.putChild(b"", Hello(self))
         self.putChild(b"work", Work(self))
         self.putChild(b"stats", Stats(self))
@@ -52,17 +74,35 @@ class Hello(resource.Resource):
 class Work(Hello):
     def render_GET(self, request):
         self.root.hits.add(1)
+        request.setHeader(b"content-type", b"text/plain")
+        key = request.uri.partition(b"?")[2]
+        cache = self.root.cache
+        if SNAPSHOT_READS:
+            with tm.snapshot():
+                page = cache.get(key)
+                full = len(cache) >= CACHE_SIZE
+        else:
+            page = cache.get(key)
+            full = len(cache) >= CACHE_SIZE
+        if page is not None:
+            return page
         digest = request.uri
         for _ in range(WORK_ROUNDS):
             digest = hashlib.sha256(digest).digest()
-        request.setHeader(b"content-type", b"text/plain")
-        return digest.hex().encode() + b"\n"
+        page = digest.hex().encode() + b"\n"
+        if not full:
+            cache[key] = page  # a write: the request is inevitable from here to its end
+        return page
 
 
 class Stats(Hello):
     def render_GET(self, request):
         request.setHeader(b"content-type", b"application/json")
-        return json.dumps({"hits": int(self.root.hits)}).encode()
+        with tm.snapshot():
+            stats = {"hits": int(self.root.hits), "cache_entries": len(self.root.cache)}
+        if on_tm_reactor():
+            stats["tm"] = tm.stats()
+        return json.dumps(stats).encode()
 
 
 def site() -> server.Site:

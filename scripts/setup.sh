@@ -31,7 +31,7 @@ gil_python=${TM_GIL_PYTHON:-$(command -v python3)}
 ft_python=$("$root/scripts/ft_python.sh")
 
 python_packages=(pip "scikit-build-core>=0.10" "pybind11>=2.13" ninja "cmake>=3.20"
-                 "twisted>=24.3" pyhamcrest pytest pytest-timeout hypothesis)
+                 "twisted>=24.3" pyhamcrest pytest pytest-timeout hypothesis matplotlib)
 
 # pip_quiet DIR ARGS...: pip install, without the noise of this machine's unused local indexes.
 pip_quiet() {

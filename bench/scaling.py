@@ -1,0 +1,535 @@
+"""Scaling of the CPU-bound examples: tm at 1, 2 and all workers against the stock reactor or loop
+and against N processes sharing the port with SO_REUSEPORT, on several interpreters, in one run.
+
+Never a pass/fail test. The load generator runs in its own process (closed loop, keep-alive
+connections; `{n}` in --path becomes a per-request number so that every request misses the
+example's cache and does its CPU work). Prints a table with the ratios measured side by side, writes
+the results as JSON and, where matplotlib imports (here or in one of the interpreters), a PNG.
+
+    python bench/scaling.py [--python gil=.venv-gil/bin/python --python ft=.venv-ft/bin/python]
+        [--pythonpath ft=DIR:DIR ...] [--examples twisted_web asyncio_http] [--workers 1 2 16]
+        [--processes 2 16] [--seconds 5] [--connections 8] [--out out/scaling]
+
+    python bench/scaling.py --main-job [--python ft=...]   # the README's main job (scripts/main.sh):
+        twistd -n --reactor=tm web --class=twisted_web_site.resource at 1 and 2 workers beside
+        twistd --reactor=epoll, with /stats (tm.stats()) fetched at the end of each run
+
+Internal modes (what the driver starts): `serve` (a server process) and `load` (the load generator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+# The CPU-bound examples: file in examples/, the stock server's name, the page that does the work.
+EXAMPLE_FILES = {
+    "twisted_web": ("twisted_web_site.py", "epoll"),
+    "asyncio_http": ("asyncio_http_service.py", "asyncio"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# serve: one server process
+
+
+def reuse_port_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def print_tm_stats(kind: str) -> None:
+    if kind == "tm":
+        import tm
+
+        print("tm-stats " + json.dumps(tm.stats()), flush=True)
+
+
+def serve_twisted_web(kind: str, workers: int, port: int) -> None:
+    if kind == "tm":
+        import tm_twisted
+
+        tm_twisted.install(workers)
+    else:
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    from twisted.internet import reactor
+
+    import twisted_web_site
+
+    if kind == "reuseport":
+        # Each process listens on its own socket of the same port: the kernel spreads connections.
+        sock = reuse_port_socket(port)
+        listening = reactor.adoptStreamPort(sock.fileno(), socket.AF_INET, twisted_web_site.site())
+        sock.close()  # adoptStreamPort duplicated it
+    else:
+        listening = reactor.listenTCP(port, twisted_web_site.site(), interface="127.0.0.1")
+    print(f"listening on {listening.getHost().port}", flush=True)
+    reactor.run()
+    print_tm_stats(kind)
+
+
+def serve_asyncio_http(kind: str, workers: int, port: int) -> None:
+    import asyncio
+
+    import asyncio_http_service as service
+
+    if kind == "tm":
+        import tm_asyncio
+
+        def base():
+            return tm_asyncio.EventLoop(workers=workers)
+    else:
+        base = asyncio.new_event_loop
+
+    def loop_factory():
+        loop = base()
+        if kind == "reuseport":
+            # The example calls loop.create_server(factory, host, port): add reuse_port=True.
+            create_server = loop.create_server
+
+            async def create_server_reusing_port(*args, **kwargs):
+                kwargs["reuse_port"] = True
+                return await create_server(*args, **kwargs)
+
+            loop.create_server = create_server_reusing_port
+        return loop
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(service.serve(port))
+    print_tm_stats(kind)
+
+
+def serve_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scaling.py serve")
+    parser.add_argument("example", choices=sorted(EXAMPLE_FILES))
+    parser.add_argument("kind", choices=["stock", "tm", "reuseport"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(EXAMPLES))
+    {"twisted_web": serve_twisted_web, "asyncio_http": serve_asyncio_http}[args.example](
+        args.kind, args.workers, args.port)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# load: the load generator
+
+
+def one_connection(conn: int, port: int, path: str, deadline: float, latencies: list, errors: list):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buffer = b""
+            i = 0
+            while time.monotonic() < deadline:
+                i += 1
+                target = path.replace("{n}", f"{conn}.{i}")
+                request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                started = time.perf_counter()
+                s.sendall(request)
+                while True:
+                    head_end = buffer.find(b"\r\n\r\n")
+                    if head_end >= 0:
+                        head = buffer[:head_end].lower()
+                        if not head.startswith(b"http/1.1 200"):
+                            raise ConnectionError(f"bad response: {head[:80]!r}")
+                        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+                        if len(buffer) >= head_end + 4 + length:
+                            buffer = buffer[head_end + 4 + length:]
+                            break
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("server closed the connection")
+                    buffer += chunk
+                latencies.append(time.perf_counter() - started)
+    except Exception as e:  # reported, never hidden: the run counts its errors
+        errors.append(repr(e))
+
+
+def load(port: int, path: str, connections: int, seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    errors: list = []
+    threads = [
+        threading.Thread(target=one_connection, args=(c, port, path, deadline, latencies, errors))
+        for c in range(connections)
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1e3 if latencies else 0.0
+
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99), "errors": len(errors), "first_error": errors[0] if errors else None}
+
+
+def load_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scaling.py load")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/work?n={n}")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    print(json.dumps(load(args.port, args.path, args.connections, args.seconds)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+
+
+class Interpreter:
+    def __init__(self, label: str, python: str, pythonpath: str | None) -> None:
+        self.label, self.python, self.pythonpath = label, python, pythonpath
+        self.version = subprocess.run(
+            [python, "-c", "import sys, sysconfig; print(sys.version.split()[0] + "
+                           "('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"],
+            capture_output=True, text=True, check=True).stdout.strip()
+
+    def env(self, extra: dict | None = None) -> dict:
+        env = dict(os.environ)
+        paths = [p for p in (self.pythonpath, str(EXAMPLES), env.get("PYTHONPATH")) if p]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env.update(extra or {})
+        return env
+
+
+def start_server(cmd: list[str], env: dict, port_pattern: str) -> tuple[subprocess.Popen, int]:
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env, cwd=ROOT, start_new_session=True)
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(port_pattern, line)
+        if match:
+            return server, int(match.group(1))
+    server.kill()
+    raise RuntimeError(f"server did not start: {' '.join(cmd)}\n{''.join(seen)[-3000:]}")
+
+
+def stop_server(server: subprocess.Popen) -> str:
+    """SIGTERM, then the rest of its output (where `serve` prints tm-stats)."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        out, _ = server.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        out, _ = server.communicate()
+    return out or ""
+
+
+def run_load(args, port: int) -> dict:
+    result = subprocess.run(
+        [args.load_python, str(pathlib.Path(__file__).resolve()), "load", "--port", str(port),
+         "--path", args.path, "--connections", str(args.connections), "--seconds", str(args.seconds)],
+        capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
+    """One configuration: kind stock (1 process), tm (n workers) or reuseport (n processes)."""
+    me = str(pathlib.Path(__file__).resolve())
+    processes = n if kind == "reuseport" else 1
+    servers = []
+    port = 0
+    try:
+        for _ in range(processes):
+            cmd = [interp.python, me, "serve", example, kind, "--workers", str(n), "--port", str(port)]
+            server, port = start_server(cmd, interp.env(), r"^listening on (\d+)")
+            servers.append(server)
+        result = run_load(args, port)
+    finally:
+        outputs = [stop_server(s) for s in servers]
+    for out in outputs:
+        for line in out.splitlines():
+            if line.startswith("tm-stats "):
+                result["tm_stats"] = json.loads(line[len("tm-stats "):])
+    return result
+
+
+def configurations(args) -> list[tuple[str, int]]:
+    configs = [("stock", 1)]
+    configs += [("tm", w) for w in args.workers]
+    configs += [("reuseport", n) for n in args.processes]
+    return configs
+
+
+def config_name(example: str, kind: str, n: int) -> str:
+    if kind == "stock":
+        return EXAMPLE_FILES[example][1]
+    return f"tm x{n}" if kind == "tm" else f"{n} procs"
+
+
+def fmt(r: dict | None) -> str:
+    if r is None:
+        return "-"
+    text = f"{r['rps']:.0f} ({r['p99_ms']:.1f})"
+    return text + (f" [{r['errors']} errors]" if r["errors"] else "")
+
+
+def ratio(results: dict, a: tuple, b: tuple) -> str:
+    ra, rb = results.get(a), results.get(b)
+    if not ra or not rb or not rb["rps"]:
+        return "-"
+    return f"{ra['rps'] / rb['rps']:.2f}"
+
+
+def print_table(args, rows: list[dict]) -> None:
+    workers, processes = args.workers, args.processes
+    top = max(workers)
+    head = (["example", "interpreter", "stock"] + [f"tm x{w}" for w in workers]
+            + [f"{n} procs" for n in processes]
+            + [f"tm x{w}/x1" for w in workers if w != 1]
+            + [f"tm x{n}/{n} procs" for n in processes if n in workers]
+            + ["tm x1/stock", f"tm x{top}/stock"])
+    print()
+    print("req/s (p99 ms); ratios of req/s measured side by side in this run")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        res = row["results"]
+        cells = [row["example"], row["interpreter"], fmt(res.get(("stock", 1)))]
+        cells += [fmt(res.get(("tm", w))) for w in workers]
+        cells += [fmt(res.get(("reuseport", n))) for n in processes]
+        cells += [ratio(res, ("tm", w), ("tm", 1)) for w in workers if w != 1]
+        cells += [ratio(res, ("tm", n), ("reuseport", n)) for n in processes if n in workers]
+        cells += [ratio(res, ("tm", 1), ("stock", 1)), ratio(res, ("tm", top), ("stock", 1))]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("tm statistics per run (from tm.stats() in the server at exit):")
+    for row in rows:
+        for (kind, n), r in row["results"].items():
+            if kind == "tm" and r.get("tm_stats"):
+                print(f"  {row['example']:12} {row['interpreter']:8} tm x{n:<3} {stats_line(r['tm_stats'])}")
+
+
+def stats_line(s: dict) -> str:
+    aborts = {k: v for k, v in s.get("aborts", {}).items() if v}
+    return (f"commits {s.get('commits', 0)}, inevitable {s.get('inevitable_commits', 0)}, "
+            f"aborts {s.get('total_aborts', 0)} {aborts or ''}, "
+            f"{s.get('seconds_inevitable', 0.0) * 1e3:.0f} ms inevitable, "
+            f"{s.get('seconds_aborted', 0.0) * 1e3:.0f} ms lost to aborts")
+
+
+def plot(data: dict, png: str) -> bool:
+    """Req/s against workers or processes, one panel per example; False if no matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    examples = sorted({row["example"] for row in data["rows"]})
+    fig, axes = plt.subplots(1, len(examples), figsize=(6 * len(examples), 4.5), squeeze=False)
+    for ax, example in zip(axes[0], examples):
+        for row in data["rows"]:
+            if row["example"] != example:
+                continue
+            res = {(r["kind"], r["n"]): r for r in row["results"]}
+            for kind, style in (("tm", "o-"), ("reuseport", "s--")):
+                points = sorted((n, r["rps"]) for (k, n), r in res.items() if k == kind)
+                if points:
+                    label = f"{row['interpreter']} {'tm workers' if kind == 'tm' else 'processes'}"
+                    ax.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+            if ("stock", 1) in res:
+                ax.axhline(res[("stock", 1)]["rps"], linestyle=":", linewidth=1,
+                           label=f"{row['interpreter']} stock, 1 process")
+        ax.set_title(f"{example}: {data['path']}")
+        ax.set_xlabel("workers / processes")
+        ax.set_ylabel("requests/s")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{data['cores']} cores, commit {data['commit']}, {data['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    return True
+
+
+def plot_main(argv: list[str]) -> int:
+    json_path, png = argv
+    return 0 if plot(json.loads(pathlib.Path(json_path).read_text()), png) else 3
+
+
+def write_outputs(args, data: dict, interps: list[Interpreter]) -> None:
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    json_path, png = str(out) + ".json", str(out) + ".png"
+    pathlib.Path(json_path).write_text(json.dumps(data, indent=1))
+    print(f"results: {json_path}")
+    if plot(data, png):
+        print(f"plot: {png}")
+        return
+    for interp in interps:  # matplotlib may import in one of the server interpreters
+        done = subprocess.run([interp.python, str(pathlib.Path(__file__).resolve()), "plot",
+                               json_path, png], capture_output=True, text=True, env=interp.env())
+        if done.returncode == 0:
+            print(f"plot: {png} (drawn by {interp.label})")
+            return
+    print("no plot: matplotlib does not import on any interpreter of this run")
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("TM_COMMIT", "unknown")
+
+
+def parse_labelled(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        label, sep, rest = value.partition("=")
+        if not sep:
+            raise SystemExit(f"--{what} wants LABEL=VALUE, got {value!r}")
+        out[label] = rest
+    return out
+
+
+def driver_main(argv: list[str]) -> int:
+    cpus = os.cpu_count() or 1
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", action="append", default=[],
+                        help="LABEL=PYTHON, an interpreter that runs the servers (repeatable); "
+                             "default gil and ft from the project's venvs")
+    parser.add_argument("--pythonpath", action="append", default=[],
+                        help="LABEL=PATH, prepended to PYTHONPATH for that interpreter's servers")
+    parser.add_argument("--examples", nargs="+", default=list(EXAMPLE_FILES),
+                        choices=list(EXAMPLE_FILES))
+    parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, 2, cpus}))
+    parser.add_argument("--processes", type=int, nargs="+", default=sorted({2, cpus}))
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
+    parser.add_argument("--path", default="/work?n={n}")
+    parser.add_argument("--load-python", default=None,
+                        help="the load generator's interpreter (default: the first --python)")
+    parser.add_argument("--out", default=str(ROOT / "out" / "scaling"),
+                        help="writes OUT.json and OUT.png")
+    parser.add_argument("--main-job", action="store_true",
+                        help="twistd -n --reactor=tm web at 1 and 2 workers beside epoll (main.sh)")
+    args = parser.parse_args(argv)
+
+    pythons = parse_labelled(args.python, "python") or {
+        "gil": str(ROOT / ".venv-gil" / "bin" / "python"),
+        "ft": str(ROOT / ".venv-ft" / "bin" / "python")}
+    paths = parse_labelled(args.pythonpath, "pythonpath")
+    interps = [Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
+    args.load_python = args.load_python or interps[0].python
+    if args.main_job:
+        return main_job(args, interps)
+
+    examples = []
+    for example in args.examples:
+        if (EXAMPLES / EXAMPLE_FILES[example][0]).exists():
+            examples.append(example)
+        else:
+            print(f"skipped {example}: examples/{EXAMPLE_FILES[example][0]} does not exist")
+    data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(),
+            "cores": cpus, "path": args.path, "seconds": args.seconds,
+            "connections": args.connections, "rows": []}
+    print(f"{cpus} cores, commit {data['commit']}, {args.path}, {args.connections} connections, "
+          f"{args.seconds:g} s per configuration, load generator on {args.load_python}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    rows = []
+    for interp in interps:
+        for example in examples:
+            results = {}
+            for kind, n in configurations(args):
+                if (kind, n) in results:
+                    continue
+                try:
+                    r = measure(args, interp, example, kind, n)
+                except (RuntimeError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
+                    print(f"  {example} {interp.label} {config_name(example, kind, n)}: FAILED {e}")
+                    continue
+                results[(kind, n)] = r
+                print(f"  {example:12} {interp.label} ({interp.version}) "
+                      f"{config_name(example, kind, n):10} {fmt(r)}", flush=True)
+            rows.append({"example": example, "interpreter": f"{interp.label} {interp.version}",
+                         "results": results})
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    print_table(args, rows)
+    data["rows"] = [{"example": row["example"], "interpreter": row["interpreter"],
+                     "results": [dict(r, kind=k, n=n) for (k, n), r in row["results"].items()]}
+                    for row in rows]
+    write_outputs(args, data, interps)
+    return 0
+
+
+def main_job(args, interps: list[Interpreter]) -> int:
+    """twistd web with the example site: epoll, then tm at each of --workers (default 1 and 2)."""
+    interp = interps[-1]  # the free-threaded interpreter when both are given (gil, ft)
+    twistd = str(pathlib.Path(interp.python).parent / "twistd")
+    workers = args.workers if args.workers != sorted({1, 2, os.cpu_count() or 1}) else [1, 2]
+    print(f"twistd -n --reactor=R web --class=twisted_web_site.resource on {interp.version}, "
+          f"GET {args.path} ({args.connections} connections, {args.seconds:g} s, load generator "
+          f"in its own process), commit {commit()}, load average {os.getloadavg()[0]:.2f}")
+    results = {}
+    for reactor, n in [("epoll", 0)] + [("tm", w) for w in workers]:
+        cmd = [interp.python, twistd, "-n", "--pidfile=", "--logfile=-", f"--reactor={reactor}",
+               "web", "--class=twisted_web_site.resource",
+               "--listen", "tcp:0:interface=127.0.0.1"]
+        env = interp.env({"TM_WORKERS": str(n)} if n else None)
+        server, port = start_server(cmd, env, r"Site starting on (\d+)")
+        try:
+            r = run_load(args, port)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=30) as response:
+                r["stats"] = json.loads(response.read())
+        finally:
+            stop_server(server)
+        name = "epoll" if reactor == "epoll" else f"tm x{n}"
+        results[name] = r
+        print(f"{name:8} {fmt(r)} req/s (p99 ms), {r['stats']['hits']} hits", flush=True)
+        if "tm" in r["stats"]:
+            print(f"         {stats_line(r['stats']['tm'])}")
+    base = results.get(f"tm x{workers[0]}")
+    for w in workers[1:]:
+        print(f"scaling tm x{w} / tm x{workers[0]}: {results[f'tm x{w}']['rps'] / base['rps']:.2f}")
+    print(f"tm x{workers[-1]} / epoll: {results[f'tm x{workers[-1]}']['rps'] / results['epoll']['rps']:.2f}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        return serve_main(argv[1:])
+    if argv[:1] == ["load"]:
+        return load_main(argv[1:])
+    if argv[:1] == ["plot"]:
+        return plot_main(argv[1:])
+    return driver_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
