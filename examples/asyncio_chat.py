@@ -6,8 +6,8 @@ It prints "listening on PORT" once it listens (--port 0 picks a free port), and 
 SIGINT stops, printing "final state " followed by the server's shared state as JSON.
 
 The protocol is examples/twisted_chat.py's, one line each way, CRLF-terminated:
-  first line      the user's name (letters, digits, "_" and "-"); the server answers "* welcome NAME",
-                  or "* name taken" / "* bad name" and closes
+  first line      the user's name (letters, digits, "_" and "-"); the server answers
+                  "* welcome NAME", or "* name taken" / "* bad name" and closes
   any other line  broadcast as "NAME: TEXT" to every other user
   /who            answers "* users NAME NAME ..." (sorted)
   /stats          answers "* stats JSON": the server's shared state (also before a name is given)

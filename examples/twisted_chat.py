@@ -7,8 +7,8 @@ or SIGINT) "final state " followed by the factory's shared state as JSON. Twiste
 stderr.
 
 The protocol, one line each way, CRLF-terminated:
-  first line      the user's name (letters, digits, "_" and "-"); the server answers "* welcome NAME",
-                  or "* name taken" / "* bad name" and closes
+  first line      the user's name (letters, digits, "_" and "-"); the server answers
+                  "* welcome NAME", or "* name taken" / "* bad name" and closes
   any other line  broadcast as "NAME: TEXT" to every other user
   /who            answers "* users NAME NAME ..." (sorted)
   /stats          answers "* stats JSON": the factory's shared state (also before a name is given,

@@ -23,7 +23,7 @@ def workers_from_environment(default: int) -> int:
 
 
 def abort_injection_from_environment() -> None:
-    """Switches on abort injection as TM_ABORT_INJECTION="probability[:seed]" asks; unset, does nothing.
+    """Sets abort injection as TM_ABORT_INJECTION="probability[:seed]" asks; unset, does nothing.
 
     Abort injection (tm.set_abort_injection) aborts that fraction of restartable transaction
     attempts, to test that a program's outcome does not depend on how often it is rerun. A value
