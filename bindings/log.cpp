@@ -2,6 +2,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <memory>
 #include <optional>
 
 #include "gc.hpp"
@@ -70,16 +71,24 @@ class Log {
   stm::Log<PyRef> log_{"tm.Log"};
 };
 
+/// A queue item: its own cell (payload: one reference to the item), so that get() can give the
+/// reference back through deferred reclamation: it stores null in the cell, and the item is
+/// released once no transaction that could still read it is running. The log keeps the emptied
+/// cells (a few words each) until the queue goes.
+using QueueSlot = std::shared_ptr<stm::Cell>;
+
 class Queue {
  public:
   void put(py::handle self, py::handle item) {
-    PyRef ref = PyRef::borrow(item.ptr());
+    QueueSlot slot =
+        std::make_shared<stm::Cell>(py::reinterpret_borrow<py::object>(item).release().ptr(),
+                                    &release_pyobject, "tm.Queue item");
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
-        tx_state().deferred.push_back([keep, ref, this](stm::Transaction& t) { q_.put(t, ref); });
+        tx_state().deferred.push_back([keep, slot, this](stm::Transaction& t) { q_.put(t, slot); });
       } else {
-        q_.put(tx, ref);
+        q_.put(tx, slot);
       }
     });
   }
@@ -88,14 +97,17 @@ class Queue {
   py::object get(bool block) {
     py::object out;
     transact(this, Access::write, [&](stm::Transaction& tx) {
-      std::optional<PyRef> item = q_.get(tx);
-      if (!item) {
+      std::optional<QueueSlot> slot = q_.get(tx);
+      if (!slot) {
         if (block && tx_state().mode == Mode::restartable)
           throw stm::AbortSignal{stm::AbortCause::retry};
         PyErr_SetNone(empty_error().ptr());
         throw py::error_already_set();
       }
-      out = item_at(*item);
+      // Head and cell are written by the same commits, so a consistent snapshot that has not
+      // taken this item yet still finds it in the cell.
+      out = py::reinterpret_borrow<py::object>(static_cast<PyObject*>(tx.load(**slot)));
+      store_cell(tx, **slot, nullptr);  // taken: released by reclamation after the commit
     });
     return out;
   }
@@ -106,15 +118,19 @@ class Queue {
   }
   static py::object empty_error() { return py::module_::import("queue").attr("Empty"); }
 
-  /// Cyclic GC (gc.hpp): every item the queue still owns, taken ones included (they are released
-  /// only with the queue); gc_clear() empties an unreachable queue.
+  /// Cyclic GC (gc.hpp): the committed items not taken yet (a taken item's cell is null);
+  /// gc_clear() empties an unreachable queue.
   int gc_traverse(visitproc visit, void* arg) const {
-    return traverse_items(q_.unsafe_log(), visit, arg);
+    const stm::Log<QueueSlot>& log = q_.unsafe_log();
+    const std::uint64_t n = log.unsafe_size();
+    for (std::uint64_t i = 0; i < n; ++i)
+      Py_VISIT(static_cast<PyObject*>(log.unsafe_at(i)->unsafe_peek()));
+    return 0;
   }
   void gc_clear() { q_.unsafe_clear(); }
 
  private:
-  stm::Queue<PyRef> q_{"tm.Queue"};
+  stm::Queue<QueueSlot> q_{"tm.Queue"};
 };
 
 }  // namespace

@@ -238,7 +238,7 @@ def test_keys_and_queued_items_are_released(kind):
                 tm.run_atomic(lambda: q.put(fresh(Payload)))
             for _ in range(30):
                 tm.run_atomic(q.get)
-            del q  # taken items stay owned by the queue until it goes
+            keep_queue = q  # noqa: F841 - taken items are released while the queue lives
         else:
             o = tm.Object()
             for i in range(30):
@@ -264,6 +264,8 @@ def test_refcounts_are_exact_for_log_queue_object_and_keys():
             tm.run_atomic(lambda: (q.get(), x in log, o.x, d.get(x), x in s, v.get()))
     finally:
         tm.set_abort_injection(0)
+    tm.quiesce()
+    assert sys.getrefcount(x) == base + 20 + 1 + 2 + 1 + 2  # log, o.x, dict key and value, set, v
     del o.x
     d.clear()
     s.clear()
