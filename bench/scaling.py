@@ -167,27 +167,31 @@ def one_connection(conn: int, port: int, path: str, deadline: float, latencies: 
         errors.append(repr(e))
 
 
-def load(port: int, path: str, connections: int, seconds: float) -> dict:
+def load(port: int, path: str, connections: int, seconds: float, first: int = 0) -> dict:
     deadline = time.monotonic() + seconds
     latencies: list[float] = []
     errors: list = []
     threads = [
         threading.Thread(target=one_connection, args=(c, port, path, deadline, latencies, errors))
-        for c in range(connections)
+        for c in range(first, first + connections)
     ]
     started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - started
+    return summary(latencies, time.monotonic() - started, errors)
+
+
+def summary(latencies: list[float], elapsed: float, errors: list) -> dict:
     latencies.sort()
 
     def pct(p):
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1e3 if latencies else 0.0
 
     return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99), "errors": len(errors), "first_error": errors[0] if errors else None}
+            "p99_ms": pct(0.99), "errors": len(errors), "first_error": errors[0] if errors else None,
+            "latencies": latencies, "elapsed": elapsed, "all_errors": errors}
 
 
 def load_main(argv: list[str]) -> int:
@@ -196,8 +200,9 @@ def load_main(argv: list[str]) -> int:
     parser.add_argument("--path", default="/work?n={n}")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--first", type=int, default=0, help="number of the first connection")
     args = parser.parse_args(argv)
-    print(json.dumps(load(args.port, args.path, args.connections, args.seconds)))
+    print(json.dumps(load(args.port, args.path, args.connections, args.seconds, args.first)))
     return 0
 
 
@@ -233,6 +238,10 @@ def start_server(cmd: list[str], env: dict, port_pattern: str) -> tuple[subproce
         seen.append(line)
         match = re.search(port_pattern, line)
         if match:
+            # Keep reading its output (twistd logs every request): a full pipe would stall it.
+            server.lines = seen
+            server.reader = threading.Thread(target=lambda: seen.extend(server.stdout), daemon=True)
+            server.reader.start()
             return server, int(match.group(1))
     server.kill()
     raise RuntimeError(f"server did not start: {' '.join(cmd)}\n{''.join(seen)[-3000:]}")
@@ -242,19 +251,34 @@ def stop_server(server: subprocess.Popen) -> str:
     """SIGTERM, then the rest of its output (where `serve` prints tm-stats)."""
     server.send_signal(signal.SIGTERM)
     try:
-        out, _ = server.communicate(timeout=20)
+        server.wait(timeout=20)
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
-        out, _ = server.communicate()
-    return out or ""
+        server.wait()
+    server.reader.join(timeout=10)
+    return "".join(server.lines)
 
 
 def run_load(args, port: int) -> dict:
-    result = subprocess.run(
+    """The load generator: --load-processes processes sharing --connections, merged."""
+    k = max(1, min(args.load_processes, args.connections))
+    shares = [args.connections // k + (i < args.connections % k) for i in range(k)]
+    procs = [subprocess.Popen(
         [args.load_python, str(pathlib.Path(__file__).resolve()), "load", "--port", str(port),
-         "--path", args.path, "--connections", str(args.connections), "--seconds", str(args.seconds)],
-        capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
+         "--path", args.path, "--connections", str(share), "--seconds", str(args.seconds),
+         "--first", str(sum(shares[:i]))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i, share in enumerate(shares)]
+    parts = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"load generator failed: {err[-2000:]}")
+        parts.append(json.loads(out))
+    merged = summary([x for p in parts for x in p["latencies"]], max(p["elapsed"] for p in parts),
+                     [e for p in parts for e in p["all_errors"]])
+    for key in ("latencies", "all_errors"):
+        merged.pop(key)
+    return merged
 
 
 def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
@@ -433,6 +457,8 @@ def driver_main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
     parser.add_argument("--path", default="/work?n={n}")
+    parser.add_argument("--load-processes", type=int, default=1,
+                        help="load generator processes (sharing the connections)")
     parser.add_argument("--load-python", default=None,
                         help="the load generator's interpreter (default: the first --python)")
     parser.add_argument("--out", default=str(ROOT / "out" / "scaling"),
