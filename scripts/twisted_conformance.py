@@ -53,7 +53,8 @@ KNOWN_SKIPS = {
 # Tests that pass on the baseline and may fail on tm when callbacks run on more than one worker,
 # applied only when the worker count is above 1: test key (module.BuilderClass.method, as printed)
 # -> (where it applies, why). ANY: every interpreter; GIL_OFF: only where the GIL is off (with the
-# GIL, TMReactor runs Python callbacks one at a time, but still not in epoll's order).
+# GIL, TMReactor runs Python callbacks one at a time, but still not in epoll's order, so a failure
+# that comes from that order alone is listed for both).
 # "timing-dependent" ones fail in some runs only. docs/CONFORMANCE.md keeps the same list, one row
 # per entry. Remove an entry once runs report it as passing every time.
 ANY, GIL_OFF = "any interpreter", "GIL off"
@@ -71,17 +72,18 @@ KNOWN_MULTI_WORKER = {
     "twisted.internet.test.test_threads.ThreadTestsBuilder.test_callFromThread": (ANY,
         "asserts that callFromThread runs its call on the thread that called run(); with 2 "
         "workers it runs on a worker thread (where threadable.isInIOThread() is true); every run"),
-    "twisted.internet.test.test_tcp.AbortConnectionTests.test_resumeProducingAbort": (GIL_OFF,
+    "twisted.internet.test.test_tcp.AbortConnectionTests.test_resumeProducingAbort": (ANY,
         _PAIR),
     "twisted.internet.test.test_tcp.AbortConnectionTests.test_resumeProducingThrows": (ANY,
         _PAIR),
-    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_connectionLostAfterPausedTransport": (GIL_OFF,
+    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_connectionLostAfterPausedTransport": (ANY,
         _PAIR),
-    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (GIL_OFF,
+    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (ANY,
         _PAIR),
     "twisted.internet.test.test_unix.UNIXTestsBuilder.test_sendFileDescriptorTriggersPauseProducing": (GIL_OFF,
         _TIMING + "a producer sequence across both ends of a Unix socket pair, whose callbacks "
-        "run on two strands at once and reach into each other's transports"),
+        "run on two strands at once and abort each other's transports: the sender's producer "
+        "ends without having been paused"),
     "twisted.internet.test.test_newtls.ProducerTestsMixin.test_startTLSAfterRegisterProducerStreaming": (ANY,
         _TIMING + "the server end accepts, starts TLS and closes on its strand while the client's "
         "connect is still completing on another, so the client's connect fails with ECONNRESET"),
@@ -100,7 +102,10 @@ KNOWN_MULTI_WORKER = {
         _CLOSED_FD),
     "twisted.internet.test.test_process.PTYProcessTestsBuilder.test_writeToChildBadFileDescriptor": (GIL_OFF,
         _CLOSED_FD),
-    "twisted.internet.test.test_stdio.StdioFilesTests.test_addReader": (GIL_OFF, _CLOSED_FD),
+    "twisted.internet.test.test_stdio.StdioFilesTests.test_addReader": (GIL_OFF,
+        _TIMING + "StandardIO's reader and writer are two selectables on two strands; both halves "
+        "close at once and StandardIO.connectionLost runs twice (AttributeError on the protocol, "
+        "already None)"),
 }
 
 
