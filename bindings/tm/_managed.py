@@ -9,11 +9,13 @@ instance to a subclass of its class (same name, same layout) whose attribute acc
 that table; plain ``list``, ``dict`` and ``set`` values become ``tm.List``, ``tm.Dict`` and
 ``tm.Set`` when stored. What this protects, and what it does not, is in docs/MANAGED_STATE.md.
 
-Class attributes that are functions or descriptors (methods, properties, classmethods) are looked
-up on the class without touching the transactional table, so calling a factory's method costs no
-shared access: an instance attribute shadowing a method is therefore not seen (Python would see
-it). Plain class-level values (``protocol = Chat``, ``numPorts = 0``) behave as in Python: an
-instance attribute of the same name wins.
+Lookup follows Python's order. Data descriptors of the class (properties) win. Methods and other
+non-data descriptors are looked up on the class without touching the transactional table, so
+calling a factory's method costs no shared access, unless an instance attribute of that name was
+ever set (``factory.clientConnectionLost = ...``, common in tests): such names are remembered in a
+per-object set that only grows, and then read from the table. Plain class-level values
+(``protocol = Chat``, ``numPorts = 0``) are read from the table first, as Python reads the instance
+first.
 """
 
 from __future__ import annotations
@@ -58,18 +60,29 @@ def _class_attribute(cls: type, name: str) -> object:
     return _MISSING
 
 
-def _bypasses_table(cls: type, name: str) -> bool:
-    """True where the class, not the instance, answers for name: dunders, methods, descriptors."""
+_SHADOWS = "_tm_shadows"
+
+
+def _is_data_descriptor(found: object) -> bool:
+    kind = type(found)
+    return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+
+
+def _class_answers(self, name: str) -> bool:
+    """True where the class, not the table, answers for name (Python's lookup order)."""
     if name[:2] == "__":
         return True
-    found = _class_attribute(cls, name)
-    return found is not _MISSING and (
-        hasattr(type(found), "__get__") or hasattr(type(found), "__set__")
-    )
+    found = _class_attribute(type(self), name)
+    if found is _MISSING or not hasattr(type(found), "__get__"):
+        return False  # not on the class, or a plain class-level value: the instance comes first
+    if _is_data_descriptor(found):
+        return True
+    # A method: the class answers unless an instance attribute of that name was ever set.
+    return name not in _object_getattribute(self, "__dict__").get(_SHADOWS, ())
 
 
 def _getattribute(self, name: str):
-    if not _bypasses_table(type(self), name):
+    if not _class_answers(self, name):
         table = _object_getattribute(self, "__dict__").get(_STATE)
         if table is not None:
             value = getattr(table, name, _MISSING)
@@ -79,14 +92,22 @@ def _getattribute(self, name: str):
 
 
 def _setattr(self, name: str, value: object) -> None:
-    if _bypasses_table(type(self), name):
+    if name[:2] == "__" or _is_data_descriptor(_class_attribute(type(self), name)):
         _object_setattr(self, name, value)
-    else:
-        setattr(_object_getattribute(self, "__dict__")[_STATE], name, as_managed_value(value))
+        return
+    attributes = _object_getattribute(self, "__dict__")
+    setattr(attributes[_STATE], name, as_managed_value(value))
+    found = _class_attribute(type(self), name)
+    if found is not _MISSING and hasattr(type(found), "__get__"):
+        # Shadows a method from now on. The set only grows and is replaced whole, so a reader
+        # sees the old or the new set, never a torn one.
+        shadows = attributes.get(_SHADOWS, frozenset())
+        if name not in shadows:
+            attributes[_SHADOWS] = shadows | {name}
 
 
 def _delattr(self, name: str) -> None:
-    if _bypasses_table(type(self), name):
+    if name[:2] == "__" or _is_data_descriptor(_class_attribute(type(self), name)):
         _object_delattr(self, name)
         return
     try:

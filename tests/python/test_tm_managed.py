@@ -51,6 +51,16 @@ def test_containers_stored_later_are_converted_and_dunders_stay_plain():
         del f.missing
 
 
+def test_an_instance_attribute_shadowing_a_method_wins_as_in_python():
+    f = tm.manage(Factory())
+    f.greet = lambda name: f"hi {name}"
+    assert f.greet("x") == "hi x"
+    del f.greet
+    assert f.greet("x") == "hello x"
+    with pytest.raises(AttributeError):
+        f.size = 3  # a property without a setter, as on a plain object
+
+
 def test_manage_is_idempotent_and_refuses_objects_without_dict():
     f = Factory()
     assert tm.manage(tm.manage(f)) is f
@@ -106,3 +116,4 @@ def test_an_aborted_transaction_leaves_the_attributes_unchanged():
     with pytest.raises(RuntimeError):
         tm.atomic(fails)()
     assert f.count == 0 and "a" not in f.users
+
