@@ -29,6 +29,7 @@ from asyncio import events, unix_events
 
 import tm
 from tm import _core
+from tm_asyncio._managed import manage_protocol_factory
 
 _base_loop = unix_events._UnixSelectorEventLoop
 _READ = 1
@@ -325,6 +326,31 @@ class EventLoop(_base_loop):
         raise NotImplementedError("tm_asyncio.EventLoop never polls its selector")
 
     # -- closing --------------------------------------------------------------------------------
+
+    # -- Managed protocol factories (docs/MANAGED_STATE.md) -------------------------------------
+
+    async def create_server(self, protocol_factory, *args, **kwargs):
+        return await super().create_server(manage_protocol_factory(protocol_factory), *args, **kwargs)
+
+    async def create_connection(self, protocol_factory, *args, **kwargs):
+        return await super().create_connection(
+            manage_protocol_factory(protocol_factory), *args, **kwargs
+        )
+
+    async def create_unix_server(self, protocol_factory, *args, **kwargs):
+        return await super().create_unix_server(
+            manage_protocol_factory(protocol_factory), *args, **kwargs
+        )
+
+    async def create_unix_connection(self, protocol_factory, *args, **kwargs):
+        return await super().create_unix_connection(
+            manage_protocol_factory(protocol_factory), *args, **kwargs
+        )
+
+    async def connect_accepted_socket(self, protocol_factory, *args, **kwargs):
+        return await super().connect_accepted_socket(
+            manage_protocol_factory(protocol_factory), *args, **kwargs
+        )
 
     def close(self) -> None:
         if self.is_running():

@@ -1,0 +1,42 @@
+"""The reactors manage the factories they are given (docs/MANAGED_STATE.md)."""
+
+import tm
+
+
+def test_asyncio_loop_manages_the_object_behind_a_bound_method_factory():
+    import asyncio
+
+    import tm_asyncio
+
+    class Server:
+        def __init__(self):
+            self.clients = []
+
+        def make_protocol(self):
+            server = self
+
+            class Proto(asyncio.Protocol):
+                def connection_made(self, transport):
+                    server.clients.append(transport.get_extra_info("peername"))
+                    transport.close()
+
+            return Proto()
+
+    server = Server()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(server.make_protocol, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        for _ in range(3):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+        await asyncio.sleep(0.05)
+        srv.close()
+        await srv.wait_closed()
+
+    tm_asyncio.run(main())
+    assert tm.is_managed(server) and isinstance(server.clients, tm.List)
+    assert len(server.clients) == 3
+
