@@ -184,8 +184,11 @@ def write_png(data, path, top=10):
             ax1.broken_barh([(w["start"] - t0, span)], (i - 0.4, 0.8), color="tab:blue")
             lost = min(st.get("seconds_aborted", 0.0), span)
             inev = min(st.get("seconds_inevitable", 0.0), span - lost)
-            ax1.broken_barh([(w["start"] - t0, lost)], (i - 0.4, 0.35), color="tab:red")
-            ax1.broken_barh([(w["start"] - t0 + lost, inev)], (i - 0.4, 0.35), color="tab:orange")
+            if lost > 0:  # a zero-width bar still draws its edge
+                ax1.broken_barh([(w["start"] - t0, lost)], (i - 0.4, 0.35), color="tab:red")
+            if inev > 0:
+                ax1.broken_barh([(w["start"] - t0 + lost, inev)], (i - 0.4, 0.35),
+                                color="tab:orange")
             ax1.text(w["end"] - t0, i, f" {st.get('commits', 0)} commits, {st.get('total_aborts', 0)} aborts",
                      va="center", fontsize=8)
         ax1.set_yticks(range(len(workers)), [str(w["name"]) for w in workers])

@@ -291,3 +291,17 @@ def test_png_chart_code_with_a_stand_in_matplotlib(monkeypatch, tmp_path):
     ranks, widths = ax3.barh.call_args.args[:2]
     assert list(ranks) == [0, 1] and widths == [pytest.approx(10.0), pytest.approx(3.0)]
     assert ax3.set_yticks.call_args.args[1] == ["c.py:5 (first_access)", "a.py:9 (io)"]
+
+
+def test_report_says_plainly_when_matplotlib_is_missing(monkeypatch, tmp_path, capsys):
+    from tm import report
+
+    log = tmp_path / "m.log"
+    log.write_text(json.dumps({"kind": "header", "format": "tm-conflict-log", "version": 2,
+                               "conflict_log": True}) + "\n")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert report.main([str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "no chart: matplotlib does not import on this interpreter" in out
+    assert "no PNG timeline was written" in out
+    assert not (tmp_path / "m.log.png").exists()
