@@ -287,18 +287,30 @@ def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
     processes = n if kind == "reuseport" else 1
     servers = []
     port = 0
+    result_log = None
     try:
         for _ in range(processes):
             cmd = [interp.python, me, "serve", example, kind, "--workers", str(n), "--port", str(port)]
-            server, port = start_server(cmd, interp.env(), r"^listening on (\d+)")
+            extra = {}
+            if args.conflict_log and kind == "tm":  # the log of this run, for python -m tm.report
+                log = pathlib.Path(args.conflict_log) / f"{example}-{interp.label}-tm{n}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                extra["TM_CONFLICT_LOG"] = str(log)
+                result_log = str(log)
+            server, port = start_server(cmd, interp.env(extra), r"^listening on (\d+)")
             servers.append(server)
         result = run_load(args, port)
+        dead = [s for s in servers if s.poll() is not None]
     finally:
         outputs = [stop_server(s) for s in servers]
+    if dead:
+        raise RuntimeError("the server exited under load:\n" + "".join(dead[0].lines)[-1500:])
     for out in outputs:
         for line in out.splitlines():
             if line.startswith("tm-stats "):
                 result["tm_stats"] = json.loads(line[len("tm-stats "):])
+    if result_log:
+        result["conflict_log"] = result_log
     return result
 
 
@@ -453,7 +465,7 @@ def driver_main(argv: list[str]) -> int:
     parser.add_argument("--examples", nargs="+", default=list(EXAMPLE_FILES),
                         choices=list(EXAMPLE_FILES))
     parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, 2, cpus}))
-    parser.add_argument("--processes", type=int, nargs="+", default=sorted({2, cpus}))
+    parser.add_argument("--processes", type=int, nargs="*", default=sorted({2, cpus}))
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
     parser.add_argument("--path", default="/work?n={n}")
@@ -463,6 +475,9 @@ def driver_main(argv: list[str]) -> int:
                         help="the load generator's interpreter (default: the first --python)")
     parser.add_argument("--out", default=str(ROOT / "out" / "scaling"),
                         help="writes OUT.json and OUT.png")
+    parser.add_argument("--conflict-log", metavar="DIR", default=None,
+                        help="tm runs write TM_CONFLICT_LOG=DIR/EXAMPLE-LABEL-tmN.log (slower: "
+                             "a diagnostic mode) for python -m tm.report")
     parser.add_argument("--main-job", action="store_true",
                         help="twistd -n --reactor=tm web at 1 and 2 workers beside epoll (main.sh)")
     args = parser.parse_args(argv)
