@@ -65,6 +65,7 @@ def run(port: int, connections: int, size: int, seconds: float, warmup: float) -
             raise ConnectionError(f"short send ({sent} of {len(conn.expected)} bytes)")
 
     started = perf()
+    cpu_started = time.process_time()
     measure_from = started + warmup
     deadline = measure_from + seconds
     active = len(conns)
@@ -97,6 +98,8 @@ def run(port: int, connections: int, size: int, seconds: float, warmup: float) -
             errors.append(f"{active} connections got no answer for 10 s")
             break
     elapsed = min(perf(), deadline) - measure_from
+    # The generator's own CPU per wall second: near 1.0 means it, not the server, set the pace.
+    cpu_share = (time.process_time() - cpu_started) / max(perf() - started, 1e-9)
     for conn in conns:
         conn.sock.close()
     selector.close()
@@ -110,6 +113,7 @@ def run(port: int, connections: int, size: int, seconds: float, warmup: float) -
         "rtps": len(latencies) / elapsed if elapsed > 0 else 0.0,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
+        "load_cpu_share": round(cpu_share, 2),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
     }

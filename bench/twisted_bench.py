@@ -13,7 +13,8 @@ PYTHONPATH (for example a scripts/dev_overlay.sh build). The load generators, be
 keep-alive connection each, GET /), run in processes of their own on --load-python (default
 .venv-gil/bin/python, the same for every server so that only the server changes). Everything
 shares the machine's cores: on a small machine the load generator takes part of what the server
-could use, which caps what 2 workers can show.
+could use, which caps what 2 workers can show. For echo each line shows `load-cpu`, the generator's
+CPU seconds per wall second: near 1.00 means the generator, not the server, set the pace.
 
 With --rounds N every configuration runs N times, interleaved, and the table shows the median
 rate and the median p99. Ratios are of rates: x2/x1 is tm with the last --workers count over tm
@@ -182,7 +183,9 @@ def main(argv: list[str]) -> int:
                             continue
                         print(f"  round {round_ + 1} {kind:4} {label(config):6} {r['rate']:9.0f}/s "
                               f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
-                              f"errors {r['errors']}  python {r['server']['python']}"
+                              f"errors {r['errors']}"
+                              + (f" load-cpu {r['load_cpu_share']:.2f}" if "load_cpu_share" in r else "")
+                              + f"  python {r['server']['python']}"
                               f"{'t' if r['server']['free_threaded'] else ''} tm {r['server']['tm']}"
                               + (f" ({r['first_error']})" if r["errors"] else ""), flush=True)
 
