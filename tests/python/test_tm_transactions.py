@@ -334,7 +334,7 @@ def test_every_type_under_injected_aborts_matches_a_serial_run():
     injected = _every_type_workload()
     tm.set_abort_injection(0)
     assert injected == serial
-    assert tm.stats()["aborts"]["injected"] > 20
+    assert tm.stats()["aborts"]["injected"] > 5
 
 
 def test_transaction_queue_under_injected_aborts_matches_a_serial_run():
@@ -391,6 +391,8 @@ def test_audited_io_in_a_restartable_function_happens_once_under_injection(tmp_p
     @tm.atomic
     def body(i):
         runs.append(i)
+        for _ in range(8):  # an injected abort strikes within an attempt's first 8 accesses
+            v.get()
         v.set(v.get() + 1)
         with open(path, "a") as f:  # audited: the attempt turns inevitable before opening
             assert tm.is_inevitable()
