@@ -390,20 +390,25 @@ def plot(data: dict, png: str) -> bool:
     examples = sorted({row["example"] for row in data["rows"]})
     fig, axes = plt.subplots(1, len(examples), figsize=(6 * len(examples), 4.5), squeeze=False)
     for ax, example in zip(axes[0], examples):
-        for row in data["rows"]:
-            if row["example"] != example:
-                continue
+        rows = [row for row in data["rows"] if row["example"] == example]
+        for color, row in zip(("tab:blue", "tab:red", "tab:green", "tab:purple"), rows):
             res = {(r["kind"], r["n"]): r for r in row["results"]}
+            stock = res.get(("stock", 1))
             for kind, style in (("tm", "o-"), ("reuseport", "s--")):
                 points = sorted((n, r["rps"]) for (k, n), r in res.items() if k == kind)
+                if kind == "reuseport" and stock:  # 1 process is the stock server
+                    points = [(1, stock["rps"])] + points
                 if points:
-                    label = f"{row['interpreter']} {'tm workers' if kind == 'tm' else 'processes'}"
-                    ax.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
-            if ("stock", 1) in res:
-                ax.axhline(res[("stock", 1)]["rps"], linestyle=":", linewidth=1,
-                           label=f"{row['interpreter']} stock, 1 process")
+                    label = f"{row['interpreter']} {'tm workers' if kind == 'tm' else 'stock, N processes'}"
+                    ax.plot([p[0] for p in points], [p[1] for p in points], style, color=color,
+                            label=label)
         ax.set_title(f"{example}: {data['path']}")
-        ax.set_xlabel("workers / processes")
+        ax.set_xlabel("tm workers / processes (SO_REUSEPORT)")
+        ax.set_xscale("log", base=2)
+        ticks = sorted({r["n"] for row in rows for r in row["results"]} | {1})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
         ax.set_ylabel("requests/s")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
