@@ -229,7 +229,7 @@ def test_abort_injection_from_environment(runtime, setting, injected):
     if setting is not None:
         env["TM_ABORT_INJECTION"] = setting
     out = subprocess.run([sys.executable, "-c", INJECTED_ABORTS, runtime], env=env,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     value, aborts = map(int, out.stdout.split())
     assert value == 200
