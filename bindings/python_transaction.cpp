@@ -439,6 +439,9 @@ py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwa
     Detach d;
     stm::atomically([&](stm::Transaction& tx) {
       Attach a;
+      // Irrevocable code is never rerun, so it is never chosen for an injected abort either
+      // (reactor callbacks touch the engine directly: write queues, timers).
+      if (mode == Mode::irrevocable) tx.exclude_from_abort_injection();
       st.begin_attempt();
       note_escalation(tx, fn.ptr());
       if (mode == Mode::irrevocable && st.body_done) {
@@ -499,6 +502,7 @@ void begin_block() {
     Detach d;
     tx.begin();  // may still escalate when the threshold is 0 (take the inevitable token)
   }
+  tx.exclude_from_abort_injection();  // the block is irrevocable: it is never rerun
   st.begin_attempt();
   note_escalation(tx, nullptr);
   if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);

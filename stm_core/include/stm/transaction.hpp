@@ -36,6 +36,9 @@ class Transaction {
   /// because of a conflict afterwards.
   void become_inevitable();
   bool is_inevitable() const noexcept { return inevitable_; }
+  /// Keeps this attempt out of abort injection (config.hpp): for a driver whose body cannot be
+  /// rerun (the Python bindings' irrevocable transactions), as the inevitable one is kept out.
+  void exclude_from_abort_injection() noexcept { inject_countdown_ = -1; }
   /// Aborts this attempt; atomically() reruns it.
   [[noreturn]] void abort(AbortCause cause = AbortCause::explicit_abort);
   /// Aborts and blocks until a cell this attempt read has changed, then reruns (STM Haskell retry).
