@@ -56,6 +56,9 @@ class EventLoop(_base_loop):
         self._timers: dict[int, tuple[events.TimerHandle, _core.Timer]] = {}
         self._fatal: BaseException | None = None
         self._io_pending: set[tuple[int, int]] = set()
+        # Work only the main thread may do (installing signal handlers), for run()'s tick.
+        self._main_thread_calls: list = []
+        self._main_thread_calls_lock = threading.Lock()
         super().__init__(selector)
 
     @property
@@ -71,7 +74,7 @@ class EventLoop(_base_loop):
             self._core.restart()
         wakeup = self._install_wakeup_fd()
         try:
-            self._core.run(tick=None)
+            self._core.run(tick=self._run_main_thread_calls)
         finally:
             if wakeup is not None:
                 signal.set_wakeup_fd(wakeup)
@@ -104,6 +107,51 @@ class EventLoop(_base_loop):
             signal.set_wakeup_fd(previous)
             return None
         return -1
+
+    # -- signals: Python installs handlers from the main thread only ----------------------------
+
+    def _run_main_thread_calls(self) -> None:
+        with self._main_thread_calls_lock:
+            calls, self._main_thread_calls = self._main_thread_calls, []
+        for call in calls:
+            call()
+
+    def _on_main_thread(self, fn, *args):
+        """fn(*args) on the main thread, which runs the reactor's tick while workers run callbacks.
+
+        A coroutine on a worker calling add_signal_handler (asyncio's usual way to handle SIGTERM)
+        gets the stock loop's result or exception, as if it had run on the main thread.
+        """
+        if (
+            threading.current_thread() is threading.main_thread()
+            or not self._core.in_worker()
+            or self._thread_id != threading.main_thread().ident
+        ):
+            return fn(*args)  # here, or where the stock loop would run it (and fail the same way)
+        done = threading.Event()
+        outcome: list = []
+
+        def call() -> None:
+            try:
+                outcome.append((True, fn(*args)))
+            except BaseException as error:  # handed back to the caller
+                outcome.append((False, error))
+            finally:
+                done.set()
+
+        with self._main_thread_calls_lock:
+            self._main_thread_calls.append(call)
+        done.wait()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    def add_signal_handler(self, sig, callback, *args):
+        return self._on_main_thread(super().add_signal_handler, sig, callback, *args)
+
+    def remove_signal_handler(self, sig):
+        return self._on_main_thread(super().remove_signal_handler, sig)
 
     def _check_thread(self) -> None:
         # Debug mode's check: with several workers the loop's callbacks run on worker threads.

@@ -269,3 +269,29 @@ def test_run_and_policy():
         assert isinstance(new, tm_asyncio.EventLoop)
     finally:
         new.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_add_signal_handler_from_a_coroutine_on_a_worker(workers):
+    """asyncio's usual SIGTERM handling works with several workers (handlers need the main thread)."""
+    import os
+    import signal
+
+    import tm_asyncio
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        got = loop.create_future()
+        loop.add_signal_handler(signal.SIGUSR1, got.set_result, "usr1")
+        with pytest.raises(TypeError):  # raised to the caller, as the stock loop does
+            loop.add_signal_handler(signal.SIGUSR1, main)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        result = await asyncio.wait_for(got, 5)
+        assert loop.remove_signal_handler(signal.SIGUSR1)
+        return result
+
+    loop = tm_asyncio.EventLoop(workers=workers)
+    try:
+        assert loop.run_until_complete(main()) == "usr1"
+    finally:
+        loop.close()
