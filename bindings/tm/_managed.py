@@ -173,8 +173,13 @@ def manage(obj: object, mode: Mode = "full") -> object:
     for name, value in saved.items():
         setattr(table, name, as_managed_value(value))
     managed = _managed_class(cls)
+    shadows = frozenset(
+        name for name in saved if hasattr(type(_class_attribute(cls, name)), "__get__")
+    )
     attributes.clear()
     attributes[_STATE] = table
+    if shadows:
+        attributes[_SHADOWS] = shadows
     try:
         _object_setattr(obj, "__class__", managed)
     except TypeError:

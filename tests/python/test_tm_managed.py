@@ -61,6 +61,13 @@ def test_an_instance_attribute_shadowing_a_method_wins_as_in_python():
         f.size = 3  # a property without a setter, as on a plain object
 
 
+def test_a_method_shadowed_before_management_stays_shadowed():
+    f = Factory()
+    f.greet = lambda name: f"hey {name}"
+    tm.manage(f)
+    assert f.greet("x") == "hey x"
+
+
 def test_manage_is_idempotent_and_refuses_objects_without_dict():
     f = Factory()
     assert tm.manage(tm.manage(f)) is f
