@@ -739,6 +739,7 @@ class Port(tcp.Port):
     _listener = None
     _reading = False
     _portSocket = None
+    _accepting = None
 
     @property
     def socket(self):
@@ -777,6 +778,7 @@ class Port(tcp.Port):
         else:
             skt = self._preexistingSocket
             self._preexistingSocket = None
+            self._shouldShutdown = False  # the socket may be shared: never shut it down
         self._realPortNumber = skt.getsockname()[1]
         self._sockname = tcp._getsockname(skt)
         log.msg("%s starting on %s" % (self._getLogPrefix(self.factory), self._realPortNumber))
@@ -805,7 +807,9 @@ class Port(tcp.Port):
     def _reportAcceptError(self, exc: OSError) -> None:
         logger = self._logger
         listener = self._listener
-        if exc.errno == errno.EMFILE and tcp._reservedFD.available() and listener is not None:
+        if self.disconnecting or listener is None:
+            return
+        if exc.errno == errno.EMFILE and tcp._reservedFD.available():
             # tcp._accept's recovery: free the reserved descriptor, accept and close the waiting
             # peers (so they are not left hanging), then reserve again.
             logger.info("EMFILE encountered; releasing reserved file descriptor.")
@@ -844,12 +848,35 @@ class Port(tcp.Port):
         self.disconnecting = True
         self.stopReading()
         if self.connected:
+            self._stopAccepting()
             from twisted.internet.task import deferLater
 
             self.deferred = deferLater(self.reactor, 0, self.connectionLost, connDone)
             return self.deferred
 
     stopListening = loseConnection
+
+    def _stopAccepting(self) -> None:
+        """No connection is accepted once stopListening returns. The C++ listener closes on its
+        own strand, later; with several workers a peer could meanwhile still be accepted into
+        the backlog (tcp.Port never accepts once its reader is removed). Shutting the listening
+        socket down refuses new peers at once; an adopted socket, which may be shared, is only
+        closed."""
+        listener = self._listener
+        if listener is None or self._accepting is False:
+            return
+        self._accepting = False
+        fd = listener.fileno()
+        if self._shouldShutdown and fd >= 0:
+            # A socket object on the listener's own descriptor (it opens none), for shutdown().
+            listening = socket.socket(self.addressFamily, self.socketType, fileno=fd)
+            try:
+                listening.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                listening.detach()
+        listener.close()
 
     def connectionLost(self, reason) -> None:
         self._logConnectionLostMsg()
@@ -1032,10 +1059,12 @@ class Connector(tcp.Connector):
 
 
 class NativeTCPMixin:
-    """IReactorTCP and IReactorSocket (stream, AF_INET/AF_INET6) on native transports, for a
-    reactor class that also derives from TMReactor. IReactorSSL comes with it:
-    PosixReactorBase.listenSSL/connectSSL wrap the factory in TLSMemoryBIOFactory and call
-    listenTCP/connectTCP."""
+    """IReactorTCP and IReactorSocket (stream, AF_INET/AF_INET6) on native transports: a base
+    class of TMReactor, before PosixReactorBase, whose Python transports it falls back to when
+    tm._core has no stream transports. IReactorSSL comes with it: PosixReactorBase's
+    listenSSL/connectSSL wrap the factory in TLSMemoryBIOFactory and call listenTCP/connectTCP.
+    The native transports and ports count as readers for getReaders/removeAll, so that
+    disconnectAll closes them at shutdown as it closes Twisted's."""
 
     def _tmNativeSet(self) -> dict:
         native = self.__dict__.get("_tmNative")
@@ -1057,24 +1086,28 @@ class NativeTCPMixin:
             return [s for s in self._tmNativeSet().values() if s._reading]
 
     def listenTCP(self, port, factory, backlog=50, interface=""):
+        if not available():  # an older tm._core: Twisted's Python transports
+            return super().listenTCP(port, factory, backlog, interface)
         p = Port(port, factory, backlog, interface, self)
         p.startListening()
         return p
 
     def connectTCP(self, host, port, factory, timeout=30.0, bindAddress=None):
+        if not available():
+            return super().connectTCP(host, port, factory, timeout, bindAddress)
         c = Connector(host, port, factory, timeout, bindAddress, self)
         c.connect()
         return c
 
     def adoptStreamPort(self, fileDescriptor, addressFamily, factory):
-        if addressFamily not in (socket.AF_INET, socket.AF_INET6):
+        if addressFamily not in (socket.AF_INET, socket.AF_INET6) or not available():
             return super().adoptStreamPort(fileDescriptor, addressFamily, factory)
         p = Port._fromListeningDescriptor(self, fileDescriptor, addressFamily, factory)
         p.startListening()
         return p
 
     def adoptStreamConnection(self, fileDescriptor, addressFamily, factory):
-        if addressFamily not in (socket.AF_INET, socket.AF_INET6):
+        if addressFamily not in (socket.AF_INET, socket.AF_INET6) or not available():
             return super().adoptStreamConnection(fileDescriptor, addressFamily, factory)
         if addressFamily not in self._supportedAddressFamilies:
             raise error.UnsupportedAddressFamily(addressFamily)
