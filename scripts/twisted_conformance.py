@@ -221,7 +221,10 @@ def main(argv: list[str]) -> int:
         for key, (where, reason) in KNOWN_MULTI_WORKER.items()
         if effective_workers() > 1 and (where == ANY or gil_off)
     }
-    ran = lambda key: any(key.startswith(name + ".") for name in args.modules)  # noqa: E731
+
+    def ran(key: str) -> bool:
+        return any(key.startswith(name + ".") for name in args.modules)
+
     regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
     unexplained = [k for k in regressions if k not in known]
     for key in regressions:
@@ -239,6 +242,7 @@ def main(argv: list[str]) -> int:
           f"{len(unexplained)} regressions; {len(now_passing)} of {sum(map(ran, known))} known "
           f"exceptions passed")
     return 1 if unexplained else 0
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
