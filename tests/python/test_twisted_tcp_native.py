@@ -24,10 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 WORKERS = [1, 2]
 
-if issubclass(TMReactor, _tcp.NativeTCPMixin):
-    Reactor = TMReactor
-else:  # until TMReactor is wired to them: the same reactor with the native transports
-    Reactor = type("NativeTMReactor", (_tcp.NativeTCPMixin, TMReactor), {})
+Reactor = TMReactor
 
 
 def run_bounded(reactor, timeout=20.0):

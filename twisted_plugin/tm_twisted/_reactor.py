@@ -8,8 +8,10 @@ events of different selectables run in parallel on a free-threaded interpreter.
 The class is plain Python holding the engine in ``self._core``: Twisted's test harness replaces a
 reactor's ``__class__`` and ``__dict__``, which a C++ base class would not survive.
 
-Twisted's own Python transports (TCP, UDP, Unix, processes, TLS through the memory BIO) run on
-this reactor through IReactorFDSet, which PosixReactorBase builds them on.
+TCP (and TLS over it, through the memory BIO) runs on the C++ reactor's native stream transports
+(tm_twisted._tcp): thread-safe, and what a transaction writes is sent at its commit. Twisted's own
+Python transports (UDP, Unix, processes) run on this reactor through IReactorFDSet, which
+PosixReactorBase builds them on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from zope.interface import implementer
 
 import tm
 from tm import _core
+from tm_twisted._tcp import NativeTCPMixin, isNative
 
 _log = Logger()
 
@@ -36,7 +39,7 @@ _threadCallHandler = base._threadCallHandler
 
 
 @implementer(IReactorFDSet, IReactorDaemonize)
-class TMReactor(posixbase.PosixReactorBase):
+class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     """A Twisted reactor whose callbacks run as transactions on a pool of worker threads.
 
     @ivar _core: the C++ reactor (L{tm._core.Reactor}).
@@ -250,6 +253,9 @@ class TMReactor(posixbase.PosixReactorBase):
         return fd
 
     def addReader(self, reader) -> None:
+        if isNative(reader):  # a native transport: reading resumes
+            reader.startReading()
+            return
         with self._registry:
             fd = reader.fileno()
             if fd in self._reads:
@@ -262,6 +268,8 @@ class TMReactor(posixbase.PosixReactorBase):
             watcher.add_reader(functools.partial(self._doReadOrWrite, reader, True))
 
     def addWriter(self, writer) -> None:
+        if isNative(writer):  # a native transport writes by itself
+            return
         with self._registry:
             fd = writer.fileno()
             if fd in self._writes:
@@ -274,6 +282,9 @@ class TMReactor(posixbase.PosixReactorBase):
             watcher.add_writer(functools.partial(self._doReadOrWrite, writer, False))
 
     def removeReader(self, reader) -> None:
+        if isNative(reader):
+            reader.stopReading()
+            return
         with self._registry:
             if self._continuousPolling.isReading(reader):
                 self._continuousPolling.removeReader(reader)
@@ -286,6 +297,8 @@ class TMReactor(posixbase.PosixReactorBase):
             self._forget(fd)
 
     def removeWriter(self, writer) -> None:
+        if isNative(writer):
+            return
         with self._registry:
             if self._continuousPolling.isWriting(writer):
                 self._continuousPolling.removeWriter(writer)
@@ -302,12 +315,12 @@ class TMReactor(posixbase.PosixReactorBase):
             return self._removeAll(
                 [self._selectables[fd] for fd in self._reads],
                 [self._selectables[fd] for fd in self._writes],
-            ) + self._continuousPolling.removeAll()
+            ) + self._continuousPolling.removeAll() + self._tmNativeRemoveAll()
 
     def getReaders(self):
         with self._registry:
             return [self._selectables[fd] for fd in self._reads] + (
-                self._continuousPolling.getReaders()
+                self._continuousPolling.getReaders() + self._tmNativeReaders()
             )
 
     def getWriters(self):

@@ -1119,34 +1119,23 @@ class NativeTCPMixin:
         _core.tcp_adopt(self._core, skt.detach(), server)
         return server
 
-    # The native transports and ports are readers as far as Twisted can tell.
+    # The native transports and ports are readers as far as Twisted can tell: TMReactor's
+    # IReactorFDSet methods call these.
 
-    def getReaders(self):
-        return super().getReaders() + self._tmNativeReaders()
-
-    def removeReader(self, reader) -> None:
-        if isinstance(reader, (_NativeStream, Port)) and reader._native_or_listener():
-            reader.stopReading()
-            return
-        super().removeReader(reader)
-
-    def removeWriter(self, writer) -> None:
-        if isinstance(writer, (_NativeStream, Port)) and writer._native_or_listener():
-            return
-        super().removeWriter(writer)
-
-    def addReader(self, reader) -> None:
-        if isinstance(reader, (_NativeStream, Port)) and reader._native_or_listener():
-            reader.startReading()
-            return
-        super().addReader(reader)
-
-    def removeAll(self):
+    def _tmNativeRemoveAll(self) -> list:
+        """removeAll's share: the reading native transports and listening ports, no longer
+        counted as readers (disconnectAll then calls their connectionLost)."""
         native = self._tmNativeReaders()
         for s in native:
             s.stopReading()
             self._tmForgetNative(s)
-        return super().removeAll() + native
+        return native
+
+
+def isNative(selectable) -> bool:
+    """Whether selectable is a native transport or port (not an IReactorFDSet selectable):
+    addReader/removeReader on it resume/pause its reading."""
+    return isinstance(selectable, (_NativeStream, Port)) and selectable._native_or_listener()
 
 
 def _native_or_listener_stream(self) -> bool:
@@ -1163,4 +1152,13 @@ Port._native_or_listener = _native_or_listener_port
 if platformType != "posix" or sys.platform == "cygwin":  # pragma: no cover
     raise ImportError("tm_twisted native TCP transports need a POSIX platform")
 
-__all__ = ["Client", "Connection", "Connector", "NativeTCPMixin", "Port", "Server", "available"]
+__all__ = [
+    "Client",
+    "Connection",
+    "Connector",
+    "NativeTCPMixin",
+    "Port",
+    "Server",
+    "available",
+    "isNative",
+]
