@@ -40,3 +40,19 @@ def test_asyncio_loop_manages_the_object_behind_a_bound_method_factory():
     assert tm.is_managed(server) and isinstance(server.clients, tm.List)
     assert len(server.clients) == 3
 
+
+
+def test_twisted_reactor_manages_the_factories_it_is_given():
+    from twisted.internet import protocol
+
+    from tm_twisted import TMReactor
+
+    reactor = TMReactor(workers=1)
+    factory = protocol.ServerFactory.forProtocol(protocol.Protocol)
+    factory.peers = {}
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        assert tm.is_managed(factory) and isinstance(factory.peers, tm.Dict)
+        assert factory.numPorts == 1  # doStart ran through the managed attributes
+    finally:
+        port.stopListening()

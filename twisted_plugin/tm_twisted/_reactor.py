@@ -29,6 +29,7 @@ from zope.interface import implementer
 import tm
 from tm import _core
 from tm_twisted._tcp import NativeTCPMixin, isNative
+from tm_twisted._managed import manage_factory
 
 _log = Logger()
 
@@ -350,6 +351,36 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             log.err()
         if why:
             self._disconnectSelectable(selectable, why, isRead)
+
+    # -- Managed factories (DESIGN.md section 4; docs/MANAGED_STATE.md) --------------------------
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        return super().listenTCP(port, manage_factory(factory), backlog, interface)
+
+    def connectTCP(self, host, port, factory, timeout=30, bindAddress=None):
+        return super().connectTCP(host, port, manage_factory(factory), timeout, bindAddress)
+
+    def listenSSL(self, port, factory, contextFactory, backlog=50, interface=""):
+        return super().listenSSL(port, manage_factory(factory), contextFactory, backlog, interface)
+
+    def connectSSL(self, host, port, factory, contextFactory, timeout=30, bindAddress=None):
+        return super().connectSSL(
+            host, port, manage_factory(factory), contextFactory, timeout, bindAddress
+        )
+
+    def listenUNIX(self, address, factory, backlog=50, mode=0o666, wantPID=0):
+        return super().listenUNIX(address, manage_factory(factory), backlog, mode, wantPID)
+
+    def connectUNIX(self, address, factory, timeout=30, checkPID=0):
+        return super().connectUNIX(address, manage_factory(factory), timeout, checkPID)
+
+    def adoptStreamPort(self, fileDescriptor, addressFamily, factory):
+        return super().adoptStreamPort(fileDescriptor, addressFamily, manage_factory(factory))
+
+    def adoptStreamConnection(self, fileDescriptor, addressFamily, factory):
+        return super().adoptStreamConnection(
+            fileDescriptor, addressFamily, manage_factory(factory)
+        )
 
     # -- IReactorDaemonize ----------------------------------------------------------------------
 
