@@ -17,13 +17,11 @@ import hashlib
 import os
 import subprocess
 import sys
-import sysconfig
 
 import pytest
 
 import example_clients as ec
 
-FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 WORKERS = 2
 ABORT_INJECTION = "0.05:20261126"
 START_TIMEOUT = 60.0  # interpreter start-up and imports on a loaded 2-core machine
@@ -43,17 +41,6 @@ TM = {
     "asyncio_chat": ["--loop", "tm", "--workers", str(WORKERS)],
     "asyncio_http_service": ["--loop", "tm", "--workers", str(WORKERS)],
 }
-
-# Known limits of the Twisted adapter on the free-threaded interpreter with 2 workers (issue 8,
-# docs/TWISTED.md "Limits today"). Only this parametrisation is marked, and strictly, so that it is
-# noticed when the limits are lifted.
-TWISTED_CHAT_TM_XFAIL = pytest.mark.xfail(
-    FREE_THREADED, strict=True,
-    reason="the chat factory's plain dict of users is unmanaged state shared by connections "
-    "running in parallel (managed factories, issue 8), and a connection writing to another's "
-    "Python transport races with that transport's own events (native transports, issue 8)",
-)
-
 
 # A race hits some runs and not others: tm runs repeat the scenario (each in a fresh server) and
 # every round must be right. Three rounds make a one-in-five pass of a racy run rare.
@@ -174,9 +161,8 @@ def _difference(got: dict, want: dict) -> str:
 
 PARAMS = [
     pytest.param("twisted_chat", "stock", id="twisted_chat-epoll"),
-    pytest.param("twisted_chat", "tm", id="twisted_chat-tm", marks=TWISTED_CHAT_TM_XFAIL),
-    pytest.param("twisted_chat", "tm-noinject", id="twisted_chat-tm-noinject",
-                 marks=TWISTED_CHAT_TM_XFAIL),
+    pytest.param("twisted_chat", "tm", id="twisted_chat-tm"),
+    pytest.param("twisted_chat", "tm-noinject", id="twisted_chat-tm-noinject"),
     pytest.param("asyncio_chat", "stock", id="asyncio_chat-default"),
     pytest.param("asyncio_chat", "tm", id="asyncio_chat-tm"),
     pytest.param("asyncio_chat", "tm-noinject", id="asyncio_chat-tm-noinject"),
