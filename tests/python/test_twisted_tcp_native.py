@@ -347,6 +347,34 @@ def test_producers_are_paused_and_resumed(workers, source):
 
 
 @pytest.mark.parametrize("workers", WORKERS)
+def test_bytes_written_after_lose_connection_in_the_same_callback_are_sent(workers):
+    reactor = Reactor(workers)
+    reasons = []
+
+    class Closer(protocol.Protocol):
+        def connectionMade(self):
+            self.transport.write(b"before ")
+            self.transport.loseConnection()
+            self.transport.writeSequence([b"after", b" close"])
+
+        def connectionLost(self, reason):
+            reasons.append(reason)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Closer), interface="127.0.0.1")
+    got = {}
+
+    def peer():
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as s:
+            got["data"] = recv_all(s)
+
+    check = in_thread(reactor, peer)
+    run_bounded(reactor)
+    check()
+    assert got["data"] == b"before after close"
+    assert len(reasons) == 1 and reasons[0].check(error.ConnectionDone)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
 def test_abort_connection_resets_and_reports_connection_aborted(workers):
     reactor = Reactor(workers)
     reasons = []

@@ -24,9 +24,11 @@ What stays in Python, and why:
 - The transports are listed by the reactor's getReaders()/removeAll() while reading (ports while
   listening), so that disconnectAll() at shutdown closes them as it closes Twisted's.
 
-Known differences from twisted.internet.tcp: bytes written after loseConnection() or
-loseWriteConnection() in the same callback are dropped (Twisted still sends them); buildProtocol
-of an accepted connection runs on the connection's strand, in the transaction after the accept.
+Known differences from twisted.internet.tcp: bytes written after loseConnection() from another
+strand, once the close has reached the native transport, are dropped (in the same callback they
+are sent: the close is issued after the transaction's writes); writeConnectionLost follows the
+shutdown request, not its completion; buildProtocol of an accepted connection runs on the
+connection's strand, in the transaction after the accept.
 """
 
 from __future__ import annotations
@@ -173,6 +175,15 @@ class _NativeStream(abstract._LogOwner):
         else:
             self._native.close()
 
+    def _closeAfterWrites(self) -> None:
+        """loseConnection's close: after the running transaction's writes, so that bytes written
+        after loseConnection() in the same callback are still sent, as Twisted sends them (the
+        native transport drops writes that come after its close in commit order)."""
+        if self._aborting or not tm.in_transaction():
+            self._closeNative()
+        else:
+            tm.on_commit(self._closeNative)
+
     def _post(self, f, *args) -> None:
         """Runs f(*args) later on this connection's strand, guarded."""
         self.reactor._core.post(lambda: self._guard(f, *args), strand=_strand(self))
@@ -310,7 +321,7 @@ class _NativeStream(abstract._LogOwner):
 
     def _writable(self) -> bool:
         return bool(self.connected) and not (
-            self._writeDisconnected or self._writeDisconnecting or self._aborting or self._lost
+            self._writeDisconnected or self._aborting or self._lost
         )
 
     def _count(self, n: int) -> None:
@@ -358,7 +369,7 @@ class _NativeStream(abstract._LogOwner):
             self.producerPaused = False
             self.producer.resumeProducing()
         elif self.disconnecting and self.connected:
-            self._closeNative()
+            self._closeAfterWrites()
 
     def _watchDrain(self, on: bool) -> None:
         self._drainWatch = on
@@ -402,7 +413,7 @@ class _NativeStream(abstract._LogOwner):
         self.producer = None
         self._watchDrain(False)
         if self.connected and self.disconnecting:
-            self._closeNative()
+            self._closeAfterWrites()
 
     def stopConsuming(self) -> None:
         self.unregisterProducer()
@@ -422,14 +433,18 @@ class _NativeStream(abstract._LogOwner):
             self.stopReading()
             self.disconnecting = 1
             if self.producer is None or (self.streamingProducer and not self.producerPaused):
-                self._closeNative()
+                self._closeAfterWrites()
             # else: closed once the producer is unregistered or the buffer drains (_drained)
 
     def loseWriteConnection(self) -> None:
         if not self.connected or self._writeDisconnecting or self._lost:
             return
         self._writeDisconnecting = True
-        self._native.shutdown_write()
+        # After the running transaction's writes, as for loseConnection.
+        if tm.in_transaction():
+            tm.on_commit(self._native.shutdown_write)
+        else:
+            self._native.shutdown_write()
         self._post(self._closeWriteConnection)
 
     def _closeWriteConnection(self) -> None:
