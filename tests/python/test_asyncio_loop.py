@@ -295,3 +295,30 @@ def test_add_signal_handler_from_a_coroutine_on_a_worker(workers):
         assert loop.run_until_complete(main()) == "usr1"
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shutdown_asyncgens_finalizes_generators_first_iterated_on_a_worker(workers):
+    """The loop's async-generator hooks are set on whichever thread runs a callback."""
+    finalized = []
+
+    async def numbers():
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            finalized.append("closed")
+
+    async def main():
+        generator = numbers()
+        assert await generator.__anext__() == 0  # suspended, not exhausted
+        return generator
+
+    loop = tm_asyncio.EventLoop(workers=workers)
+    try:
+        generator = loop.run_until_complete(main())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        assert finalized == ["closed"]
+        del generator
+    finally:
+        loop.close()
