@@ -28,7 +28,6 @@ cache's bound (default 1024 entries; once full it stops filling).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -36,6 +35,16 @@ import sys
 from twisted.web import resource, server
 
 import tm
+
+try:  # CPython's own SHA-256 (hashlib's fallback): same digests as hashlib.sha256
+    from _sha2 import sha256
+except ImportError:  # CPython 3.11
+    from _sha256 import sha256
+
+# Why not hashlib.sha256: on OpenSSL 3 every call takes and drops a reference on one process-wide
+# EVP_MD object, and on a free-threaded interpreter two threads hashing at once fight over that
+# counter's cache line: measured here, two threads of hashlib.sha256 rounds did 0.68x the work of
+# one, CPython's own SHA-256 1.5x (docs/TUNING.md). The page is meant to measure the reactor.
 
 WORK_ROUNDS = int(os.environ.get("TM_EXAMPLE_WORK_ROUNDS", "2000"))
 CACHE_SIZE = int(os.environ.get("TM_EXAMPLE_CACHE_SIZE", "1024"))
@@ -88,7 +97,7 @@ class Work(Hello):
             return page
         digest = request.uri
         for _ in range(WORK_ROUNDS):
-            digest = hashlib.sha256(digest).digest()
+            digest = sha256(digest).digest()
         page = digest.hex().encode() + b"\n"
         if not full:
             cache[key] = page  # a write: the request is inevitable from here to its end
