@@ -38,7 +38,7 @@ import os
 import socket
 import sys
 
-from twisted.internet import abstract, address, defer, error, tcp
+from twisted.internet import abstract, address, error, tcp
 from twisted.internet.interfaces import (
     IConsumer,
     IHalfCloseableDescriptor,
@@ -830,7 +830,9 @@ class Port(tcp.Port):
             logger.info("EMFILE encountered; releasing reserved file descriptor.")
             with tcp._reservedFD:
                 # A socket object on the listener's own descriptor: it opens no descriptor.
-                listening = socket.socket(self.addressFamily, self.socketType, fileno=listener.fileno())
+                listening = socket.socket(
+                    self.addressFamily, self.socketType, fileno=listener.fileno()
+                )
                 try:
                     listening.setblocking(False)
                     while True:
