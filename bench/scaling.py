@@ -373,7 +373,7 @@ def print_table(args, rows: list[dict]) -> None:
 def stats_line(s: dict) -> str:
     aborts = {k: v for k, v in s.get("aborts", {}).items() if v}
     return (f"commits {s.get('commits', 0)}, inevitable {s.get('inevitable_commits', 0)}, "
-            f"aborts {s.get('total_aborts', 0)} {aborts or ''}, "
+            f"aborts {s.get('total_aborts', 0)}{' ' + str(aborts) if aborts else ''}, "
             f"{s.get('seconds_inevitable', 0.0) * 1e3:.0f} ms inevitable, "
             f"{s.get('seconds_aborted', 0.0) * 1e3:.0f} ms lost to aborts")
 
