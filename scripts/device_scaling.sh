@@ -17,6 +17,10 @@
 # device machine's return folder), else out/device-scaling/: scaling.json, scaling.txt and, where
 # matplotlib imports (it is not carried), scaling.png; `bench/scaling.py plot scaling.json x.png`
 # draws it afterwards here.
+#
+# On the lent machine: carry out/device-bundle.tar.gz and run `scripts/device_scaling.sh run`
+# (36 configurations of about 4 s plus server start-up: 3-5 minutes on 16 cores; set
+# TM_DEVICE_SECONDS lower if the lease is short).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
