@@ -22,11 +22,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import hashlib
 import json
 import os
 import signal
 import sys
+
+try:  # CPython's own SHA-256 (hashlib's fallback): same digests as hashlib.sha256
+    from _sha2 import sha256
+except ImportError:  # CPython 3.11
+    from _sha256 import sha256
+
+# Not hashlib.sha256: through OpenSSL 3 each call takes and drops a reference on one process-wide
+# object, which keeps two threads from scaling on a free-threaded interpreter (docs/TUNING.md).
 
 WORK_ROUNDS = int(os.environ.get("TM_EXAMPLE_WORK_ROUNDS", "2000"))
 MAX_HEAD = 64 * 1024
@@ -35,7 +42,7 @@ MAX_HEAD = 64 * 1024
 def work(target: bytes) -> bytes:
     digest = target
     for _ in range(WORK_ROUNDS):
-        digest = hashlib.sha256(digest).digest()
+        digest = sha256(digest).digest()
     return digest.hex().encode() + b"\n"
 
 
