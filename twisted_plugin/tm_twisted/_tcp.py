@@ -37,6 +37,7 @@ import errno
 import os
 import socket
 import sys
+import threading
 
 from twisted.internet import abstract, address, error, tcp
 from twisted.internet.interfaces import (
@@ -162,11 +163,41 @@ class _NativeStream(abstract._LogOwner):
         log.callWithLogger(self, self._guarded, f, *args)
 
     def _guarded(self, f, *args) -> None:
+        self._enter()
         try:
             f(*args)
         except BaseException as e:
             log.err()
             self.connectionLost(failure.Failure(e))
+        finally:
+            self._leave()
+
+    # A close or shutdown requested by the connection's own callback is issued when the callback
+    # returns, after its writes: the native transport drops writes that come after its close,
+    # while Twisted still sends bytes written after loseConnection() in the same callback.
+    _depth = 0
+    _dispatchThread = None
+    _deferred = ()
+
+    def _enter(self) -> None:
+        if self._depth == 0:
+            self._dispatchThread = threading.get_ident()
+        self._depth += 1
+
+    def _leave(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._dispatchThread = None
+            deferred, self._deferred = self._deferred, ()
+            for f in deferred:
+                f()
+
+    def _afterCallback(self, f) -> None:
+        """f() once the running callback of this connection returns; at once from elsewhere."""
+        if self._depth and self._dispatchThread == threading.get_ident():
+            self._deferred = self._deferred + (f,)
+        else:
+            f()
 
     def _closeNative(self) -> None:
         """Closes the native transport: orderly, unless abortConnection was called."""
@@ -179,10 +210,10 @@ class _NativeStream(abstract._LogOwner):
         """loseConnection's close: after the running transaction's writes, so that bytes written
         after loseConnection() in the same callback are still sent, as Twisted sends them (the
         native transport drops writes that come after its close in commit order)."""
-        if self._aborting or not tm.in_transaction():
+        if self._aborting:
             self._closeNative()
         else:
-            tm.on_commit(self._closeNative)
+            self._afterCallback(self._closeNative)
 
     def _post(self, f, *args) -> None:
         """Runs f(*args) later on this connection's strand, guarded."""
@@ -440,11 +471,8 @@ class _NativeStream(abstract._LogOwner):
         if not self.connected or self._writeDisconnecting or self._lost:
             return
         self._writeDisconnecting = True
-        # After the running transaction's writes, as for loseConnection.
-        if tm.in_transaction():
-            tm.on_commit(self._native.shutdown_write)
-        else:
-            self._native.shutdown_write()
+        # After the callback's writes, as for loseConnection.
+        self._afterCallback(self._native.shutdown_write)
         self._post(self._closeWriteConnection)
 
     def _closeWriteConnection(self) -> None:
@@ -703,10 +731,13 @@ class Server(_TLSServerMixin, Connection):
         log.callWithLogger(port, self._makeConnection, protocol)
 
     def _makeConnection(self, protocol) -> None:
+        self._enter()
         try:
             protocol.makeConnection(self)
         except BaseException:
             log.deferr()
+        finally:
+            self._leave()
 
     def _build(self, port, addr):
         try:
