@@ -87,6 +87,9 @@ KNOWN_MULTI_WORKER = {
     "twisted.internet.test.test_newtls.ProducerTestsMixin.test_startTLSAfterRegisterProducerStreaming": (ANY,
         _TIMING + "the server end accepts, starts TLS and closes on its strand while the client's "
         "connect is still completing on another, so the client's connect fails with ECONNRESET"),
+    "twisted.internet.test.test_newtls.ProducerTestsMixin.test_startTLSAfterRegisterProducerNonStreaming": (ANY,
+        _TIMING + "as its Streaming twin: the server end closes on its strand while the client's "
+        "connect is still completing on another (ConnectError 104, ECONNRESET)"),
     "twisted.internet.test.test_unix.UNIXPortTestsBuilder.test_closePeerOnEMFILE": (GIL_OFF,
         _TIMING + "the test listens, connects and then exhausts descriptors in one callback; the "
         "listening port's accept can run on the other worker before the descriptors run out "
