@@ -69,14 +69,9 @@ _PAIR = (_TIMING + "the two ends of the connection run on two strands, so the ot
 _CLOSED_FD = (_TIMING + "a descriptor closed by one strand while another strand's watcher still "
               "reports on it")
 # Builders listed whole: with more than one worker their tests fail at random, one or another per
-# run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER.
-KNOWN_MULTI_WORKER_BUILDERS = {
-    "twisted.internet.test.test_process.ProcessTestsBuilder": (GIL_OFF,
-        "timing-dependent with 2 workers: a child's stdin, stdout and stderr pipes are Twisted's "
-        "Python transports, one selectable and one strand each, so the process end (reaping, "
-        "processEnded) and the pipes' closes run on different workers in no fixed order; native "
-        "pipe transports are not built yet"),
-}
+# run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER. None now:
+# test_process's ProcessTestsBuilder was listed until Twisted's Python transports shared a strand.
+KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {}
 
 KNOWN_MULTI_WORKER = {
     "twisted.internet.test.test_threads.ThreadTestsBuilder.test_callFromThread": (ANY,
@@ -90,35 +85,14 @@ KNOWN_MULTI_WORKER = {
         _PAIR),
     "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (ANY,
         _PAIR),
-    "twisted.internet.test.test_unix.UNIXTestsBuilder.test_sendFileDescriptorTriggersPauseProducing": (GIL_OFF,
-        _TIMING + "a producer sequence across both ends of a Unix socket pair, whose callbacks "
-        "run on two strands at once and abort each other's transports: the sender's producer "
-        "ends without having been paused"),
     "twisted.internet.test.test_newtls.ProducerTestsMixin.test_startTLSAfterRegisterProducerStreaming": (ANY,
         _TIMING + "the server end accepts, starts TLS and closes on its strand while the client's "
         "connect is still completing on another, so the client's connect fails with ECONNRESET"),
     "twisted.internet.test.test_newtls.ProducerTestsMixin.test_startTLSAfterRegisterProducerNonStreaming": (ANY,
         _TIMING + "as its Streaming twin: the server end closes on its strand while the client's "
         "connect is still completing on another (ConnectError 104, ECONNRESET)"),
-    "twisted.internet.test.test_unix.UNIXPortTestsBuilder.test_closePeerOnEMFILE": (GIL_OFF,
-        _TIMING + "the test listens, connects and then exhausts descriptors in one callback; the "
-        "listening port's accept can run on the other worker before the descriptors run out "
-        "(under epoll it cannot run until the callback returns), so no EMFILE"),
     "twisted.internet.test.test_tcp.TCP6ClientTestsBuilder.test_addresses": (GIL_OFF,
         _CLOSED_FD + " (accept on a listening socket closed at shutdown: EBADF)"),
-    "twisted.internet.test.test_unix.UnixClientTestsBuilder.test_connectEvent": (GIL_OFF,
-        _CLOSED_FD + " (a Unix listening port closed at shutdown while its accept fails on the "
-        "other worker: connectionLost runs twice and the second unlink of its path fails)"),
-    # Seen before these keys were printed whole: which of the two process builders it was is not
-    # recorded, so both are listed.
-    "twisted.internet.test.test_process.ProcessTestsBuilder.test_writeToChildBadFileDescriptor": (GIL_OFF,
-        _CLOSED_FD),
-    "twisted.internet.test.test_process.PTYProcessTestsBuilder.test_writeToChildBadFileDescriptor": (GIL_OFF,
-        _CLOSED_FD),
-    "twisted.internet.test.test_stdio.StdioFilesTests.test_addReader": (GIL_OFF,
-        _TIMING + "StandardIO's reader and writer are two selectables on two strands; both halves "
-        "close at once and StandardIO.connectionLost runs twice (AttributeError on the protocol, "
-        "already None)"),
 }
 
 

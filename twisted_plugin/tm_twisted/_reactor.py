@@ -1,9 +1,10 @@
 """TMReactor: Twisted's reactor API over tm-reactor's C++ engine.
 
 Every ready event (a descriptor readable or writable, a delayed call, a call from a thread)
-runs as one transaction on a worker thread of the C++ reactor. Each selectable (a connection, a
-listening port) has a strand of its own, so its events run one at a time and in order, while
-events of different selectables run in parallel on a free-threaded interpreter.
+runs as one transaction on a worker thread of the C++ reactor, on a strand: the events of one
+strand run one at a time and in order, those of different strands in parallel on a free-threaded
+interpreter. Each native TCP connection and listening port has a strand of its own; Twisted's Python
+transports share one (see __init__); a delayed call runs on the strand of the callback that made it.
 
 The class is plain Python holding the engine in ``self._core``: Twisted's test harness replaces a
 reactor's ``__class__`` and ``__dict__``, which a C++ base class would not survive.
@@ -65,9 +66,16 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         self._writes: set[int] = set()
         self._delayedCalls: set[base.DelayedCall] = set()
         # Calls from other threads share one strand so they run in the order they were made;
-        # the reactor's own control events (shutdown) have another.
+        # the reactor's own control events (iterate's deadline) have another.
         self._threadCallStrand = self._core.make_strand()
         self._controlStrand = self._core.make_strand()
+        # Twisted's Python transports (UDP, Unix, process pipes, stdio, any IReactorFDSet user) are
+        # written for a reactor that runs one callback at a time, and they reach into one another:
+        # a process's pipes and the SIGCHLD reaper all end the same ProcessProtocol, StandardIO's
+        # reader and writer close one protocol, a Unix socket pair passes descriptors. They share
+        # one strand, and so does shutdown (which disconnects them), so they keep that guarantee
+        # among themselves while native TCP connections run in parallel (docs/TWISTED.md).
+        self._pythonTransportStrand = self._core.make_strand()
         # Descriptors epoll cannot watch (regular files) are polled, as the epoll reactor does.
         self._continuousPolling = posixbase._ContinuousPolling(self)
         # Work only the main thread may do (installing signal handlers), for run()'s tick.
@@ -121,14 +129,16 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         now = self.seconds()
         with self._registry:
             due = [c for c in self._delayedCalls if c.time <= now]
-        self._core.post(functools.partial(self._fireShutdown, due), strand=self._controlStrand)
+        self._core.post(
+            functools.partial(self._fireShutdown, due), strand=self._pythonTransportStrand
+        )
 
     def _fireShutdown(self, due: list) -> None:
         if any(not (c.called or c.cancelled) for c in due):
             self._core.call_at(
                 _core.monotonic() + 0.001,
                 functools.partial(self._fireShutdown, due),
-                strand=self._controlStrand,
+                strand=self._pythonTransportStrand,
             )
             return
         if self._justStopped:
@@ -214,23 +224,12 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     # -- IReactorFDSet --------------------------------------------------------------------------
 
-    def _strandOf(self, selectable) -> _core.Strand:
-        """The selectable's strand: its readiness events run there, one at a time, in order."""
-        strand = getattr(selectable, "_tmStrand", None)
-        if strand is None:
-            strand = self._core.make_strand()
-            try:
-                selectable._tmStrand = strand
-            except AttributeError:
-                pass  # no __dict__ (a bare socket): a strand per registration, as a watcher has
-        return strand
-
     def _watcherFor(self, fd: int, selectable) -> _core.FdWatcher | None:
         """The watcher of fd, made on first use; None where epoll cannot watch fd."""
         watcher = self._watchers.get(fd)
         if watcher is None:
             try:
-                watcher = self._core.watch_fd(fd, strand=self._strandOf(selectable))
+                watcher = self._core.watch_fd(fd, strand=self._pythonTransportStrand)
             except OSError:
                 return None
             self._watchers[fd] = watcher
