@@ -69,9 +69,12 @@ asan_python
 for venv in .venv-gil .venv-ft; do
   for workers in 1 2; do
     banner "Twisted conformance: $venv, $workers worker(s)"
+    log="$root/build/conformance-$venv-$workers"
     timeout 900 "$root/$venv/bin/python" "$root/scripts/twisted_conformance.py" --workers "$workers" \
-      2> >(grep -v "Warning\|tlsFactory" >"$root/build/conformance-$venv-$workers.stderr") \
-      || failed+=("Twisted conformance on $venv with $workers worker(s)")
+      --verbose 2> >(grep -v "Warning\|tlsFactory" >"$log.stderr") | tee "$log.log"
+    # The script's own status (tee's is of no interest) is the first element of PIPESTATUS.
+    ((PIPESTATUS[0] == 0)) || failed+=("Twisted conformance on $venv with $workers worker(s): $(
+      grep -c '^REGRESSION' "$log.log") regression(s): $(grep '^REGRESSION' "$log.log" | tr '\n' ' ')")
   done
 done
 
