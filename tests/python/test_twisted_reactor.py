@@ -11,28 +11,9 @@ import pytest
 from twisted.internet import defer, protocol
 
 from tm_twisted import TMReactor
+from twisted_helpers import Echo, run_bounded
 
 WORKERS = [1, 2]
-
-
-def run_bounded(reactor, timeout=10.0):
-    """Runs reactor until the test stops it; fails the test if it is still running at timeout."""
-    timed_out = []
-
-    def give_up():
-        timed_out.append(True)
-        reactor.stop()
-
-    guard = reactor.callLater(timeout, give_up)
-    reactor.run(installSignalHandlers=False)
-    if guard.active():
-        guard.cancel()
-    assert not timed_out, f"reactor still running after {timeout} s"
-
-
-class Echo(protocol.Protocol):
-    def dataReceived(self, data):
-        self.transport.write(data)
 
 
 @pytest.mark.parametrize("workers", WORKERS)
@@ -63,7 +44,7 @@ def test_tcp_echo_with_concurrent_clients(workers):
         reactor.callFromThread(reactor.stop)
 
     threading.Thread(target=drive).start()
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=10)
     assert sorted(received) == list(range(8))
     for n, data in received.items():
         assert data == b"".join(b"client %d message %d;" % (n, i) for i in range(20))
@@ -80,7 +61,7 @@ def test_delayed_calls_run_in_time_order_and_cancel(workers):
     moved = reactor.callLater(1.0, order.append, "moved")
     moved.reset(0.04)
     reactor.callLater(0.2, reactor.stop)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=10)
     assert order == [0.01, 0.03, "moved", 0.05]
     assert reactor.getDelayedCalls() == []
 
@@ -96,7 +77,7 @@ def test_calls_from_a_thread_keep_their_order(workers):
         reactor.callFromThread(reactor.stop)
 
     reactor.callWhenRunning(threading.Thread(target=producer).start)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=10)
     assert seen == list(range(500))
 
 
@@ -114,7 +95,7 @@ def test_shutdown_triggers_wait_for_their_deferreds(workers):
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
     reactor.addSystemEventTrigger("after", "shutdown", events.append, "after")
     reactor.callWhenRunning(reactor.stop)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=10)
     assert events == ["before done", "after"]
 
 
@@ -132,7 +113,7 @@ def test_exception_in_a_delayed_call_is_logged_and_the_loop_goes_on():
     try:
         reactor.callLater(0, lambda: 1 / 0)
         reactor.callLater(0.05, reactor.stop)
-        run_bounded(reactor)
+        run_bounded(reactor, timeout=10)
     finally:
         globalLogPublisher.removeObserver(observer)
     assert len(failures) == 1 and isinstance(failures[0], ZeroDivisionError)

@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from tm_twisted import TMReactor
 from tm_twisted import _tcp
+from twisted_helpers import Echo, run_bounded
 
 pytestmark = pytest.mark.skipif(
     not _tcp.available(), reason="tm._core has no native stream transports"
@@ -25,20 +26,6 @@ pytestmark = pytest.mark.skipif(
 WORKERS = [1, 2]
 
 Reactor = TMReactor
-
-
-def run_bounded(reactor, timeout=20.0):
-    timed_out = []
-
-    def give_up():
-        timed_out.append(True)
-        reactor.stop()
-
-    guard = reactor.callLater(timeout, give_up)
-    reactor.run(installSignalHandlers=False)
-    if guard.active():
-        guard.cancel()
-    assert not timed_out, f"reactor still running after {timeout} s"
 
 
 def in_thread(reactor, fn):
@@ -73,11 +60,6 @@ def recv_all(sock):
         chunks.append(data)
 
 
-class Echo(protocol.Protocol):
-    def dataReceived(self, data):
-        self.transport.write(data)
-
-
 @pytest.mark.parametrize("workers", WORKERS)
 def test_echo_between_native_client_and_server(workers):
     reactor = Reactor(workers)
@@ -106,7 +88,7 @@ def test_echo_between_native_client_and_server(workers):
 
     factory = protocol.ClientFactory.forProtocol(Client)
     reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     assert isinstance(seen["transport"], _tcp.Client)
     assert seen["data"] == expected
     assert seen["reason"].check(error.ConnectionDone)
@@ -227,7 +209,7 @@ def test_half_close_both_ways(workers):
             answer["data"] = recv_all(s)
 
     check = in_thread(reactor, peer)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     check()
     assert answer["data"] == b"got hello"
     (server,) = factory.done
@@ -251,7 +233,7 @@ def test_without_half_close_the_peers_shutdown_ends_the_connection(workers):
             assert recv_all(s) == b""
 
     check = in_thread(reactor, peer)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     check()
     assert len(reasons) == 1 and reasons[0].check(error.ConnectionDone)
 
@@ -368,7 +350,7 @@ def test_bytes_written_after_lose_connection_in_the_same_callback_are_sent(worke
             got["data"] = recv_all(s)
 
     check = in_thread(reactor, peer)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     check()
     assert got["data"] == b"before after close"
     assert len(reasons) == 1 and reasons[0].check(error.ConnectionDone)
@@ -401,7 +383,7 @@ def test_abort_connection_resets_and_reports_connection_aborted(workers):
                 outcome["reset"] = True
 
     check = in_thread(reactor, peer)
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     check()
     assert outcome == {"reset": True}
     assert len(reasons) == 1 and reasons[0].check(error.ConnectionAborted)
@@ -436,7 +418,7 @@ def test_addresses_of_both_ends(workers):
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
     listening = port.getHost()
     reactor.connectTCP("127.0.0.1", listening.port, protocol.ClientFactory.forProtocol(Client))
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     server_host, server_peer = seen["server"]
     client_host, client_peer = seen["client"]
     assert listening == address.IPv4Address("TCP", "127.0.0.1", listening.port)
@@ -465,7 +447,7 @@ def test_ipv6_addresses():
 
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="::1")
     reactor.connectTCP("::1", port.getHost().port, protocol.ClientFactory.forProtocol(Echo))
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     assert port.getHost() == address.IPv6Address("TCP", "::1", port.getHost().port)
     assert isinstance(seen["peer"], address.IPv6Address) and seen["peer"].host == "::1"
 
@@ -496,7 +478,7 @@ def test_exception_in_data_received_is_logged_and_drops_the_connection():
                 closed["data"] = recv_all(s)
 
         check = in_thread(reactor, peer)
-        run_bounded(reactor)
+        run_bounded(reactor, timeout=20)
         check()
     finally:
         log.removeObserver(observer)
@@ -521,7 +503,7 @@ def test_connection_refused_reaches_the_factory():
             reactor.stop()
 
     reactor.connectTCP("127.0.0.1", free_port, Factory())
-    run_bounded(reactor)
+    run_bounded(reactor, timeout=20)
     assert len(reasons) == 1 and reasons[0].check(error.ConnectionRefusedError)
 
 
@@ -541,7 +523,7 @@ def test_stop_listening_closes_the_port_and_logs_it():
         reactor.callWhenRunning(
             lambda: port.stopListening().addCallback(done.append).addBoth(lambda _: reactor.stop())
         )
-        run_bounded(reactor)
+        run_bounded(reactor, timeout=20)
     finally:
         log.removeObserver(observer)
     assert done == [None] and port not in reactor.getReaders()
