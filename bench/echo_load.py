@@ -16,107 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import selectors
-import socket
 import sys
-import time
 
-
-class Connection:
-    __slots__ = ("sock", "expected", "received", "started", "rounds")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.expected = b""
-        self.received = bytearray()
-        self.started = 0.0
-        self.rounds = 0
-
-
-def message(rounds: int, size: int) -> bytes:
-    head = b"%d:" % rounds
-    return head + b"x" * max(0, size - len(head))
+import _load
 
 
 def run(port: int, connections: int, size: int, seconds: float, warmup: float) -> dict:
-    selector = selectors.DefaultSelector()
-    conns = []
-    for _ in range(connections):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        conn = Connection(sock)
-        conns.append(conn)
-        selector.register(sock, selectors.EVENT_READ, conn)
-
-    latencies: list[float] = []
-    errors: list[str] = []
-    perf = time.perf_counter
-
-    def send_next(conn: Connection) -> None:
-        conn.rounds += 1
-        conn.expected = message(conn.rounds, size)
-        conn.received.clear()
-        conn.started = perf()
-        # A message this small always fits in a fresh socket's send buffer; a short send would
-        # mean the server stopped reading, which the run reports as an error.
-        sent = conn.sock.send(conn.expected)
-        if sent != len(conn.expected):
-            raise ConnectionError(f"short send ({sent} of {len(conn.expected)} bytes)")
-
-    started = perf()
-    cpu_started = time.process_time()
-    measure_from = started + warmup
-    deadline = measure_from + seconds
-    active = len(conns)
-    for conn in conns:
-        send_next(conn)
-    while active:
-        for key, _ in selector.select(timeout=1.0):
-            conn = key.data
-            try:
-                chunk = conn.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("server closed the connection")
-                conn.received += chunk
-                if len(conn.received) < len(conn.expected):
-                    continue
-                now = perf()
-                if conn.received != conn.expected:
-                    raise ValueError(f"echo differs from what was sent (round {conn.rounds})")
-                if now >= measure_from:
-                    latencies.append(now - conn.started)
-                if now < deadline:
-                    send_next(conn)
-                    continue
-            except (OSError, ValueError) as e:  # reported, never hidden: the run counts errors
-                errors.append(repr(e))
-            selector.unregister(conn.sock)
-            conn.sock.close()
-            active -= 1
-        if perf() > deadline + 10:  # a server that stopped answering: give up on the rest
-            errors.append(f"{active} connections got no answer for 10 s")
-            break
-    elapsed = min(perf(), deadline) - measure_from
-    # The generator's own CPU per wall second: near 1.0 means it, not the server, set the pace.
-    cpu_share = (time.process_time() - cpu_started) / max(perf() - started, 1e-9)
-    for conn in conns:
-        conn.sock.close()
-    selector.close()
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1e3 if latencies else 0.0
-
-    return {
-        "round_trips": len(latencies),
-        "rtps": len(latencies) / elapsed if elapsed > 0 else 0.0,
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "load_cpu_share": round(cpu_share, 2),
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-    }
+    latencies, elapsed, errors, cpu_share = _load.selector_loop(
+        port, connections, seconds, warmup, lambda rounds: _load.echo_message(rounds, size),
+        _load.echo_answered)
+    return _load.summary(latencies, elapsed, errors, count="round_trips", rate="rtps",
+                         cpu_share=cpu_share)
 
 
 def main(argv: list[str]) -> int:

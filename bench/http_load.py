@@ -8,64 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
-import threading
-import time
 
-
-def one_connection(port: int, path: str, deadline: float, latencies: list[float], errors: list):
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            buffer = b""
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                s.sendall(request)
-                while True:
-                    head_end = buffer.find(b"\r\n\r\n")
-                    if head_end >= 0:
-                        head = buffer[:head_end].lower()
-                        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-                        if len(buffer) >= head_end + 4 + length:
-                            buffer = buffer[head_end + 4 + length :]
-                            break
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("server closed the connection")
-                    buffer += chunk
-                latencies.append(time.perf_counter() - started)
-    except Exception as e:  # reported, never hidden: the run counts its errors
-        errors.append(repr(e))
+import _load
 
 
 def run(port: int, path: str, connections: int, seconds: float) -> dict:
-    deadline = time.monotonic() + seconds
-    latencies: list[float] = []
-    errors: list = []
-    threads = [
-        threading.Thread(target=one_connection, args=(port, path, deadline, latencies, errors))
-        for _ in range(connections)
-    ]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
-    latencies.sort()
-
-    def pct(p):
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1e3 if latencies else 0.0
-
-    return {
-        "requests": len(latencies),
-        "rps": len(latencies) / elapsed,
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-    }
+    latencies, elapsed, errors = _load.http_threads(
+        port, connections, seconds, lambda conn, i: path, timeout=10)
+    return _load.summary(latencies, elapsed, errors)
 
 
 def main(argv: list[str]) -> int:

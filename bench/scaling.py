@@ -32,6 +32,8 @@ import threading
 import time
 import urllib.request
 
+import _load
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -136,62 +138,13 @@ def serve_main(argv: list[str]) -> int:
 # load: the load generator
 
 
-def one_connection(conn: int, port: int, path: str, deadline: float, latencies: list, errors: list):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            buffer = b""
-            i = 0
-            while time.monotonic() < deadline:
-                i += 1
-                target = path.replace("{n}", f"{conn}.{i}")
-                request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-                started = time.perf_counter()
-                s.sendall(request)
-                while True:
-                    head_end = buffer.find(b"\r\n\r\n")
-                    if head_end >= 0:
-                        head = buffer[:head_end].lower()
-                        if not head.startswith(b"http/1.1 200"):
-                            raise ConnectionError(f"bad response: {head[:80]!r}")
-                        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-                        if len(buffer) >= head_end + 4 + length:
-                            buffer = buffer[head_end + 4 + length:]
-                            break
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("server closed the connection")
-                    buffer += chunk
-                latencies.append(time.perf_counter() - started)
-    except Exception as e:  # reported, never hidden: the run counts its errors
-        errors.append(repr(e))
-
-
 def load(port: int, path: str, connections: int, seconds: float, first: int = 0) -> dict:
-    deadline = time.monotonic() + seconds
-    latencies: list[float] = []
-    errors: list = []
-    threads = [
-        threading.Thread(target=one_connection, args=(c, port, path, deadline, latencies, errors))
-        for c in range(first, first + connections)
-    ]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return summary(latencies, time.monotonic() - started, errors)
-
-
-def summary(latencies: list[float], elapsed: float, errors: list) -> dict:
-    latencies.sort()
-
-    def pct(p):
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1e3 if latencies else 0.0
-
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99), "errors": len(errors), "first_error": errors[0] if errors else None,
-            "latencies": latencies, "elapsed": elapsed, "all_errors": errors}
+    """The summary, with what run_load needs to merge it with other load processes' results."""
+    latencies, elapsed, errors = _load.http_threads(
+        port, connections, seconds, lambda conn, i: path.replace("{n}", f"{first + conn}.{i}"),
+        timeout=30, nodelay=True, require_200=True)
+    return dict(_load.summary(latencies, elapsed, errors), latencies=latencies, elapsed=elapsed,
+                all_errors=errors)
 
 
 def load_main(argv: list[str]) -> int:
@@ -274,11 +227,10 @@ def run_load(args, port: int) -> dict:
         if proc.returncode:
             raise RuntimeError(f"load generator failed: {err[-2000:]}")
         parts.append(json.loads(out))
-    merged = summary([x for p in parts for x in p["latencies"]], max(p["elapsed"] for p in parts),
-                     [e for p in parts for e in p["all_errors"]])
-    for key in ("latencies", "all_errors"):
-        merged.pop(key)
-    return merged
+    elapsed = max(p["elapsed"] for p in parts)
+    merged = _load.summary([x for p in parts for x in p["latencies"]], elapsed,
+                           [e for p in parts for e in p["all_errors"]])
+    return dict(merged, elapsed=elapsed)
 
 
 def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
