@@ -164,6 +164,18 @@ def format_report(data, top=10):
     return "\n".join(lines)
 
 
+def _bar_panel(ax, title, labels, values, *, color, xlabel, empty):
+    """Sites as horizontal bars, the costliest (first) on top, or the note `empty` if none."""
+    if labels:
+        ax.barh(range(len(labels)), values, color=color)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+    else:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+
+
 def write_png(data, path, top=10):
     """Writes the chart; raises ImportError when matplotlib does not import."""
     import matplotlib
@@ -197,27 +209,18 @@ def write_png(data, path, top=10):
         ax1.text(0.5, 0.5, "no worker spans recorded (tm.worker_span / TransactionQueue)",
                  ha="center", va="center", transform=ax1.transAxes)
     ax1.set_title("workers")
-    shown = ranked[:top]
-    if shown:
-        labels = [f"{os.path.basename(s['site'])} vs {os.path.basename(s['other_site'])}" for s in shown]
-        ax2.barh(range(len(shown)), [s["seconds_lost"] * 1e3 for s in shown], color="tab:red")
-        ax2.set_yticks(range(len(shown)), labels, fontsize=8)
-        ax2.invert_yaxis()
-        ax2.set_xlabel("ms lost")
-    else:
-        ax2.text(0.5, 0.5, "no conflicts recorded", ha="center", va="center", transform=ax2.transAxes)
-    ax2.set_title("costliest conflict sites")
-    shown = inevitable[:top]
-    if shown:
-        labels = [f"{os.path.basename(s['site'])} ({s['cause']})" for s in shown]
-        ax3.barh(range(len(shown)), [s["seconds_held"] * 1e3 for s in shown], color="tab:orange")
-        ax3.set_yticks(range(len(shown)), labels, fontsize=8)
-        ax3.invert_yaxis()
-        ax3.set_xlabel("ms inevitable (token held)")
-    else:
-        ax3.text(0.5, 0.5, "no inevitability sites recorded", ha="center", va="center",
-                 transform=ax3.transAxes)
-    ax3.set_title("costliest inevitability sites")
+    conflicts = ranked[:top]
+    _bar_panel(ax2, "costliest conflict sites",
+               [f"{os.path.basename(s['site'])} vs {os.path.basename(s['other_site'])}"
+                for s in conflicts],
+               [s["seconds_lost"] * 1e3 for s in conflicts],
+               color="tab:red", xlabel="ms lost", empty="no conflicts recorded")
+    held = inevitable[:top]
+    _bar_panel(ax3, "costliest inevitability sites",
+               [f"{os.path.basename(s['site'])} ({s['cause']})" for s in held],
+               [s["seconds_held"] * 1e3 for s in held],
+               color="tab:orange", xlabel="ms inevitable (token held)",
+               empty="no inevitability sites recorded")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
