@@ -159,6 +159,37 @@ def connect(run, family, listener, handler, unix_path=None):
     return _core.tcp_connect(run.reactor, host, listener.port, handler)
 
 
+def run_connection(run, server_factory, client, family="v4", unix_path=None):
+    """Listens with server_factory, connects client and runs until a handler stops the run.
+
+    Returns the listener and the client's transport, for the tests that look at them.
+    """
+    listener = listen(run, family, server_factory, unix_path)
+    transport = connect(run, family, listener, client, unix_path)
+    run.run()
+    return listener, transport
+
+
+def adopt_socketpair(run, handler):
+    """A plain socket, and the transport that handler gets on the other end of the pair."""
+    peer, adopted = socket.socketpair()
+    return peer, _core.unix_adopt(run.reactor, adopted.detach(), handler)
+
+
+def send_and_read_to_close(run, peer, data):
+    """Sends data and EOF from peer, runs until a handler stops the run, and returns all that peer
+    reads until the reactor's end of the connection closes."""
+    peer.sendall(data)
+    peer.shutdown(socket.SHUT_WR)
+    run.run()
+    peer.settimeout(5)
+    got = b""
+    while chunk := peer.recv(65536):
+        got += chunk
+    peer.close()
+    return got
+
+
 FAMILIES = [
     "v4",
     pytest.param("v6", marks=pytest.mark.skipif(not HAS_IPV6, reason="no ::1")),
@@ -173,12 +204,10 @@ FAMILIES = [
 @pytest.mark.parametrize("family", FAMILIES)
 def test_echo(run, family, unix_path, unraisable):
     server_log = []
-    listener = listen(run, family, lambda: Echo(server_log), unix_path)
     payload = bytes(range(256)) * 1000
     client = Client(run, payload)
-    transport = connect(run, family, listener, client, unix_path)
+    listener, transport = run_connection(run, lambda: Echo(server_log), client, family, unix_path)
     assert isinstance(transport, _core.StreamTransport)
-    run.run()
     assert client.received == payload
     assert client.lost is None
     assert client.strand_ok
@@ -209,10 +238,7 @@ def test_addresses(run1, family, unix_path):
             seen["client"] = (transport.local_address(), transport.peer_address())
             super().connection_made(transport)
 
-    listener = listen(run, family, Server, unix_path)
-    probe = Probe(run, b"x")
-    connect(run, family, listener, probe, unix_path)
-    run.run()
+    listener, _ = run_connection(run, Server, Probe(run, b"x"), family, unix_path)
     server_local, server_peer = seen["server"]
     client_local, client_peer = seen["client"]
     if family == "unix":
@@ -294,9 +320,8 @@ class Sink:
 @pytest.mark.timeout(30)
 def test_writes_of_an_aborted_atomic_block_are_not_sent(run1):
     run = run1
-    a, b = socket.socketpair()
     sink = Sink(run)
-    transport = _core.unix_adopt(run.reactor, b.detach(), sink)
+    peer, transport = adopt_socketpair(run, sink)
 
     class Boom(Exception):
         pass
@@ -320,15 +345,8 @@ def test_writes_of_an_aborted_atomic_block_are_not_sent(run1):
         transport.write("not bytes")
     with pytest.raises(BufferError):
         transport.write(memoryview(b"abcdef")[::2])  # not contiguous
-    a.sendall(b"hi")
-    a.shutdown(socket.SHUT_WR)  # the sink's eof closes its side after the writes
-    run.run()
-    a.settimeout(5)
-    got = b""
-    while chunk := a.recv(65536):
-        got += chunk
-    a.close()
-    assert got == b"one,two,three,"
+    # the sink's eof closes its side after the writes
+    assert send_and_read_to_close(run, peer, b"hi") == b"one,two,three,"
     assert sink.received == b"hi"
     assert sink.lost is None
 
@@ -338,7 +356,6 @@ def test_a_handler_exception_is_reported_and_its_writes_still_go(run1, unraisabl
     # Python callbacks are irrevocable transactions: an exception does not undo what the callback
     # already did (as with the stock loops); it is reported and the connection goes on.
     run = run1
-    a, b = socket.socketpair()
 
     class Faulty(Sink):
         def data_received(self, data):
@@ -347,16 +364,8 @@ def test_a_handler_exception_is_reported_and_its_writes_still_go(run1, unraisabl
             raise ValueError("handler bug")
 
     sink = Faulty(run)
-    _core.unix_adopt(run.reactor, b.detach(), sink)
-    a.sendall(b"x")
-    a.shutdown(socket.SHUT_WR)
-    run.run()
-    a.settimeout(5)
-    got = b""
-    while chunk := a.recv(65536):
-        got += chunk
-    a.close()
-    assert got == b"echo:x"
+    peer, _ = adopt_socketpair(run, sink)
+    assert send_and_read_to_close(run, peer, b"x") == b"echo:x"
     assert sink.lost is None
     assert len(unraisable) == 1 and isinstance(unraisable[0], ValueError)
 
@@ -407,10 +416,8 @@ def test_half_close(run, keep_open):
             events.append("client eof")
             return False
 
-    listener = listen(run, "v4", HalfServer)
     client = HalfClient(run)
-    connect(run, "v4", listener, client)
-    run.run()
+    run_connection(run, HalfServer, client)
     assert client.received == (b"requestlate reply" if keep_open else b"request")
     assert client.lost is None
     assert "server eof" in events and "client eof" in events
@@ -429,7 +436,6 @@ class _BadBool:
 @pytest.mark.parametrize("how", ["raises", "bad truth value"])
 def test_eof_received_failing_is_reported_and_closes(run1, unraisable, how):
     run = run1
-    a, b = socket.socketpair()
 
     class BadEof(Sink):
         def eof_received(self):
@@ -438,13 +444,9 @@ def test_eof_received_failing_is_reported_and_closes(run1, unraisable, how):
             return _BadBool()
 
     sink = BadEof(run)
-    _core.unix_adopt(run.reactor, b.detach(), sink)
-    a.sendall(b"bye")
-    a.shutdown(socket.SHUT_WR)
-    run.run()
-    a.settimeout(5)
-    assert a.recv(10) == b""  # closed as if eof_received() had returned False
-    a.close()
+    peer, _ = adopt_socketpair(run, sink)
+    # closed as if eof_received() had returned False
+    assert send_and_read_to_close(run, peer, b"bye") == b""
     assert sink.received == b"bye" and sink.lost is None
     expected = KeyError if how == "raises" else ZeroDivisionError
     assert len(unraisable) == 1 and isinstance(unraisable[0], expected)
@@ -475,10 +477,8 @@ def test_abort_drops_pending_writes_and_reports_connection_aborted(run):
             else:
                 run.reactor.call_at(_core.monotonic() + 0.2, run.stop)
 
-    listener = listen(run, "v4", Aborter)
     client = Watcher(run)
-    connect(run, "v4", listener, client)
-    run.run()
+    run_connection(run, Aborter, client)
     assert isinstance(results["server"], ConnectionAbortedError)
     assert results["server"].errno == errno.ECONNABORTED
     # RST: the client sees a reset (or, if the RST won the race with nothing read, a reset too)
@@ -612,10 +612,8 @@ def test_pause_and_resume_reading(run):
             events.append(("data", self.resumed))
             super().data_received(data)
 
-    listener = listen(run, "v4", Lazy)
     client = Client(run, b"hello")
-    connect(run, "v4", listener, client)
-    run.run()
+    run_connection(run, Lazy, client)
     assert client.received == b"hello"
     assert events[0] == "resume"
     assert all(resumed for kind, resumed in events[1:])
@@ -684,10 +682,7 @@ def test_socket_options(run1):
             seen["fileno"] = transport.fileno()
             super().connection_made(transport)
 
-    listener = listen(run, "v4", Echo)
-    client = Opt(run, b"x")
-    t = connect(run, "v4", listener, client)
-    run.run()
+    _, t = run_connection(run, Echo, Opt(run, b"x"))
     assert seen["nodelay"] != 0 and seen["keepalive"] != 0 and seen["nodelay off"] == 0
     assert isinstance(seen["bad"], OSError) and seen["bad"].errno in (errno.ENOPROTOOPT, errno.EINVAL)
     assert seen["fileno"] > 2
