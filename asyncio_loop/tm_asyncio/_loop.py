@@ -14,13 +14,17 @@ changes is what drives them:
 
 Workers: ``TM_WORKERS`` picks the count; unset, it is 1, and then every callback runs on the
 thread that called ``run_forever`` and the behaviour is asyncio's. With more workers, callbacks run
-on worker threads but one at a time (a loop-wide lock): correct, not yet parallel.
+on worker threads but one at a time (a loop-wide lock). Parallel mode (``parallel=True`` or
+``TM_ASYNCIO_PARALLEL=1``, with more than one worker) adds the C++ reactor's stream transports:
+each TCP or Unix connection gets a strand of its own, and a user protocol's callbacks run there
+without the loop lock, in parallel with other connections' (tm_asyncio._transport).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import selectors
 import signal
 import sys
@@ -30,20 +34,26 @@ from asyncio import events, unix_events
 import tm
 from tm import _core
 from tm_asyncio._managed import manage_protocol_factory
+from tm_asyncio._transport import NativeStreamTransport, adoptable
 
 _base_loop = unix_events._UnixSelectorEventLoop
 _READ = 1
 _WRITE = 2
+# How long stop() waits, at most, for the connection_lost() of native transports being closed.
+_CLOSE_WAIT = 0.1
 
 
 class EventLoop(_base_loop):
     """An asyncio event loop whose callbacks run as transactions on tm-reactor's C++ reactor.
 
     With one worker (the default while ``TM_WORKERS`` is unset) it behaves as asyncio's default
-    loop. With more workers, callbacks run on the workers one at a time.
+    loop. With more workers, callbacks run on the workers one at a time, unless ``parallel`` (by
+    default ``TM_ASYNCIO_PARALLEL=1``) gives each stream connection a strand of its own.
     """
 
-    def __init__(self, selector=None, *, workers: int | None = None) -> None:
+    def __init__(
+        self, selector=None, *, workers: int | None = None, parallel: bool | None = None
+    ) -> None:
         tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
         # Unset TM_WORKERS means 1 here: the serial loop, until tasks and transports share strands.
         self._core = _core.Reactor(
@@ -51,11 +61,18 @@ class EventLoop(_base_loop):
         )
         self._strand = self._core.make_strand()
         self._serial = self._core.workers == 1
+        if parallel is None:
+            parallel = os.environ.get("TM_ASYNCIO_PARALLEL", "") == "1"
+        self._parallel = parallel and not self._serial
+        # Held by every callback but a user protocol's in parallel mode, and by a locked future's
+        # changes: the loop's callbacks run one at a time under it.
         self._lock = threading.RLock()
         self._watchers: dict[int, _core.FdWatcher] = {}
         self._timers: dict[int, tuple[events.TimerHandle, _core.Timer]] = {}
         self._fatal: BaseException | None = None
         self._io_pending: set[tuple[int, int]] = set()
+        # Native transports closing whose connection_lost() has not run yet (parallel mode).
+        self._closing_transports: set[NativeStreamTransport] = set()
         # Work only the main thread may do (installing signal handlers), for run()'s tick.
         self._main_thread_calls: list = []
         self._main_thread_calls_lock = threading.Lock()
@@ -65,6 +82,11 @@ class EventLoop(_base_loop):
     def workers(self) -> int:
         """The number of worker threads callbacks run on."""
         return self._core.workers
+
+    @property
+    def parallel(self) -> bool:
+        """Whether stream connections run on strands of their own (see the class docstring)."""
+        return self._parallel
 
     # -- running --------------------------------------------------------------------------------
 
@@ -165,9 +187,23 @@ class EventLoop(_base_loop):
         # iteration under way.
         self._core.post(self._stop_marker, strand=self._strand)
 
-    def _stop_marker(self) -> None:
-        if self._stopping:
-            self._core.stop()
+    def _stop_marker(self, deadline: float | None = None) -> None:
+        if not self._stopping:
+            return
+        # asyncio runs the connection_lost() of a transport closed with nothing left to send in
+        # the iteration that closed it, so before run_until_complete() returns. A native
+        # transport's comes from its own strand once the close has been done: wait for those, a
+        # little (parallel mode only; the set is empty otherwise).
+        now = self.time()
+        deadline = now + _CLOSE_WAIT if deadline is None else deadline
+        if now < deadline and any(
+            t.get_write_buffer_size() == 0 for t in list(self._closing_transports)
+        ):
+            self._core.call_at(
+                now + 0.001, functools.partial(self._stop_marker, deadline), strand=self._strand
+            )
+            return
+        self._core.stop()
 
     def _run_handle(self, handle: events.Handle) -> None:
         """Runs one handle as asyncio's _run_once would; a reactor callback."""
@@ -177,22 +213,45 @@ class EventLoop(_base_loop):
             self._run_handle_locked(handle)
             return
         with self._lock:
-            # run_forever set the running loop and the async-generator hooks (both per thread) on
-            # its own thread only: a worker thread needs them too, or async generators first
-            # iterated there escape shutdown_asyncgens() and are never finalized by the loop.
-            previous = events._get_running_loop()
-            hooks = sys.get_asyncgen_hooks()
+            self._as_loop_thread(self._run_handle_locked, handle)
+
+    def _as_loop_thread(self, fn, *args):
+        """fn(*args) on a worker thread, which gets the loop thread's per-thread state for it.
+
+        run_forever sets the running loop and the async-generator hooks (both per thread) on its
+        own thread only: a worker thread needs them too, or async generators first iterated there
+        escape shutdown_asyncgens() and are never finalized by the loop.
+        """
+        previous = events._get_running_loop()
+        hooks = sys.get_asyncgen_hooks()
+        if previous is not self:
+            events._set_running_loop(self)
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
+        )
+        try:
+            return fn(*args)
+        finally:
+            sys.set_asyncgen_hooks(*hooks)
             if previous is not self:
-                events._set_running_loop(self)
-            sys.set_asyncgen_hooks(
-                firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
-            )
-            try:
-                self._run_handle_locked(handle)
-            finally:
-                sys.set_asyncgen_hooks(*hooks)
-                if previous is not self:
-                    events._set_running_loop(previous)
+                events._set_running_loop(previous)
+
+    def _run_callback(self, fn, args, *, exclusive: bool):
+        """fn(*args) for a native transport (parallel mode): under the loop lock if exclusive.
+
+        fn handles its own exceptions as asyncio's transports do; SystemExit and KeyboardInterrupt
+        leave run_forever, as from any callback.
+        """
+        try:
+            if not exclusive:
+                return self._as_loop_thread(fn, *args)
+            with self._lock:
+                return self._as_loop_thread(fn, *args)
+        except BaseException as exc:
+            if self._fatal is None:
+                self._fatal = exc
+            self._core.stop()
+            return None
 
     def _run_handle_locked(self, handle: events.Handle) -> None:
         if handle._cancelled:
@@ -373,6 +432,26 @@ class EventLoop(_base_loop):
     def _process_events(self, event_list) -> None:
         raise NotImplementedError("tm_asyncio.EventLoop never polls its selector")
 
+    # -- parallel mode: native stream transports and futures several strands may share ----------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        if self._parallel and adoptable(sock):
+            return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
+        return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        if isinstance(transp, NativeStreamTransport):
+            # Raising this is how asyncio asks for its fallback (or, with fallback=False, fails).
+            raise asyncio.SendfileNotAvailableError(
+                "os.sendfile() is not supported by tm's native stream transports"
+            )
+        return await super()._sendfile_native(transp, file, offset, count)
+
+    def create_future(self):
+        if self._parallel:
+            return _LockedFuture(loop=self)
+        return super().create_future()
+
     # -- closing --------------------------------------------------------------------------------
 
     # -- Managed protocol factories (docs/MANAGED_STATE.md) -------------------------------------
@@ -412,3 +491,30 @@ class EventLoop(_base_loop):
         for watcher in list(self._watchers.values()):
             watcher.release()
         self._watchers.clear()
+
+
+class _LockedFuture(asyncio.Future):
+    """A future that a user protocol's callback (on its connection's strand, without the loop
+    lock) may complete while a task on another strand awaits it: before Python 3.14 asyncio's C
+    futures are not safe to change from two threads at once, so every change takes the loop lock.
+    Awaiting it goes through these methods too (it is a subclass, not asyncio's exact type)."""
+
+    def add_done_callback(self, fn, *, context=None):
+        with self.get_loop()._lock:
+            return super().add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn):
+        with self.get_loop()._lock:
+            return super().remove_done_callback(fn)
+
+    def set_result(self, result):
+        with self.get_loop()._lock:
+            return super().set_result(result)
+
+    def set_exception(self, exception):
+        with self.get_loop()._lock:
+            return super().set_exception(exception)
+
+    def cancel(self, msg=None):
+        with self.get_loop()._lock:
+            return super().cancel(msg)

@@ -19,9 +19,14 @@ def _tm_two_workers():
     return tm_asyncio.EventLoop(workers=2)
 
 
+def _tm_parallel():
+    # Each stream connection on a strand of its own (native transports): docs/ASYNCIO.md.
+    return tm_asyncio.EventLoop(workers=2, parallel=True)
+
+
 @pytest.fixture(
-    params=[_default_loop, tm_asyncio.new_event_loop, _tm_two_workers],
-    ids=["default", "tm", "tm-2-workers"],
+    params=[_default_loop, tm_asyncio.new_event_loop, _tm_two_workers, _tm_parallel],
+    ids=["default", "tm", "tm-2-workers", "tm-parallel"],
 )
 def loop(request):
     loop = request.param()

@@ -1,0 +1,326 @@
+"""NativeStreamTransport: an asyncio transport over the C++ reactor's stream transport.
+
+In the loop's parallel mode (docs/ASYNCIO.md, "Parallel mode") every TCP or Unix stream socket that
+asyncio would wrap in its selector transport (accepted by a server, connected by
+create_connection, handed to connect_accepted_socket) is adopted by the C++ reactor instead. The
+connection then has a strand of its own: its protocol's callbacks run there, one at a time and in
+order, and the callbacks of different connections run in parallel on a free-threaded interpreter.
+What a callback writes is queued on its transaction and sent at its commit.
+
+asyncio's own protocols (streams, TLS, subprocess pipes, sendfile's fallback) hand data to futures
+and tasks that run on the loop's strand; their callbacks run under the loop lock, as every
+callback of the serial loop does. A user protocol's callbacks run without it: that is where the
+parallelism comes from, and why state they share must be managed (docs/MANAGED_STATE.md).
+
+Differences from asyncio's selector transport, all consequences of sending at commit: the
+protocol's pause_writing() is called when the committed bytes pass the high-water mark, in a
+callback of its own, not inside the write() that passed it; write() after close() is ignored.
+loop.sendfile() uses asyncio's fallback (chunks through write()), not os.sendfile().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import warnings
+from asyncio import constants, futures, protocols, transports, trsock
+
+import tm
+from tm import _core
+
+
+def runs_exclusively(protocol) -> bool:
+    """Whether the protocol's callbacks must hold the loop lock: true for asyncio's own protocols,
+    which complete futures and wake tasks that the loop's strand runs (a stream's waiter)."""
+    return any(
+        cls.__module__.startswith("asyncio.") and cls.__module__ != "asyncio.protocols"
+        for cls in type(protocol).__mro__
+    )
+
+
+def adoptable(sock) -> bool:
+    """Whether sock is a connected stream socket the C++ reactor can take over."""
+    return sock.type == socket.SOCK_STREAM and sock.family in (
+        socket.AF_INET,
+        socket.AF_INET6,
+        socket.AF_UNIX,
+    )
+
+
+class NativeStreamTransport(transports._FlowControlMixin):
+    """asyncio.Transport over tm._core.StreamTransport; also the native transport's handler."""
+
+    # loop.start_tls() swaps the protocol through set_protocol() with reading paused, which this
+    # transport supports; loop.sendfile() finds no native path and writes the file in chunks.
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE  # EventLoop._sendfile_native
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None) -> None:
+        # _FlowControlMixin: asyncio.Transport with the write buffer limits and the
+        # _protocol_paused flag that asyncio's sendfile fallback reads; the native transport does
+        # the pausing (its pause_writing/resume_writing below).
+        super().__init__(extra, loop)
+        self._waiter = waiter
+        self._server = server
+        self._closing = False
+        self._eof_written = False
+        self._reading_paused = False
+        self._uncommitted = 0  # bytes written by the running transaction, sent at its commit
+        self._lost = False
+        # Set by abort() or a fatal error: what connection_lost() reports instead of the native
+        # transport's own reason (asyncio reports None for abort(), the exception for an error).
+        self._lost_reason: tuple[BaseException | None] | None = None
+        self.set_protocol(protocol)
+        self._extra.setdefault("sockname", _address(sock.getsockname))
+        self._extra.setdefault("peername", _address(sock.getpeername))
+        asyncio.base_events._set_nodelay(sock)
+        # The reactor gets a descriptor of its own for the socket, so that the socket object
+        # stays usable as asyncio's does (socket options set through it after the transport was
+        # made, as connect_accepted_socket's callers do), and is closed with the connection.
+        self._sock = sock
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        fd = os.dup(sock.fileno())
+        if server is not None:
+            with loop._lock:
+                _server_call(server._attach, self)
+        adopt = _core.unix_adopt if sock.family == socket.AF_UNIX else _core.tcp_adopt
+        try:
+            self._native = adopt(loop._core, fd, self)
+        except BaseException:
+            os.close(fd)
+            if server is not None:
+                with loop._lock:
+                    _server_call(server._detach, self)
+            raise
+        self._native.set_write_buffer_limits(self._high_water, self._low_water)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._lost else "closing" if self._closing else "open"
+        return f"<NativeStreamTransport {state} fd={self._sock.fileno()}>"
+
+    # -- asyncio.Transport ----------------------------------------------------------------------
+
+    def get_protocol(self):
+        return self._protocol
+
+    def set_protocol(self, protocol) -> None:
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._exclusive = runs_exclusively(protocol)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._reading_paused
+
+    def pause_reading(self) -> None:
+        if self.is_reading():
+            self._reading_paused = True
+            self._native.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._closing and self._reading_paused:
+            self._reading_paused = False
+            self._native.resume_reading()
+
+    def write(self, data) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
+        if self._eof_written:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if data:
+            self._native.write(data)
+            if tm.in_transaction():
+                if not self._uncommitted:
+                    tm.on_commit(self._committed)
+                self._uncommitted += len(data)
+
+    def writelines(self, list_of_data) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof_written:
+            return
+        self._eof_written = True
+        self._native.shutdown_write()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self._closing:
+            self._start_closing()
+            self._native.close()
+
+    def abort(self) -> None:
+        if self._lost_reason is None:
+            self._lost_reason = (None,)
+        self._start_closing()
+        self._native.abort()
+
+    def _start_closing(self) -> None:
+        self._closing = True
+        if not self._lost:
+            self._loop._closing_transports.add(self)  # stop() waits for connection_lost()
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        self._set_write_buffer_limits(high, low)  # asyncio's defaults and ValueError
+        self._native.set_write_buffer_limits(self._high_water, self._low_water)
+
+    def get_write_buffer_size(self) -> int:
+        # What asyncio's transport would hold: also what this transaction wrote and has not sent.
+        return self._native.write_buffer_size() + self._uncommitted
+
+    def _committed(self) -> None:
+        self._uncommitted = 0
+
+    # -- the native transport's handler: each runs as one transaction on the connection's strand --
+
+    def connection_made(self, native) -> None:
+        self._dispatch(self._connection_made)
+
+    def _connection_made(self) -> None:
+        try:
+            self._protocol.connection_made(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._report(exc, "Exception in callback protocol.connection_made()")
+        finally:
+            if self._waiter is not None:
+                # asyncio wakes the waiter (create_connection's) once connection_made() has run.
+                self._loop.call_soon_threadsafe(
+                    futures._set_result_unless_cancelled, self._waiter, None
+                )
+                self._waiter = None
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lost_reason:
+            self._dispatch(self._data_received, data)
+
+    def _data_received(self, data: bytes) -> None:
+        try:
+            if not self._buffered:
+                self._protocol.data_received(data)
+                return
+            view = memoryview(data)
+            while view:
+                buffer = self._protocol.get_buffer(len(view))
+                if not len(buffer):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                n = min(len(buffer), len(view))
+                memoryview(buffer)[:n] = view[:n]
+                view = view[n:]
+                self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def eof_received(self) -> bool:
+        return self._dispatch(self._eof_received) is True
+
+    def _eof_received(self) -> bool:
+        try:
+            keep_open = bool(self._protocol.eof_received())
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return False
+        if not keep_open:
+            self._start_closing()  # the native transport closes when this returns false
+        return keep_open
+
+    def connection_lost(self, exc) -> None:
+        self._dispatch(self._connection_lost, exc)
+
+    def _connection_lost(self, exc) -> None:
+        self._closing = self._lost = True
+        self._loop._closing_transports.discard(self)
+        if self._lost_reason is not None:
+            exc = self._lost_reason[0]
+        try:
+            self._protocol.connection_lost(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as error:
+            self._report(error, "Exception in callback protocol.connection_lost()")
+        finally:
+            # As asyncio's transports: the protocol goes (the C++ connection may keep this
+            # handler a while longer, and the protocol must not live on through it).
+            self._protocol = None
+            self._sock.close()
+            server, self._server = self._server, None
+            if server is not None:
+                with self._loop._lock:
+                    _server_call(server._detach, self)
+
+    def pause_writing(self) -> None:
+        self._protocol_paused = True
+        self._dispatch(self._call_flow_control, "pause_writing")
+
+    def resume_writing(self) -> None:
+        self._protocol_paused = False
+        self._dispatch(self._call_flow_control, "resume_writing")
+
+    def _call_flow_control(self, name: str) -> None:
+        try:
+            getattr(self._protocol, name)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {
+                    "message": f"protocol.{name}() failed",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _dispatch(self, fn, *args):
+        """fn(*args) as a callback of the loop: under its lock for asyncio's own protocols."""
+        return self._loop._run_callback(fn, args, exclusive=self._exclusive)
+
+    def _report(self, exc: BaseException, message: str) -> None:
+        self._loop.call_exception_handler(
+            {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
+        )
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        # asyncio's _fatal_error: an OSError is the connection's end, anything else a bug to show;
+        # either way the connection is dropped and connection_lost() gets the exception.
+        if not isinstance(exc, OSError):
+            self._report(exc, message)
+        self._lost_reason = (exc,)
+        self._start_closing()
+        self._native.abort()
+
+    def __del__(self, _warn=warnings.warn) -> None:
+        if getattr(self, "_native", None) is not None and not self._closing:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+
+
+def _address(get):
+    try:
+        return get()
+    except OSError:
+        return None
+
+
+def _server_call(method, transport) -> None:
+    """Server._attach/_detach: without arguments before Python 3.13, with the transport since."""
+    if method.__code__.co_argcount > 1:
+        method(transport)
+    else:
+        method()
+
+
+__all__ = ["NativeStreamTransport", "adoptable", "runs_exclusively"]

@@ -1,0 +1,300 @@
+"""tm_asyncio's parallel mode: stream connections on native transports, each on its own strand."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+
+import pytest
+
+import tm_asyncio
+from tm_asyncio._transport import NativeStreamTransport
+
+
+@pytest.fixture
+def loop():
+    loop = tm_asyncio.EventLoop(workers=2, parallel=True)
+    yield loop
+    if not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    asyncio.set_event_loop(None)
+
+
+def _run(loop, coro, timeout=15):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+async def _serve(loop, protocol_factory):
+    server = await loop.create_server(protocol_factory, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+class Recorder(asyncio.Protocol):
+    """A client protocol that records what happens to it."""
+
+    def __init__(self, loop) -> None:
+        self.data = bytearray()
+        self.lost = loop.create_future()
+        self.eof = False
+        self.events: list[str] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data) -> None:
+        self.data += data
+
+    def eof_received(self):
+        self.eof = True
+
+    def pause_writing(self) -> None:
+        self.events.append("pause")
+
+    def resume_writing(self) -> None:
+        self.events.append("resume")
+
+    def connection_lost(self, exc) -> None:
+        self.lost.set_result(exc)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial-control"])
+def test_two_connections_callbacks_run_at_the_same_time(parallel):
+    # Both data_received() calls must be inside the barrier at once: only possible when the two
+    # connections' callbacks run in parallel. The serial loop (same worker count) is the control
+    # that shows the test can fail; so is a GIL interpreter, where the reactor runs Python
+    # callbacks one at a time (DESIGN.md section 6).
+    free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
+    expect_parallel = parallel and free_threaded
+    loop = tm_asyncio.EventLoop(workers=2, parallel=parallel)
+    barrier = threading.Barrier(2, timeout=2 if expect_parallel else 0.5)
+
+    class Meet(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            try:
+                barrier.wait()
+                self.transport.write(b"met")
+            except threading.BrokenBarrierError:
+                self.transport.write(b"alone")
+
+    async def main():
+        server, port = await _serve(loop, Meet)
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for _, writer in clients:
+            writer.write(b"x")
+        replies = [await reader.read(10) for reader, _ in clients]
+        for _, writer in clients:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        return replies
+
+    try:
+        replies = _run(loop, main())
+    finally:
+        loop.close()
+    if expect_parallel:
+        assert replies == [b"met", b"met"]
+    else:
+        assert b"alone" in replies
+
+
+@pytest.mark.timeout(30)
+def test_native_transport_surface(loop):
+    async def main():
+        server, port = await _serve(loop, asyncio.Protocol)
+        transport, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        assert isinstance(transport, NativeStreamTransport)
+        assert isinstance(transport, asyncio.Transport)
+        assert transport.get_protocol() is proto
+        assert transport.get_extra_info("peername") == ("127.0.0.1", port)
+        assert transport.get_extra_info("sockname")[0] == "127.0.0.1"
+        sock = transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert transport.get_extra_info("missing", "default") == "default"
+        assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        transport.set_write_buffer_limits(high=1000)
+        assert transport.get_write_buffer_limits() == (250, 1000)
+        with pytest.raises(ValueError):
+            transport.set_write_buffer_limits(high=1, low=2)
+        with pytest.raises(TypeError, match="bytes-like"):
+            transport.write("text")
+        assert transport.is_reading()
+        transport.pause_reading()
+        assert not transport.is_reading()
+        transport.resume_reading()
+        assert transport.is_reading()
+        assert transport.can_write_eof()
+        transport.write_eof()
+        with pytest.raises(RuntimeError, match="write_eof"):
+            transport.write(b"late")
+        transport.close()
+        assert transport.is_closing()
+        assert await proto.lost is None
+        assert transport.get_protocol() is None
+        server.close()
+        await server.wait_closed()
+
+    _run(loop, main())
+
+
+@pytest.mark.timeout(30)
+def test_abort_reports_none_and_a_failing_callback_reports_its_exception(loop):
+    errors = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+
+    class Failing(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            raise ZeroDivisionError("from data_received")
+
+    async def main():
+        server, port = await _serve(loop, Failing)
+        transport, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        transport.abort()
+        assert await proto.lost is None
+        # The server side's data_received raises: reported, and its connection is dropped.
+        transport, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        transport.write(b"boom")
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+
+    _run(loop, main())
+    assert [c["message"] for c in errors] == ["Fatal error: protocol.data_received() call failed."]
+    assert isinstance(errors[0]["exception"], ZeroDivisionError)
+
+
+@pytest.mark.timeout(30)
+def test_flow_control_pauses_and_resumes_the_writer(loop):
+    class Silent(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.pause_reading()  # the peer's kernel buffers fill up
+            loop.call_later(0.5, transport.resume_reading)
+
+    async def main():
+        server, port = await _serve(loop, Silent)
+        transport, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        transport.set_write_buffer_limits(high=64 * 1024)
+        for _ in range(64):
+            transport.write(b"x" * 64 * 1024)
+        for _ in range(200):
+            if proto.events == ["pause", "resume"]:
+                break
+            await asyncio.sleep(0.05)
+        transport.close()
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+        return proto.events
+
+    assert _run(loop, main()) == ["pause", "resume"]
+
+
+@pytest.mark.timeout(30)
+def test_buffered_protocol_gets_every_byte(loop):
+    payload = bytes(range(256)) * 2000
+
+    class Sink(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buffer = bytearray(1000)
+            self.got = bytearray()
+            self.done = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            self.got += self.buffer[:nbytes]
+
+        def eof_received(self):
+            self.done.set_result(bytes(self.got))
+
+    sinks = []
+
+    def make_sink():
+        sinks.append(Sink())
+        return sinks[-1]
+
+    async def main():
+        server, port = await _serve(loop, make_sink)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(payload)
+        writer.write_eof()
+        await writer.drain()
+        while not sinks:
+            await asyncio.sleep(0.01)
+        got = await sinks[0].done
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return got
+
+    assert _run(loop, main()) == payload
+
+
+@pytest.mark.timeout(60)
+def test_many_stream_clients_echo_in_parallel_mode(loop):
+    # asyncio's own stream protocol runs under the loop lock; the clients' lines all come back.
+    async def handle(reader, writer):
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+
+    async def client(port, n):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert isinstance(writer.transport, NativeStreamTransport)
+        for i in range(50):
+            writer.write(b"%d:%d\n" % (n, i))
+        got = [await reader.readline() for _ in range(50)]
+        writer.close()
+        await writer.wait_closed()
+        return got == [b"%d:%d\n" % (n, i) for i in range(50)]
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        results = await asyncio.gather(*(client(port, n) for n in range(20)))
+        server.close()
+        await server.wait_closed()
+        return results
+
+    assert _run(loop, main()) == [True] * 20
+
+
+@pytest.mark.timeout(30)
+def test_a_protocol_callback_completes_a_future_a_task_awaits(loop):
+    # connection_lost() runs on the connection's strand, without the loop lock; the future it
+    # completes is a loop future, which takes the lock for the change.
+    async def main():
+        server, port = await _serve(loop, asyncio.Protocol)
+        results = []
+        for _ in range(20):
+            transport, proto = await loop.create_connection(
+                lambda: Recorder(loop), "127.0.0.1", port
+            )
+            transport.close()
+            results.append(await proto.lost)
+        server.close()
+        await server.wait_closed()
+        return results
+
+    assert _run(loop, main()) == [None] * 20
+
+
+def test_parallel_needs_more_than_one_worker():
+    loop = tm_asyncio.EventLoop(workers=1, parallel=True)
+    try:
+        assert not loop.parallel
+    finally:
+        loop.close()
