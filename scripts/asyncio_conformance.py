@@ -4,15 +4,18 @@
 Each class below is one of CPython's concrete epoll/selector test classes; the tm variant is a
 subclass whose loop factory returns tm_asyncio.new_event_loop(). Both run side by side, each class
 in a child process with a time limit, on every interpreter given (by default the repository's
-.venv-gil and .venv-ft) and every worker count given (by default 1 and 2; TM_WORKERS in the child).
-The default loop's run does not depend on the worker count, so it runs once per interpreter.
+.venv-gil and .venv-ft) and every worker count given (by default 1 and 2; TM_WORKERS in the child;
+a count written "2p" runs the loop's parallel mode, TM_ASYNCIO_PARALLEL=1, where each stream
+connection has a strand of its own). The default loop's run does not depend on the worker count,
+so it runs once per interpreter.
 
 Prints pass/fail/error/skip per class for both loops and exits 1 when a test passes on the default
-loop and not on tm, unless KNOWN_EXCEPTIONS below names it (printed with its reason), or when a tm
-run made no tm loop (the factory was not used: nothing was checked). An interpreter without the
+loop and not on tm, unless KNOWN_EXCEPTIONS (KNOWN_PARALLEL in parallel mode) below names it
+(printed with its reason), or when a tm run made no tm loop of the configuration asked for (the
+factory was not used: nothing was checked). An interpreter without the
 `test` package is reported and skipped.
 
-    scripts/asyncio_conformance.py [--workers N ...] [--python PATH ...] [--timeout S] [--only TEXT]
+    scripts/asyncio_conformance.py [--workers N|Np ...] [--python PATH ...] [--timeout S] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ CLASSES = [
 # reason (docs/CONFORMANCE.md repeats them). Keys: "module.Class.test_method". Empty today: every
 # test that passes on the default loop passes on tm.
 KNOWN_EXCEPTIONS: dict[str, str] = {}
+# The same for parallel mode (docs/ASYNCIO.md, "Parallel mode"), where a user protocol's callbacks
+# run on their connection's strand, in parallel with the loop's other callbacks.
+KNOWN_PARALLEL: dict[str, str] = {
+    "test_sendfile.EPollEventLoopTests.test_sendfile_prevents_bare_write": "parallel mode's "
+    "native transports send a file through asyncio's fallback (chunks through write()), not "
+    "os.sendfile(); only asyncio's native path refuses a write() while a sendfile() is under way",
+}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -69,7 +79,8 @@ def _tm_class(cls, factory, made):
 
     def new_loop():
         loop = tm_asyncio.new_event_loop()
-        made.append((type(loop).__module__ + "." + type(loop).__qualname__, loop.workers))
+        made.append((type(loop).__module__ + "." + type(loop).__qualname__,
+                     f"{loop.workers}{'p' if getattr(loop, 'parallel', False) else ''}"))
         return loop
 
     if factory == "policy":
@@ -150,7 +161,8 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
 
 
 def _run_class(python, module, name, factory, loop, workers, timeout, log):
-    env = dict(os.environ, TM_WORKERS=str(workers), PYTHONWARNINGS="ignore")
+    env = dict(os.environ, TM_WORKERS=workers.rstrip("p"), PYTHONWARNINGS="ignore",
+               TM_ASYNCIO_PARALLEL="1" if workers.endswith("p") else "0")
     cmd = [python, os.path.abspath(__file__), "--child", module, name, factory, loop]
     label = f"{module}.{name} [{loop}{', TM_WORKERS=' + str(workers) if loop == 'tm' else ''}]"
     try:
@@ -191,10 +203,13 @@ def _interpreter(python, workers_list, timeout, only=None) -> int:
     default_results: dict[tuple[str, str], dict | None] = {}
     rc = 0
     for workers in workers_list:
-        print(f"\n== {python} ({version}), tm with TM_WORKERS={workers}", flush=True)
+        mode = ", parallel mode (TM_ASYNCIO_PARALLEL=1)" if workers.endswith("p") else ""
+        print(f"\n== {python} ({version}), tm with TM_WORKERS={workers.rstrip('p')}{mode}",
+              flush=True)
         log_path = os.path.join(ROOT, "build", f"asyncio-conformance-{venv}-w{workers}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         regressions, known, unchecked = [], [], []
+        known_list = KNOWN_PARALLEL if workers.endswith("p") else KNOWN_EXCEPTIONS
         totals = {loop: {"pass": 0, "fail": 0, "error": 0, "skip": 0} for loop in ("default", "tm")}
         started_all = time.monotonic()
         print(f"   {'class':50s} {'default p/f/e/s':17s} {'tm p/f/e/s':17s} time")
@@ -229,16 +244,16 @@ def _interpreter(python, workers_list, timeout, only=None) -> int:
                     if outcome == "pass" and (outcomes["tm"] or {}).get(test) != "pass":
                         key = f"{module}.{name}.{test}"
                         got = (outcomes["tm"] or {}).get(test, "not run (timeout/crash)")
-                        if key in KNOWN_EXCEPTIONS:
-                            known.append(f"{key}: {got} (known: {KNOWN_EXCEPTIONS[key]})")
+                        if key in known_list:
+                            known.append(f"{key}: {got} (known: {known_list[key]})")
                         else:
                             regressions.append(f"{key}: {got}")
         print(f"   {'total':50s} {_fmt(totals['default'])} {_fmt(totals['tm'])} {time.monotonic() - started_all:.0f}s")
         print(f"   {len(regressions)} tests pass on the default loop and not on tm (details: {log_path})")
         for line in regressions:
             print(f"     {line}")
-        print(f"   known exceptions listed: {len(KNOWN_EXCEPTIONS)}; seen in this run: {len(known)}")
-        for key, reason in sorted(KNOWN_EXCEPTIONS.items()):
+        print(f"   known exceptions listed: {len(known_list)}; seen in this run: {len(known)}")
+        for key, reason in sorted(known_list.items()):
             print(f"     {key}: {reason}")
         for line in known:
             print(f"     seen: {line}")
@@ -253,7 +268,8 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return _child(*sys.argv[2:6])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="tm worker counts (default: 1 2)")
+    parser.add_argument("--workers", nargs="+", default=["1", "2"],
+                        help="tm worker counts, 'Np' for N in parallel mode (default: 1 2)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per class and loop")
     parser.add_argument("--python", action="append", help="interpreters (default: .venv-gil, .venv-ft)")
     parser.add_argument("--only", action="append", help="run only the classes whose module.Class contains this")

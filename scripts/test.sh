@@ -80,12 +80,13 @@ done
 
 # CPython's own asyncio tests (test.test_asyncio) against tm_asyncio, beside the default loop on the
 # same machine: a test that passes on the default loop and not on tm fails the run, unless the
-# script lists it as a known exception (docs/CONFORMANCE.md). 1 and 2 workers on both interpreters
-# (the default loop runs once per interpreter); about 1.5 minutes per interpreter on 2 cores.
+# script lists it as a known exception (docs/CONFORMANCE.md). 1 and 2 workers, and 2 workers in
+# parallel mode (2p: native stream transports, a strand per connection), on both interpreters (the
+# default loop runs once per interpreter); about 2 minutes per interpreter on 2 cores.
 for venv in .venv-gil .venv-ft; do
-  banner "asyncio conformance: $venv, 1 and 2 workers"
+  banner "asyncio conformance: $venv, 1 and 2 workers, 2 in parallel mode"
   timeout 1200 "$root/$venv/bin/python" "$root/scripts/asyncio_conformance.py" \
-    --python "$root/$venv/bin/python" --workers 1 2 \
+    --python "$root/$venv/bin/python" --workers 1 2 2p \
     || failed+=("asyncio conformance on $venv")
 done
 
@@ -94,4 +95,4 @@ if ((${#failed[@]})); then
   printf 'FAILED: %s\n' "${failed[@]}"
   exit 1
 fi
-echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension), Twisted conformance (GIL, free-threaded) and asyncio conformance (GIL, free-threaded; 1 and 2 workers)"
+echo "all suites passed: ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension), Twisted conformance (GIL, free-threaded) and asyncio conformance (GIL, free-threaded; 1 and 2 workers, 2 in parallel mode)"
