@@ -54,8 +54,10 @@ def observe(example: str, runtime: str, round_: int = 0) -> dict:
     env = {"TM_EXAMPLE_WORK_ROUNDS": str(WORK_ROUNDS), "TM_ABORT_INJECTION": "0"}
     if runtime != "stock":
         env["TM_WORKERS"] = str(WORKERS)
-    if runtime == "tm":
+    if runtime in ("tm", "tm-parallel"):
         env["TM_ABORT_INJECTION"] = ABORT_INJECTION
+    if runtime == "tm-parallel":  # asyncio: each connection on a strand of its own
+        env["TM_ASYNCIO_PARALLEL"] = "1"
     server = ec.Server(args, ec.example_env(env), START_TIMEOUT)
     try:
         if example.endswith("chat"):
@@ -166,9 +168,11 @@ PARAMS = [
     pytest.param("asyncio_chat", "stock", id="asyncio_chat-default"),
     pytest.param("asyncio_chat", "tm", id="asyncio_chat-tm"),
     pytest.param("asyncio_chat", "tm-noinject", id="asyncio_chat-tm-noinject"),
+    pytest.param("asyncio_chat", "tm-parallel", id="asyncio_chat-tm-parallel"),
     pytest.param("asyncio_http_service", "stock", id="asyncio_http_service-default"),
     pytest.param("asyncio_http_service", "tm", id="asyncio_http_service-tm"),
     pytest.param("asyncio_http_service", "tm-noinject", id="asyncio_http_service-tm-noinject"),
+    pytest.param("asyncio_http_service", "tm-parallel", id="asyncio_http_service-tm-parallel"),
 ]
 
 
