@@ -99,7 +99,9 @@ def serve_asyncio_http(kind: str, workers: int, port: int) -> None:
         import tm_asyncio
 
         def base():
-            return tm_asyncio.EventLoop(workers=workers)
+            # Parallel mode: each connection on a strand of its own (docs/ASYNCIO.md); the serial
+            # loop runs every callback under one lock and cannot scale.
+            return tm_asyncio.EventLoop(workers=workers, parallel=True)
     else:
         base = asyncio.new_event_loop
 
