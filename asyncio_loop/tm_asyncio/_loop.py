@@ -14,10 +14,11 @@ changes is what drives them:
 
 Workers: ``TM_WORKERS`` picks the count; unset, it is 1, and then every callback runs on the
 thread that called ``run_forever`` and the behaviour is asyncio's. With more workers, callbacks run
-on worker threads but one at a time (a loop-wide lock). Parallel mode (``parallel=True`` or
-``TM_ASYNCIO_PARALLEL=1``, with more than one worker) adds the C++ reactor's stream transports:
-each TCP or Unix connection gets a strand of its own, and a user protocol's callbacks run there
-without the loop lock, in parallel with other connections' (tm_asyncio._transport).
+on worker threads but one at a time (a loop-wide lock), except in parallel mode (the default with
+more than one worker on a free-threaded interpreter; ``parallel=`` or ``TM_ASYNCIO_PARALLEL=1|0``
+decide otherwise), which adds the C++ reactor's stream transports: each TCP or Unix connection
+gets a strand of its own, and a user protocol's callbacks run there without the loop lock, in
+parallel with other connections' (tm_asyncio._transport).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
 _base_loop = unix_events._UnixSelectorEventLoop
+
+
+def _gil_enabled() -> bool:
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
 _READ = 1
 _WRITE = 2
 # How long stop() waits, at most, for the connection_lost() of native transports being closed.
@@ -47,8 +53,9 @@ class EventLoop(_base_loop):
     """An asyncio event loop whose callbacks run as transactions on tm-reactor's C++ reactor.
 
     With one worker (the default while ``TM_WORKERS`` is unset) it behaves as asyncio's default
-    loop. With more workers, callbacks run on the workers one at a time, unless ``parallel`` (by
-    default ``TM_ASYNCIO_PARALLEL=1``) gives each stream connection a strand of its own.
+    loop. With more workers, ``parallel`` (by default: ``TM_ASYNCIO_PARALLEL=1`` or ``0`` if set,
+    else true on a free-threaded interpreter) gives each stream connection a strand of its own;
+    otherwise callbacks run on the workers one at a time.
     """
 
     def __init__(
@@ -62,7 +69,10 @@ class EventLoop(_base_loop):
         self._strand = self._core.make_strand()
         self._serial = self._core.workers == 1
         if parallel is None:
-            parallel = os.environ.get("TM_ASYNCIO_PARALLEL", "") == "1"
+            # TM_ASYNCIO_PARALLEL=1 or 0 decides; unset, parallel where it can pay: the GIL would
+            # run the connections' callbacks one at a time anyway (DESIGN.md section 6).
+            setting = os.environ.get("TM_ASYNCIO_PARALLEL", "")
+            parallel = setting == "1" if setting else not _gil_enabled()
         self._parallel = parallel and not self._serial
         # Held by every callback but a user protocol's in parallel mode, and by a locked future's
         # changes: the loop's callbacks run one at a time under it.

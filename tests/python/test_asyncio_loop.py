@@ -16,7 +16,7 @@ def _default_loop():
 
 def _tm_two_workers():
     # Callbacks on two worker threads, one at a time (the loop's strand): asyncio's behaviour too.
-    return tm_asyncio.EventLoop(workers=2)
+    return tm_asyncio.EventLoop(workers=2, parallel=False)
 
 
 def _tm_parallel():

@@ -298,3 +298,20 @@ def test_parallel_needs_more_than_one_worker():
         assert not loop.parallel
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("1", True), ("0", False), (None, not getattr(sys, "_is_gil_enabled", lambda: True)())],
+    ids=["on", "off", "unset-free-threaded-only"],
+)
+def test_parallel_default_from_environment(monkeypatch, setting, expected):
+    if setting is None:
+        monkeypatch.delenv("TM_ASYNCIO_PARALLEL", raising=False)
+    else:
+        monkeypatch.setenv("TM_ASYNCIO_PARALLEL", setting)
+    loop = tm_asyncio.EventLoop(workers=2)
+    try:
+        assert loop.parallel is expected
+    finally:
+        loop.close()
