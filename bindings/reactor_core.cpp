@@ -48,17 +48,16 @@ class PyReactor {
 
   // With one worker the caller is the worker, so callbacks run on the thread that called run(), as
   // in the stock loops. With more, the workers run on threads of their own while the caller waits,
-  // waking every kSignalCheckInterval to run Python's signal handlers and `tick` (main-thread-only
-  // work such as installing signal handlers).
+  // waking every kSignalCheckInterval, or at once after wake_caller(), to run Python's signal
+  // handlers and `tick` (work that belongs to the thread that called run(): installing signal
+  // handlers, Twisted's calls from other threads).
   void run(py::object tick) {
     if (reactor_.workers() == 1) {
       py::gil_scoped_release release;
       reactor_.run();
       return;
     }
-    std::mutex mu;
-    std::condition_variable done_cv;
-    bool done = false;  // guarded by mu
+    bool done = false;  // guarded by caller_mu_
     std::exception_ptr failure;
     std::thread runner([&] {
       try {
@@ -66,16 +65,18 @@ class PyReactor {
       } catch (...) {
         failure = std::current_exception();
       }
-      std::lock_guard lock(mu);
+      std::lock_guard lock(caller_mu_);
       done = true;
-      done_cv.notify_all();
+      caller_cv_.notify_all();
     });
     std::optional<py::error_already_set> interrupted;
     for (;;) {
       {
         py::gil_scoped_release release;
-        std::unique_lock lock(mu);
-        if (done_cv.wait_for(lock, kSignalCheckInterval, [&] { return done; })) break;
+        std::unique_lock lock(caller_mu_);
+        caller_cv_.wait_for(lock, kSignalCheckInterval, [&] { return done || caller_woken_; });
+        caller_woken_ = false;
+        if (done) break;
       }
       try {
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
@@ -92,6 +93,15 @@ class PyReactor {
     }
     if (interrupted) throw *interrupted;
     if (failure) std::rethrow_exception(failure);
+  }
+
+  // Makes the thread blocked in run() run its tick now rather than at the next interval.
+  void wake_caller() {
+    {
+      std::lock_guard lock(caller_mu_);
+      caller_woken_ = true;
+    }
+    caller_cv_.notify_all();
   }
 
   void stop() { reactor_.stop(); }
@@ -147,6 +157,10 @@ class PyReactor {
 
  private:
   reactor::Reactor reactor_;
+  // The thread blocked in run() (more than one worker) waits on these between ticks.
+  std::mutex caller_mu_;
+  std::condition_variable caller_cv_;
+  bool caller_woken_ = false;  // guarded by caller_mu_
 };
 
 }  // namespace
@@ -226,7 +240,11 @@ void init_reactor(py::module_& m) {
       .def_property_readonly("workers", &PyReactor::workers)
       .def("run", &PyReactor::run, py::arg("tick") = py::none(),
            "Runs the workers until stop(). With one worker, callbacks run on the calling thread; "
-           "with more, the calling thread runs Python's signal handlers and tick() every 50 ms.")
+           "with more, the calling thread runs Python's signal handlers and tick() every 50 ms "
+           "and after each wake_caller().")
+      .def("wake_caller", &PyReactor::wake_caller, py::call_guard<py::gil_scoped_release>(),
+           "With more than one worker: makes the thread blocked in run() call tick() now. "
+           "Thread-safe.")
       .def("stop", &PyReactor::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("stopped", &PyReactor::stopped)
       .def("restart", &PyReactor::restart)

@@ -82,6 +82,27 @@ def test_calls_from_a_thread_keep_their_order(workers):
 
 
 @pytest.mark.parametrize("workers", WORKERS)
+def test_calls_from_a_thread_run_in_the_reactor_thread_as_transactions(workers):
+    # Twisted promises the thread that runs the reactor (Twisted's own test_callFromThread checks
+    # it); with several workers that is the thread that called run(), which runs them as
+    # transactions between its waits.
+    import tm
+
+    reactor = TMReactor(workers)
+    seen = []
+
+    def record():
+        seen.append((threading.current_thread(), tm.in_transaction()))
+        reactor.stop()
+
+    reactor.callWhenRunning(
+        reactor.callInThread, reactor.callFromThread, record
+    )
+    run_bounded(reactor, timeout=10)
+    assert seen == [(threading.current_thread(), True)]
+
+
+@pytest.mark.parametrize("workers", WORKERS)
 def test_shutdown_triggers_wait_for_their_deferreds(workers):
     reactor = TMReactor(workers)
     events = []

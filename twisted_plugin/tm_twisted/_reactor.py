@@ -1,10 +1,11 @@
 """TMReactor: Twisted's reactor API over tm-reactor's C++ engine.
 
-Every ready event (a descriptor readable or writable, a delayed call, a call from a thread)
-runs as one transaction on a worker thread of the C++ reactor, on a strand: the events of one
-strand run one at a time and in order, those of different strands in parallel on a free-threaded
-interpreter. Each native TCP connection and listening port has a strand of its own; Twisted's Python
-transports share one (see __init__); a delayed call runs on the strand of the callback that made it.
+Every ready event (a descriptor readable or writable, a delayed call) runs as one transaction on
+a worker thread of the C++ reactor, on a strand: the events of one strand run one at a time and in
+order, those of different strands in parallel on a free-threaded interpreter. Each native TCP
+connection and listening port has a strand of its own; Twisted's Python transports share one (see
+__init__); a delayed call runs on the strand of the callback that made it; a call from another
+thread runs in the reactor's thread (see callFromThread).
 
 The class is plain Python holding the engine in ``self._core``: Twisted's test harness replaces a
 reactor's ``__class__`` and ``__dict__``, which a C++ base class would not survive.
@@ -17,6 +18,7 @@ PosixReactorBase builds them on.
 
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 
@@ -80,6 +82,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         self._continuousPolling = posixbase._ContinuousPolling(self)
         # Work only the main thread may do (installing signal handlers), for run()'s tick.
         self._mainThreadCalls: list = []
+        # Calls from other threads waiting for the thread that runs the reactor (several workers).
+        self._threadCalls: collections.deque = collections.deque()
         super().__init__()
 
     @property
@@ -100,9 +104,14 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         while self._started:
             if self._core.stopped:
                 self._core.restart()
-            self._core.run(tick=self._runMainThreadCalls)
+            self._core.run(tick=self._tick)
         self._runMainThreadCalls()
         _log.info("Main loop terminated.")
+
+    def _tick(self) -> None:
+        """What the thread that called run() does while the workers run (several workers)."""
+        self._runMainThreadCalls()
+        self._runThreadCalls()
 
     def _runMainThreadCalls(self) -> None:
         with self._registry:
@@ -156,7 +165,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         deadline = self._core.call_at(
             _core.monotonic() + delay, self._core.stop, strand=self._controlStrand
         )
-        self._core.run(tick=self._runMainThreadCalls)
+        self._core.run(tick=self._tick)
         deadline.cancel()
 
     def doIteration(self, delay: float | None) -> None:
@@ -212,10 +221,28 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     # -- IReactorThreads ------------------------------------------------------------------------
 
     def callFromThread(self, f, *args, **kwargs) -> None:
+        """Runs f(*args, **kwargs) in the reactor's thread, as a transaction, in call order.
+
+        Twisted promises the thread that runs the reactor. With one worker that is the worker, so
+        the call is posted on its own strand; with more, the thread that called run() waits while
+        the workers work, and it runs the call in an irrevocable transaction (docs/TWISTED.md).
+        """
         assert builtins_callable(f), f"{f} is not callable"
-        self._core.post(
-            functools.partial(self._runThreadCall, f, args, kwargs), strand=self._threadCallStrand
-        )
+        if self._core.workers == 1:
+            self._core.post(
+                functools.partial(self._runThreadCall, f, args, kwargs),
+                strand=self._threadCallStrand,
+            )
+            return
+        self._threadCalls.append((f, args, kwargs))  # a deque: thread-safe append and popleft
+        self._core.wake_caller()
+
+    def _runThreadCalls(self) -> None:
+        calls = self._threadCalls
+        while calls:
+            f, args, kwargs = calls.popleft()
+            with tm.atomic():  # as a reactor callback: irrevocable, inevitable at first sharing
+                self._runThreadCall(f, args, kwargs)
 
     @staticmethod
     def _runThreadCall(f, args, kwargs) -> None:
