@@ -35,6 +35,7 @@ from asyncio import events, unix_events
 import tm
 from tm import _core
 from tm_asyncio._managed import manage_protocol_factory
+from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
 _base_loop = unix_events._UnixSelectorEventLoop
@@ -45,7 +46,7 @@ def _gil_enabled() -> bool:
 
 _READ = 1
 _WRITE = 2
-# How long stop() waits, at most, for the connection_lost() of native transports being closed.
+# How long stop() waits, at most, for connection strands to settle (parallel mode).
 _CLOSE_WAIT = 0.1
 
 
@@ -74,6 +75,10 @@ class EventLoop(_base_loop):
             setting = os.environ.get("TM_ASYNCIO_PARALLEL", "")
             parallel = setting == "1" if setting else not _gil_enabled()
         self._parallel = parallel and not self._serial
+        # Experimental (docs/ASYNCIO.md): tasks started on a connection's strand run there too.
+        self._task_strands = self._parallel and os.environ.get("TM_ASYNCIO_TASK_STRANDS") == "1"
+        if self._task_strands:
+            _tasks.install()  # current_task() per thread for tasks on connection strands
         # Held by every callback but a user protocol's in parallel mode, and by a locked future's
         # changes: the loop's callbacks run one at a time under it.
         self._lock = threading.RLock()
@@ -81,8 +86,11 @@ class EventLoop(_base_loop):
         self._timers: dict[int, tuple[events.TimerHandle, _core.Timer]] = {}
         self._fatal: BaseException | None = None
         self._io_pending: set[tuple[int, int]] = set()
-        # Native transports closing whose connection_lost() has not run yet (parallel mode).
+        # Native transports closing whose connection_lost() has not run yet, and the steps of
+        # tasks on connection strands queued or running (parallel mode): stop() waits for both.
         self._closing_transports: set[NativeStreamTransport] = set()
+        self._task_steps_queued = 0
+        self._task_steps_lock = threading.Lock()
         # Work only the main thread may do (installing signal handlers), for run()'s tick.
         self._main_thread_calls: list = []
         self._main_thread_calls_lock = threading.Lock()
@@ -200,14 +208,15 @@ class EventLoop(_base_loop):
     def _stop_marker(self, deadline: float | None = None) -> None:
         if not self._stopping:
             return
-        # asyncio runs the connection_lost() of a transport closed with nothing left to send in
-        # the iteration that closed it, so before run_until_complete() returns. A native
-        # transport's comes from its own strand once the close has been done: wait for those, a
-        # little (parallel mode only; the set is empty otherwise).
+        # asyncio finishes the iteration under way, and runs the connection_lost() of a
+        # transport closed with nothing left to send in the iteration that closed it, so before
+        # run_until_complete() returns. In parallel mode those run on connection strands: wait,
+        # a little, until no task step is queued there and no such transport is still closing.
         now = self.time()
         deadline = now + _CLOSE_WAIT if deadline is None else deadline
-        if now < deadline and any(
-            t.get_write_buffer_size() == 0 for t in list(self._closing_transports)
+        if now < deadline and (
+            self._task_steps_queued
+            or any(t.get_write_buffer_size() == 0 for t in list(self._closing_transports))
         ):
             self._core.call_at(
                 now + 0.001, functools.partial(self._stop_marker, deadline), strand=self._strand
@@ -292,8 +301,45 @@ class EventLoop(_base_loop):
         handle = events.Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
-        self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
+        self._post_handle(handle, callback)
         return handle
+
+    def _post_handle(self, handle, callback) -> None:
+        """Queues handle on the loop's strand, or on its task's connection strand."""
+        strand = getattr(getattr(callback, "__self__", None), "_tm_strand", None)
+        if strand is None:
+            self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
+        else:  # a ConnectionTask's step or wakeup (parallel mode)
+            with self._task_steps_lock:
+                self._task_steps_queued += 1
+            self._core.post(functools.partial(self._run_task_handle, handle, strand), strand=strand)
+
+    def _run_task_handle(self, handle: events.Handle, strand) -> None:
+        """A ConnectionTask's step, on its connection's strand, without the loop lock."""
+        try:
+            if not handle._cancelled:
+                with _tasks.on_strand(strand):
+                    self._as_loop_thread(self._run_handle_locked, handle)
+        finally:
+            with self._task_steps_lock:
+                self._task_steps_queued -= 1
+
+    def create_task(self, coro, **kwargs):
+        if self._task_factory is not None or not self._task_strands:
+            return super().create_task(coro, **kwargs)
+        strand = _tasks.connection_strand()
+        self._check_closed()
+        name = kwargs.pop("name", None)
+        with self._lock:  # task registration is not safe from two threads before 3.14
+            if strand is not None:
+                task = _tasks.ConnectionTask(coro, loop=self, strand=strand, **kwargs)
+            else:
+                task = _tasks.LoopTask(coro, loop=self, **kwargs)
+        if name is not None:
+            task.set_name(name)
+        if task._source_traceback:
+            del task._source_traceback[-1]
+        return task
 
     def _add_callback(self, handle) -> None:
         # asyncio's signal handling queues its handles here (the _ready deque, never drained).
@@ -308,7 +354,7 @@ class EventLoop(_base_loop):
         handle = events.Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
-        self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
+        self._post_handle(handle, callback)
         return handle
 
     def call_at(self, when, callback, *args, context=None):

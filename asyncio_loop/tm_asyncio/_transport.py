@@ -28,6 +28,7 @@ from asyncio import constants, futures, protocols, transports, trsock
 
 import tm
 from tm import _core
+from tm_asyncio._tasks import on_strand
 
 
 def runs_exclusively(protocol) -> bool:
@@ -286,8 +287,10 @@ class NativeStreamTransport(transports._FlowControlMixin):
     # -- helpers --------------------------------------------------------------------------------
 
     def _dispatch(self, fn, *args):
-        """fn(*args) as a callback of the loop: under its lock for asyncio's own protocols."""
-        return self._loop._run_callback(fn, args, exclusive=self._exclusive)
+        """fn(*args) as a callback of the loop: under its lock for asyncio's own protocols. A task
+        it creates runs on this connection's strand (tm_asyncio._tasks)."""
+        with on_strand(self._native.strand):
+            return self._loop._run_callback(fn, args, exclusive=self._exclusive)
 
     def _report(self, exc: BaseException, message: str) -> None:
         self._loop.call_exception_handler(

@@ -315,3 +315,101 @@ def test_parallel_default_from_environment(monkeypatch, setting, expected):
         assert loop.parallel is expected
     finally:
         loop.close()
+
+
+# -- experimental: tasks on their connection's strand (TM_ASYNCIO_TASK_STRANDS=1) -----------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("task_strands", ["1", "0"], ids=["task-strands", "loop-strand-control"])
+def test_two_stream_handlers_run_at_the_same_time(monkeypatch, task_strands):
+    # With task strands, start_server's handler task runs on its connection's strand: two
+    # handlers meet inside a barrier only if their steps run at once (without, they run on the
+    # loop's strand one at a time: the control).
+    monkeypatch.setenv("TM_ASYNCIO_TASK_STRANDS", task_strands)
+    free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
+    expect_parallel = task_strands == "1" and free_threaded
+    loop = tm_asyncio.EventLoop(workers=2, parallel=True)
+    barrier = threading.Barrier(2, timeout=2 if expect_parallel else 0.5)
+    tasks_seen = []
+
+    async def handle(reader, writer):
+        await reader.readline()
+        tasks_seen.append(asyncio.current_task())
+        try:
+            barrier.wait()
+            writer.write(b"met\n")
+        except threading.BrokenBarrierError:
+            writer.write(b"alone\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for _, writer in clients:
+            writer.write(b"hello\n")
+        replies = [await reader.readline() for reader, _ in clients]
+        for _, writer in clients:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        return replies
+
+    try:
+        replies = _run(loop, main())
+    finally:
+        loop.close()
+    assert len(tasks_seen) == 2 and None not in tasks_seen and tasks_seen[0] is not tasks_seen[1]
+    if expect_parallel:
+        assert replies == [b"met\n", b"met\n"]
+    else:
+        assert b"alone\n" in replies
+
+
+@pytest.mark.timeout(60)
+def test_stream_handlers_share_managed_state_exactly(monkeypatch):
+    # Many handler tasks in parallel count into one managed object: no update is lost.
+    import tm
+
+    monkeypatch.setenv("TM_ASYNCIO_TASK_STRANDS", "1")
+    loop = tm_asyncio.EventLoop(workers=2, parallel=True)
+
+    class Counts:
+        def __init__(self):
+            self.lines = 0
+            self.by_client = {}
+
+    counts = tm.manage(Counts())
+
+    async def handle(reader, writer):
+        while line := await reader.readline():
+            client = line.split(b":")[0].decode()
+            counts.lines += 1
+            counts.by_client[client] = counts.by_client.get(client, 0) + 1
+            writer.write(b"ok\n")
+        writer.close()
+
+    async def client(port, n):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(100):
+            writer.write(b"%d:%d\n" % (n, i))
+            assert await reader.readline() == b"ok\n"
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        await asyncio.gather(*(client(port, n) for n in range(8)))
+        server.close()
+        await server.wait_closed()
+
+    try:
+        _run(loop, main())
+    finally:
+        loop.close()
+    assert counts.lines == 800
+    assert dict(counts.by_client) == {str(n): 100 for n in range(8)}

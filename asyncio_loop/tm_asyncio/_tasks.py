@@ -1,0 +1,121 @@
+"""Tasks on their connection's strand (parallel mode, docs/ASYNCIO.md).
+
+A task created from a callback that runs on a native connection's strand (the handler task that
+``start_server`` starts in ``connection_made``, a task a protocol starts, a task such a task
+starts) is a ``ConnectionTask``: its steps and wakeups are posted to that strand and run without
+the loop lock, so the handlers of different connections run in parallel, and a task runs in order
+with its own transport's callbacks. Every other task stays on the loop's strand, under the lock.
+
+Two things asyncio keeps per loop have to become per thread for that, because two steps of one
+loop now run at once: the current task (asyncio's C tasks keep one per loop and refuse a second
+one, so a ConnectionTask is asyncio's pure-Python task, whose ``_enter_task``/``_leave_task`` are
+module globals replaced here for it alone; ``current_task()`` looks at this thread first), and the
+done-callback lists of futures, which are not safe to change from two threads before Python 3.14
+(every change, and the run of the callbacks, takes the loop lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from asyncio import tasks
+
+_local = threading.local()  # .strand: the connection strand running here; .task: its task
+
+
+def connection_strand():
+    """The strand of the native connection whose callback or task step runs on this thread."""
+    return getattr(_local, "strand", None)
+
+
+class on_strand:
+    """Marks this thread as running a callback of `strand` (None: of the loop's strand)."""
+
+    __slots__ = ("strand", "previous")
+
+    def __init__(self, strand) -> None:
+        self.strand = strand
+
+    def __enter__(self) -> None:
+        self.previous = getattr(_local, "strand", None)
+        _local.strand = self.strand
+
+    def __exit__(self, *exc) -> None:
+        _local.strand = self.previous
+
+
+class _LockedDoneCallbacks:
+    """Done-callback changes and their run under the loop lock (mixed into a future class)."""
+
+    def add_done_callback(self, fn, *, context=None):
+        with self.get_loop()._lock:
+            return super().add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn):
+        with self.get_loop()._lock:
+            return super().remove_done_callback(fn)
+
+    def cancel(self, msg=None):
+        with self.get_loop()._lock:
+            return super().cancel(msg)
+
+
+class ConnectionTask(_LockedDoneCallbacks, tasks._PyTask):
+    """A task whose steps run on a connection's strand, without the loop lock."""
+
+    def __init__(self, coro, *, loop, strand, **kwargs) -> None:
+        self._tm_strand = strand  # before __init__ schedules the first step (the loop routes it)
+        super().__init__(coro, loop=loop, **kwargs)
+
+    def _Future__schedule_callbacks(self):  # asyncio's Future.__schedule_callbacks
+        with self._loop._lock:
+            return super()._Future__schedule_callbacks()
+
+
+class LoopTask(_LockedDoneCallbacks, asyncio.Task):
+    """A task on the loop's strand (asyncio's C task) that a ConnectionTask may await: the
+    awaiting adds its done callback from another thread, so that takes the loop lock."""
+
+
+# -- the current task, per thread for ConnectionTasks -----------------------------------------
+
+_c_enter_task, _c_leave_task, _c_current_task = tasks._enter_task, tasks._leave_task, tasks.current_task
+
+
+def _enter_task(loop, task):
+    if not isinstance(task, ConnectionTask):
+        return _c_enter_task(loop, task)
+    current = getattr(_local, "task", None)
+    if current is not None:
+        raise RuntimeError(
+            f"Cannot enter into task {task!r} while another task {current!r} is being executed."
+        )
+    _local.task = task
+
+
+def _leave_task(loop, task):
+    if not isinstance(task, ConnectionTask):
+        return _c_leave_task(loop, task)
+    current = getattr(_local, "task", None)
+    if current is not task:
+        raise RuntimeError(f"Leaving task {task!r} does not match the current task {current!r}.")
+    _local.task = None
+
+
+def current_task(loop=None):
+    """asyncio.current_task(), which also knows the ConnectionTask running on this thread."""
+    task = getattr(_local, "task", None)
+    if task is not None and (loop is None or task._loop is loop):
+        return task
+    return _c_current_task(loop)
+
+
+def install() -> None:
+    """Replaces asyncio's current-task functions (once; other loops' tasks are unaffected)."""
+    if tasks._enter_task is _enter_task:
+        return
+    tasks._enter_task, tasks._leave_task = _enter_task, _leave_task
+    tasks.current_task = asyncio.current_task = current_task
+
+
+__all__ = ["ConnectionTask", "LoopTask", "connection_strand", "install", "on_strand"]
