@@ -491,7 +491,12 @@ class EventLoop(_base_loop):
     # -- parallel mode: native stream transports and futures several strands may share ----------
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        if self._parallel and adoptable(sock):
+        # Connections a server accepts, where the parallelism is. A client's connection
+        # (create_connection, connect_accepted_socket) keeps asyncio's transport: its reads then
+        # stay in order with the loop's own callbacks, as code around run_until_complete(...)
+        # expects (test_events' test_connect_accepted_socket hung in some runs when its reply and
+        # its end came on a strand of their own before run_until_complete returned).
+        if self._parallel and server is not None and adoptable(sock):
             return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
 

@@ -28,7 +28,7 @@ from asyncio import constants, futures, protocols, transports, trsock
 
 import tm
 from tm import _core
-from tm_asyncio._tasks import on_strand
+from tm_asyncio._tasks import connection_strand, on_strand
 
 
 def runs_exclusively(protocol) -> bool:
@@ -165,8 +165,13 @@ class NativeStreamTransport(transports._FlowControlMixin):
 
     def _start_closing(self) -> None:
         self._closing = True
-        if not self._lost:
-            self._loop._closing_transports.add(self)  # stop() waits for connection_lost()
+        if not self._lost and connection_strand() is None:
+            # Closed by a callback of the loop's strand: asyncio would run connection_lost() in
+            # the same iteration, so stop() waits for it. A close on the connection's own strand
+            # (the peer's EOF, the protocol's own close) is no more part of that iteration than
+            # the read that caused it: waiting for it could swallow a stop() its connection_lost()
+            # makes for the next run_forever() (test_events' test_connect_accepted_socket).
+            self._loop._closing_transports.add(self)
 
     def set_write_buffer_limits(self, high=None, low=None) -> None:
         self._set_write_buffer_limits(high, low)  # asyncio's defaults and ValueError

@@ -105,16 +105,41 @@ def test_two_connections_callbacks_run_at_the_same_time(parallel):
         assert b"alone" in replies
 
 
+async def _accepted(loop, port, client_factory=asyncio.Protocol):
+    """Connects a client; returns (client transport, the server's Recorder)."""
+    transport, _ = await loop.create_connection(client_factory, "127.0.0.1", port)
+    while not _Accepting.made:
+        await asyncio.sleep(0.01)
+    return transport, _Accepting.made.pop()
+
+
+class _Accepting:
+    made: list = []
+
+    @classmethod
+    def factory(cls, loop):
+        def make():
+            cls.made.append(Recorder(loop))
+            return cls.made[-1]
+
+        return make
+
+
 @pytest.mark.timeout(30)
 def test_native_transport_surface(loop):
+    # Accepted connections get native transports (clients keep asyncio's own).
     async def main():
-        server, port = await _serve(loop, asyncio.Protocol)
-        transport, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        server, port = await _serve(loop, _Accepting.factory(loop))
+        client, proto = await _accepted(loop, port)
+        assert not isinstance(client, NativeStreamTransport)
+        while not hasattr(proto, "transport"):
+            await asyncio.sleep(0.01)
+        transport = proto.transport
         assert isinstance(transport, NativeStreamTransport)
         assert isinstance(transport, asyncio.Transport)
         assert transport.get_protocol() is proto
-        assert transport.get_extra_info("peername") == ("127.0.0.1", port)
-        assert transport.get_extra_info("sockname")[0] == "127.0.0.1"
+        assert transport.get_extra_info("peername") == client.get_extra_info("sockname")
+        assert transport.get_extra_info("sockname") == ("127.0.0.1", port)
         sock = transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert transport.get_extra_info("missing", "default") == "default"
@@ -138,6 +163,7 @@ def test_native_transport_surface(loop):
         assert transport.is_closing()
         assert await proto.lost is None
         assert transport.get_protocol() is None
+        client.close()
         server.close()
         await server.wait_closed()
 
@@ -175,23 +201,25 @@ def test_abort_reports_none_and_a_failing_callback_reports_its_exception(loop):
 
 @pytest.mark.timeout(30)
 def test_flow_control_pauses_and_resumes_the_writer(loop):
-    class Silent(asyncio.Protocol):
+    # The server's (native) transport writes to a client that stops reading for a while.
+    class Slow(asyncio.Protocol):
         def connection_made(self, transport):
-            self.transport = transport
-            transport.pause_reading()  # the peer's kernel buffers fill up
+            transport.pause_reading()  # the kernel buffers fill up
             loop.call_later(0.5, transport.resume_reading)
 
     async def main():
-        server, port = await _serve(loop, Silent)
-        transport, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
-        transport.set_write_buffer_limits(high=64 * 1024)
+        server, port = await _serve(loop, _Accepting.factory(loop))
+        client, proto = await _accepted(loop, port, Slow)
+        while not hasattr(proto, "transport"):
+            await asyncio.sleep(0.01)
+        proto.transport.set_write_buffer_limits(high=64 * 1024)
         for _ in range(64):
-            transport.write(b"x" * 64 * 1024)
+            proto.transport.write(b"x" * 64 * 1024)
         for _ in range(200):
             if proto.events == ["pause", "resume"]:
                 break
             await asyncio.sleep(0.05)
-        transport.close()
+        client.close()
         await proto.lost
         server.close()
         await server.wait_closed()
@@ -253,7 +281,6 @@ def test_many_stream_clients_echo_in_parallel_mode(loop):
 
     async def client(port, n):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert isinstance(writer.transport, NativeStreamTransport)
         for i in range(50):
             writer.write(b"%d:%d\n" % (n, i))
         got = [await reader.readline() for _ in range(50)]
