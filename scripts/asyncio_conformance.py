@@ -57,9 +57,24 @@ CLASSES = [
 # reason (docs/CONFORMANCE.md repeats them). Keys: "module.Class.test_method". Empty today: every
 # test that passes on the default loop passes on tm.
 KNOWN_EXCEPTIONS: dict[str, str] = {}
+# Known with more than one worker, serial or parallel (never with one: it must equal asyncio).
+KNOWN_MULTI_WORKER: dict[str, str] = {
+    "test_server.TestServer2.test_wait_closed_basic": "timing-dependent with 2 workers: the test "
+    "counts sleep(0) iterations between open_connection() returning and srv.close(), expecting the "
+    "server to have accepted the connection by then; with 2 workers the readiness of the listening "
+    "socket can reach the loop's strand after those iterations (3 of 8 and 1 of 8 runs of the "
+    "class failed, serial and parallel; 0 of 8 with 1 worker)",
+}
 # The same for parallel mode (docs/ASYNCIO.md, "Parallel mode"), where a user protocol's callbacks
 # run on their connection's strand, in parallel with the loop's other callbacks.
+_LOST_ON_ITS_STRAND = (
+    "timing-dependent in parallel mode: the test counts loop iterations (two sleep(0)) between "
+    "{} and Server.wait_closed() finishing; an accepted connection's connection_lost() comes from "
+    "its own strand, in parallel with the test's task, not in the loop's next iteration"
+)
 KNOWN_PARALLEL: dict[str, str] = {
+    "test_server.TestServer2.test_abort_clients": _LOST_ON_ITS_STRAND.format("abort_clients()"),
+    "test_server.TestServer2.test_close_clients": _LOST_ON_ITS_STRAND.format("close_clients()"),
     "test_sendfile.EPollEventLoopTests.test_sendfile_prevents_bare_write": "parallel mode's "
     "native transports send a file through asyncio's fallback (chunks through write()), not "
     "os.sendfile(); only asyncio's native path refuses a write() while a sendfile() is under way",
@@ -209,7 +224,9 @@ def _interpreter(python, workers_list, timeout, only=None) -> int:
         log_path = os.path.join(ROOT, "build", f"asyncio-conformance-{venv}-w{workers}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         regressions, known, unchecked = [], [], []
-        known_list = KNOWN_PARALLEL if workers.endswith("p") else KNOWN_EXCEPTIONS
+        known_list = dict(KNOWN_PARALLEL if workers.endswith("p") else KNOWN_EXCEPTIONS)
+        if workers.rstrip("p") != "1":
+            known_list.update(KNOWN_MULTI_WORKER)
         totals = {loop: {"pass": 0, "fail": 0, "error": 0, "skip": 0} for loop in ("default", "tm")}
         started_all = time.monotonic()
         print(f"   {'class':50s} {'default p/f/e/s':17s} {'tm p/f/e/s':17s} time")
