@@ -74,9 +74,12 @@ def observe(example: str, runtime: str, round_: int = 0) -> dict:
 
 
 def _server_errors(stderr: str) -> list[str]:
-    """The lines of the server's stderr that report a failure (tracebacks, logged errors)."""
-    return [line for line in stderr.splitlines()
-            if "Traceback" in line or "Error" in line or "Unhandled" in line]
+    """The server's stderr (its last 60 lines) where a line reports a failure (a traceback, a
+    logged error), else nothing: the whole tail, so that a failure says where it came from."""
+    lines = stderr.splitlines()
+    if any("Traceback" in line or "Error" in line or "Unhandled" in line for line in lines):
+        return lines[-60:]
+    return []
 
 
 def expected_http() -> dict:
