@@ -71,17 +71,14 @@ _PAIR = (_TIMING + "the two ends of the connection run on two strands, so the ot
 _CLOSED_FD = (_TIMING + "a descriptor closed by one strand while another strand's watcher still "
               "reports on it")
 # Builders listed whole: with more than one worker their tests fail at random, one or another per
-# run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER. None now:
-# test_process's ProcessTestsBuilder was listed until Twisted's Python transports shared a strand.
-KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {}
+# run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER.
+# (test_process's ProcessTestsBuilder was listed until Twisted's Python transports shared a strand.)
+KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {
+    # Every test of it runs runProtocolsWithReactor; five different ones failed in 2-worker runs.
+    "twisted.internet.test.test_tcp.AbortConnectionTests": (ANY, _PAIR),
+}
 
 KNOWN_MULTI_WORKER = {
-    "twisted.internet.test.test_tcp.AbortConnectionTests.test_fullWriteBuffer": (ANY,
-        _PAIR),
-    "twisted.internet.test.test_tcp.AbortConnectionTests.test_resumeProducingAbort": (ANY,
-        _PAIR),
-    "twisted.internet.test.test_tcp.AbortConnectionTests.test_resumeProducingThrows": (ANY,
-        _PAIR),
     "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_connectionLostAfterPausedTransport": (ANY,
         _PAIR),
     "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (ANY,
