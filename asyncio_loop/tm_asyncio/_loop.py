@@ -39,15 +39,14 @@ from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
 _base_loop = unix_events._UnixSelectorEventLoop
-
-
-def _gil_enabled() -> bool:
-    return getattr(sys, "_is_gil_enabled", lambda: True)()
-
 _READ = 1
 _WRITE = 2
 # How long stop() waits, at most, for connection strands to settle (parallel mode).
 _CLOSE_WAIT = 0.1
+
+
+def _gil_enabled() -> bool:
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class EventLoop(_base_loop):
@@ -63,7 +62,7 @@ class EventLoop(_base_loop):
         self, selector=None, *, workers: int | None = None, parallel: bool | None = None
     ) -> None:
         tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
-        # Unset TM_WORKERS means 1 here: the serial loop, until tasks and transports share strands.
+        # Unset TM_WORKERS means 1 here: asyncio's own behaviour unless more workers are asked for.
         self._core = _core.Reactor(
             tm.workers_from_environment(default=1) if workers is None else workers
         )
@@ -229,10 +228,10 @@ class EventLoop(_base_loop):
         if handle._cancelled:
             return
         if self._serial:
-            self._run_handle_locked(handle)
+            self._invoke_handle(handle)
             return
         with self._lock:
-            self._as_loop_thread(self._run_handle_locked, handle)
+            self._as_loop_thread(self._invoke_handle, handle)
 
     def _as_loop_thread(self, fn, *args):
         """fn(*args) on a worker thread, which gets the loop thread's per-thread state for it.
@@ -272,7 +271,7 @@ class EventLoop(_base_loop):
             self._core.stop()
             return None
 
-    def _run_handle_locked(self, handle: events.Handle) -> None:
+    def _invoke_handle(self, handle: events.Handle) -> None:
         if handle._cancelled:
             return
         try:
@@ -319,7 +318,7 @@ class EventLoop(_base_loop):
         try:
             if not handle._cancelled:
                 with _tasks.on_strand(strand):
-                    self._as_loop_thread(self._run_handle_locked, handle)
+                    self._as_loop_thread(self._invoke_handle, handle)
         finally:
             with self._task_steps_lock:
                 self._task_steps_queued -= 1
@@ -510,7 +509,7 @@ class EventLoop(_base_loop):
 
     def create_future(self):
         if self._parallel:
-            return _LockedFuture(loop=self)
+            return _tasks.LockedFuture(loop=self)
         return super().create_future()
 
     # -- closing --------------------------------------------------------------------------------
@@ -553,29 +552,3 @@ class EventLoop(_base_loop):
             watcher.release()
         self._watchers.clear()
 
-
-class _LockedFuture(asyncio.Future):
-    """A future that a user protocol's callback (on its connection's strand, without the loop
-    lock) may complete while a task on another strand awaits it: before Python 3.14 asyncio's C
-    futures are not safe to change from two threads at once, so every change takes the loop lock.
-    Awaiting it goes through these methods too (it is a subclass, not asyncio's exact type)."""
-
-    def add_done_callback(self, fn, *, context=None):
-        with self.get_loop()._lock:
-            return super().add_done_callback(fn, context=context)
-
-    def remove_done_callback(self, fn):
-        with self.get_loop()._lock:
-            return super().remove_done_callback(fn)
-
-    def set_result(self, result):
-        with self.get_loop()._lock:
-            return super().set_result(result)
-
-    def set_exception(self, exception):
-        with self.get_loop()._lock:
-            return super().set_exception(exception)
-
-    def cancel(self, msg=None):
-        with self.get_loop()._lock:
-            return super().cancel(msg)

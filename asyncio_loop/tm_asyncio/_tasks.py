@@ -1,4 +1,4 @@
-"""Tasks on their connection's strand (parallel mode, docs/ASYNCIO.md).
+"""Tasks and futures that several strands share (parallel mode, docs/ASYNCIO.md).
 
 A task created from a callback that runs on a native connection's strand (the handler task that
 ``start_server`` starts in ``connection_made``, a task a protocol starts, a task such a task
@@ -60,6 +60,20 @@ class _LockedDoneCallbacks:
             return super().cancel(msg)
 
 
+class LockedFuture(_LockedDoneCallbacks, asyncio.Future):
+    """loop.create_future() in parallel mode: a user protocol's callback (on its connection's
+    strand, without the loop lock) may complete it while a task on another strand awaits it.
+    Awaiting goes through add_done_callback too (a subclass, not asyncio's exact type)."""
+
+    def set_result(self, result):
+        with self.get_loop()._lock:
+            return super().set_result(result)
+
+    def set_exception(self, exception):
+        with self.get_loop()._lock:
+            return super().set_exception(exception)
+
+
 class ConnectionTask(_LockedDoneCallbacks, tasks._PyTask):
     """A task whose steps run on a connection's strand, without the loop lock."""
 
@@ -118,4 +132,11 @@ def install() -> None:
     tasks.current_task = asyncio.current_task = current_task
 
 
-__all__ = ["ConnectionTask", "LoopTask", "connection_strand", "install", "on_strand"]
+__all__ = [
+    "ConnectionTask",
+    "LockedFuture",
+    "LoopTask",
+    "connection_strand",
+    "install",
+    "on_strand",
+]
