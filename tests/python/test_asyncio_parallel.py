@@ -12,6 +12,10 @@ import pytest
 import tm_asyncio
 from tm_asyncio._transport import NativeStreamTransport
 
+# Parallel callbacks need a free-threaded interpreter: on a GIL build the reactor runs Python
+# callbacks one at a time (DESIGN.md section 6), which the barrier tests below then expect.
+FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
+
 
 @pytest.fixture
 def loop():
@@ -30,6 +34,19 @@ def _run(loop, coro, timeout=15):
 async def _serve(loop, protocol_factory):
     server = await loop.create_server(protocol_factory, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
+
+
+async def _ask_two_clients(server, port):
+    """Two clients each send a line and read one back; returns the replies, server closed."""
+    clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    for _, writer in clients:
+        writer.write(b"hello\n")
+    replies = [await reader.readline() for reader, _ in clients]
+    for _, writer in clients:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+    return replies
 
 
 class Recorder(asyncio.Protocol):
@@ -65,10 +82,8 @@ class Recorder(asyncio.Protocol):
 def test_two_connections_callbacks_run_at_the_same_time(parallel):
     # Both data_received() calls must be inside the barrier at once: only possible when the two
     # connections' callbacks run in parallel. The serial loop (same worker count) is the control
-    # that shows the test can fail; so is a GIL interpreter, where the reactor runs Python
-    # callbacks one at a time (DESIGN.md section 6).
-    free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
-    expect_parallel = parallel and free_threaded
+    # that shows the test can fail; so is a GIL interpreter.
+    expect_parallel = parallel and FREE_THREADED
     loop = tm_asyncio.EventLoop(workers=2, parallel=parallel)
     barrier = threading.Barrier(2, timeout=2 if expect_parallel else 0.5)
 
@@ -79,30 +94,21 @@ def test_two_connections_callbacks_run_at_the_same_time(parallel):
         def data_received(self, data):
             try:
                 barrier.wait()
-                self.transport.write(b"met")
+                self.transport.write(b"met\n")
             except threading.BrokenBarrierError:
-                self.transport.write(b"alone")
+                self.transport.write(b"alone\n")
 
     async def main():
-        server, port = await _serve(loop, Meet)
-        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        for _, writer in clients:
-            writer.write(b"x")
-        replies = [await reader.read(10) for reader, _ in clients]
-        for _, writer in clients:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-        return replies
+        return await _ask_two_clients(*await _serve(loop, Meet))
 
     try:
         replies = _run(loop, main())
     finally:
         loop.close()
     if expect_parallel:
-        assert replies == [b"met", b"met"]
+        assert replies == [b"met\n", b"met\n"]
     else:
-        assert b"alone" in replies
+        assert b"alone\n" in replies
 
 
 async def _accepted(loop, port, client_factory=asyncio.Protocol):
@@ -329,7 +335,7 @@ def test_parallel_needs_more_than_one_worker():
 
 @pytest.mark.parametrize(
     ("setting", "expected"),
-    [("1", True), ("0", False), (None, not getattr(sys, "_is_gil_enabled", lambda: True)())],
+    [("1", True), ("0", False), (None, FREE_THREADED)],
     ids=["on", "off", "unset-free-threaded-only"],
 )
 def test_parallel_default_from_environment(monkeypatch, setting, expected):
@@ -354,8 +360,7 @@ def test_two_stream_handlers_run_at_the_same_time(monkeypatch, task_strands):
     # handlers meet inside a barrier only if their steps run at once (without, they run on the
     # loop's strand one at a time: the control).
     monkeypatch.setenv("TM_ASYNCIO_TASK_STRANDS", task_strands)
-    free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
-    expect_parallel = task_strands == "1" and free_threaded
+    expect_parallel = task_strands == "1" and FREE_THREADED
     loop = tm_asyncio.EventLoop(workers=2, parallel=True)
     barrier = threading.Barrier(2, timeout=2 if expect_parallel else 0.5)
     tasks_seen = []
@@ -374,16 +379,7 @@ def test_two_stream_handlers_run_at_the_same_time(monkeypatch, task_strands):
 
     async def main():
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        for _, writer in clients:
-            writer.write(b"hello\n")
-        replies = [await reader.readline() for reader, _ in clients]
-        for _, writer in clients:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-        return replies
+        return await _ask_two_clients(server, server.sockets[0].getsockname()[1])
 
     try:
         replies = _run(loop, main())
