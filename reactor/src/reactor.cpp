@@ -56,12 +56,23 @@ ReactorImpl::ReactorImpl(Reactor& o, ReactorOptions options)
                                    : options.workers),
       dispatcher_(options.dispatcher ? std::move(options.dispatcher)
                                      : std::make_shared<AtomicDispatcher>()),
-      on_error_(std::move(options.on_error)) {
+      on_error_(std::move(options.on_error)),
+      one_strand_(options.one_strand) {
   work_.emplace(context.get_executor());
 }
 
 std::shared_ptr<StrandImpl> ReactorImpl::new_strand() {
-  return std::make_shared<StrandImpl>(shared_from_this(), context, next_strand_id_.fetch_add(1));
+  if (!one_strand_) {
+    return std::make_shared<StrandImpl>(shared_from_this(), context, next_strand_id_.fetch_add(1));
+  }
+  std::lock_guard lock(one_strand_mu_);
+  auto strand = the_strand_.lock();
+  if (!strand) {
+    strand =
+        std::make_shared<StrandImpl>(shared_from_this(), context, next_strand_id_.fetch_add(1));
+    the_strand_ = strand;
+  }
+  return strand;
 }
 
 bool ReactorImpl::run_event(const std::shared_ptr<StrandImpl>& strand, EventKind kind,
@@ -217,6 +228,10 @@ Reactor::~Reactor() {
 
 unsigned Reactor::workers() const noexcept {
   return impl_->workers;
+}
+
+bool Reactor::one_strand() const noexcept {
+  return impl_->one_strand();
 }
 
 void Reactor::run() {

@@ -40,6 +40,11 @@ struct ReactorOptions {
   /// Receives exceptions that escape a dispatched callback, and errors that have no owner to
   /// report to. Null means: print to stderr. Called on a worker thread, outside any transaction.
   std::function<void(const DispatchInfo&, std::exception_ptr)> on_error;
+  /// Every strand this reactor makes (make_strand, connections, listeners, watchers, timers)
+  /// is one and the same: events run one at a time in the order they became ready, as with one
+  /// worker, for hosts that cannot run callbacks in parallel anyway (a GIL interpreter) and
+  /// must keep a single-threaded loop's order.
+  bool one_strand = false;
 };
 
 /// The transactional event reactor: an io_context, a pool of workers, and the policy that
@@ -59,6 +64,8 @@ class Reactor {
   Reactor& operator=(const Reactor&) = delete;
 
   unsigned workers() const noexcept;
+  /// True when every event shares one strand (ReactorOptions::one_strand).
+  bool one_strand() const noexcept;
 
   /// Runs the loop on `workers()` threads (the caller is one of them) until `stop()` is called,
   /// or until `close_all()` was called and all the work it left is done.

@@ -42,6 +42,36 @@ TEST(Strand, CallsOnOneStrandRunInOrderOneAtATime) {
   }
 }
 
+TEST(Strand, OneStrandReactorRunsEveryEventInPostOrder) {
+  ReactorOptions options;
+  options.one_strand = true;
+  RunningReactor r(2, options);
+  EXPECT_TRUE(r->one_strand());
+  Strand a = r->make_strand(), b = r->make_strand();
+  EXPECT_EQ(a.id(), b.id());
+  constexpr int kCalls = 2000;
+  std::vector<int> seen;  // strand-local: every post below runs on the one strand
+  std::atomic<int> inside{0}, overlaps{0}, done{0};
+  auto record = [&](int i) {
+    return [&, i](stm::Transaction&) {
+      if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
+      seen.push_back(i);
+      inside.fetch_sub(1);
+      done.fetch_add(1);
+    };
+  };
+  for (int i = 0; i < kCalls; ++i) {
+    r->post(i % 2 ? a : b, record(i));
+    r->post(record(-1 - i), StrandChoice::fresh);  // a "fresh" strand is the one strand too
+  }
+  ASSERT_TRUE(wait_until([&] { return done.load() == 2 * kCalls; }));
+  EXPECT_EQ(overlaps.load(), 0);
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_EQ(seen[2 * i], i);
+    ASSERT_EQ(seen[2 * i + 1], -1 - i);
+  }
+}
+
 TEST(Strand, EmptyOutsideCallbacks) {
   EXPECT_FALSE(current_strand());
   EXPECT_EQ(current_strand().id(), 0u);

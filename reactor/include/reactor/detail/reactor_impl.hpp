@@ -78,6 +78,8 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   asio::io_context context;
   const unsigned workers;
 
+  /// A strand of its own for a new connection, listener, watcher or caller; with one_strand,
+  /// the reactor's only strand.
   std::shared_ptr<StrandImpl> new_strand();
 
   /// Dispatches one event as a transaction; call on `strand`. Never throws: exceptions go to
@@ -105,6 +107,7 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   bool shutting_down() const noexcept { return shutting_down_.load(std::memory_order_acquire); }
 
   Dispatcher& dispatcher() noexcept { return *dispatcher_; }
+  bool one_strand() const noexcept { return one_strand_; }
 
   /// This thread's blocked-since slot (see BlockingMonitor); null with one worker.
   std::atomic<std::int64_t>* blocking_slot() noexcept;
@@ -117,6 +120,11 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   std::shared_ptr<Dispatcher> dispatcher_;
   std::function<void(const DispatchInfo&, std::exception_ptr)> on_error_;
   std::atomic<std::uint64_t> next_strand_id_{1};
+  // With one_strand: the strand every new_strand() returns. Weak because a strand owns its
+  // reactor machinery (StrandImpl::keepalive); a new one is made once the last holder is gone.
+  const bool one_strand_;
+  std::mutex one_strand_mu_;
+  std::weak_ptr<StrandImpl> the_strand_;  // guarded by one_strand_mu_
   // Set once by shut_down(); from then on run_event dispatches nothing.
   std::atomic<bool> shutting_down_{false};
 

@@ -99,10 +99,17 @@ class StreamListenerImpl final : public StreamListener,
       auto connection = std::make_shared<StreamConnection<Protocol>>(reactor_, std::move(socket),
                                                                      reactor_.new_strand());
       reactor_.track(connection);
-      // The factory outlives every connection's start: the listener is captured.
-      asio::post(connection->strand_exec(), [connection, self = this->shared_from_this()] {
-        connection->start_accepted(self->factory_);
-      });
+      if (reactor_.one_strand()) {
+        // The connection's strand is this one: start it here, in the accept's own handler, as a
+        // single-threaded reactor does. A post would let events queued meanwhile (the peer's
+        // connect completing, then closing) run before the accepted end has its protocol.
+        connection->start_accepted(factory_);
+      } else {
+        // The factory outlives every connection's start: the listener is captured.
+        asio::post(connection->strand_exec(), [connection, self = this->shared_from_this()] {
+          connection->start_accepted(self->factory_);
+        });
+      }
       do_accept();
       return;
     }
