@@ -228,6 +228,62 @@ TEST(TcpTransport, CloseWhileConnectingEndsCleanly) {
   EXPECT_TRUE(wait_until([&] { return reg.all_closed(); }));
 }
 
+// The peer accepts and resets before the connect's completion runs (with several workers the
+// accepting end can run first): the connection was made, so the handler sees it made and then
+// lost with connection_reset, not a failed connect.
+TEST(TcpTransport, ResetBeforeConnectCompletionIsMadeThenLost) {
+  struct Outcome : StreamHandler {
+    std::atomic<int> failed{0}, connected{0}, closed{0};
+    std::error_code close_error;  // written before `closed` is released
+    void on_data(stm::Transaction&, std::span<const char>) override {}
+    void on_connected(stm::Transaction& tx, const std::shared_ptr<StreamTransport>&) override {
+      tx.on_commit([this] { connected.fetch_add(1); });
+    }
+    void on_closed(stm::Transaction& tx, std::error_code ec) override {
+      tx.on_commit([this, ec] {
+        close_error = ec;
+        closed.fetch_add(1);
+      });
+    }
+    void on_connect_failed(stm::Transaction& tx, std::error_code) override {
+      tx.on_commit([this] { failed.fetch_add(1); });
+    }
+  };
+  const int listening = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listening, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listening, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listening, 1), 0);
+  ASSERT_EQ(::getsockname(listening, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+
+  // One worker: the connect starts on it, then a blocker holds it until the peer has accepted
+  // and reset, so the reactor sees the connect's outcome only after the reset.
+  RunningReactor r(1);
+  std::atomic<bool> reset_sent{false};
+  auto h = std::make_shared<Outcome>();
+  auto t = tcp_connect(*r, "127.0.0.1", ntohs(addr.sin_port), h);
+  r->post(t->strand(), [&](stm::Transaction&) {
+    // Bounded, so that a failed assertion below cannot hold the strand forever.
+    for (int i = 0; i < 5000 && !reset_sent.load(); ++i) std::this_thread::sleep_for(1ms);
+  });
+  const int accepted = ::accept(listening, nullptr, nullptr);
+  ASSERT_GE(accepted, 0);
+  const linger reset{1, 0};
+  ::setsockopt(accepted, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  ::close(accepted);
+  ::close(listening);
+  std::this_thread::sleep_for(10ms);
+  reset_sent = true;
+  EXPECT_TRUE(wait_until([&] { return h->failed.load() + h->closed.load() == 1; }));
+  EXPECT_EQ(h->failed.load(), 0);
+  EXPECT_EQ(h->connected.load(), 1);
+  ASSERT_EQ(h->closed.load(), 1);
+  EXPECT_EQ(h->close_error, std::errc::connection_reset) << h->close_error.message();
+}
+
 // abort(): pending writes are dropped, the peer sees a reset (not an orderly end), and the
 // owner is told connection_aborted.
 TEST(TcpTransport, AbortDropsPendingWritesAndResets) {

@@ -58,8 +58,9 @@ class StreamConnection final : public StreamTransport,
     flush();
   }
 
-  /// An adopted socket, or a connect that succeeded.
-  void start_connected() {
+  /// An adopted socket, or a connect that succeeded; `lost` says the connection was already
+  /// lost by then, with that error.
+  void start_connected(std::error_code lost = {}) {
     mark_connected();
     auto self = this->shared_from_this();
     const bool ok = reactor_.run_event(strand_, EventKind::connect, [&](stm::Transaction& tx) {
@@ -67,6 +68,10 @@ class StreamConnection final : public StreamTransport,
     });
     if (!ok) {  // on_connected threw (reported): drop the connection
       finish_close(std::make_error_code(std::errc::connection_aborted), true);
+      return;
+    }
+    if (lost) {
+      finish_close(lost, true);
       return;
     }
     start_reading();
@@ -81,8 +86,15 @@ class StreamConnection final : public StreamTransport,
                                                      const boost::system::error_code& ec) {
           self->connecting_ = false;
           if (self->closed_) return;
+          // ECONNRESET (not ECONNREFUSED) means the handshake completed and the peer reset the
+          // connection before this completion ran, as it can when the accepting end runs first
+          // on another worker. The connection existed: the handler sees it made, then lost.
           if (!ec) {
             self->start_connected();
+            return;
+          }
+          if (ec == asio::error::connection_reset) {
+            self->start_connected(std::make_error_code(std::errc::connection_reset));
             return;
           }
           self->closed_ = true;
