@@ -41,10 +41,12 @@ constexpr auto kSignalCheckInterval = std::chrono::milliseconds(50);
 
 class PyReactor {
  public:
-  explicit PyReactor(unsigned workers)
-      : reactor_(reactor::ReactorOptions{workers, std::make_shared<PythonDispatcher>(), {}}) {}
+  PyReactor(unsigned workers, bool one_strand)
+      : reactor_(reactor::ReactorOptions{
+            workers, std::make_shared<PythonDispatcher>(), {}, one_strand}) {}
 
   unsigned workers() const { return reactor_.workers(); }
+  bool one_strand() const { return reactor_.one_strand(); }
 
   // With one worker the caller is the worker, so callbacks run on the thread that called run(), as
   // in the stock loops. With more, the workers run on threads of their own while the caller waits,
@@ -235,9 +237,11 @@ void init_reactor(py::module_& m) {
   py::class_<PyReactor>(m, "Reactor",
                         "The transactional event reactor: an io_context and a pool of workers, "
                         "each ready event one transaction on its strand.")
-      .def(py::init<unsigned>(), py::arg("workers") = 0,
-           "workers=0 means one per core; 1 runs everything serially.")
+      .def(py::init<unsigned, bool>(), py::arg("workers") = 0, py::arg("one_strand") = false,
+           "workers=0 means one per core; 1 runs everything serially. one_strand=True makes "
+           "every strand the same one: events run one at a time in the order they became ready.")
       .def_property_readonly("workers", &PyReactor::workers)
+      .def_property_readonly("one_strand", &PyReactor::one_strand)
       .def("run", &PyReactor::run, py::arg("tick") = py::none(),
            "Runs the workers until stop(). With one worker, callbacks run on the calling thread; "
            "with more, the calling thread runs Python's signal handlers and tick() every 50 ms "

@@ -8,7 +8,11 @@ from tm import _conflict_log, _io
 from tm._atomic import atomic, run_atomic, snapshot, transactional
 from tm._conflict_log import worker_span, write_report_log
 from tm._managed import as_managed_value, is_managed, manage
-from tm._environment import abort_injection_from_environment, workers_from_environment
+from tm._environment import (
+    abort_injection_from_environment,
+    one_strand_from_environment,
+    workers_from_environment,
+)
 from tm._core import (
     build_info,
     conflict_log_enabled,
@@ -37,6 +41,7 @@ __all__ = [
     "is_managed",
     "manage",
     "abort_injection_from_environment",
+    "one_strand_from_environment",
     "workers_from_environment",
     "Counter",
     "Dict",

@@ -271,9 +271,12 @@ class FdWatcher:
 class Reactor:
     """The transactional event reactor: workers, each ready event one transaction on its strand."""
 
-    def __init__(self, workers: _Int = 0) -> None: ...
+    def __init__(self, workers: _Int = 0, one_strand: bool = False) -> None: ...
     @property
     def workers(self) -> int: ...
+    @property
+    def one_strand(self) -> bool:
+        """True when every strand is the same one (events run one at a time, in order)."""
     def run(self, tick: Callable[[], object] | None = None) -> None:
         """With more than one worker the calling thread runs tick() every 50 ms and after each
         wake_caller()."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 def workers_from_environment(default: int) -> int:
@@ -20,6 +21,24 @@ def workers_from_environment(default: int) -> int:
     if workers < 0:
         raise ValueError(f"TM_WORKERS must not be negative, not {workers}")
     return workers
+
+
+def one_strand_from_environment() -> bool:
+    """Whether a reactor's events should all share one strand: TM_STRANDS=one or many decides;
+    unset, one exactly where the GIL is enabled.
+
+    Under the GIL, callbacks cannot run in parallel, and running them on several strands only
+    changes their order from the one a single-threaded reactor has. One strand keeps that order
+    (DESIGN.md contract: on a GIL interpreter behaviour equals the stock reactor's). Another
+    value raises ValueError naming the variable.
+    """
+    value = os.environ.get("TM_STRANDS")
+    if value is None:
+        is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+        return is_gil_enabled is None or is_gil_enabled()
+    if value not in ("one", "many"):
+        raise ValueError(f"TM_STRANDS must be 'one' or 'many', not {value!r}")
+    return value == "one"
 
 
 def abort_injection_from_environment() -> None:

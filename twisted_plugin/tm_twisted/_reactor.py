@@ -58,8 +58,11 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     def __init__(self, workers: int | None = None) -> None:
         tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
+        # On a GIL interpreter every event shares one strand: the epoll reactor's order, since
+        # the GIL would not let callbacks run in parallel anyway (tm.one_strand_from_environment).
         self._core = _core.Reactor(
-            tm.workers_from_environment(default=0) if workers is None else workers
+            tm.workers_from_environment(default=0) if workers is None else workers,
+            one_strand=tm.one_strand_from_environment(),
         )
         self._registry = threading.RLock()
         self._selectables: dict[int, object] = {}
