@@ -507,6 +507,51 @@ def test_connection_refused_reaches_the_factory():
     assert len(reasons) == 1 and reasons[0].check(error.ConnectionRefusedError)
 
 
+def test_a_reset_before_the_connect_event_is_a_connection_made_then_lost():
+    """The peer accepts and resets before the client's connect event runs (with 2 workers the
+    accepting end can run first). The connection existed: the client's protocol is made, then
+    loses its connection with ConnectionLost; the factory is not told the connect failed."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    reset_sent = threading.Event()
+
+    def accept_and_reset():
+        accepted, _ = listening.accept()
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        accepted.close()
+        reset_sent.set()
+
+    threading.Thread(target=accept_and_reset, daemon=True).start()
+    reactor = Reactor(1)
+    outcome = []
+
+    class Client(protocol.Protocol):
+        def connectionMade(self):
+            outcome.append("made")
+
+        def connectionLost(self, reason):
+            outcome.append(reason.type)
+            reactor.stop()
+
+    class Factory(protocol.ClientFactory):
+        protocol = Client
+
+        def clientConnectionFailed(self, connector, reason):
+            outcome.append(reason.type)
+            reactor.stop()
+
+    def connect():
+        reactor.connectTCP("127.0.0.1", listening.getsockname()[1], Factory())
+        # With one worker this holds the reactor after the connect starts (its first step is
+        # due at once) until the peer has reset it, so the connect event runs after the reset.
+        reactor.callLater(0.01, reset_sent.wait, 5)
+
+    reactor.callWhenRunning(connect)
+    run_bounded(reactor, timeout=20)
+    listening.close()
+    assert reset_sent.is_set()
+    assert outcome == ["made", error.ConnectionLost]
+
+
 def test_stop_listening_closes_the_port_and_logs_it():
     reactor = Reactor(1)
     messages = []

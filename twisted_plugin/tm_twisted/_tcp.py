@@ -1019,13 +1019,20 @@ class Client(tcp._BaseTCPClient, tcp._BaseBaseClient, _TLSClientMixin, Connectio
             return
         skt = self._connectingSocket
         err = skt.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
+        if err == errno.ECONNRESET:
+            # The handshake completed and the peer reset the connection before this event ran
+            # (the accepting end can run first, on another worker). The connection existed, so,
+            # as epoll would have had this event run first: connected, then lost (its first read
+            # reports the reset, _wasReset). connect_ex again would start a new attempt.
+            connectResult = 0
+        elif err:
             self.failIfNotConnected(error.getConnectError((err, os.strerror(err))))
             return
-        try:
-            connectResult = skt.connect_ex(self.realAddress)
-        except OSError as se:
-            connectResult = se.args[0]
+        else:
+            try:
+                connectResult = skt.connect_ex(self.realAddress)
+            except OSError as se:
+                connectResult = se.args[0]
         if connectResult:
             if connectResult == tcp.EISCONN:
                 pass
