@@ -1,7 +1,8 @@
 """The shared object behind an asyncio protocol factory becomes managed (docs/MANAGED_STATE.md).
 
 ``loop.create_server(server.make_protocol, ...)`` shares ``server`` between every connection;
-``functools.partial(Proto, state)`` shares ``state``. Those objects are handed to ``tm.manage`` so
+``functools.partial(Proto, state)`` shares ``state``; ``asyncio.start_server(server.handle)``
+shares ``server`` (its protocol factory is a closure over the handler). Those objects are handed to ``tm.manage`` so
 their attribute state is transactional. A class or a closure exposes no shared object: the user
 manages what it captures.
 """
@@ -15,6 +16,9 @@ import tm
 
 
 def _shared_objects(protocol_factory) -> list:
+    connected_cb = _start_server_callback(protocol_factory)
+    if connected_cb is not None:
+        return _shared_objects(connected_cb)
     if inspect.ismethod(protocol_factory):
         owner = protocol_factory.__self__
         return [] if isinstance(owner, type) else [owner]
@@ -22,6 +26,22 @@ def _shared_objects(protocol_factory) -> list:
         candidates = [*protocol_factory.args, *protocol_factory.keywords.values()]
         return [c for c in candidates if not (isinstance(c, type) or callable(c))]
     return []
+
+
+def _start_server_callback(protocol_factory):
+    """The client_connected_cb behind asyncio.start_server's (or start_unix_server's) protocol
+    factory, a closure over it; None for any other factory. Every connection's handler is that
+    callback, so what it shares (a bound method's object, a partial's arguments) is what the
+    connections share."""
+    code = getattr(protocol_factory, "__code__", None)
+    if (
+        code is None
+        or getattr(protocol_factory, "__module__", None) != "asyncio.streams"
+        or "client_connected_cb" not in code.co_freevars
+    ):
+        return None
+    cell = protocol_factory.__closure__[code.co_freevars.index("client_connected_cb")]
+    return cell.cell_contents
 
 
 def manage_protocol_factory(protocol_factory):

@@ -41,6 +41,41 @@ def test_asyncio_loop_manages_the_object_behind_a_bound_method_factory():
     assert len(server.clients) == 3
 
 
+def test_asyncio_loop_manages_the_object_behind_a_start_server_handler():
+    import asyncio
+
+    import tm_asyncio
+
+    class Chat:
+        def __init__(self):
+            self.names = {}
+
+        async def handle(self, reader, writer):
+            self.names[await reader.readline()] = True
+            writer.close()
+
+    chat, plain = Chat(), Chat()
+
+    async def main():
+        for server in (chat, plain):
+            # `plain` is reached through a lambda: a closure the loop cannot see into.
+            handler = chat.handle if server is chat else (lambda r, w: plain.handle(r, w))
+            srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+            port = srv.sockets[0].getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"ann\n")
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.sleep(0.05)
+            srv.close()
+            await srv.wait_closed()
+
+    tm_asyncio.run(main())
+    assert tm.is_managed(chat) and isinstance(chat.names, tm.Dict)
+    assert dict(chat.names) == {b"ann\n": True}
+    assert not tm.is_managed(plain) and plain.names == {b"ann\n": True}
+
 
 def test_twisted_reactor_manages_the_factories_it_is_given():
     from twisted.internet import protocol
