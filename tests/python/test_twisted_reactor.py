@@ -161,33 +161,3 @@ def test_events_share_one_strand_exactly_where_the_gil_is_enabled(monkeypatch):
     with pytest.raises(ValueError, match="TM_STRANDS"):
         TMReactor(2)
 
-
-class _ClosesAtOnce(protocol.Protocol):
-    def connectionMade(self):
-        self.transport.loseConnection()
-
-
-def test_one_strand_accepts_before_the_peer_can_close(monkeypatch):
-    """With one strand (a GIL interpreter) the epoll reactor's order holds at 2 workers: the
-    accepted end has made its connection before the client that closes at once has lost its
-    own (Twisted's runProtocolsWithReactor tests rely on this). With many strands it fails in
-    most runs: the accepted end starts on its own strand, later."""
-    monkeypatch.setenv("TM_STRANDS", "one")
-    for _ in range(20):
-        reactor = TMReactor(2)
-        accepted = []
-        server_factory = protocol.Factory.forProtocol(protocol.Protocol)
-        server_factory.buildProtocol = lambda addr: accepted.append(protocol.Protocol()) or (
-            accepted[-1]
-        )
-        port = reactor.listenTCP(0, server_factory, interface="127.0.0.1")
-        seen_when_lost = []
-
-        class Client(_ClosesAtOnce):
-            def connectionLost(self, reason):
-                seen_when_lost.append([p.transport is not None for p in accepted])
-                reactor.stop()
-
-        protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port.getHost().port)
-        run_bounded(reactor, timeout=10)
-        assert seen_when_lost == [[True]]

@@ -228,6 +228,42 @@ TEST(TcpTransport, CloseWhileConnectingEndsCleanly) {
   EXPECT_TRUE(wait_until([&] { return reg.all_closed(); }));
 }
 
+// With one strand, an accepted connection starts (factory, on_connected) in the accept's own
+// handler: an event queued on the strand after the accept completed runs after that start, as
+// in a single-threaded reactor, not between the accept and the start.
+TEST(TcpTransport, OneStrandStartsAnAcceptedConnectionInTheAcceptsHandler) {
+  ReactorOptions options;
+  options.one_strand = true;
+  RunningReactor r(2, options);
+  std::mutex mu;
+  std::vector<std::string> order;  // guarded by mu
+  auto note = [&](std::string what) {
+    std::lock_guard lock(mu);
+    order.push_back(std::move(what));
+  };
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) {
+    note("accepted");
+    struct Quiet : StreamHandler {  // keeps no transport: nothing to hold at shutdown
+      void on_data(stm::Transaction&, std::span<const char>) override {}
+    };
+    return std::make_shared<Quiet>();
+  });
+  std::atomic<bool> release{false};
+  r->post(r->make_strand(), [&](stm::Transaction&) {  // holds the one strand
+    for (int i = 0; i < 5000 && !release.load(); ++i) std::this_thread::sleep_for(1ms);
+  });
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  // The accept completes on a worker meanwhile, and its handler waits behind the blocker.
+  std::this_thread::sleep_for(200ms);
+  r->post(r->make_strand(), [&](stm::Transaction&) { note("queued after the accept"); });
+  release = true;
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return order.size() == 2;
+  }));
+  EXPECT_EQ(order, (std::vector<std::string>{"accepted", "queued after the accept"}));
+}
+
 // The peer accepts and resets before the connect's completion runs (with several workers the
 // accepting end can run first): the connection was made, so the handler sees it made and then
 // lost with connection_reset, not a failed connect.
