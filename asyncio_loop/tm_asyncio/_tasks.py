@@ -28,6 +28,11 @@ def connection_strand():
     return getattr(_local, "strand", None)
 
 
+def running_connection_task() -> bool:
+    """Whether this thread is running a step of a ConnectionTask."""
+    return getattr(_local, "task", None) is not None
+
+
 class on_strand:
     """Marks this thread as running a callback of `strand` (None: of the loop's strand)."""
 
@@ -137,6 +142,7 @@ __all__ = [
     "LockedFuture",
     "LoopTask",
     "connection_strand",
+    "running_connection_task",
     "install",
     "on_strand",
 ]

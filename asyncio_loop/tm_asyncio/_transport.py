@@ -28,7 +28,7 @@ from asyncio import constants, futures, protocols, transports, trsock
 
 import tm
 from tm import _core
-from tm_asyncio._tasks import connection_strand, on_strand
+from tm_asyncio._tasks import connection_strand, on_strand, running_connection_task
 
 
 def runs_exclusively(protocol) -> bool:
@@ -165,12 +165,13 @@ class NativeStreamTransport(transports._FlowControlMixin):
 
     def _start_closing(self) -> None:
         self._closing = True
-        if not self._lost and connection_strand() is None:
-            # Closed by a callback of the loop's strand: asyncio would run connection_lost() in
-            # the same iteration, so stop() waits for it. A close on the connection's own strand
-            # (the peer's EOF, the protocol's own close) is no more part of that iteration than
-            # the read that caused it: waiting for it could swallow a stop() its connection_lost()
-            # makes for the next run_forever() (test_events' test_connect_accepted_socket).
+        if not self._lost and (connection_strand() is None or running_connection_task()):
+            # Closed by a callback of the loop's strand or by a task's step (wherever it runs):
+            # asyncio would run connection_lost() in the same iteration, so stop() waits for it.
+            # A close in a callback of the connection itself (the peer's EOF, the protocol's own
+            # close) is no more part of that iteration than the read that caused it: waiting for
+            # it could swallow a stop() its connection_lost() makes for the next run_forever()
+            # (test_events' test_connect_accepted_socket).
             self._loop._closing_transports.add(self)
 
     def set_write_buffer_limits(self, high=None, low=None) -> None:
@@ -247,7 +248,6 @@ class NativeStreamTransport(transports._FlowControlMixin):
 
     def _connection_lost(self, exc) -> None:
         self._closing = self._lost = True
-        self._loop._closing_transports.discard(self)
         if self._lost_reason is not None:
             exc = self._lost_reason[0]
         try:
@@ -265,6 +265,9 @@ class NativeStreamTransport(transports._FlowControlMixin):
             if server is not None:
                 with self._loop._lock:
                     _server_call(server._detach, self)
+            # Last: stop() waits for this transport until its whole connection_lost() is done,
+            # the server's _detach() (which wakes Server.wait_closed()) included.
+            self._loop._closing_transports.discard(self)
 
     def pause_writing(self) -> None:
         self._protocol_paused = True
