@@ -54,8 +54,10 @@ class EventLoop(_base_loop):
 
     With one worker (the default while ``TM_WORKERS`` is unset) it behaves as asyncio's default
     loop. With more workers, ``parallel`` (by default: ``TM_ASYNCIO_PARALLEL=1`` or ``0`` if set,
-    else true on a free-threaded interpreter) gives each stream connection a strand of its own;
-    otherwise callbacks run on the workers one at a time.
+    else true on a free-threaded interpreter) gives each stream connection a strand of its own,
+    shared with the tasks started from its callbacks (start_server's handler;
+    ``TM_ASYNCIO_TASK_STRANDS=0`` keeps tasks on the loop's strand); otherwise callbacks run on
+    the workers one at a time.
     """
 
     def __init__(
@@ -74,8 +76,12 @@ class EventLoop(_base_loop):
             setting = os.environ.get("TM_ASYNCIO_PARALLEL", "")
             parallel = setting == "1" if setting else not _gil_enabled()
         self._parallel = parallel and not self._serial
-        # Experimental (docs/ASYNCIO.md): tasks started on a connection's strand run there too.
-        self._task_strands = self._parallel and os.environ.get("TM_ASYNCIO_TASK_STRANDS") == "1"
+        # Tasks started on a connection's strand (start_server's handler) run there too, so a
+        # task and the transport it drives share a strand; TM_ASYNCIO_TASK_STRANDS=0 keeps every
+        # task on the loop's strand (docs/ASYNCIO.md).
+        self._task_strands = (
+            self._parallel and os.environ.get("TM_ASYNCIO_TASK_STRANDS", "1") != "0"
+        )
         if self._task_strands:
             _tasks.install()  # current_task() per thread for tasks on connection strands
         # Held by every callback but a user protocol's in parallel mode, and by a locked future's
@@ -209,14 +215,13 @@ class EventLoop(_base_loop):
             return
         # asyncio finishes the iteration under way, and runs the connection_lost() of a
         # transport closed with nothing left to send in the iteration that closed it, so before
-        # run_until_complete() returns. In parallel mode those run on connection strands: wait,
-        # a little, until no task step is queued there and no such transport is still closing.
+        # run_until_complete() returns. In parallel mode those run on connection strands, and a
+        # native transport sends even a small last write at commit, after the close was asked
+        # for: wait, a little, until no task step is queued there and no transport closed by the
+        # loop or by a task is still closing.
         now = self.time()
         deadline = now + _CLOSE_WAIT if deadline is None else deadline
-        if now < deadline and (
-            self._task_steps_queued
-            or any(t.get_write_buffer_size() == 0 for t in list(self._closing_transports))
-        ):
+        if now < deadline and (self._task_steps_queued or self._closing_transports):
             self._core.call_at(
                 now + 0.001, functools.partial(self._stop_marker, deadline), strand=self._strand
             )

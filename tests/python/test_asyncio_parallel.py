@@ -350,17 +350,22 @@ def test_parallel_default_from_environment(monkeypatch, setting, expected):
         loop.close()
 
 
-# -- experimental: tasks on their connection's strand (TM_ASYNCIO_TASK_STRANDS=1) -----------------
+# -- tasks on their connection's strand (default; TM_ASYNCIO_TASK_STRANDS=0 turns it off) ----------
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("task_strands", ["1", "0"], ids=["task-strands", "loop-strand-control"])
+@pytest.mark.parametrize(
+    "task_strands", [None, "1", "0"], ids=["default", "task-strands", "loop-strand-control"]
+)
 def test_two_stream_handlers_run_at_the_same_time(monkeypatch, task_strands):
     # With task strands, start_server's handler task runs on its connection's strand: two
     # handlers meet inside a barrier only if their steps run at once (without, they run on the
     # loop's strand one at a time: the control).
-    monkeypatch.setenv("TM_ASYNCIO_TASK_STRANDS", task_strands)
-    expect_parallel = task_strands == "1" and FREE_THREADED
+    if task_strands is None:
+        monkeypatch.delenv("TM_ASYNCIO_TASK_STRANDS", raising=False)
+    else:
+        monkeypatch.setenv("TM_ASYNCIO_TASK_STRANDS", task_strands)
+    expect_parallel = task_strands != "0" and FREE_THREADED
     loop = tm_asyncio.EventLoop(workers=2, parallel=True)
     barrier = threading.Barrier(2, timeout=2 if expect_parallel else 0.5)
     tasks_seen = []
