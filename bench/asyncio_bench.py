@@ -12,6 +12,8 @@ and kills it. Workloads:
 
   echo-proto    echo with an asyncio.Protocol (data_received -> transport.write)
   echo-streams  echo with asyncio.start_server streams (read, write, await drain)
+  cpu-streams   echo-streams whose handler first does CPU_WORK pure-Python additions per read
+                (about 0.3 ms on the 2-core VM), where handlers running in parallel can pay
   http          a minimal HTTP/1.1 server on a Protocol: keep-alive GETs, a fixed 13-byte body
 
 and, in a process per interpreter and loop, call_soon throughput in callbacks per second: `batch`
@@ -37,7 +39,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-WORKLOADS = ("echo-proto", "echo-streams", "http")
+WORKLOADS = ("echo-proto", "echo-streams", "cpu-streams", "http")
+CPU_WORK = 10_000
 LOOPS = ("default", "uvloop", "tm-1", "tm-2")
 HTTP_RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
@@ -95,12 +98,17 @@ def _serve(workload: str, loop_name: str) -> int:
                 self.transport.write(HTTP_RESPONSE)
             self.buffer = buffer
 
+    work = CPU_WORK if workload == "cpu-streams" else 0
+
     async def echo_stream(reader, writer):
         try:
             while True:
                 data = await reader.read(65536)
                 if not data:
                     break
+                total = 0
+                for i in range(work):  # interpreted work, what a free-threaded handler runs
+                    total += i
                 writer.write(data)
                 await writer.drain()
         finally:
@@ -110,7 +118,7 @@ def _serve(workload: str, loop_name: str) -> int:
     asyncio.set_event_loop(loop)
 
     async def start():
-        if workload == "echo-streams":
+        if workload in ("echo-streams", "cpu-streams"):
             return await asyncio.start_server(echo_stream, "127.0.0.1", 0)
         factory = EchoProtocol if workload == "echo-proto" else HttpProtocol
         return await loop.create_server(factory, "127.0.0.1", 0)
