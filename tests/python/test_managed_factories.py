@@ -1,11 +1,27 @@
 """The reactors manage the factories they are given (docs/MANAGED_STATE.md)."""
 
+import asyncio
+
 import tm
 
 
-def test_asyncio_loop_manages_the_object_behind_a_bound_method_factory():
-    import asyncio
+async def _visit_then_close(server, messages):
+    """One connection to server per message, which it sends (b"": none) before closing; then
+    closes server."""
+    port = server.sockets[0].getsockname()[1]
+    for message in messages:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        if message:
+            writer.write(message)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+    await asyncio.sleep(0.05)
+    server.close()
+    await server.wait_closed()
 
+
+def test_asyncio_loop_manages_the_object_behind_a_bound_method_factory():
     import tm_asyncio
 
     class Server:
@@ -27,14 +43,7 @@ def test_asyncio_loop_manages_the_object_behind_a_bound_method_factory():
     async def main():
         loop = asyncio.get_running_loop()
         srv = await loop.create_server(server.make_protocol, "127.0.0.1", 0)
-        port = srv.sockets[0].getsockname()[1]
-        for _ in range(3):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            await writer.wait_closed()
-        await asyncio.sleep(0.05)
-        srv.close()
-        await srv.wait_closed()
+        await _visit_then_close(srv, [b""] * 3)
 
     tm_asyncio.run(main())
     assert tm.is_managed(server) and isinstance(server.clients, tm.List)
@@ -42,8 +51,6 @@ def test_asyncio_loop_manages_the_object_behind_a_bound_method_factory():
 
 
 def test_asyncio_loop_manages_the_object_behind_a_start_server_handler():
-    import asyncio
-
     import tm_asyncio
 
     class Chat:
@@ -61,15 +68,7 @@ def test_asyncio_loop_manages_the_object_behind_a_start_server_handler():
             # `plain` is reached through a lambda: a closure the loop cannot see into.
             handler = chat.handle if server is chat else (lambda r, w: plain.handle(r, w))
             srv = await asyncio.start_server(handler, "127.0.0.1", 0)
-            port = srv.sockets[0].getsockname()[1]
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"ann\n")
-            await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-            await asyncio.sleep(0.05)
-            srv.close()
-            await srv.wait_closed()
+            await _visit_then_close(srv, [b"ann\n"])
 
     tm_asyncio.run(main())
     assert tm.is_managed(chat) and isinstance(chat.names, tm.Dict)
