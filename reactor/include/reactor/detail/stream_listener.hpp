@@ -145,8 +145,8 @@ class StreamListenerImpl final : public StreamListener,
   bool closed_ = false;                                // strand-only
   const HandlerFactory factory_;  // called from connection strands concurrently: const
   const ListenOptions options_;
-  std::string local_address_;  // immutable after construction
-  unsigned short port_ = 0;    // immutable after construction
+  std::string local_address_;    // immutable after construction
+  unsigned short port_ = 0;      // immutable after construction
   std::atomic<int> native_{-1};  // for native_handle(); -1 once closed
 };
 
