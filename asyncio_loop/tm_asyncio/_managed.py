@@ -2,9 +2,9 @@
 
 ``loop.create_server(server.make_protocol, ...)`` shares ``server`` between every connection;
 ``functools.partial(Proto, state)`` shares ``state``; ``asyncio.start_server(server.handle)``
-shares ``server`` (its protocol factory is a closure over the handler). Those objects are handed to ``tm.manage`` so
-their attribute state is transactional. A class or a closure exposes no shared object: the user
-manages what it captures.
+shares ``server`` (its protocol factory is a closure over the handler). Those objects are handed
+to ``tm.manage`` so their attribute state is transactional. A class or another closure exposes no
+shared object: the user manages what it captures.
 """
 
 from __future__ import annotations
