@@ -22,11 +22,10 @@ import collections
 import functools
 import threading
 
-from twisted.internet import base, error, posixbase
+from twisted.internet import base, posixbase
 from twisted.internet.interfaces import IReactorDaemonize, IReactorFDSet
 from twisted.logger import Logger
 from twisted.python import log, threadable
-from twisted.python.runtime import platform
 from zope.interface import implementer
 
 import tm
