@@ -45,6 +45,23 @@ struct Registry {
   }
 };
 
+/// A listening socket on 127.0.0.1 made by hand (not by the reactor); its port in `port`.
+int loopback_listener(unsigned short& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
+  }
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
 void echo_once(const std::string& host) {
   RunningReactor r(2);
   Registry reg;
@@ -285,31 +302,22 @@ TEST(TcpTransport, ResetBeforeConnectCompletionIsMadeThenLost) {
       tx.on_commit([this] { failed.fetch_add(1); });
     }
   };
-  const int listening = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listening, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(listening, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listening, 1), 0);
-  ASSERT_EQ(::getsockname(listening, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  unsigned short port = 0;
+  const int listening = loopback_listener(port);
 
   // One worker: the connect starts on it, then a blocker holds it until the peer has accepted
   // and reset, so the reactor sees the connect's outcome only after the reset.
   RunningReactor r(1);
   std::atomic<bool> reset_sent{false};
   auto h = std::make_shared<Outcome>();
-  auto t = tcp_connect(*r, "127.0.0.1", ntohs(addr.sin_port), h);
+  auto t = tcp_connect(*r, "127.0.0.1", port, h);
   r->post(t->strand(), [&](stm::Transaction&) {
     // Bounded, so that a failed assertion below cannot hold the strand forever.
     for (int i = 0; i < 5000 && !reset_sent.load(); ++i) std::this_thread::sleep_for(1ms);
   });
   const int accepted = ::accept(listening, nullptr, nullptr);
   ASSERT_GE(accepted, 0);
-  const linger reset{1, 0};
-  ::setsockopt(accepted, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-  ::close(accepted);
+  Client(accepted).reset();
   ::close(listening);
   std::this_thread::sleep_for(10ms);
   reset_sent = true;
@@ -427,15 +435,9 @@ TEST(TcpTransport, ConnectFromReactorAndHalfClose) {
 TEST(TcpTransport, AdoptAcceptedSocket) {
   // Accept by hand, then hand the descriptor to the reactor.
   RunningReactor r(2);
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(lfd, 4), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-  auto client = Client::tcp("127.0.0.1", ntohs(a.sin_port));
+  unsigned short port = 0;
+  const int lfd = loopback_listener(port);
+  auto client = Client::tcp("127.0.0.1", port);
   int sfd = ::accept(lfd, nullptr, nullptr);
   ::close(lfd);
   ASSERT_GE(sfd, 0);
