@@ -98,7 +98,8 @@ class LoopTask(_LockedDoneCallbacks, asyncio.Task):
 
 # -- the current task, per thread for ConnectionTasks -----------------------------------------
 
-_c_enter_task, _c_leave_task, _c_current_task = tasks._enter_task, tasks._leave_task, tasks.current_task
+_c_enter_task, _c_leave_task = tasks._enter_task, tasks._leave_task
+_c_current_task = tasks.current_task
 
 
 def _enter_task(loop, task):
