@@ -69,7 +69,8 @@ class EventLoop(_base_loop):
             tm.workers_from_environment(default=1) if workers is None else workers
         )
         self._strand = self._core.make_strand()
-        self._serial = self._core.workers == 1
+        self._workers = self._core.workers  # kept: close() drops the reactor
+        self._serial = self._workers == 1
         if parallel is None:
             # TM_ASYNCIO_PARALLEL=1 or 0 decides; unset, parallel where it can pay: the GIL would
             # run the connections' callbacks one at a time anyway (DESIGN.md section 6).
@@ -104,7 +105,7 @@ class EventLoop(_base_loop):
     @property
     def workers(self) -> int:
         """The number of worker threads callbacks run on."""
-        return self._core.workers
+        return self._workers
 
     @property
     def parallel(self) -> bool:
@@ -200,15 +201,22 @@ class EventLoop(_base_loop):
 
     def _check_thread(self) -> None:
         # Debug mode's check: with several workers the loop's callbacks run on worker threads.
-        if not self._serial and self._thread_id is not None and self._core.in_worker():
+        if (
+            not self._serial
+            and self._thread_id is not None
+            and self._core is not None
+            and self._core.in_worker()
+        ):
             return
         super()._check_thread()
 
     def stop(self) -> None:
         self._stopping = True
+        if self._core is None:  # closed: asyncio's stop() only sets the flag then
+            return
         # Behind everything already queued on the loop's strand, as asyncio finishes the
         # iteration under way.
-        self._core.post(self._stop_marker, strand=self._strand)
+        self._core.post(self._stop_marker, self._strand)
 
     def _stop_marker(self, deadline: float | None = None) -> None:
         if not self._stopping:
@@ -556,4 +564,8 @@ class EventLoop(_base_loop):
         for watcher in list(self._watchers.values()):
             watcher.release()
         self._watchers.clear()
+        # Callbacks still queued in the reactor (call_soon after stop(), a watcher's release) hold
+        # the loop, and the loop holds the reactor: a cycle through C++ that the garbage collector
+        # cannot see. asyncio's close() drops its ready queue; dropping the reactor does the same.
+        self._core = self._strand = None
 

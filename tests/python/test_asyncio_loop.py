@@ -327,3 +327,31 @@ def test_shutdown_asyncgens_finalizes_generators_first_iterated_on_a_worker(work
         del generator
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_hold_the_loops_thread_state_for_a_run_and_let_go_of_it_after(workers):
+    """A worker keeps the running loop from its first callback on (not set again per callback);
+    the workers live for one run, so a second run's see the loop too and a closed loop is freed."""
+    import gc
+    import weakref
+
+    loop = tm_asyncio.EventLoop(workers=workers)
+    seen = []
+
+    def callback():
+        seen.append((asyncio.get_running_loop(), threading.get_ident()))
+
+    for _ in range(2):  # two runs: the second run's worker threads are new ones
+        for _ in range(20):
+            loop.call_soon(callback)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    assert len(seen) == 40 and all(running is loop for running, _ in seen)
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()  # not on the thread that ran run_forever, once it returned
+    loop.close()
+    ref = weakref.ref(loop)
+    del loop, seen, callback
+    gc.collect()
+    assert ref() is None
