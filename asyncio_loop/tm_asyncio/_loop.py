@@ -43,10 +43,28 @@ _READ = 1
 _WRITE = 2
 # How long stop() waits, at most, for connection strands to settle (parallel mode).
 _CLOSE_WAIT = 0.1
+# The loop whose per-thread state a reactor worker thread holds (EventLoop._as_loop_thread).
+_worker_state = threading.local()
 
 
 def _gil_enabled() -> bool:
     return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+class _PostedHandle(events.Handle):
+    """A call_soon handle that is itself what the reactor calls: no wrapper object per callback."""
+
+    __slots__ = ()
+
+    def __call__(self) -> None:
+        loop = self._loop
+        if not loop._serial or loop._debug:
+            loop._run_handle(self)
+        elif not self._cancelled:  # the serial loop's path, kept short: call_soon's cost
+            try:
+                self._run()
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: they leave run_forever
+                loop._leave_run(exc)
 
 
 class EventLoop(_base_loop):
@@ -251,9 +269,20 @@ class EventLoop(_base_loop):
 
         run_forever sets the running loop and the async-generator hooks (both per thread) on its
         own thread only: a worker thread needs them too, or async generators first iterated there
-        escape shutdown_asyncgens() and are never finalized by the loop.
+        escape shutdown_asyncgens() and are never finalized by the loop. The reactor's workers are
+        threads of its own that live for one run and run nothing but this loop's callbacks, so a
+        worker gets the state at its first callback and keeps it, as run_forever's thread does.
         """
-        previous = events._get_running_loop()
+        if getattr(_worker_state, "loop", None) is self:
+            return fn(*args)
+        if self._core.in_worker():
+            events._set_running_loop(self)
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
+            )
+            _worker_state.loop = self
+            return fn(*args)
+        previous = events._get_running_loop()  # another thread: lend the state for this call
         hooks = sys.get_asyncgen_hooks()
         if previous is not self:
             events._set_running_loop(self)
@@ -279,10 +308,14 @@ class EventLoop(_base_loop):
             with self._lock:
                 return self._as_loop_thread(fn, *args)
         except BaseException as exc:
-            if self._fatal is None:
-                self._fatal = exc
-            self._core.stop()
+            self._leave_run(exc)
             return None
+
+    def _leave_run(self, exc: BaseException) -> None:
+        """A callback raised what must leave run_forever (SystemExit, KeyboardInterrupt)."""
+        if self._fatal is None:
+            self._fatal = exc
+        self._core.stop()
 
     def _invoke_handle(self, handle: events.Handle) -> None:
         if handle._cancelled:
@@ -300,9 +333,7 @@ class EventLoop(_base_loop):
             else:
                 handle._run()
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: they leave run_forever
-            if self._fatal is None:
-                self._fatal = exc
-            self._core.stop()
+            self._leave_run(exc)
         finally:
             self._current_handle = None
             handle = None
@@ -310,7 +341,7 @@ class EventLoop(_base_loop):
     # -- scheduling -----------------------------------------------------------------------------
 
     def _call_soon(self, callback, args, context):
-        handle = events.Handle(callback, args, self, context)
+        handle = _PostedHandle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
         self._post_handle(handle, callback)
@@ -318,13 +349,15 @@ class EventLoop(_base_loop):
 
     def _post_handle(self, handle, callback) -> None:
         """Queues handle on the loop's strand, or on its task's connection strand."""
-        strand = getattr(getattr(callback, "__self__", None), "_tm_strand", None)
-        if strand is None:
-            self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
-        else:  # a ConnectionTask's step or wakeup (parallel mode)
-            with self._task_steps_lock:
-                self._task_steps_queued += 1
-            self._core.post(functools.partial(self._run_task_handle, handle, strand), strand=strand)
+        if self._task_strands:
+            strand = getattr(getattr(callback, "__self__", None), "_tm_strand", None)
+            if strand is not None:  # a ConnectionTask's step or wakeup (parallel mode)
+                with self._task_steps_lock:
+                    self._task_steps_queued += 1
+                self._core.post(functools.partial(self._run_task_handle, handle, strand), strand)
+                return
+        # The strand positionally: a keyword costs pybind11 as much again as the post itself.
+        self._core.post(handle, self._strand)
 
     def _run_task_handle(self, handle: events.Handle, strand) -> None:
         """A ConnectionTask's step, on its connection's strand, without the loop lock."""
@@ -363,7 +396,7 @@ class EventLoop(_base_loop):
         self._check_closed()
         if self._debug:
             self._check_callback(callback, "call_soon_threadsafe")
-        handle = events.Handle(callback, args, self, context)
+        handle = _PostedHandle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
         self._post_handle(handle, callback)
