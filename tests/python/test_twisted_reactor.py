@@ -161,3 +161,56 @@ def test_events_share_one_strand_exactly_where_the_gil_is_enabled(monkeypatch):
     with pytest.raises(ValueError, match="TM_STRANDS"):
         TMReactor(2)
 
+
+
+def test_header_names_are_cached_per_worker_thread_where_workers_run_in_parallel(monkeypatch):
+    """twisted.web's shared header-name cache takes a lock per lookup on a free-threaded 3.13:
+    with parallel workers each thread gets its own, giving Twisted's results and errors."""
+    from twisted.web import http_headers
+
+    from tm_twisted import _shared_caches
+
+    shared = http_headers._nameEncoder
+    monkeypatch.setattr(http_headers, "_nameEncoder", shared)  # restored after the test
+    assert _shared_caches.make_per_thread(workers=1, gil_enabled=False) == []
+    assert _shared_caches.make_per_thread(workers=2, gil_enabled=True) == []
+    assert http_headers._nameEncoder is shared
+    assert _shared_caches.make_per_thread(workers=2, gil_enabled=False) == [
+        "twisted.web.http_headers._nameEncoder"
+    ]
+    per_thread = http_headers._nameEncoder
+    assert isinstance(per_thread, _shared_caches.PerThreadNameEncoder)
+
+    names = [b"content-type", "X-Forwarded-For", b"etag", "www-authenticate", b"Dnt", "te"]
+    assert [per_thread.encode(n) for n in names] == [shared.encode(n) for n in names]
+    with pytest.raises(http_headers.InvalidHeaderName):
+        per_thread.encode(b"bad name")
+    headers = http_headers.Headers()
+    headers.setRawHeaders("content-type", [b"text/plain"])  # Twisted's own calls go through it
+    assert headers.getRawHeaders(b"Content-Type") == [b"text/plain"]
+
+    caches = []
+
+    def cache_of_this_thread():
+        per_thread.encode(b"content-length")
+        caches.append(per_thread._local.encoder)
+
+    threads = [threading.Thread(target=cache_of_this_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cache_of_this_thread()
+    assert len({id(cache) for cache in caches}) == 3
+
+
+def test_a_parallel_reactor_makes_the_header_name_cache_per_thread_when_it_runs(monkeypatch):
+    from twisted.web import http_headers
+
+    monkeypatch.setattr(http_headers, "_nameEncoder", http_headers._nameEncoder)
+    reactor = TMReactor(2)
+    reactor.callWhenRunning(reactor.stop)
+    run_bounded(reactor, timeout=10)
+    parallel = reactor.workers > 1 and not getattr(sys, "_is_gil_enabled", lambda: True)()
+    replaced = type(http_headers._nameEncoder).__name__ == "PerThreadNameEncoder"
+    assert replaced == parallel

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import sys
 import threading
 
 from twisted.internet import base, posixbase
@@ -32,6 +33,7 @@ import tm
 from tm import _core
 from tm_twisted._tcp import NativeTCPMixin, isNative
 from tm_twisted._managed import manage_factory
+from tm_twisted._shared_caches import make_per_thread
 
 _log = Logger()
 
@@ -103,6 +105,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         pass
 
     def mainLoop(self) -> None:
+        make_per_thread(self.workers, getattr(sys, "_is_gil_enabled", lambda: True)())
         while self._started:
             if self._core.stopped:
                 self._core.restart()
