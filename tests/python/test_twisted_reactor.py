@@ -166,20 +166,24 @@ def test_events_share_one_strand_exactly_where_the_gil_is_enabled(monkeypatch):
 def test_header_names_are_cached_per_worker_thread_where_workers_run_in_parallel(monkeypatch):
     """twisted.web's shared header-name cache takes a lock per lookup on a free-threaded 3.13:
     with parallel workers each thread gets its own, giving Twisted's results and errors."""
-    from twisted.web import http_headers
+    from twisted.web import http, http_headers
 
     from tm_twisted import _shared_caches
 
     shared = http_headers._nameEncoder
+    assert http._nameEncoder is shared  # imported by name: both modules must be changed
     monkeypatch.setattr(http_headers, "_nameEncoder", shared)  # restored after the test
+    monkeypatch.setattr(http, "_nameEncoder", shared)
     assert _shared_caches.make_per_thread(workers=1, gil_enabled=False) == []
     assert _shared_caches.make_per_thread(workers=2, gil_enabled=True) == []
     assert http_headers._nameEncoder is shared
     assert _shared_caches.make_per_thread(workers=2, gil_enabled=False) == [
-        "twisted.web.http_headers._nameEncoder"
+        "twisted.web.http._nameEncoder",
+        "twisted.web.http_headers._nameEncoder",
     ]
     per_thread = http_headers._nameEncoder
     assert isinstance(per_thread, _shared_caches.PerThreadNameEncoder)
+    assert http._nameEncoder is per_thread
 
     names = [b"content-type", "X-Forwarded-For", b"etag", "www-authenticate", b"Dnt", "te"]
     assert [per_thread.encode(n) for n in names] == [shared.encode(n) for n in names]
@@ -205,12 +209,13 @@ def test_header_names_are_cached_per_worker_thread_where_workers_run_in_parallel
 
 
 def test_a_parallel_reactor_makes_the_header_name_cache_per_thread_when_it_runs(monkeypatch):
-    from twisted.web import http_headers
+    from twisted.web import http, http_headers
 
     monkeypatch.setattr(http_headers, "_nameEncoder", http_headers._nameEncoder)
+    monkeypatch.setattr(http, "_nameEncoder", http._nameEncoder)
     reactor = TMReactor(2)
     reactor.callWhenRunning(reactor.stop)
     run_bounded(reactor, timeout=10)
     parallel = reactor.workers > 1 and not getattr(sys, "_is_gil_enabled", lambda: True)()
-    replaced = type(http_headers._nameEncoder).__name__ == "PerThreadNameEncoder"
-    assert replaced == parallel
+    for module in (http_headers, http):
+        assert (type(module._nameEncoder).__name__ == "PerThreadNameEncoder") == parallel

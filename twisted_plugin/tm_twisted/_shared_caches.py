@@ -36,10 +36,16 @@ def make_per_thread(workers: int, gil_enabled: bool) -> list[str]:
     """Replaces the shared caches of the imported Twisted modules; returns what was replaced."""
     if workers <= 1 or gil_enabled:
         return []
-    replaced = []
     http_headers = sys.modules.get("twisted.web.http_headers")
     encoder = getattr(http_headers, "_nameEncoder", None)
-    if encoder is not None and type(encoder).__name__ == "_NameEncoder":
-        http_headers._nameEncoder = PerThreadNameEncoder(type(encoder))
-        replaced.append("twisted.web.http_headers._nameEncoder")
-    return replaced
+    if encoder is None or type(encoder).__name__ != "_NameEncoder":
+        return []
+    # twisted.web.http imports the instance by name (`from ... import _nameEncoder`): every
+    # module holding that one object gets the replacement.
+    per_thread = PerThreadNameEncoder(type(encoder))
+    replaced = []
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "_nameEncoder", None) is encoder:
+            module._nameEncoder = per_thread
+            replaced.append(f"{name}._nameEncoder")
+    return sorted(replaced)
