@@ -24,6 +24,7 @@ parallel with other connections' (tm_asyncio._transport).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import selectors
@@ -261,8 +262,23 @@ class EventLoop(_base_loop):
         if self._serial:
             self._invoke_handle(handle)
             return
-        with self._lock:
+        with self._inevitable_and_locked():
             self._as_loop_thread(self._invoke_handle, handle)
+
+    @contextlib.contextmanager
+    def _inevitable_and_locked(self):
+        """The loop lock, for a callback whose transaction is made inevitable before it waits.
+
+        A task step on a connection strand can become inevitable (at its first shared access) and
+        then wait for the loop lock (a locked future's add_done_callback). A callback that held
+        the loop lock and only then became inevitable (it opened a socket: the audit hook) would
+        wait for that step's token while holding the lock the step waits for: a deadlock, caught
+        in the chat example's differential test (accept() on the loop strand against a handler's
+        await). Taking the token first gives every holder of the lock one order: token, then lock.
+        """
+        tm.inevitable()
+        with self._lock:
+            yield
 
     def _as_loop_thread(self, fn, *args):
         """fn(*args) on a worker thread, which gets the loop thread's per-thread state for it.
@@ -305,7 +321,7 @@ class EventLoop(_base_loop):
         try:
             if not exclusive:
                 return self._as_loop_thread(fn, *args)
-            with self._lock:
+            with self._inevitable_and_locked():
                 return self._as_loop_thread(fn, *args)
         except BaseException as exc:
             self._leave_run(exc)

@@ -441,3 +441,58 @@ def test_stream_handlers_share_managed_state_exactly(monkeypatch):
         loop.close()
     assert counts.lines == 800
     assert dict(counts.by_client) == {str(n): 100 for n in range(8)}
+
+
+_LOCK_ORDER_SCENARIO = r"""
+import asyncio, socket, threading
+import tm, tm_asyncio
+
+async def main():
+    loop = asyncio.get_running_loop()
+    loop_callback_holds_the_lock = threading.Event()
+    handler_is_inevitable = threading.Event()
+
+    def loop_callback():  # on the loop's strand: runs holding the loop lock
+        loop_callback_holds_the_lock.set()
+        handler_is_inevitable.wait(2)  # without the fix the handler is inevitable by now
+        socket.socket().close()  # the audit hook makes this transaction inevitable
+
+    async def handler(reader, writer):  # a task on the connection's strand
+        loop_callback_holds_the_lock.wait(5)
+        tm.inevitable()  # as at a first shared access
+        handler_is_inevitable.set()
+        fut = loop.create_future()
+        loop.call_soon_threadsafe(fut.set_result, None)
+        await fut  # add_done_callback takes the loop lock
+        writer.write(b"done\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # From a plain thread, so that it is queued at once (a post made inside a callback waits
+    # for that callback's commit) while the handler's first step is running.
+    threading.Timer(0.3, loop.call_soon_threadsafe, args=(loop_callback,)).start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    print((await reader.readline()).decode().strip(), flush=True)
+    writer.close()
+    server.close()
+
+with asyncio.Runner(loop_factory=lambda: tm_asyncio.EventLoop(workers=2, parallel=True)) as r:
+    r.run(main())
+"""
+
+
+def test_a_loop_callback_and_an_inevitable_task_step_do_not_deadlock_on_the_loop_lock():
+    """A loop-strand callback that becomes inevitable while it holds the loop lock, against a
+    connection task step that is inevitable and waits for that lock (seen in the chat example).
+    Run in a child process: a deadlock there fails the test instead of hanging the suite."""
+    import subprocess
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _LOCK_ORDER_SCENARIO],
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the loop callback and the task step deadlocked")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "done"
