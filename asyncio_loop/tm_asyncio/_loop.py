@@ -24,7 +24,6 @@ parallel with other connections' (tm_asyncio._transport).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import selectors
@@ -262,12 +261,10 @@ class EventLoop(_base_loop):
         if self._serial:
             self._invoke_handle(handle)
             return
-        with self._inevitable_and_locked():
-            self._as_loop_thread(self._invoke_handle, handle)
+        self._run_locked(self._invoke_handle, handle)
 
-    @contextlib.contextmanager
-    def _inevitable_and_locked(self):
-        """The loop lock, for a callback whose transaction is made inevitable before it waits.
+    def _run_locked(self, fn, *args):
+        """fn(*args) as a loop thread, under the loop lock, its transaction made inevitable first.
 
         A task step on a connection strand can become inevitable (at its first shared access) and
         then wait for the loop lock (a locked future's add_done_callback). A callback that held
@@ -278,7 +275,7 @@ class EventLoop(_base_loop):
         """
         tm.inevitable()
         with self._lock:
-            yield
+            return self._as_loop_thread(fn, *args)
 
     def _as_loop_thread(self, fn, *args):
         """fn(*args) on a worker thread, which gets the loop thread's per-thread state for it.
@@ -321,8 +318,7 @@ class EventLoop(_base_loop):
         try:
             if not exclusive:
                 return self._as_loop_thread(fn, *args)
-            with self._inevitable_and_locked():
-                return self._as_loop_thread(fn, *args)
+            return self._run_locked(fn, *args)
         except BaseException as exc:
             self._leave_run(exc)
             return None
