@@ -43,6 +43,8 @@ _READ = 1
 _WRITE = 2
 # How long stop() waits, at most, for connection strands to settle (parallel mode).
 _CLOSE_WAIT = 0.1
+# Reactor.post and Reactor.call_at take the strand positionally here: pybind11's keyword handling
+# cost as much again as the post itself (docs/BENCHMARKS.md, call_soon, session 5).
 # The loop whose per-thread state a reactor worker thread holds (EventLoop._as_loop_thread).
 _worker_state = threading.local()
 
@@ -249,7 +251,7 @@ class EventLoop(_base_loop):
         deadline = now + _CLOSE_WAIT if deadline is None else deadline
         if now < deadline and (self._task_steps_queued or self._closing_transports):
             self._core.call_at(
-                now + 0.001, functools.partial(self._stop_marker, deadline), strand=self._strand
+                now + 0.001, functools.partial(self._stop_marker, deadline), self._strand
             )
             return
         self._core.stop()
@@ -368,7 +370,6 @@ class EventLoop(_base_loop):
                     self._task_steps_queued += 1
                 self._core.post(functools.partial(self._run_task_handle, handle, strand), strand)
                 return
-        # The strand positionally: a keyword costs pybind11 as much again as the post itself.
         self._core.post(handle, self._strand)
 
     def _run_task_handle(self, handle: events.Handle, strand) -> None:
@@ -401,7 +402,7 @@ class EventLoop(_base_loop):
     def _add_callback(self, handle) -> None:
         # asyncio's signal handling queues its handles here (the _ready deque, never drained).
         if not handle._cancelled:
-            self._core.post(functools.partial(self._run_handle, handle), strand=self._strand)
+            self._core.post(functools.partial(self._run_handle, handle), self._strand)
 
     def call_soon_threadsafe(self, callback, *args, context=None):
         """Like call_soon(), but thread-safe: the C++ reactor wakes itself, no self-pipe write."""
@@ -428,7 +429,7 @@ class EventLoop(_base_loop):
         key = id(timer)
         self._timers[key] = (
             timer,
-            self._core.call_at(when, functools.partial(self._run_timer, key), strand=self._strand),
+            self._core.call_at(when, functools.partial(self._run_timer, key), self._strand),
         )
         return timer
 
@@ -495,7 +496,7 @@ class EventLoop(_base_loop):
         if key in self._io_pending:
             return
         self._io_pending.add(key)
-        self._core.post(functools.partial(self._run_io, fd, event), strand=self._strand)
+        self._core.post(functools.partial(self._run_io, fd, event), self._strand)
 
     def _run_io(self, fd: int, event: int) -> None:
         self._io_pending.discard((fd, event))
