@@ -34,6 +34,7 @@ from asyncio import events, unix_events
 
 import tm
 from tm import _core
+from tm._environment import gil_enabled
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
@@ -47,10 +48,6 @@ _CLOSE_WAIT = 0.1
 # cost as much again as the post itself (docs/BENCHMARKS.md, call_soon, session 5).
 # The loop whose per-thread state a reactor worker thread holds (EventLoop._as_loop_thread).
 _worker_state = threading.local()
-
-
-def _gil_enabled() -> bool:
-    return getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class _PostedHandle(events.Handle):
@@ -95,7 +92,7 @@ class EventLoop(_base_loop):
             # TM_ASYNCIO_PARALLEL=1 or 0 decides; unset, parallel where it can pay: the GIL would
             # run the connections' callbacks one at a time anyway (DESIGN.md section 6).
             setting = os.environ.get("TM_ASYNCIO_PARALLEL", "")
-            parallel = setting == "1" if setting else not _gil_enabled()
+            parallel = setting == "1" if setting else not gil_enabled()
         self._parallel = parallel and not self._serial
         # Tasks started on a connection's strand (start_server's handler) run there too, so a
         # task and the transport it drives share a strand; TM_ASYNCIO_TASK_STRANDS=0 keeps every

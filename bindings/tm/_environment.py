@@ -23,6 +23,12 @@ def workers_from_environment(default: int) -> int:
     return workers
 
 
+def gil_enabled() -> bool:
+    """Whether this interpreter runs with the GIL (always before CPython 3.13)."""
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_gil_enabled is None or is_gil_enabled()
+
+
 def one_strand_from_environment() -> bool:
     """Whether a reactor's events should all share one strand: TM_STRANDS=one or many decides;
     unset, one exactly where the GIL is enabled.
@@ -34,8 +40,7 @@ def one_strand_from_environment() -> bool:
     """
     value = os.environ.get("TM_STRANDS")
     if value is None:
-        is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
-        return is_gil_enabled is None or is_gil_enabled()
+        return gil_enabled()
     if value not in ("one", "many"):
         raise ValueError(f"TM_STRANDS must be 'one' or 'many', not {value!r}")
     return value == "one"

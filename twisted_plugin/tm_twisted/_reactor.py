@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import sys
 import threading
 
 from twisted.internet import base, posixbase
@@ -31,6 +30,7 @@ from zope.interface import implementer
 
 import tm
 from tm import _core
+from tm._environment import gil_enabled
 from tm_twisted._tcp import NativeTCPMixin, isNative
 from tm_twisted._managed import manage_factory
 from tm_twisted._shared_caches import make_per_thread
@@ -105,7 +105,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         pass
 
     def mainLoop(self) -> None:
-        make_per_thread(self.workers, getattr(sys, "_is_gil_enabled", lambda: True)())
+        make_per_thread(self.workers, gil_enabled())
         while self._started:
             if self._core.stopped:
                 self._core.restart()
