@@ -35,6 +35,7 @@ from asyncio import events, unix_events
 import tm
 from tm import _core
 from tm._environment import gil_enabled
+from tm._shared_types import immortalize_extension_types
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
@@ -135,6 +136,7 @@ class EventLoop(_base_loop):
         """Runs the reactor until stop()'s marker (or an exception that must escape) stops it."""
         if self._core.stopped:
             self._core.restart()
+        immortalize_extension_types(self._workers)
         wakeup = self._install_wakeup_fd()
         try:
             self._core.run(tick=self._run_main_thread_calls)

@@ -4,7 +4,7 @@ Kept in step with the module by tests/python/test_tm_stubs.py: every public name
 appears here and every name here exists in tm._core.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, SupportsIndex, SupportsInt, TypedDict, final
 
 _Int = SupportsInt | SupportsIndex
@@ -24,6 +24,10 @@ class BuildInfo(TypedDict):
 def build_info() -> BuildInfo:
     """Compiler, Boost and pybind11 versions; whether the interpreter is free-threaded and the
     GIL enabled now."""
+
+def _immortalize_types(types: Iterable[type]) -> int:
+    """Makes the heap types among `types` that this thread owns immortal, on a free-threaded
+    CPython 3.13 (elsewhere: nothing); returns how many it changed (tm._shared_types)."""
 
 # -- statistics and the conflict log -------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import time as _time
 
 import contextlib
 
-from tm import _conflict_log, _core, _io
+from tm import _conflict_log, _core, _io, _shared_types
 
 __all__ = ["TransactionQueue", "hint_commit_soon", "time"]
 
@@ -113,6 +113,7 @@ class TransactionQueue:
 
         _io.install()
         n = workers or os.cpu_count() or 1
+        _shared_types.immortalize_extension_types(n)
         self._error = None
         self.worker_stats = []
         threads = [threading.Thread(target=self._worker, name=f"tm-worker-{i}") for i in range(n)]

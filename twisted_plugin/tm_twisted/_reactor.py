@@ -31,6 +31,7 @@ from zope.interface import implementer
 import tm
 from tm import _core
 from tm._environment import gil_enabled
+from tm._shared_types import immortalize_extension_types
 from tm_twisted._tcp import NativeTCPMixin, isNative
 from tm_twisted._managed import manage_factory
 from tm_twisted._shared_caches import make_per_thread
@@ -106,6 +107,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     def mainLoop(self) -> None:
         make_per_thread(self.workers, gil_enabled())
+        immortalize_extension_types(self.workers)
         while self._started:
             if self._core.stopped:
                 self._core.restart()

@@ -1,0 +1,52 @@
+"""Extension types made immortal before the reactor's workers share them (CPython 3.13t).
+
+On a free-threaded 3.13, every instance made or freed on a thread that does not own its type
+changes the type's shared reference count with an atomic add, so parallel workers making
+instances of one extension type (a hash object, a socket, a ``functools.partial``) contend on one
+cache line. CPython already makes the classes Python code defines immortal once a second thread
+exists; this does the same for the extension types (``PyType_FromSpec``'s, pybind11's) that exist
+when a parallel run starts. From 3.14 CPython counts type references per thread, and with the GIL
+nothing runs in parallel: there it does nothing. docs/TUNING.md has the measurements.
+
+``TM_IMMORTAL_TYPES=0`` turns it off (for measuring what it buys). An immortal type is never
+freed: extension types live as long as their modules anyway.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+from tm import _core
+from tm._environment import gil_enabled
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+_TYPE_SUBCLASS = 1 << 31  # Py_TPFLAGS_TYPE_SUBCLASS: a type; no __class__ lookup, unlike isinstance
+# How many modules were loaded at the last scan: a new scan only when imports brought new types.
+_modules_at_last_scan = 0
+
+
+def wanted(workers: int) -> bool:
+    """Whether a run on `workers` threads should make the extension types immortal first."""
+    return (
+        workers > 1
+        and sys.version_info[:2] == (3, 13)
+        and not gil_enabled()
+        and os.environ.get("TM_IMMORTAL_TYPES", "1") != "0"
+    )
+
+
+def immortalize_extension_types(workers: int) -> int:
+    """Before a run on `workers` threads: makes the heap types this thread owns immortal, where
+    that pays (see wanted()). Returns how many types it changed."""
+    global _modules_at_last_scan
+    if not wanted(workers) or len(sys.modules) == _modules_at_last_scan:
+        return 0
+    _modules_at_last_scan = len(sys.modules)
+    types = [
+        o
+        for o in gc.get_objects()
+        if type(o).__flags__ & _TYPE_SUBCLASS and o.__flags__ & _HEAPTYPE
+    ]
+    return _core._immortalize_types(types)
