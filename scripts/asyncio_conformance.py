@@ -75,9 +75,6 @@ _LOST_ON_ITS_STRAND = (
 KNOWN_PARALLEL: dict[str, str] = {
     "test_server.TestServer2.test_abort_clients": _LOST_ON_ITS_STRAND.format("abort_clients()"),
     "test_server.TestServer2.test_close_clients": _LOST_ON_ITS_STRAND.format("close_clients()"),
-    "test_sendfile.EPollEventLoopTests.test_sendfile_prevents_bare_write": "parallel mode's "
-    "native transports send a file through asyncio's fallback (chunks through write()), not "
-    "os.sendfile(); only asyncio's native path refuses a write() while a sendfile() is under way",
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -559,10 +559,7 @@ class EventLoop(_base_loop):
 
     async def _sendfile_native(self, transp, file, offset, count):
         if isinstance(transp, NativeStreamTransport):
-            # Raising this is how asyncio asks for its fallback (or, with fallback=False, fails).
-            raise asyncio.SendfileNotAvailableError(
-                "os.sendfile() is not supported by tm's native stream transports"
-            )
+            return await transp._sendfile(file, offset, count)
         return await super()._sendfile_native(transp, file, offset, count)
 
     def create_future(self):

@@ -15,7 +15,8 @@ parallelism comes from, and why state they share must be managed (docs/MANAGED_S
 Differences from asyncio's selector transport, all consequences of sending at commit: the
 protocol's pause_writing() is called when the committed bytes pass the high-water mark, in a
 callback of its own, not inside the write() that passed it; write() after close() is ignored.
-loop.sendfile() uses asyncio's fallback (chunks through write()), not os.sendfile().
+loop.sendfile() waits until every byte written before it has been sent, then hands the file to
+os.sendfile() on the socket, as asyncio's transports do (write() raises until it is done).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from asyncio import constants, futures, protocols, transports, trsock
 import tm
 from tm import _core
 from tm_asyncio._tasks import connection_strand, on_strand, running_connection_task
+
+
+# How often _sent() looks at the native write queue: from 0.5 ms, doubling, up to 20 ms.
+_SENT_POLL_MIN = 0.0005
+_SENT_POLL_MAX = 0.02
 
 
 def runs_exclusively(protocol) -> bool:
@@ -53,9 +59,9 @@ class NativeStreamTransport(transports._FlowControlMixin):
     """asyncio.Transport over tm._core.StreamTransport; also the native transport's handler."""
 
     # loop.start_tls() swaps the protocol through set_protocol() with reading paused, which this
-    # transport supports; loop.sendfile() finds no native path and writes the file in chunks.
+    # transport supports; loop.sendfile() takes the native path (EventLoop._sendfile_native).
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE  # EventLoop._sendfile_native
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None) -> None:
         # _FlowControlMixin: asyncio.Transport with the write buffer limits and the
@@ -68,6 +74,7 @@ class NativeStreamTransport(transports._FlowControlMixin):
         self._eof_written = False
         self._reading_paused = False
         self._uncommitted = 0  # bytes written by the running transaction, sent at its commit
+        self._sendfile_in_progress = False
         self._lost = False
         # Set by abort() or a fatal error: what connection_lost() reports instead of the native
         # transport's own reason (asyncio reports None for abort(), the exception for an error).
@@ -133,6 +140,8 @@ class NativeStreamTransport(transports._FlowControlMixin):
             )
         if self._eof_written:
             raise RuntimeError("Cannot call write() after write_eof()")
+        if self._sendfile_in_progress:
+            raise RuntimeError("unable to write; sendfile is in progress")
         if data:
             self._native.write(data)
             if tm.in_transaction():
@@ -141,6 +150,8 @@ class NativeStreamTransport(transports._FlowControlMixin):
                 self._uncommitted += len(data)
 
     def writelines(self, list_of_data) -> None:
+        if self._sendfile_in_progress:
+            raise RuntimeError("unable to writelines; sendfile is in progress")
         self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
@@ -184,6 +195,36 @@ class NativeStreamTransport(transports._FlowControlMixin):
 
     def _committed(self) -> None:
         self._uncommitted = 0
+
+    async def _sendfile(self, file, offset: int, count: int | None) -> int:
+        """loop.sendfile()'s native path, as asyncio's selector transports take it: reading
+        paused, write() refused, and once every byte written before has been sent, the file goes
+        to the socket through os.sendfile() (the loop's sock_sendfile, which waits for the socket
+        to be writable on the loop's strand). The reactor keeps a descriptor of its own for the
+        socket and sends nothing while the queue is empty and write() is refused."""
+        if self._sendfile_in_progress:
+            raise RuntimeError("Empty waiter is already set")
+        self._sendfile_in_progress = True
+        resume_reading = self.is_reading()
+        self.pause_reading()
+        try:
+            await self._sent()
+            return await self._loop.sock_sendfile(self._sock, file, offset, count, fallback=False)
+        finally:
+            self._sendfile_in_progress = False
+            if resume_reading:
+                self.resume_reading()
+
+    async def _sent(self) -> None:
+        """Returns once everything written so far has reached the kernel. The native transport
+        does not say when its queue empties, so this looks, at growing intervals (a sendfile
+        waits for one round trip of the queue at most a few milliseconds longer)."""
+        delay = 0.0
+        while self.get_write_buffer_size():
+            if self._lost or self._lost_reason is not None:
+                raise ConnectionError("Connection is closed by peer")
+            await asyncio.sleep(delay)
+            delay = min(_SENT_POLL_MAX, delay * 2 or _SENT_POLL_MIN)
 
     # -- the native transport's handler: each runs as one transaction on the connection's strand --
 

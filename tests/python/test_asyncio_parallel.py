@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import threading
@@ -496,3 +497,68 @@ def test_a_loop_callback_and_an_inevitable_task_step_do_not_deadlock_on_the_loop
         pytest.fail("the loop callback and the task step deadlocked")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "done"
+
+
+class _SendsAFile(asyncio.Protocol):
+    """A server protocol that answers a connection with a header, a file and a trailer."""
+
+    def __init__(self, loop, path, outcome) -> None:
+        self.loop, self.path, self.outcome = loop, path, outcome
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"header;")  # sent at this callback's commit, before the file
+        self.loop.create_task(self.send())
+
+    async def send(self) -> None:
+        with open(self.path, "rb") as file:
+            sending = self.loop.create_task(self.loop.sendfile(self.transport, file, 10, 3_000_000))
+            await asyncio.sleep(0)
+            try:
+                self.transport.write(b"too early")
+            except RuntimeError as error:
+                self.outcome["write during sendfile"] = str(error)
+            self.outcome["sent"] = await sending
+            self.outcome["file position"] = file.tell()
+        self.transport.write(b";trailer")
+        self.transport.close()
+
+
+@pytest.mark.timeout(60)
+def test_sendfile_on_a_native_transport_uses_os_sendfile_in_order_with_writes(
+    loop, tmp_path, monkeypatch
+):
+    # Big enough that the socket fills up and os.sendfile() must wait for it to drain.
+    content = bytes(range(256)) * 16_000  # 4,096,000 bytes
+    path = tmp_path / "file.bin"
+    path.write_bytes(content)
+    calls = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(*args):
+        calls.append(args[3])
+        return real_sendfile(*args)
+
+    monkeypatch.setattr(os, "sendfile", counting_sendfile)
+    outcome: dict = {}
+
+    async def main():
+        server = await loop.create_server(
+            lambda: _SendsAFile(loop, path, outcome), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        received = await reader.read()  # to EOF: the server closes after the trailer
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return received
+
+    received = _run(loop, main(), timeout=45)
+    assert received == b"header;" + content[10:3_000_010] + b";trailer"
+    assert outcome == {
+        "write during sendfile": "unable to write; sendfile is in progress",
+        "sent": 3_000_000,
+        "file position": 3_000_010,
+    }
+    assert calls  # the file went through os.sendfile(), not through write()
