@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -421,12 +422,15 @@ void run_small(const std::function<void(stm::Transaction&)>& f) {
   finish_top_level();
 }
 
-py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwargs, Mode mode) {
-  PyObject* kw = kwargs.ptr() == Py_None ? nullptr : kwargs.ptr();
+namespace {
+
+/// run_python_transaction's engine: `body` runs the Python code and returns a new reference, or
+/// null with the Python error set. `site` is what an escalation is reported against.
+py::object run_body(const std::function<PyObject*()>& body, PyObject* site, Mode mode) {
   TxState& st = tx_state();
   if (stm::current_transaction() != nullptr) {  // flattened into the running transaction
     DepthGuard g(st);
-    PyObject* r = PyObject_Call(fn.ptr(), args.ptr(), kw);
+    PyObject* r = body();
     if (r == nullptr) throw py::error_already_set();
     return py::reinterpret_steal<py::object>(r);
   }
@@ -443,14 +447,14 @@ py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwa
       // (reactor callbacks touch the engine directly: write queues, timers).
       if (mode == Mode::irrevocable) tx.exclude_from_abort_injection();
       st.begin_attempt();
-      note_escalation(tx, fn.ptr());
+      note_escalation(tx, site);
       if (mode == Mode::irrevocable && st.body_done) {
         flush_deferred(tx, true);  // replay: the block itself never reruns
         return;
       }
       if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
       DepthGuard g(st);
-      PyObject* r = PyObject_Call(fn.ptr(), args.ptr(), kw);
+      PyObject* r = body();
       if (r == nullptr) {
         if (mode == Mode::irrevocable && abort_pending())
           throw std::logic_error("tm: an irrevocable transaction was asked to abort");
@@ -477,6 +481,27 @@ py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwa
   }
   finish_top_level();
   return out;
+}
+
+}  // namespace
+
+py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwargs, Mode mode) {
+  PyObject* kw = kwargs.ptr() == Py_None ? nullptr : kwargs.ptr();
+  return run_body([&] { return PyObject_Call(fn.ptr(), args.ptr(), kw); }, fn.ptr(), mode);
+}
+
+void run_irrevocable(const std::function<void(stm::Transaction&)>& callback) {
+  run_body(
+      [&]() -> PyObject* {
+        try {
+          callback(*stm::current_transaction());
+        } catch (py::error_already_set& error) {
+          error.restore();  // as if a Python function had raised it
+          return nullptr;
+        }
+        return Py_NewRef(Py_None);
+      },
+      nullptr, Mode::irrevocable);
 }
 
 // ---- the `with tm.atomic():` block: begin and end split across Python frames -----------------

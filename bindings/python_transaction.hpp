@@ -4,6 +4,12 @@
 
 #include <pybind11/pybind11.h>
 
+#include <functional>
+
+namespace tmr::stm {
+class Transaction;
+}
+
 namespace tmr::bindings {
 
 namespace py = pybind11;
@@ -29,5 +35,10 @@ py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwa
 inline py::object run_python_transaction(py::handle fn, Mode mode) {
   return run_python_transaction(fn, py::tuple(), py::handle(), mode);
 }
+
+/// Runs callback(tx) as one irrevocable transaction, as run_python_transaction runs a Python
+/// callable, but without a Python function object around it: the reactor's path for every event.
+/// A py::error_already_set escaping the callback propagates as it would from a Python callable.
+void run_irrevocable(const std::function<void(stm::Transaction&)>& callback);
 
 }  // namespace tmr::bindings

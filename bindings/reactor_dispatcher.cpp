@@ -97,8 +97,7 @@ void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
   }
   // Python callbacks are ordinary, irrevocable code (DESIGN.md section 4): they run in parallel
   // until their first shared managed access, become inevitable there, and are never rerun.
-  py::cpp_function body([&callback] { callback(*stm::current_transaction()); });
-  run_python_transaction(body, Mode::irrevocable);
+  run_irrevocable(callback);
 }
 
 reactor::Callback python_callback(py::object fn) {
