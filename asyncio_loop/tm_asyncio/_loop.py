@@ -357,7 +357,10 @@ class EventLoop(_base_loop):
         handle = _PostedHandle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
-        self._post_handle(handle, callback)
+        if self._task_strands:
+            self._post_handle(handle, callback)
+        else:  # the common case without a frame in between: call_soon's cost (docs/BENCHMARKS.md)
+            self._core.post(handle, self._strand)
         return handle
 
     def _post_handle(self, handle, callback) -> None:
