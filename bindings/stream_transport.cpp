@@ -560,14 +560,15 @@ void init_stream_transport(py::module_& m) {
 
   m.def(
       "tcp_adopt",
-      [](py::object reactor, int fd, py::object handler) {
+      [](py::object reactor, int fd, py::object handler, std::optional<reactor::Strand> strand) {
         auto& r = native_reactor(reactor);
         return start_connection(handler, false, [&](auto native, std::error_code& ec) {
-          return reactor::tcp_adopt(r, fd, native, ec);
+          return reactor::tcp_adopt(r, fd, native, strand.value_or(reactor::Strand()), ec);
         });
       },
-      py::arg("reactor"), py::arg("fd"), py::arg("handler"),
-      "Adopts a connected TCP socket, which the reactor owns from then on (pass a dup()).");
+      py::arg("reactor"), py::arg("fd"), py::arg("handler"), py::arg("strand") = py::none(),
+      "Adopts a connected TCP socket, which the reactor owns from then on (pass a dup()); its "
+      "events run on `strand` (one of this reactor's) if given, else on a new strand.");
 
   m.def(
       "unix_connect",
@@ -582,14 +583,15 @@ void init_stream_transport(py::module_& m) {
 
   m.def(
       "unix_adopt",
-      [](py::object reactor, int fd, py::object handler) {
+      [](py::object reactor, int fd, py::object handler, std::optional<reactor::Strand> strand) {
         auto& r = native_reactor(reactor);
         return start_connection(handler, true, [&](auto native, std::error_code& ec) {
-          return reactor::unix_adopt(r, fd, native, ec);
+          return reactor::unix_adopt(r, fd, native, strand.value_or(reactor::Strand()), ec);
         });
       },
-      py::arg("reactor"), py::arg("fd"), py::arg("handler"),
-      "Adopts a connected Unix stream socket (one end of socketpair()); owned from then on.");
+      py::arg("reactor"), py::arg("fd"), py::arg("handler"), py::arg("strand") = py::none(),
+      "Adopts a connected Unix stream socket (one end of socketpair()); owned from then on; "
+      "on `strand` as tcp_adopt.");
 }
 
 }  // namespace tmr::bindings

@@ -400,9 +400,15 @@ def unix_listen(
 def tcp_connect(reactor: Reactor, host: str, port: _Int, handler: object) -> StreamTransport:
     """Connects (at commit inside a transaction); connection_made or connect_failed follows."""
 
-def tcp_adopt(reactor: Reactor, fd: _Int, handler: object) -> StreamTransport:
-    """Adopts a connected TCP socket, owned by the reactor from then on."""
+def tcp_adopt(
+    reactor: Reactor, fd: _Int, handler: object, strand: Strand | None = None
+) -> StreamTransport:
+    """Adopts a connected TCP socket, owned by the reactor from then on; its events run on
+    `strand` if given, else on a new strand."""
 
 def unix_connect(reactor: Reactor, path: str, handler: object) -> StreamTransport: ...
-def unix_adopt(reactor: Reactor, fd: _Int, handler: object) -> StreamTransport:
-    """Adopts a connected Unix stream socket (one end of socketpair())."""
+def unix_adopt(
+    reactor: Reactor, fd: _Int, handler: object, strand: Strand | None = None
+) -> StreamTransport:
+    """Adopts a connected Unix stream socket (one end of socketpair()); on `strand` as
+    tcp_adopt."""

@@ -111,14 +111,20 @@ std::shared_ptr<StreamTransport> tcp_connect(Reactor& reactor, const std::string
 
 std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,
                                            std::shared_ptr<StreamHandler> handler,
-                                           std::error_code& ec) {
+                                           const Strand& strand, std::error_code& ec) {
   if (!handler) {
     ec = std::make_error_code(std::errc::invalid_argument);
     return nullptr;
   }
   const tcp protocol = protocol_of(fd, ec);
   if (ec) return nullptr;
-  return detail::adopt_connected(reactor.impl(), protocol, fd, std::move(handler), ec);
+  return detail::adopt_connected(reactor.impl(), protocol, fd, std::move(handler), strand, ec);
+}
+
+std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,
+                                           std::shared_ptr<StreamHandler> handler,
+                                           std::error_code& ec) {
+  return tcp_adopt(reactor, fd, std::move(handler), Strand(), ec);
 }
 
 std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,

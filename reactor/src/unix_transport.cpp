@@ -73,12 +73,18 @@ std::shared_ptr<StreamTransport> unix_connect(Reactor& reactor, const std::strin
 
 std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,
                                             std::shared_ptr<StreamHandler> handler,
-                                            std::error_code& ec) {
+                                            const Strand& strand, std::error_code& ec) {
   if (!handler) {
     ec = std::make_error_code(std::errc::invalid_argument);
     return nullptr;
   }
-  return detail::adopt_connected(reactor.impl(), local(), fd, std::move(handler), ec);
+  return detail::adopt_connected(reactor.impl(), local(), fd, std::move(handler), strand, ec);
+}
+
+std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,
+                                            std::shared_ptr<StreamHandler> handler,
+                                            std::error_code& ec) {
+  return unix_adopt(reactor, fd, std::move(handler), Strand(), ec);
 }
 
 std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,

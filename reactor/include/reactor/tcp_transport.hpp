@@ -41,6 +41,11 @@ std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,
 std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,
                                            std::shared_ptr<StreamHandler> handler,
                                            std::error_code& ec);
+/// As above, with the connection's events on `strand` (another connection's, a task's) instead
+/// of a new strand: what runs there, this connection's handler included, runs one at a time.
+std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,
+                                           std::shared_ptr<StreamHandler> handler,
+                                           const Strand& strand, std::error_code& ec);
 
 /// Adopts a listening TCP socket (IReactorSocket.adoptStreamPort). Owns `fd` from then on.
 std::shared_ptr<StreamListener> tcp_adopt_listener(Reactor& reactor, int fd, HandlerFactory factory,

@@ -32,5 +32,9 @@ std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,
 std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,
                                             std::shared_ptr<StreamHandler> handler,
                                             std::error_code& ec);
+/// As above, on `strand` instead of a new strand (tcp_adopt's).
+std::shared_ptr<StreamTransport> unix_adopt(Reactor& reactor, int fd,
+                                            std::shared_ptr<StreamHandler> handler,
+                                            const Strand& strand, std::error_code& ec);
 
 }  // namespace tmr::reactor

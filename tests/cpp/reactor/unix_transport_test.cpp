@@ -39,6 +39,37 @@ TEST(UnixTransport, AdoptSocketPairAndConnectFromReactor) {
   EXPECT_FALSE(h->close_error());
 }
 
+TEST(UnixTransport, AdoptedConnectionsShareTheStrandTheyAreGiven) {
+  RunningReactor r(2);
+  const Strand strand = r->make_strand();
+  int first[2];
+  int second[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, first), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, second), 0);
+  auto h1 = std::make_shared<EchoHandler>();
+  auto h2 = std::make_shared<EchoHandler>();
+  std::error_code ec;
+  auto t1 = unix_adopt(*r, first[0], h1, strand, ec);
+  ASSERT_FALSE(ec);
+  auto t2 = unix_adopt(*r, second[0], h2, strand, ec);
+  ASSERT_FALSE(ec);
+  int third[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, third), 0);
+  auto own = unix_adopt(*r, third[0], std::make_shared<EchoHandler>(), Strand(), ec);
+  ASSERT_FALSE(ec);
+  ::close(third[1]);
+  EXPECT_TRUE(t1->strand() == strand);
+  EXPECT_TRUE(t2->strand() == strand);
+  EXPECT_FALSE(own->strand() == strand);  // an empty strand asks for a new one
+  own->abort();
+  Client peer1(first[1]);
+  Client peer2(second[1]);
+  peer1.send("one");
+  peer2.send("two");
+  EXPECT_EQ(peer1.recv_exactly(3), "one");
+  EXPECT_EQ(peer2.recv_exactly(3), "two");
+}
+
 TEST(UnixTransport, ConnectToMissingPathFails) {
   TempDir dir;
   struct Failing : StreamHandler {

@@ -452,6 +452,7 @@ template <class Protocol>
 std::shared_ptr<StreamConnection<Protocol>> adopt_connected(ReactorImpl& impl,
                                                             const Protocol& protocol, int fd,
                                                             std::shared_ptr<StreamHandler> handler,
+                                                            const Strand& strand,
                                                             std::error_code& ec) {
   typename Protocol::socket socket(impl.context);
   boost::system::error_code bec;
@@ -460,8 +461,8 @@ std::shared_ptr<StreamConnection<Protocol>> adopt_connected(ReactorImpl& impl,
     ec = bec;
     return nullptr;
   }
-  auto connection =
-      std::make_shared<StreamConnection<Protocol>>(impl, std::move(socket), impl.new_strand());
+  auto connection = std::make_shared<StreamConnection<Protocol>>(
+      impl, std::move(socket), strand ? strand.impl() : impl.new_strand());
   impl.track(connection);
   connection->set_handler(std::move(handler));
   at_commit([connection] {
