@@ -551,13 +551,20 @@ class EventLoop(_base_loop):
     # -- parallel mode: native stream transports and futures several strands may share ----------
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        # Connections a server accepts, where the parallelism is. A client's connection
-        # (create_connection, connect_accepted_socket) keeps asyncio's transport: its reads then
-        # stay in order with the loop's own callbacks, as code around run_until_complete(...)
-        # expects (test_events' test_connect_accepted_socket hung in some runs when its reply and
-        # its end came on a strand of their own before run_until_complete returned).
-        if self._parallel and server is not None and adoptable(sock):
-            return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
+        # Connections a server accepts get a strand of their own: that is where the parallelism
+        # is. A connection made from a connection's strand (a handler task opening a backend
+        # connection) joins that strand: the task and both its transports then share one, and
+        # the task's reads and writes need no lock against the loop's strand. Any other client
+        # connection (create_connection, connect_accepted_socket from the loop's strand) keeps
+        # asyncio's transport: its reads stay in order with the loop's own callbacks, as code
+        # around run_until_complete(...) expects (test_events' test_connect_accepted_socket hung
+        # in some runs when its reply and its end came on a strand of their own).
+        if self._parallel and adoptable(sock):
+            if server is not None:
+                return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
+            strand = _tasks.connection_strand()
+            if strand is not None:
+                return NativeStreamTransport(self, sock, protocol, waiter, extra, strand=strand)
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
 
     async def _sendfile_native(self, transp, file, offset, count):

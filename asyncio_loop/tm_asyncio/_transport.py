@@ -1,11 +1,12 @@
 """NativeStreamTransport: an asyncio transport over the C++ reactor's stream transport.
 
-In the loop's parallel mode (docs/ASYNCIO.md, "Parallel mode") every TCP or Unix stream socket that
-asyncio would wrap in its selector transport (accepted by a server, connected by
-create_connection, handed to connect_accepted_socket) is adopted by the C++ reactor instead. The
-connection then has a strand of its own: its protocol's callbacks run there, one at a time and in
+In the loop's parallel mode (docs/ASYNCIO.md, "Parallel mode") the TCP and Unix stream sockets a
+server accepts are adopted by the C++ reactor instead of getting asyncio's selector transport. Such
+a connection has a strand of its own: its protocol's callbacks run there, one at a time and in
 order, and the callbacks of different connections run in parallel on a free-threaded interpreter.
-What a callback writes is queued on its transaction and sent at its commit.
+A connection made from a connection's strand (a handler task opening a backend connection) is
+adopted onto that same strand, so that the task and both transports it drives share it. What a
+callback writes is queued on its transaction and sent at its commit.
 
 asyncio's own protocols (streams, TLS, subprocess pipes, sendfile's fallback) hand data to futures
 and tasks that run on the loop's strand; their callbacks run under the loop lock, as every
@@ -63,7 +64,9 @@ class NativeStreamTransport(transports._FlowControlMixin):
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None) -> None:
+    def __init__(
+        self, loop, sock, protocol, waiter=None, extra=None, server=None, strand=None
+    ) -> None:
         # _FlowControlMixin: asyncio.Transport with the write buffer limits and the
         # _protocol_paused flag that asyncio's sendfile fallback reads; the native transport does
         # the pausing (its pause_writing/resume_writing below).
@@ -94,7 +97,9 @@ class NativeStreamTransport(transports._FlowControlMixin):
                 _server_call(server._attach, self)
         adopt = _core.unix_adopt if sock.family == socket.AF_UNIX else _core.tcp_adopt
         try:
-            self._native = adopt(loop._core, fd, self)
+            # On `strand` when given (a connection made from another connection's strand),
+            # else on a strand of its own.
+            self._native = adopt(loop._core, fd, self, strand)
         except BaseException:
             os.close(fd)
             if server is not None:

@@ -562,3 +562,60 @@ def test_sendfile_on_a_native_transport_uses_os_sendfile_in_order_with_writes(
         "file position": 3_000_010,
     }
     assert calls  # the file went through os.sendfile(), not through write()
+
+
+@pytest.mark.timeout(60)
+def test_a_handler_s_backend_connection_runs_on_the_handler_s_strand(loop):
+    """A proxy: each handler opens a connection to a backend and relays lines through it. The
+    backend connection joins the handler's strand (so the task, its client's transport and its
+    backend's transport run one at a time there), and every line comes back to its own client."""
+    backend_strands = []
+
+    async def echo_upper(reader, writer):
+        while line := await reader.readline():
+            writer.write(line.upper())
+        writer.close()
+
+    async def relay(reader, writer):
+        own = writer.transport
+        backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", backend_port)
+        backend = backend_writer.transport
+        backend_strands.append(
+            (type(backend).__name__, backend._native.strand == own._native.strand)
+            if isinstance(backend, NativeStreamTransport)
+            else (type(backend).__name__, None)
+        )
+        while line := await reader.readline():
+            backend_writer.write(line)
+            await backend_writer.drain()
+            writer.write(await backend_reader.readline())
+            await writer.drain()
+        backend_writer.close()
+        writer.close()
+
+    async def client(n):
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        replies = []
+        for i in range(20):
+            writer.write(b"client %d line %d\n" % (n, i))
+            replies.append(await reader.readline())
+        writer.close()
+        return replies
+
+    async def main():
+        nonlocal backend_port, proxy_port
+        backend = await asyncio.start_server(echo_upper, "127.0.0.1", 0)
+        backend_port = backend.sockets[0].getsockname()[1]
+        proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+        proxy_port = proxy.sockets[0].getsockname()[1]
+        results = await asyncio.gather(*(client(n) for n in range(12)))
+        for server in (proxy, backend):
+            server.close()
+            await server.wait_closed()
+        return results
+
+    backend_port = proxy_port = 0
+    results = _run(loop, main(), timeout=45)
+    for n, replies in enumerate(results):
+        assert replies == [b"CLIENT %d LINE %d\n" % (n, i) for i in range(20)]
+    assert backend_strands == [("NativeStreamTransport", True)] * 12
