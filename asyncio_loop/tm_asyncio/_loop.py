@@ -524,26 +524,30 @@ class EventLoop(_base_loop):
         return selectors._fileobj_to_fd(fd)
 
     def _add_reader(self, fd, callback, *args):
-        handle = super()._add_reader(fd, callback, *args)
-        self._sync_watcher(self._fd_of(fd))
-        return handle
+        with self._lock:  # connection strands call it too (a handler's sock_* call, sendfile)
+            handle = super()._add_reader(fd, callback, *args)
+            self._sync_watcher(self._fd_of(fd))
+            return handle
 
     def _remove_reader(self, fd):
-        removed = super()._remove_reader(fd)
-        if not self.is_closed():
-            self._sync_watcher(self._fd_of(fd))
-        return removed
+        with self._lock:
+            removed = super()._remove_reader(fd)
+            if not self.is_closed():
+                self._sync_watcher(self._fd_of(fd))
+            return removed
 
     def _add_writer(self, fd, callback, *args):
-        handle = super()._add_writer(fd, callback, *args)
-        self._sync_watcher(self._fd_of(fd))
-        return handle
+        with self._lock:  # connection strands call it too (a handler's sock_* call, sendfile)
+            handle = super()._add_writer(fd, callback, *args)
+            self._sync_watcher(self._fd_of(fd))
+            return handle
 
     def _remove_writer(self, fd):
-        removed = super()._remove_writer(fd)
-        if not self.is_closed():
-            self._sync_watcher(self._fd_of(fd))
-        return removed
+        with self._lock:
+            removed = super()._remove_writer(fd)
+            if not self.is_closed():
+                self._sync_watcher(self._fd_of(fd))
+            return removed
 
     def _process_events(self, event_list) -> None:
         raise NotImplementedError("tm_asyncio.EventLoop never polls its selector")
