@@ -36,6 +36,7 @@ import tm
 from tm import _core
 from tm._environment import gil_enabled
 from tm._shared_types import immortalize_extension_types
+from tm_asyncio._commit_ordered import CommitOrderedSocketTransport
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
@@ -569,6 +570,9 @@ class EventLoop(_base_loop):
             strand = _tasks.connection_strand()
             if strand is not None:
                 return NativeStreamTransport(self, sock, protocol, waiter, extra, strand=strand)
+        if self._parallel:
+            # asyncio's transport, but what a transaction writes leaves at its commit
+            return CommitOrderedSocketTransport(self, sock, protocol, waiter, extra, server)
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
 
     async def _sendfile_native(self, transp, file, offset, count):

@@ -619,3 +619,101 @@ def test_a_handler_s_backend_connection_runs_on_the_handler_s_strand(loop):
     for n, replies in enumerate(results):
         assert replies == [b"CLIENT %d LINE %d\n" % (n, i) for i in range(20)]
     assert backend_strands == [("NativeStreamTransport", True)] * 12
+
+
+@pytest.mark.timeout(60)
+def test_a_loop_strand_client_connection_sends_what_a_transaction_wrote_at_its_commit(loop):
+    """A client connection made on the loop's strand keeps asyncio's transport; what a task step
+    writes to it leaves when the step commits, behind the writes before it, and a close after
+    them waits for them."""
+    from tm_asyncio._commit_ordered import CommitOrderedSocketTransport
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen = {}
+
+    async def main():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        peer, _ = listener.accept()
+        peer.setblocking(False)
+        transport = writer.transport
+        seen["transport"] = type(transport).__name__
+        writer.write(b"first;")  # a task step: a transaction
+        writer.write(b"second")
+        seen["buffered"] = transport.get_write_buffer_size()
+        try:
+            seen["early"] = peer.recv(100)
+        except BlockingIOError:
+            seen["early"] = None  # nothing left before the step's commit
+        writer.close()
+        seen["closing"] = transport.is_closing()
+        await asyncio.sleep(0.05)  # the step commits at this await
+        peer.setblocking(True)
+        peer.settimeout(5)
+        received = b""
+        while chunk := peer.recv(100):
+            received += chunk
+        seen["received"] = received
+        peer.close()
+
+    with listener:
+        _run(loop, main())
+    assert seen == {
+        "transport": CommitOrderedSocketTransport.__name__,
+        "buffered": 12,
+        "early": None,
+        "closing": True,
+        "received": b"first;second",
+    }
+
+
+@pytest.mark.timeout(60)
+def test_an_aborted_attempt_sends_nothing_and_abort_drops_held_writes(loop):
+    """A restartable transaction on another thread writes to the transport and is aborted
+    (injected aborts, every attempt, until the engine runs it inevitable): only the attempt that
+    committed is sent. Then a task step writes and aborts the transport: nothing of it leaves."""
+    import tm
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    attempts = []
+
+    async def main():
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        peer, _ = listener.accept()
+        peer.settimeout(5)
+        counter = tm.Var(0)
+
+        def restartable():
+            attempts.append(len(attempts) + 1)
+            writer.transport.write(b"attempt %d;" % attempts[-1])
+            counter.value = counter.value + 1  # a managed access: where injected aborts strike
+
+        def on_another_thread():
+            tm.set_abort_injection(1.0, 3)
+            try:
+                tm.run_atomic(restartable)
+            finally:
+                tm.set_abort_injection(0.0)
+
+        await loop.run_in_executor(None, on_another_thread)
+        sent = b""
+        while not sent.endswith(b";"):
+            sent += peer.recv(100)
+        writer.write(b"dropped")
+        writer.transport.abort()
+        await asyncio.sleep(0.05)
+        rest = b""
+        try:
+            while chunk := peer.recv(100):
+                rest += chunk
+        except ConnectionResetError:
+            pass
+        peer.close()
+        return sent, rest, counter.value
+
+    with listener:
+        sent, rest, count = _run(loop, main())
+    assert len(attempts) > 1 and count == 1  # aborted attempts, one commit
+    assert sent == b"attempt %d;" % attempts[-1]
+    assert rest == b""
