@@ -30,7 +30,7 @@ import selectors
 import signal
 import sys
 import threading
-from asyncio import events, unix_events
+from asyncio import constants, events, sslproto, unix_events
 
 import tm
 from tm import _core
@@ -574,6 +574,39 @@ class EventLoop(_base_loop):
             # asyncio's transport, but what a transaction writes leaves at its commit
             return CommitOrderedSocketTransport(self, sock, protocol, waiter, extra, server)
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
+        if not self._parallel:
+            return super()._make_ssl_transport(
+                rawsock, protocol, sslcontext, waiter, server_side=server_side,
+                server_hostname=server_hostname, extra=extra, server=server,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        # asyncio's own, but the raw socket's transport comes from _make_socket_transport (asyncio
+        # names its selector transport here): TLS runs over the same transports as plain TCP, a
+        # server's connections and a handler's backend connections native on their strands.
+        self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
 
     async def _sendfile_native(self, transp, file, offset, count):
         if isinstance(transp, NativeStreamTransport):

@@ -717,3 +717,41 @@ def test_an_aborted_attempt_sends_nothing_and_abort_drops_held_writes(loop):
     assert len(attempts) > 1 and count == 1  # aborted attempts, one commit
     assert sent == b"attempt %d;" % attempts[-1]
     assert rest == b""
+
+
+@pytest.mark.timeout(60)
+def test_tls_connections_run_over_the_native_transports(loop):
+    """TLS goes over the transports plain TCP gets: a server's TLS connections are native, on
+    strands of their own, and a TLS echo round trip through them works."""
+    from test.test_asyncio import utils as asyncio_test_utils
+
+    server_transports = []
+
+    async def echo(reader, writer):
+        server_transports.append(writer.transport._ssl_protocol._transport)
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(
+            echo, "127.0.0.1", 0, ssl=asyncio_test_utils.simple_server_sslcontext()
+        )
+        port = server.sockets[0].getsockname()[1]
+        replies = []
+        for n in range(3):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=asyncio_test_utils.simple_client_sslcontext()
+            )
+            writer.write(b"secret %d\n" % n)
+            replies.append(await reader.readline())
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return replies
+
+    assert _run(loop, main(), timeout=45) == [b"secret %d\n" % n for n in range(3)]
+    assert [type(t).__name__ for t in server_transports] == ["NativeStreamTransport"] * 3
+    assert len({t._native.strand.id for t in server_transports}) == 3
