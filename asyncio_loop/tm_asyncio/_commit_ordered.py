@@ -1,18 +1,23 @@
-"""CommitOrderedSocketTransport: asyncio's socket transport, sending what a transaction wrote at its
-commit (parallel mode).
+"""asyncio's own transports, sending what a transaction wrote at its commit (parallel mode).
 
-In parallel mode a client connection made on the loop's strand (from ``main()``, a timer, a task
-on the loop's strand) keeps asyncio's selector transport: its callbacks run on the loop's strand,
-in order with the loop's other callbacks, as code around ``run_until_complete()`` expects
-(docs/ASYNCIO.md). What a transaction writes to it is held until the transaction commits, as on
-the native transports (DESIGN.md section 1): the bytes leave after the managed changes made before
-them are visible to other strands, and an attempt that aborts (a restartable ``tm.atomic`` inside
-a task) sends nothing. ``write_eof()`` and ``close()`` after held writes are held behind them, in
+In parallel mode the transports asyncio makes on the loop's strand stay asyncio's: a client
+connection made there (from ``main()``, a timer, a task on the loop's strand), a UDP endpoint.
+Their callbacks run on the loop's strand, in
+order with the loop's other callbacks, as code around ``run_until_complete()`` expects
+(docs/ASYNCIO.md). What a transaction writes to them is held until it commits, as on the native
+transports (DESIGN.md section 1): the bytes leave after the managed changes made before them are
+visible to other strands, and an attempt that aborts (a restartable ``tm.run_atomic`` on another
+thread) sends nothing. ``write_eof()`` and ``close()`` after held writes are held behind them, in
 order; ``abort()`` drops them, as it drops asyncio's buffer. Outside a transaction (the code
-between ``run_until_complete()`` calls, another thread) everything is asyncio's, at once.
+between ``run_until_complete()`` calls, another thread) each is asyncio's transport, at once.
+Invalid arguments go straight to asyncio's method, which raises as it always does.
+
+Pipes (a subprocess's stdin) keep asyncio's transport as it is: a write's error (EPIPE) must reach
+the ``drain()`` right after it (test_subprocess's ``test_stdin_broken_pipe``), and a write held to
+commit would only fail after that ``drain()`` returned.
 
 The release runs at commit, outside the transaction, under the loop lock that the loop's own
-callbacks hold while they run. Differences from asyncio's transport, all from sending at commit:
+callbacks hold while they run. Differences from asyncio's transports, all from sending at commit:
 ``pause_writing()`` comes at commit, when the held bytes reach asyncio's buffer, not inside the
 ``write()``; ``get_write_buffer_size()`` counts the held bytes too.
 """
@@ -25,42 +30,17 @@ import tm
 
 _EOF = object()  # write_eof(), held behind the writes before it
 _CLOSE = object()  # close(), likewise
+_BYTES = (bytes, bytearray, memoryview)
 
 
-class CommitOrderedSocketTransport(selector_events._SelectorSocketTransport):
-    """asyncio's socket transport whose writes inside a transaction are sent at its commit."""
+class _HeldUntilCommit:
+    """The holding and releasing every transport here shares (a mixin before asyncio's class)."""
 
     def __init__(self, *args, **kwargs) -> None:
-        self._held: list = []  # bytes, _EOF and _CLOSE, in the order the transaction asked
+        self._held: list = []  # what the running transaction asked for, in order
         self._held_bytes = 0
         self._eof_held = self._close_held = False
         super().__init__(*args, **kwargs)
-
-    def write(self, data) -> None:
-        if not tm.in_transaction():
-            return super().write(data)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
-            )
-        self._check_writable("write")
-        if data:
-            self._hold(bytes(data))
-
-    def writelines(self, list_of_data) -> None:
-        if not tm.in_transaction():
-            return super().writelines(list_of_data)
-        self._check_writable("writelines")
-        data = b"".join(list_of_data)
-        if data:
-            self._hold(data)
-
-    def write_eof(self) -> None:
-        if not self._held:
-            return super().write_eof()
-        if not (self._closing or self._eof or self._eof_held):
-            self._eof_held = True
-            self._hold(_EOF)
 
     def close(self) -> None:
         if not self._held:
@@ -74,26 +54,17 @@ class CommitOrderedSocketTransport(selector_events._SelectorSocketTransport):
         super().abort()
 
     def is_closing(self) -> bool:
-        return self._closing or self._close_held
+        return super().is_closing() or self._close_held
 
     def get_write_buffer_size(self) -> int:
         return super().get_write_buffer_size() + self._held_bytes
 
-    # -- holding and releasing -------------------------------------------------------------------
-
-    def _check_writable(self, method: str) -> None:
-        if self._eof or self._eof_held:
-            raise RuntimeError(f"Cannot call {method}() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError(f"unable to {method}; sendfile is in progress")
-
-    def _hold(self, item) -> None:
+    def _hold(self, item, size: int = 0) -> None:
         if not self._held:
             tm.on_commit(self._release_held)
             tm.on_abort(self._drop_held)
         self._held.append(item)
-        if item is not _EOF and item is not _CLOSE:
-            self._held_bytes += len(item)
+        self._held_bytes += size
 
     def _release_held(self) -> None:
         held = self._held
@@ -105,7 +76,10 @@ class CommitOrderedSocketTransport(selector_events._SelectorSocketTransport):
                 elif item is _CLOSE:
                     super().close()
                 else:
-                    super().write(item)
+                    self._release(item)
+
+    def _release(self, item) -> None:
+        super().write(item)
 
     def _drop_held(self) -> None:
         self._held = []
@@ -113,4 +87,60 @@ class CommitOrderedSocketTransport(selector_events._SelectorSocketTransport):
         self._eof_held = self._close_held = False
 
 
-__all__ = ["CommitOrderedSocketTransport"]
+class _HeldStreamWrites(_HeldUntilCommit):
+    """write(), writelines() and write_eof() of a byte stream, held inside a transaction."""
+
+    def write(self, data) -> None:
+        if not tm.in_transaction() or not isinstance(data, _BYTES) or self._refuses_writes():
+            return super().write(data)  # at once; asyncio's checks raise as they always do
+        if data:
+            self._hold(bytes(data), len(data))
+
+    def writelines(self, list_of_data) -> None:
+        if not tm.in_transaction() or self._refuses_writes():
+            return super().writelines(list_of_data)
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        if not self._held:
+            return super().write_eof()
+        if not (self.is_closing() or self._eof_held):
+            self._eof_held = True
+            self._hold(_EOF)
+
+    def _refuses_writes(self) -> bool:
+        """Whether asyncio's write() would raise now (a socket after write_eof(), during a
+        sendfile()): then it goes to asyncio's at once."""
+        return getattr(self, "_eof", False) or getattr(self, "_empty_waiter", None) is not None
+
+
+class CommitOrderedSocketTransport(_HeldStreamWrites, selector_events._SelectorSocketTransport):
+    """asyncio's socket transport (a loop-strand client connection in parallel mode)."""
+
+    def _refuses_writes(self) -> bool:
+        if self._eof_held:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        return super()._refuses_writes()
+
+
+class CommitOrderedDatagramTransport(_HeldUntilCommit, selector_events._SelectorDatagramTransport):
+    """asyncio's datagram transport (create_datagram_endpoint): sendto() held as writes are."""
+
+    def sendto(self, data, addr=None) -> None:
+        if (
+            not tm.in_transaction()
+            or not isinstance(data, _BYTES)
+            or (self._address and addr not in (None, self._address))
+        ):
+            return super().sendto(data, addr)  # at once; asyncio's checks raise as they always do
+        self._hold((bytes(data), addr), len(data))
+
+    def _release(self, item) -> None:
+        data, addr = item
+        super().sendto(data, addr)
+
+
+__all__ = [
+    "CommitOrderedDatagramTransport",
+    "CommitOrderedSocketTransport",
+]

@@ -36,7 +36,7 @@ import tm
 from tm import _core
 from tm._environment import gil_enabled
 from tm._shared_types import immortalize_extension_types
-from tm_asyncio._commit_ordered import CommitOrderedSocketTransport
+from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrderedSocketTransport
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
@@ -574,6 +574,11 @@ class EventLoop(_base_loop):
             # asyncio's transport, but what a transaction writes leaves at its commit
             return CommitOrderedSocketTransport(self, sock, protocol, waiter, extra, server)
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if self._parallel:  # asyncio's, what a transaction sends leaving at its commit
+            return CommitOrderedDatagramTransport(self, sock, protocol, address, waiter, extra)
+        return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
 
     def _make_ssl_transport(
         self,

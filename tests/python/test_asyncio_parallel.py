@@ -755,3 +755,38 @@ def test_tls_connections_run_over_the_native_transports(loop):
     assert _run(loop, main(), timeout=45) == [b"secret %d\n" % n for n in range(3)]
     assert [type(t).__name__ for t in server_transports] == ["NativeStreamTransport"] * 3
     assert len({t._native.strand.id for t in server_transports}) == 3
+
+
+@pytest.mark.timeout(60)
+def test_a_udp_endpoint_sends_what_a_transaction_sent_at_its_commit(loop):
+    from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    seen = {}
+
+    async def main():
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=peer.getsockname()
+        )
+        seen["transport"] = type(transport).__name__
+        transport.sendto(b"one")  # a task step: a transaction
+        transport.sendto(b"two")
+        with pytest.raises(ValueError):  # asyncio's check, at once
+            transport.sendto(b"x", ("127.0.0.2", 9))
+        try:
+            seen["early"] = peer.recv(100)
+        except BlockingIOError:
+            seen["early"] = None
+        await asyncio.sleep(0.05)  # the step commits at this await
+        seen["received"] = [peer.recv(100), peer.recv(100)]
+        transport.close()
+
+    with peer:
+        _run(loop, main())
+    assert seen == {
+        "transport": CommitOrderedDatagramTransport.__name__,
+        "early": None,
+        "received": [b"one", b"two"],
+    }
