@@ -87,12 +87,17 @@ class _HeldUntilCommit:
         self._eof_held = self._close_held = False
 
 
-class _HeldStreamWrites(_HeldUntilCommit):
-    """write(), writelines() and write_eof() of a byte stream, held inside a transaction."""
+class CommitOrderedSocketTransport(_HeldUntilCommit, selector_events._SelectorSocketTransport):
+    """asyncio's socket transport (a loop-strand client connection in parallel mode):
+    write(), writelines() and write_eof() held inside a transaction."""
 
     def write(self, data) -> None:
-        if not tm.in_transaction() or not isinstance(data, _BYTES) or self._refuses_writes():
+        if not tm.in_transaction() or not isinstance(data, _BYTES):
             return super().write(data)  # at once; asyncio's checks raise as they always do
+        if self._eof_held:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._refuses_writes():
+            return super().write(data)  # asyncio's write raises
         if data:
             self._hold(bytes(data), len(data))
 
@@ -109,18 +114,9 @@ class _HeldStreamWrites(_HeldUntilCommit):
             self._hold(_EOF)
 
     def _refuses_writes(self) -> bool:
-        """Whether asyncio's write() would raise now (a socket after write_eof(), during a
-        sendfile()): then it goes to asyncio's at once."""
-        return getattr(self, "_eof", False) or getattr(self, "_empty_waiter", None) is not None
-
-
-class CommitOrderedSocketTransport(_HeldStreamWrites, selector_events._SelectorSocketTransport):
-    """asyncio's socket transport (a loop-strand client connection in parallel mode)."""
-
-    def _refuses_writes(self) -> bool:
-        if self._eof_held:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        return super()._refuses_writes()
+        """Whether asyncio's write() raises now (after write_eof(), during a sendfile()): then the
+        call goes to asyncio's at once."""
+        return self._eof or self._empty_waiter is not None
 
 
 class CommitOrderedDatagramTransport(_HeldUntilCommit, selector_events._SelectorDatagramTransport):
