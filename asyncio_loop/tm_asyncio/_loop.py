@@ -564,16 +564,16 @@ class EventLoop(_base_loop):
         # asyncio's transport: its reads stay in order with the loop's own callbacks, as code
         # around run_until_complete(...) expects (test_events' test_connect_accepted_socket hung
         # in some runs when its reply and its end came on a strand of their own).
-        if self._parallel and adoptable(sock):
+        if not self._parallel:
+            return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+        if adoptable(sock):
             if server is not None:
                 return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
             strand = _tasks.connection_strand()
             if strand is not None:
                 return NativeStreamTransport(self, sock, protocol, waiter, extra, strand=strand)
-        if self._parallel:
-            # asyncio's transport, but what a transaction writes leaves at its commit
-            return CommitOrderedSocketTransport(self, sock, protocol, waiter, extra, server)
-        return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+        # asyncio's transport, but what a transaction writes leaves at its commit
+        return CommitOrderedSocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if self._parallel:  # asyncio's, what a transaction sends leaving at its commit
