@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include "stm/detail/conflicts.hpp"
 #include "stm/detail/cpu.hpp"
@@ -61,6 +62,12 @@ void Transaction::retry() {
   abort(AbortCause::retry);
 }
 
+void Transaction::retry_until(std::chrono::steady_clock::time_point deadline) {
+  if (!active_) throw std::logic_error("tmr::stm::Transaction::retry_until outside an attempt");
+  retry_deadline_ = deadline;
+  abort(AbortCause::retry);
+}
+
 void Transaction::conflict(AbortCause cause, Cell* cell, const char* other_site) {
   conflict_cell_ = cell;
   conflict_other_site_ = other_site;
@@ -85,6 +92,7 @@ void Transaction::begin() {
   escalated_ = false;
   or_else_depth_ = 0;
   conflict_cell_ = nullptr;
+  retry_deadline_.reset();
   start_ns_ = detail::now_ns();
   // Announce the snapshot before reading anything (seq_cst: reclaimers scan these slots after
   // their write-back, so either they see us or we see their new payloads).
@@ -356,6 +364,11 @@ void Transaction::write_back(std::uint64_t wv) {
   if (detail::g.retry_waiters.load(std::memory_order_relaxed) > 0) {
     detail::g.commit_seq.fetch_add(1, std::memory_order_release);
     detail::g.commit_seq.notify_all();
+    if (detail::g.timed_retry_waiters.load(std::memory_order_relaxed) > 0) {
+      // Taking the mutex orders this bump against a waiter's check under it: no lost wake-up.
+      { std::lock_guard<std::mutex> lock(detail::g.timed_retry_mutex); }
+      detail::g.timed_retry_cv.notify_all();
+    }
   }
 }
 
@@ -468,7 +481,10 @@ void Transaction::handle_abort(AbortCause cause) {
   if (cause == AbortCause::retry) {
     std::vector<ReadEntry> reads;
     reads.swap(retry_reads_);
-    wait_for_change(reads);
+    if (const auto deadline = std::exchange(retry_deadline_, std::nullopt))
+      wait_for_change_until(reads, *deadline);
+    else
+      wait_for_change(reads);
   } else {
     backoff(cause);
   }
@@ -509,22 +525,40 @@ void Transaction::backoff(AbortCause cause) {
   for (std::uint64_t i = 0; i < spins; ++i) detail::cpu_relax();
 }
 
+bool Transaction::any_changed(const std::vector<ReadEntry>& reads) const noexcept {
+  for (const ReadEntry& e : reads)
+    if (e.cell->lock_.load(std::memory_order_seq_cst) != (e.version << 1)) return true;
+  return false;
+}
+
 void Transaction::wait_for_change(const std::vector<ReadEntry>& reads) {
   using detail::g;
   g.retry_waiters.fetch_add(1, std::memory_order_seq_cst);
   for (;;) {
     const std::uint32_t seq = g.commit_seq.load(std::memory_order_seq_cst);
-    bool changed = reads.empty() ? false : false;
-    for (const ReadEntry& e : reads) {
-      if (e.cell->lock_.load(std::memory_order_seq_cst) != (e.version << 1)) {
-        changed = true;
-        break;
-      }
-    }
-    if (changed) break;
+    if (any_changed(reads)) break;
     g.commit_seq.wait(seq, std::memory_order_seq_cst);
     if (reads.empty()) break;
   }
+  g.retry_waiters.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void Transaction::wait_for_change_until(const std::vector<ReadEntry>& reads,
+                                        std::chrono::steady_clock::time_point deadline) {
+  using detail::g;
+  g.retry_waiters.fetch_add(1, std::memory_order_seq_cst);
+  g.timed_retry_waiters.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::unique_lock<std::mutex> lock(g.timed_retry_mutex);
+    for (;;) {
+      const std::uint32_t seq = g.commit_seq.load(std::memory_order_seq_cst);
+      if (any_changed(reads)) break;
+      const bool woken = g.timed_retry_cv.wait_until(
+          lock, deadline, [&] { return g.commit_seq.load(std::memory_order_seq_cst) != seq; });
+      if (!woken || reads.empty()) break;
+    }
+  }
+  g.timed_retry_waiters.fetch_sub(1, std::memory_order_seq_cst);
   g.retry_waiters.fetch_sub(1, std::memory_order_seq_cst);
 }
 

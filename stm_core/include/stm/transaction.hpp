@@ -1,8 +1,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -43,6 +45,9 @@ class Transaction {
   [[noreturn]] void abort(AbortCause cause = AbortCause::explicit_abort);
   /// Aborts and blocks until a cell this attempt read has changed, then reruns (STM Haskell retry).
   [[noreturn]] void retry();
+  /// retry() that stops waiting at `deadline`: the attempt then reruns although nothing it read
+  /// changed, so that the body can check the clock and give up (a blocking get with a timeout).
+  [[noreturn]] void retry_until(std::chrono::steady_clock::time_point deadline);
 
   /// Site tag (e.g. "file.py:42", must outlive the process: see intern_site) attributed to the
   /// following accesses in conflict reports.
@@ -130,6 +135,9 @@ class Transaction {
   void finish_attempt() noexcept;
   void release_drafts(bool committed) noexcept;
   void wait_for_change(const std::vector<ReadEntry>& reads);
+  void wait_for_change_until(const std::vector<ReadEntry>& reads,
+                             std::chrono::steady_clock::time_point deadline);
+  bool any_changed(const std::vector<ReadEntry>& reads) const noexcept;
   void backoff(AbortCause cause);
   void record_conflict(AbortCause cause, std::uint64_t ns);
   void rollback_to(const Checkpoint& cp);
@@ -160,6 +168,7 @@ class Transaction {
   std::vector<std::function<void()>> abort_hooks_;
   std::unordered_map<Cell*, std::uint32_t> windex_;  // cell -> writes_ index once writes_ is large
   std::vector<ReadEntry> retry_reads_;
+  std::optional<std::chrono::steady_clock::time_point> retry_deadline_;
   // The access site tag; read by other threads for conflict reports (relaxed, diagnostic).
   std::atomic<const char*> site_{nullptr};
   // Last conflict: cell and the other side's site (owner thread only).

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "stm/abort_cause.hpp"
@@ -29,6 +31,11 @@ struct Globals {
   // retry(): number of blocked waiters, and a futex word bumped after commits when waiters > 0.
   alignas(64) std::atomic<std::uint32_t> retry_waiters{0};
   std::atomic<std::uint32_t> commit_seq{0};
+  // retry_until(): waiters with a deadline (also counted in retry_waiters) sleep on this condition
+  // variable, since atomic::wait has no timeout; a committer that sees them notifies it.
+  std::atomic<std::uint32_t> timed_retry_waiters{0};
+  std::mutex timed_retry_mutex;
+  std::condition_variable timed_retry_cv;
   // Configuration (relaxed: read once per attempt).
   alignas(64) std::atomic<std::uint32_t> escalation_threshold{8};
   std::atomic<std::uint64_t> injection_threshold{0};  // probability * 2^64, 0 = off
