@@ -1,9 +1,13 @@
-// tm.Log (append-only, conflict-free appends) and tm.Queue (FIFO, conflict-free puts).
+// tm.Log (append-only, conflict-free appends) and tm.Queue (FIFO, queue.Queue's interface,
+// conflict-free puts when unbounded).
 
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 
 #include "gc.hpp"
 #include "tx_state.hpp"
@@ -79,31 +83,45 @@ using QueueSlot = std::shared_ptr<stm::Cell>;
 
 class Queue {
  public:
-  void put(py::handle self, py::handle item) {
+  explicit Queue(std::int64_t maxsize) : maxsize_(maxsize) {}
+
+  /// Appends item. Unbounded (maxsize <= 0): a conflict-free merge. Bounded: reads the size
+  /// first, and when full blocks (tm.retry) as get() does when empty, or raises queue.Full.
+  void put(py::handle self, py::handle item, bool block, std::optional<double> timeout) {
+    const Deadline deadline = deadline_after(timeout);
     QueueSlot slot =
         std::make_shared<stm::Cell>(py::reinterpret_borrow<py::object>(item).release().ptr(),
                                     &release_pyobject, "tm.Queue item");
+    if (maxsize_ > 0) {
+      transact(this, Access::write, [&](stm::Transaction& tx) {
+        if (static_cast<std::int64_t>(q_.size(tx)) >= maxsize_)
+          wait_or_raise(tx, block, deadline, full_error());
+        q_.put(tx, slot);
+        unfinished_.add(tx, 1);
+      });
+      return;
+    }
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
-        tx_state().deferred.push_back([keep, slot, this](stm::Transaction& t) { q_.put(t, slot); });
+        tx_state().deferred.push_back([keep, slot, this](stm::Transaction& t) {
+          q_.put(t, slot);
+          unfinished_.add(t, 1);
+        });
       } else {
         q_.put(tx, slot);
+        unfinished_.add(tx, 1);
       }
     });
   }
-  /// The next item; when empty: blocks (tm.retry) if `block` in a restartable transaction or
-  /// outside any, else raises queue.Empty.
-  py::object get(bool block) {
+  /// The next item; when empty: blocks (tm.retry, until the timeout if one is given) if `block`
+  /// in a restartable transaction or outside any, else raises queue.Empty.
+  py::object get(bool block, std::optional<double> timeout) {
+    const Deadline deadline = deadline_after(timeout);
     py::object out;
     transact(this, Access::write, [&](stm::Transaction& tx) {
       std::optional<QueueSlot> slot = q_.get(tx);
-      if (!slot) {
-        if (block && tx_state().mode == Mode::restartable)
-          throw stm::AbortSignal{stm::AbortCause::retry};
-        PyErr_SetNone(empty_error().ptr());
-        throw py::error_already_set();
-      }
+      if (!slot) wait_or_raise(tx, block, deadline, empty_error());
       // Head and cell are written by the same commits, so a consistent snapshot that has not
       // taken this item yet still finds it in the cell.
       out = py::reinterpret_borrow<py::object>(static_cast<PyObject*>(tx.load(**slot)));
@@ -111,12 +129,27 @@ class Queue {
     });
     return out;
   }
+  /// queue.Queue's task accounting: every put() counts one unfinished task, task_done() ends one.
+  void task_done() {
+    transact(this, Access::write, [&](stm::Transaction& tx) {
+      if (unfinished_.get(tx) <= 0) throw py::value_error("task_done() called too many times");
+      unfinished_.add(tx, -1);
+    });
+  }
+  /// Blocks (tm.retry) until every item put has been marked done.
+  void join() {
+    transact(this, Access::read, [&](stm::Transaction& tx) {
+      if (unfinished_.get(tx) > 0) wait_or_raise(tx, true, std::nullopt, py::object());
+    });
+  }
   std::uint64_t size() {
     std::uint64_t n = 0;
     transact(this, Access::read, [&](stm::Transaction& tx) { n = q_.size(tx); });
     return n;
   }
+  std::int64_t maxsize() const noexcept { return maxsize_; }
   static py::object empty_error() { return py::module_::import("queue").attr("Empty"); }
+  static py::object full_error() { return py::module_::import("queue").attr("Full"); }
 
   /// Cyclic GC (gc.hpp): the committed items not taken yet (a taken item's cell is null);
   /// gc_clear() empties an unreachable queue.
@@ -130,7 +163,34 @@ class Queue {
   void gc_clear() { q_.unsafe_clear(); }
 
  private:
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+  /// queue.Queue's timeout rule: None waits for ever, a negative number is a ValueError.
+  static Deadline deadline_after(std::optional<double> timeout) {
+    if (!timeout) return std::nullopt;
+    if (*timeout < 0) throw py::value_error("'timeout' must be a non-negative number");
+    return std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+               std::chrono::duration<double>(*timeout));
+  }
+  /// The queue cannot proceed: wait for a change of what this attempt read (a restartable
+  /// transaction, or none, with `block`, until `deadline`), else raise `error`. An irrevocable
+  /// block cannot wait: it raises `error`, or RuntimeError when there is none (join).
+  static void wait_or_raise(stm::Transaction& tx, bool block, Deadline deadline,
+                            const py::object& error) {
+    if (block && tx_state().mode == Mode::restartable) {
+      if (!deadline) throw stm::AbortSignal{stm::AbortCause::retry};
+      if (std::chrono::steady_clock::now() < *deadline) tx.retry_until(*deadline);
+    } else if (!error) {
+      throw std::runtime_error("tm.Queue.join() cannot wait inside a with tm.atomic() block");
+    }
+    PyErr_SetNone(error.ptr());
+    throw py::error_already_set();
+  }
+
   stm::Queue<QueueSlot> q_{"tm.Queue"};
+  stm::Counter unfinished_{0, "tm.Queue unfinished tasks"};
+  const std::int64_t maxsize_;
 };
 
 }  // namespace
@@ -145,18 +205,30 @@ void init_log(py::module_& m) {
       .def("_at", &Log::at, py::arg("index"))
       .def("_items", &Log::items, "The items, as a list (one consistent read).");
   py::class_<Queue>(m, "Queue",
-                    "A FIFO queue: put() never conflicts; get() conflicts only with getters.",
+                    "A FIFO queue (queue.Queue's interface): put() never conflicts when the queue "
+                    "is unbounded; get() conflicts only with getters.",
                     gc_support<Queue>())
-      .def(py::init<>())
+      .def(py::init<std::int64_t>(), py::arg("maxsize") = 0)
       .def(
-          "put", [](py::object self, py::object x) { self.cast<Queue&>().put(self, x); },
-          py::arg("item"), "Appends item (merged at commit).")
-      .def("get", &Queue::get, py::arg("block") = true,
+          "put",
+          [](py::object self, py::object x, bool block, std::optional<double> timeout) {
+            self.cast<Queue&>().put(self, x, block, timeout);
+          },
+          py::arg("item"), py::arg("block") = true, py::arg("timeout") = py::none(),
+          "Appends item (merged at commit); a full bounded queue blocks or raises queue.Full.")
+      .def("get", &Queue::get, py::arg("block") = true, py::arg("timeout") = py::none(),
            "Removes and returns the oldest item (see the class doc for an empty queue).")
-      .def("get_nowait", [](Queue& q) { return q.get(false); })
+      .def("get_nowait", [](Queue& q) { return q.get(false, std::nullopt); })
+      .def("task_done", &Queue::task_done, "Marks one task of an item got earlier as done.")
+      .def("join", &Queue::join, "Blocks until every item put has been marked done.")
       .def("qsize", &Queue::size)
       .def("__len__", &Queue::size)
-      .def("empty", [](Queue& q) { return q.size() == 0; });
+      .def("empty", [](Queue& q) { return q.size() == 0; })
+      .def("full",
+           [](Queue& q) {
+             return q.maxsize() > 0 && static_cast<std::int64_t>(q.size()) >= q.maxsize();
+           })
+      .def_property_readonly("maxsize", &Queue::maxsize);
 }
 
 }  // namespace tmr::bindings

@@ -2,6 +2,7 @@
 interpreter), TransactionQueue, and reference counts of replaced values."""
 
 import gc
+import queue
 import sys
 import threading
 import weakref
@@ -121,6 +122,33 @@ def test_transaction_queue_reraises_the_first_exception():
     with pytest.raises(ZeroDivisionError):
         q.run(workers=2)
     assert tm.time() > 0 and tm.hint_commit_soon() is None
+
+
+def test_bounded_queue_between_threads_keeps_every_item_once():
+    q = tm.Queue(maxsize=3)
+    n, producers = 300, 2
+    got = []
+    lock = threading.Lock()
+
+    def produce(base):
+        for i in range(n):
+            q.put(base + i)
+
+    def consume():
+        for _ in range(n):
+            item = q.get(timeout=30)
+            with lock:
+                got.append(item)
+            q.task_done()
+
+    threads = [threading.Thread(target=produce, args=(k * n,)) for k in range(producers)]
+    threads += [threading.Thread(target=consume) for _ in range(producers)]
+    for t in threads:
+        t.start()
+    q.join()
+    for t in threads:
+        t.join(30)
+    assert sorted(got) == list(range(producers * n)) and q.empty()
 
 
 class Payload:
@@ -271,6 +299,13 @@ def test_refcounts_are_exact_for_log_queue_object_and_keys():
     s.clear()
     v.set(None)
     del log, q
+    tm.quiesce()
+    assert sys.getrefcount(x) == base
+    full = tm.Queue(maxsize=1)
+    full.put(None)
+    for _ in range(20):  # a put refused by a full bounded queue keeps no reference
+        with pytest.raises(queue.Full):
+            full.put(x, timeout=0)
     tm.quiesce()
     assert sys.getrefcount(x) == base
 

@@ -2,6 +2,8 @@
 
 import copy
 import pickle
+import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -174,6 +176,79 @@ def test_queue_get_on_empty_raises_empty():
 
     with pytest.raises(queue.Empty):
         tm.Queue().get_nowait()
+
+
+def test_queue_timeouts_and_bounds_like_queue_queue():
+    import queue
+
+    for q in (tm.Queue(), queue.Queue()):
+        started = time.monotonic()
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.05)
+        assert 0.05 <= time.monotonic() - started < 5
+        with pytest.raises(ValueError, match="'timeout' must be a non-negative number"):
+            q.get(timeout=-1)
+        assert q.maxsize == 0 and not q.full()
+
+    for q in (tm.Queue(2), queue.Queue(2)):
+        q.put("a")
+        q.put_nowait("b")
+        assert q.full() and q.qsize() == 2 and q.maxsize == 2
+        with pytest.raises(queue.Full):
+            q.put_nowait("c")
+        started = time.monotonic()
+        with pytest.raises(queue.Full):
+            q.put("c", timeout=0.05)
+        assert time.monotonic() - started >= 0.05
+        assert q.get(block=False) == "a" and not q.full()
+        q.put("c", block=False)
+        assert [q.get(), q.get()] == ["b", "c"]
+
+
+def test_queue_task_done_and_join_like_queue_queue():
+    import queue
+
+    for q in (tm.Queue(), queue.Queue()):
+        q.join()  # nothing put: returns at once
+        q.put(1)
+        q.put(2)
+        q.get()
+        q.task_done()
+        consumer = threading.Thread(target=lambda: (time.sleep(0.05), q.get(), q.task_done()))
+        consumer.start()
+        started = time.monotonic()
+        q.join()  # waits for the consumer's task_done
+        assert time.monotonic() - started >= 0.04 and q.empty()
+        consumer.join()
+        with pytest.raises(ValueError, match="task_done\\(\\) called too many times"):
+            q.task_done()
+
+
+def test_a_blocked_queue_get_wakes_on_put_and_stays_in_its_transaction():
+    q = tm.Queue(1)
+    got = []
+    taker = threading.Thread(target=lambda: got.append(q.get(timeout=30)))
+    taker.start()
+    time.sleep(0.05)
+    q.put("x")
+    taker.join(10)
+    assert got == ["x"]
+    # Inside a restartable transaction a full put waits, a get makes room: both in order.
+    q.put("y")
+    filler = threading.Thread(target=lambda: tm.run_atomic(lambda: q.put("z", timeout=30)))
+    filler.start()
+    time.sleep(0.05)
+    assert q.get() == "y"
+    filler.join(10)
+    assert q.get_nowait() == "z"
+    # An irrevocable block cannot wait: a full or empty queue raises, join() is a RuntimeError.
+    import queue
+
+    with pytest.raises(queue.Empty), tm.atomic():
+        q.get()
+    q.put(1)
+    with pytest.raises(RuntimeError, match="join"), tm.atomic():
+        q.join()
 
 
 def test_var_get_set_swap():
