@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import collections.abc
+import contextlib
+import operator
+import os
 import threading
 import time as _time
-
-import contextlib
 
 from tm import _conflict_log, _core, _io, _shared_types
 
@@ -46,6 +48,8 @@ class TransactionQueue:
             self._cond.notify()
 
     def add(self, fn, /, *args, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"TransactionQueue.add() expects a callable, got {fn!r}")
         item = (False, fn, args, kwargs)
         if _core.in_transaction():
             _core.on_commit(lambda: self._push(item))
@@ -53,6 +57,8 @@ class TransactionQueue:
             self._push(item)
 
     def add_generator(self, gen):
+        if not isinstance(gen, collections.abc.Iterator):
+            raise TypeError(f"TransactionQueue.add_generator() expects a generator, got {gen!r}")
         item = (True, gen, (), {})
         if _core.in_transaction():
             _core.on_commit(lambda: self._push(item))
@@ -108,11 +114,13 @@ class TransactionQueue:
 
     def run(self, workers=None):
         """Runs the queued transactions and those they add, on ``workers`` threads (default: the
-        CPU count); returns when none is left. Re-raises the first exception."""
-        import os
-
+        CPU count, as with 0, PyPy-STM's "all segments"); returns when none is left. Re-raises the
+        first exception."""
+        n = 0 if workers is None else operator.index(workers)
+        if n < 0:
+            raise ValueError(f"TransactionQueue.run() needs workers >= 0, got {n}")
+        n = n or os.cpu_count() or 1
         _io.install()
-        n = workers or os.cpu_count() or 1
         _shared_types.immortalize_extension_types(n)
         self._error = None
         self.worker_stats = []

@@ -124,6 +124,22 @@ def test_transaction_queue_reraises_the_first_exception():
     assert tm.time() > 0 and tm.hint_commit_soon() is None
 
 
+def test_transaction_queue_refuses_bad_arguments_and_loses_nothing():
+    q = tm.TransactionQueue()
+    done = tm.Counter()
+    q.add(done.add, 1)
+    with pytest.raises(TypeError, match="expects a callable"):
+        q.add(5)
+    with pytest.raises(TypeError, match="expects a generator"):
+        q.add_generator([1, 2])
+    with pytest.raises(ValueError, match="workers >= 0"):
+        q.run(workers=-1)
+    with pytest.raises(TypeError):
+        q.run(workers=1.5)
+    q.run(workers=0)  # 0, like None: the CPU count (PyPy-STM's "all segments")
+    assert done == 1
+
+
 def test_bounded_queue_between_threads_keeps_every_item_once():
     q = tm.Queue(maxsize=3)
     n, producers = 300, 2
