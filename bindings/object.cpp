@@ -240,7 +240,27 @@ PyObject* tobject_setstate(PyObject* self, PyObject* state) {
   Py_RETURN_NONE;
 }
 
+// object.__dir__ plus the transactional attributes, which live outside the instance __dict__.
+PyObject* tobject_dir(PyObject* self, PyObject*) {
+  PyObject* names =
+      PyObject_CallMethod(reinterpret_cast<PyObject*>(&PyBaseObject_Type), "__dir__", "O", self);
+  if (names == nullptr) return nullptr;
+  PyObject* state = tobject_getstate(self, nullptr);
+  if (state == nullptr) {
+    Py_DECREF(names);
+    return nullptr;
+  }
+  PyObject *k, *v;
+  Py_ssize_t pos = 0;
+  int failed = 0;
+  while (failed == 0 && PyDict_Next(state, &pos, &k, &v)) failed = PyList_Append(names, k);
+  Py_DECREF(state);
+  if (failed != 0) Py_CLEAR(names);
+  return names;
+}
+
 PyMethodDef tobject_methods[] = {
+    {"__dir__", tobject_dir, METH_NOARGS, "The default names and the transactional attributes."},
     {"__getstate__", tobject_getstate, METH_NOARGS, "The transactional attributes, as a dict."},
     {"__setstate__", tobject_setstate, METH_O, "Sets attributes from a dict."},
     {nullptr, nullptr, 0, nullptr}};

@@ -330,6 +330,15 @@ def test_object_getattr_fallback_and_subclass_without_super_init():
     assert x.a == 1 and x.zzz == "fallback:zzz"
 
 
+def test_object_dir_lists_the_transactional_attributes():
+    a = Account("bob", 5)
+    names = dir(a)
+    assert {"owner", "balance", "kind", "rich"} <= set(names) and "__class__" in names
+    assert names == sorted(names)
+    del a.balance
+    assert "balance" not in dir(a)
+
+
 def test_object_attribute_writes_are_transactional():
     a = Account("bob", 5)
 
