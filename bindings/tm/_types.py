@@ -7,6 +7,7 @@ that, e.g., ``d.setdefault(k, v)`` is atomic even outside a transaction.
 from __future__ import annotations
 
 import collections.abc as _abc
+import operator
 import reprlib
 
 from tm import _core
@@ -27,29 +28,65 @@ def _tx(method):
     return run
 
 
+def _counted(value):
+    return value.get() if isinstance(value, _core.Counter) else value
+
+
+def _int_operator(op, reflected=False):
+    """An operator of int applied to the counter's value (one read)."""
+    if reflected:
+        return lambda self, other: op(_counted(other), self.get())
+    return lambda self, other: op(self.get(), _counted(other))
+
+
 class Counter(_core.Counter):
-    """A commutative counter: ``add`` never conflicts; it compares like an int."""
+    """A commutative counter: ``add`` (and ``+=``, ``-=``) never conflicts. Everything else
+    reads its value and behaves as that int does: comparisons, arithmetic (giving plain
+    numbers), ``int()``, ``float()``, ``bool()``, ``operator.index``."""
 
     __slots__ = ()
 
-    def __eq__(self, other):
-        if isinstance(other, _core.Counter):
-            other = other.get()
-        return self.get() == other if isinstance(other, int) else NotImplemented
+    __eq__ = _int_operator(operator.eq)
+    __ne__ = _int_operator(operator.ne)
+    __lt__ = _int_operator(operator.lt)
+    __le__ = _int_operator(operator.le)
+    __gt__ = _int_operator(operator.gt)
+    __ge__ = _int_operator(operator.ge)
+    __hash__ = None  # mutable, as a list is
 
-    def __lt__(self, other):
-        return self.get() < int(other)
+    __add__ = _int_operator(operator.add)
+    __radd__ = _int_operator(operator.add, reflected=True)
+    __sub__ = _int_operator(operator.sub)
+    __rsub__ = _int_operator(operator.sub, reflected=True)
+    __mul__ = _int_operator(operator.mul)
+    __rmul__ = _int_operator(operator.mul, reflected=True)
+    __truediv__ = _int_operator(operator.truediv)
+    __rtruediv__ = _int_operator(operator.truediv, reflected=True)
+    __floordiv__ = _int_operator(operator.floordiv)
+    __rfloordiv__ = _int_operator(operator.floordiv, reflected=True)
+    __mod__ = _int_operator(operator.mod)
+    __rmod__ = _int_operator(operator.mod, reflected=True)
 
-    def __le__(self, other):
-        return self.get() <= int(other)
+    def __neg__(self):
+        return -self.get()
 
-    def __gt__(self, other):
-        return self.get() > int(other)
+    def __pos__(self):
+        return self.get()
 
-    def __ge__(self, other):
-        return self.get() >= int(other)
+    def __abs__(self):
+        return abs(self.get())
 
-    __hash__ = None
+    def __index__(self):
+        return self.get()
+
+    def __float__(self):
+        return float(self.get())
+
+    def __bool__(self):
+        return self.get() != 0
+
+    def __format__(self, spec):
+        return format(self.get(), spec)
 
 
 class Log(_core.Log):
@@ -418,36 +455,66 @@ class Set(_core.Set):
     def _as_set(self):
         return set(self._items())
 
+    # Methods take any iterables, operators only sets (as set's do); a result is a tm.Set.
+    def union(self, *others):
+        return type(self)(self._as_set().union(*others))
+
+    def intersection(self, *others):
+        return type(self)(self._as_set().intersection(*others))
+
+    def difference(self, *others):
+        return type(self)(self._as_set().difference(*others))
+
+    def symmetric_difference(self, other):
+        return type(self)(self._as_set().symmetric_difference(other))
+
     def __or__(self, other):
-        return type(self)(self._as_set() | set(other))
+        return self.union(other) if isinstance(other, _abc.Set) else NotImplemented
 
     def __and__(self, other):
-        return type(self)(self._as_set() & set(other))
+        return self.intersection(other) if isinstance(other, _abc.Set) else NotImplemented
 
     def __sub__(self, other):
-        return type(self)(self._as_set() - set(other))
+        return self.difference(other) if isinstance(other, _abc.Set) else NotImplemented
 
     def __xor__(self, other):
-        return type(self)(self._as_set() ^ set(other))
+        return self.symmetric_difference(other) if isinstance(other, _abc.Set) else NotImplemented
 
-    union = __or__
-    intersection = __and__
-    difference = __sub__
-    symmetric_difference = __xor__
+    # {1} | tm.Set(...) is a set and frozenset(...) & tm.Set(...) a frozenset: the left
+    # operand's type, as `set | set-subclass` gives a set.
+    def __ror__(self, other):
+        return other | self._as_set() if isinstance(other, _abc.Set) else NotImplemented
+
+    def __rand__(self, other):
+        return other & self._as_set() if isinstance(other, _abc.Set) else NotImplemented
+
+    def __rsub__(self, other):
+        return other - self._as_set() if isinstance(other, _abc.Set) else NotImplemented
+
+    def __rxor__(self, other):
+        return other ^ self._as_set() if isinstance(other, _abc.Set) else NotImplemented
 
     def __ior__(self, other):
+        if not isinstance(other, _abc.Set):
+            return NotImplemented
         self.update(other)
         return self
 
     def __isub__(self, other):
+        if not isinstance(other, _abc.Set):
+            return NotImplemented
         self.difference_update(other)
         return self
 
     def __iand__(self, other):
+        if not isinstance(other, _abc.Set):
+            return NotImplemented
         self.intersection_update(other)
         return self
 
     def __ixor__(self, other):
+        if not isinstance(other, _abc.Set):
+            return NotImplemented
         self.symmetric_difference_update(other)
         return self
 
@@ -461,16 +528,16 @@ class Set(_core.Set):
         return self._as_set().isdisjoint(other)
 
     def __le__(self, other):
-        return self._as_set() <= set(other)
+        return self._as_set() <= set(other) if isinstance(other, _abc.Set) else NotImplemented
 
     def __lt__(self, other):
-        return self._as_set() < set(other)
+        return self._as_set() < set(other) if isinstance(other, _abc.Set) else NotImplemented
 
     def __ge__(self, other):
-        return self._as_set() >= set(other)
+        return self._as_set() >= set(other) if isinstance(other, _abc.Set) else NotImplemented
 
     def __gt__(self, other):
-        return self._as_set() > set(other)
+        return self._as_set() > set(other) if isinstance(other, _abc.Set) else NotImplemented
 
     def __eq__(self, other):
         if isinstance(other, (set, frozenset, _core.Set)):

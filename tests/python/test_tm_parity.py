@@ -3,6 +3,7 @@
 contents, and tm.Object against a plain object. (Mutation sequences are in test_tm_types.py.)"""
 
 import copy
+import operator
 import pickle
 import queue
 
@@ -113,6 +114,23 @@ def test_set_protocols(ref, other):
         assert getattr(ours, op)(other) == getattr(ref, op)(other)
     for op in ("__le__", "__lt__", "__ge__", "__gt__", "issubset", "issuperset", "isdisjoint"):
         assert getattr(ours, op)(other) == getattr(ref, op)(other)
+    # With a builtin set on the left the result is the left operand's type, as for a set subclass.
+    for op in (operator.or_, operator.and_, operator.sub, operator.xor):
+        for left in (set(other), frozenset(other)):
+            got = op(left, ours)
+            assert type(got) is type(left) and got == op(left, ref)
+        assert op(ours, frozenset(other)) == op(ref, frozenset(other))
+    # Methods take any iterables, several at once; operators only sets, as set's do.
+    evens, odds = list(other)[::2], list(other)[1::2]
+    for name in ("union", "intersection", "difference"):
+        assert getattr(ours, name)(evens, iter(odds)) == getattr(ref, name)(evens, iter(odds))
+    assert ours.symmetric_difference(list(other)) == ref.symmetric_difference(list(other))
+    for op in (operator.or_, operator.and_, operator.sub, operator.xor, operator.le,
+               operator.lt, operator.ior):
+        with pytest.raises(TypeError):
+            op(set(ref), list(other))
+        with pytest.raises(TypeError):
+            op(tm.Set(ref), list(other))
     for op in ("__ior__", "__iand__", "__isub__", "__ixor__"):
         mine, theirs = tm.Set(ref), set(ref)
         assert getattr(mine, op)(other) is mine
@@ -136,6 +154,21 @@ def test_set_protocols(ref, other):
 def test_counter_protocols(a, b):
     c = tm.Counter(a)
     assert c == a and int(c) == a and (c < b) == (a < b) and (c >= b) == (a >= b)
+    # Everything but add() reads the value and behaves as that int: arithmetic gives plain
+    # numbers, with ints, floats and other counters on either side.
+    for op in (operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
+               operator.truediv, operator.eq, operator.ne, operator.lt, operator.le):
+        for other in (b, b + 0.5, tm.Counter(b)):
+            expected = _result(op, a, getattr(other, "value", other))
+            assert _result(op, c, other) == expected
+            assert _result(op, other, c) == _result(op, getattr(other, "value", other), a)
+    assert (-c, +c, abs(c), float(c), bool(c)) == (-a, a, abs(a), float(a), bool(a))
+    assert operator.index(c) == a and f"{c:+,}" == f"{a:+,}"
+    with pytest.raises(TypeError):
+        c + "1"
+    same = c
+    same += 0  # in place: still the counter, not an int
+    assert same is c
     c += b
     assert c == a + b and c.value == a + b
     c -= b
@@ -145,6 +178,14 @@ def test_counter_protocols(a, b):
         assert type(clone) is tm.Counter and clone == a
         clone.add(1)
         assert c == a
+
+
+def _result(op, x, y):
+    """op(x, y), or the type of the exception it raised."""
+    try:
+        return op(x, y)
+    except ArithmeticError as e:
+        return type(e)
 
 
 @SETTINGS
