@@ -5,6 +5,7 @@
 #include "python_transaction.hpp"
 #include "stm/stm.hpp"
 #include "tx_state.hpp"
+#include "worker_spans.hpp"
 
 namespace tmr::bindings {
 
@@ -95,6 +96,7 @@ void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
     py::gil_scoped_release release;
     serial = std::unique_lock(serial_);
   }
+  WorkerSpanScope span;  // the report's timeline, while the conflict log is on
   // Python callbacks are ordinary, irrevocable code (DESIGN.md section 4): they run in parallel
   // until their first shared managed access, become inevitable there, and are never rerun.
   run_irrevocable(callback);

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "tx_state.hpp"
+#include "worker_spans.hpp"
 
 namespace tmr::bindings {
 
@@ -40,6 +41,20 @@ py::list conflicts() {
   return out;
 }
 
+py::list worker_spans() {
+  py::list out;
+  for (const WorkerSpanRecord& s : reactor_worker_spans()) {
+    py::dict d;
+    d["name"] = s.name;
+    d["thread_id"] = s.thread_id;
+    d["start"] = s.start;
+    d["end"] = s.end;
+    d["stats"] = to_dict(s.stats);
+    out.append(d);
+  }
+  return out;
+}
+
 }  // namespace
 
 void init_stats(py::module_& m) {
@@ -54,8 +69,13 @@ void init_stats(py::module_& m) {
       [] {
         stm::reset_stats();
         reset_inevitability_sites();
+        reset_reactor_worker_spans();
       },
-      "Zeroes every counter, the conflict sites and the inevitability sites.");
+      "Zeroes every counter, the conflict sites, the inevitability sites and the reactor "
+      "workers' spans.");
+  m.def("reactor_worker_spans", &worker_spans,
+        "Each reactor worker thread's span while the conflict log was on: name, thread_id, "
+        "start, end (time.monotonic() seconds) and the stats it added.");
   m.def("conflicts", &conflicts, "Conflict sites, the costliest first.");
   m.def(
       "set_conflict_log", [](bool on) { g_conflict_log.store(on, std::memory_order_relaxed); },

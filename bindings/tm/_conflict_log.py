@@ -18,8 +18,10 @@ JSON lines, one object per line, each with a ``kind``:
   ``count``, ``seconds_held`` (total time from becoming inevitable to the end of the transaction,
   the token held) and ``max_seconds_held``.
 - ``worker``: one per span recorded by ``tm.worker_span()`` (TransactionQueue workers record
-  theirs): ``name``, ``thread_id``, ``start``/``end`` (time.monotonic() seconds) and ``stats``,
-  that thread's ``tm.stats(thread=True)`` accumulated during the span.
+  theirs) and one per reactor worker thread that ran events while the conflict log was on
+  (``tm._core.reactor_worker_spans()``: from its first event to its last): ``name``,
+  ``thread_id``, ``start``/``end`` (time.monotonic() seconds) and ``stats``, that thread's
+  ``tm.stats(thread=True)`` accumulated during the span.
 
 Written by ``tm.write_report_log(path)``, or at interpreter exit to the path in the environment
 variable ``TM_CONFLICT_LOG`` (which also turns the conflict log on when ``tm`` is imported).
@@ -78,9 +80,11 @@ def worker_span(name=None):
 
 
 def worker_spans():
-    """The worker spans recorded so far (copies)."""
+    """The worker spans recorded so far (copies): those of tm.worker_span(), then the reactor
+    workers'."""
     with _lock:
-        return [dict(s) for s in _spans]
+        spans = [dict(s) for s in _spans]
+    return spans + [{"kind": "worker", **s} for s in _core.reactor_worker_spans()]
 
 
 def _records():

@@ -67,6 +67,19 @@ def reset_stats() -> None: ...
 def conflicts() -> list[ConflictRecord]:
     """Conflict sites, the costliest first."""
 
+class WorkerSpan(TypedDict):
+    name: str
+    thread_id: int
+    start: float
+    """time.monotonic() seconds of the thread's first event while the conflict log was on."""
+    end: float
+    """and of the end of its last."""
+    stats: Stats
+    """What the thread added to its tm.stats(thread=True) in between."""
+
+def reactor_worker_spans() -> list[WorkerSpan]:
+    """One span per reactor worker thread that ran events while the conflict log was on."""
+
 def set_conflict_log(on: bool) -> None:
     """Tags accesses with their Python file:line (a frame lookup each)."""
 

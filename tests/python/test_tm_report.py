@@ -132,6 +132,37 @@ def test_env_var_writes_the_log_at_exit(tmp_path):
     assert "commits" in r.stdout and "tm-worker-0" in r.stdout
 
 
+def test_reactor_workers_record_their_spans(tmp_path):
+    # The reactor's workers are C++ threads: the dispatcher records their spans, so a program on
+    # the tm reactor (here the asyncio loop, 2 workers) gets its workers in the timeline.
+    log = tmp_path / "reactor.log"
+    prog = tmp_path / "prog.py"
+    prog.write_text(textwrap.dedent("""
+        import asyncio, tm, tm_asyncio
+        hits = tm.Counter()
+        async def main():
+            for _ in range(200):
+                hits.add(1)
+                await asyncio.sleep(0)
+        loop = tm_asyncio.EventLoop(workers=2)
+        loop.run_until_complete(main())
+        loop.close()
+        assert hits == 200
+    """))
+    env = dict(os.environ, TM_CONFLICT_LOG=str(log))
+    r = subprocess.run([sys.executable, str(prog)], env=env, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    workers = [rec for rec in map(json.loads, open(log, encoding="utf-8"))
+               if rec["kind"] == "worker"]
+    assert workers and all(w["name"].startswith("reactor worker ") for w in workers), workers
+    assert all(w["start"] <= w["end"] and w["thread_id"] for w in workers)
+    assert sum(w["stats"]["commits"] for w in workers) >= 200  # each task step is a transaction
+    r = _report(str(log), "--no-png")
+    assert r.returncode == 0, r.stderr
+    assert "reactor worker 0" in r.stdout
+
+
 def test_report_rejects_other_files(tmp_path):
     other = tmp_path / "x.log"
     other.write_text('{"hello": 1}\n')
