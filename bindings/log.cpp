@@ -179,8 +179,7 @@ class Queue {
   static void wait_or_raise(stm::Transaction& tx, bool block, Deadline deadline,
                             const py::object& error) {
     if (block && tx_state().mode == Mode::restartable) {
-      if (!deadline) throw stm::AbortSignal{stm::AbortCause::retry};
-      if (std::chrono::steady_clock::now() < *deadline) tx.retry_until(*deadline);
+      if (!deadline || std::chrono::steady_clock::now() < *deadline) retry_waiting(tx, deadline);
     } else if (!error) {
       throw std::runtime_error("tm.Queue.join() cannot wait inside a with tm.atomic() block");
     }

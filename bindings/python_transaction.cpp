@@ -394,6 +394,28 @@ void store_cell(stm::Transaction& tx, stm::Cell& cell, void* payload) {
   if (st.driving) st.own[&cell] = payload;
 }
 
+namespace {
+// How often a main thread blocked in a retry looks at pending signals (Ctrl-C's latency).
+constexpr std::chrono::milliseconds kSignalCheckInterval{100};
+
+bool on_main_thread() {
+  static const unsigned long main_ident =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+  return PyThread_get_thread_ident() == main_ident;
+}
+}  // namespace
+
+void retry_waiting(stm::Transaction& tx,
+                   std::optional<std::chrono::steady_clock::time_point> deadline) {
+  if (PyErr_CheckSignals() < 0) throw py::error_already_set();
+  if (on_main_thread()) {
+    const auto next_check = std::chrono::steady_clock::now() + kSignalCheckInterval;
+    tx.retry_until(deadline ? std::min(*deadline, next_check) : next_check);
+  }
+  if (deadline) tx.retry_until(*deadline);
+  tx.retry();
+}
+
 void run_small(const std::function<void(stm::Transaction&)>& f) {
   TxState& st = tx_state();
   const Mode saved_mode = st.mode;

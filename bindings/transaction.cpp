@@ -35,8 +35,7 @@ void retry() {
   if (st.mode == Mode::irrevocable)
     throw std::runtime_error(
         "tm.retry() needs a restartable transaction (tm.atomic(fn)), not a with-block");
-  (void)tx;
-  throw stm::AbortSignal{stm::AbortCause::retry};
+  retry_waiting(tx);
 }
 
 std::function<void()> python_hook(PyRef fn) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -86,6 +87,13 @@ void make_inevitable(stm::Transaction& tx, const char* cause, const char* detail
 
 /// Runs f(tx) as a small restartable transaction of its own (no transaction is running).
 void run_small(const std::function<void(stm::Transaction&)>& f);
+
+/// Aborts the running restartable attempt with retry: it reruns once a value it read changed,
+/// or at `deadline`. A signal handler that raises (Ctrl-C's KeyboardInterrupt) ends the wait
+/// with its exception: it runs here, and the main thread waits in slices so that it gets to.
+[[noreturn]] void retry_waiting(
+    stm::Transaction& tx,
+    std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 
 /// f(tx) in the running transaction (prepared for `a`) or as a small transaction of its own.
 template <class F>

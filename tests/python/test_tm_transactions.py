@@ -184,6 +184,34 @@ def test_inevitable_and_retry():
     assert got == ["item"]
 
 
+@pytest.mark.parametrize("wait", ["queue-get", "queue-join", "retry"])
+def test_ctrl_c_interrupts_a_blocked_wait_on_the_main_thread(wait):
+    # Like queue.Queue.get() and threading's waits: SIGINT's KeyboardInterrupt ends the wait.
+    prog = textwrap.dedent("""
+        import os, signal, sys, threading, time, tm
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        try:
+            if sys.argv[1] == "queue-get":
+                tm.Queue().get()
+            elif sys.argv[1] == "queue-join":
+                q = tm.Queue()
+                q.put(1)
+                q.join()
+            else:
+                v = tm.Var(0)
+                def wait():
+                    if v.get() == 0:
+                        tm.retry()
+                tm.run_atomic(wait)
+        except KeyboardInterrupt:
+            print(f"interrupted after {time.monotonic() - started:.2f} s")
+    """)
+    r = subprocess.run([sys.executable, "-c", prog, wait], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0 and "interrupted after" in r.stdout, (r.stdout, r.stderr)
+
+
 def test_hooks_run_on_commit_and_on_abort():
     events = []
 
