@@ -13,8 +13,8 @@ namespace tmr::bindings {
 struct WorkerSpanScope::Span {
   std::mutex mutex;  // the owner thread updates, the Python thread writing the log reads
   WorkerSpanRecord record;
-  stm::Stats before;   // this thread's counters when the span started
-  stm::Stats latest;   // and after its last event
+  stm::Stats before;  // this thread's counters when the span started
+  stm::Stats latest;  // and after its last event
   std::uint64_t generation = 0;
 };
 
