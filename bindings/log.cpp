@@ -88,7 +88,7 @@ class Queue {
   /// Appends item. Unbounded (maxsize <= 0): a conflict-free merge. Bounded: reads the size
   /// first, and when full blocks (tm.retry) as get() does when empty, or raises queue.Full.
   void put(py::handle self, py::handle item, bool block, std::optional<double> timeout) {
-    const Deadline deadline = deadline_after(timeout);
+    const Deadline deadline = timed_wait_deadline(timeout);
     QueueSlot slot =
         std::make_shared<stm::Cell>(py::reinterpret_borrow<py::object>(item).release().ptr(),
                                     &release_pyobject, "tm.Queue item");
@@ -117,7 +117,7 @@ class Queue {
   /// The next item; when empty: blocks (tm.retry, until the timeout if one is given) if `block`
   /// in a restartable transaction or outside any, else raises queue.Empty.
   py::object get(bool block, std::optional<double> timeout) {
-    const Deadline deadline = deadline_after(timeout);
+    const Deadline deadline = timed_wait_deadline(timeout);
     py::object out;
     transact(this, Access::write, [&](stm::Transaction& tx) {
       std::optional<QueueSlot> slot = q_.get(tx);
@@ -165,14 +165,6 @@ class Queue {
  private:
   using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
-  /// queue.Queue's timeout rule: None waits for ever, a negative number is a ValueError.
-  static Deadline deadline_after(std::optional<double> timeout) {
-    if (!timeout) return std::nullopt;
-    if (*timeout < 0) throw py::value_error("'timeout' must be a non-negative number");
-    return std::chrono::steady_clock::now() +
-           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-               std::chrono::duration<double>(*timeout));
-  }
   /// The queue cannot proceed: wait for a change of what this attempt read (a restartable
   /// transaction, or none, with `block`, until `deadline`), else raise `error`. An irrevocable
   /// block cannot wait: it raises `error`, or RuntimeError when there is none (join).

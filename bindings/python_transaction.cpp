@@ -317,6 +317,7 @@ void finish_top_level() {
   st.deferred.clear();
   st.block_abort_hooks.clear();
   st.keep.clear();
+  st.wait_deadline.reset();
   settle_inevitable();
   drain_pending();
   if (!stm::detail::this_thread_record().retired.empty()) stm::reclaim();
@@ -405,8 +406,20 @@ bool on_main_thread() {
 }
 }  // namespace
 
+std::optional<std::chrono::steady_clock::time_point> timed_wait_deadline(
+    std::optional<double> timeout) {
+  if (!timeout) return std::nullopt;
+  if (*timeout < 0) throw py::value_error("'timeout' must be a non-negative number");
+  if (stm::current_transaction() != nullptr && tx_state().wait_deadline)
+    return tx_state().wait_deadline;
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+             std::chrono::duration<double>(*timeout));
+}
+
 void retry_waiting(stm::Transaction& tx,
                    std::optional<std::chrono::steady_clock::time_point> deadline) {
+  if (deadline) tx_state().wait_deadline = deadline;
   if (PyErr_CheckSignals() < 0) throw py::error_already_set();
   if (on_main_thread()) {
     const auto next_check = std::chrono::steady_clock::now() + kSignalCheckInterval;

@@ -59,6 +59,9 @@ struct TxState {
   bool inev_noted = false;
   std::string inev_site, inev_cause, inev_detail;
   std::chrono::steady_clock::time_point inev_since;
+  // A timed wait's deadline (retry_waiting), kept across the reruns it causes so that a rerun
+  // does not restart the timeout; cleared when the transaction ends.
+  std::optional<std::chrono::steady_clock::time_point> wait_deadline;
 
   void begin_attempt() noexcept {
     doomed = false;
@@ -87,6 +90,12 @@ void make_inevitable(stm::Transaction& tx, const char* cause, const char* detail
 
 /// Runs f(tx) as a small restartable transaction of its own (no transaction is running).
 void run_small(const std::function<void(stm::Transaction&)>& f);
+
+/// The deadline of a wait of `timeout` seconds (none: no deadline) from now, or, when this
+/// transaction is being rerun by such a wait, the deadline its first attempt set. A negative
+/// timeout is queue.Queue's ValueError.
+std::optional<std::chrono::steady_clock::time_point> timed_wait_deadline(
+    std::optional<double> timeout);
 
 /// Aborts the running restartable attempt with retry: it reruns once a value it read changed,
 /// or at `deadline`. A signal handler that raises (Ctrl-C's KeyboardInterrupt) ends the wait

@@ -205,6 +205,28 @@ def test_queue_timeouts_and_bounds_like_queue_queue():
         assert [q.get(), q.get()] == ["b", "c"]
 
 
+def test_a_timeout_inside_a_transaction_counts_from_its_first_attempt():
+    # The wait reruns the whole transaction; the rerun must not start the timeout afresh, on the
+    # main thread (which wakes every 100 ms for signals) or any other.
+    import queue
+
+    q = tm.Queue()
+    outcome = []
+
+    def take():
+        started = time.monotonic()
+        try:
+            tm.run_atomic(lambda: q.get(timeout=0.3))
+        except queue.Empty:
+            outcome.append(time.monotonic() - started)
+
+    take()
+    other = threading.Thread(target=take)
+    other.start()
+    other.join(30)
+    assert len(outcome) == 2 and all(0.3 <= t < 10 for t in outcome), outcome
+
+
 def test_queue_task_done_and_join_like_queue_queue():
     import queue
 
