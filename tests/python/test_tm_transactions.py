@@ -189,9 +189,9 @@ def test_ctrl_c_interrupts_a_blocked_wait_on_the_main_thread(wait):
     # Like queue.Queue.get() and threading's waits: SIGINT's KeyboardInterrupt ends the wait.
     prog = textwrap.dedent("""
         import os, signal, sys, threading, time, tm
-        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         started = time.monotonic()
         try:
+            threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
             if sys.argv[1] == "queue-get":
                 tm.Queue().get()
             elif sys.argv[1] == "queue-join":

@@ -236,11 +236,18 @@ def test_queue_task_done_and_join_like_queue_queue():
         q.put(2)
         q.get()
         q.task_done()
-        consumer = threading.Thread(target=lambda: (time.sleep(0.05), q.get(), q.task_done()))
+        finished = []
+
+        def consume():
+            time.sleep(0.05)
+            q.get()
+            finished.append(True)
+            q.task_done()
+
+        consumer = threading.Thread(target=consume)
         consumer.start()
-        started = time.monotonic()
         q.join()  # waits for the consumer's task_done
-        assert time.monotonic() - started >= 0.04 and q.empty()
+        assert finished and q.empty()
         consumer.join()
         with pytest.raises(ValueError, match="task_done\\(\\) called too many times"):
             q.task_done()
