@@ -634,16 +634,30 @@ def test_water_marks(run):
 
         def pause_writing(self):
             events.append(("pause", self.transport.write_buffer_size()))
-            peer[0].resume_reading()  # a write on another strand's transport
+            with gate:  # the slow side may not have paused yet: it then resumes itself
+                state["resume wanted"] = True
+                ready = state["paused"]
+            if ready:
+                peer[0].resume_reading()  # a call on another strand's transport
 
         def resume_writing(self):
             events.append(("resume", self.transport.write_buffer_size()))
             self.transport.close()
 
+    # With 2 workers the producer's side can fill its buffer and pause before the slow side's
+    # connection_made has run: a resume made then would come before the pause and be lost.
+    gate = threading.Lock()
+    state = {"paused": False, "resume wanted": False}
+
     class Slow(Sink):
         def connection_made(self, transport):
             super().connection_made(transport)
             transport.pause_reading()
+            with gate:
+                state["paused"] = True
+                wanted = state["resume wanted"]
+            if wanted:
+                transport.resume_reading()
 
     peer = []
     listener = listen(run, "v4", Producer)
