@@ -144,7 +144,13 @@ async def _chat_admin(port: int, command: str, timeout: float) -> str:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(command.encode() + b"\r\n")
-        return await _read_line(reader, timeout)
+        reply = await _read_line(reader, timeout)
+        # Leave as the chat clients do (/quit, then the server's close), so that the server's
+        # handler has ended before the scenario stops the server: a handler still reading at
+        # SIGTERM is cancelled, which asyncio 3.11's streams report as an error.
+        writer.write(b"/quit\r\n")
+        await asyncio.wait_for(reader.read(), timeout)
+        return reply
     finally:
         writer.close()
 
@@ -268,6 +274,7 @@ async def _http_get(port: int, target: str, timeout: float) -> tuple[str, bytes]
         writer.write(f"GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
         status, _, body = await _read_response(reader, timeout)
+        await asyncio.wait_for(reader.read(), timeout)  # the server's close: its handler ended
         return status, body
     finally:
         writer.close()
