@@ -66,6 +66,20 @@ class Counter(_core.Counter):
     __rfloordiv__ = _int_operator(operator.floordiv, reflected=True)
     __mod__ = _int_operator(operator.mod)
     __rmod__ = _int_operator(operator.mod, reflected=True)
+    __divmod__ = _int_operator(divmod)
+    __rdivmod__ = _int_operator(divmod, reflected=True)
+    __pow__ = _int_operator(operator.pow)
+    __rpow__ = _int_operator(operator.pow, reflected=True)
+    __lshift__ = _int_operator(operator.lshift)
+    __rlshift__ = _int_operator(operator.lshift, reflected=True)
+    __rshift__ = _int_operator(operator.rshift)
+    __rrshift__ = _int_operator(operator.rshift, reflected=True)
+    __and__ = _int_operator(operator.and_)
+    __rand__ = _int_operator(operator.and_, reflected=True)
+    __or__ = _int_operator(operator.or_)
+    __ror__ = _int_operator(operator.or_, reflected=True)
+    __xor__ = _int_operator(operator.xor)
+    __rxor__ = _int_operator(operator.xor, reflected=True)
 
     def __neg__(self):
         return -self.get()
@@ -75,6 +89,17 @@ class Counter(_core.Counter):
 
     def __abs__(self):
         return abs(self.get())
+
+    def __invert__(self):
+        return ~self.get()
+
+    def __round__(self, ndigits=None):
+        return round(self.get(), ndigits)
+
+    def __trunc__(self):
+        return self.get()
+
+    __floor__ = __ceil__ = __trunc__
 
     def __index__(self):
         return self.get()
@@ -113,6 +138,16 @@ class Log(_core.Log):
 
     def __contains__(self, item):
         return item in self._items()
+
+    # Sequence's own methods (register() lends none of them).
+    def __reversed__(self):
+        return reversed(self._items())
+
+    def index(self, item, *args):
+        return self._items().index(item, *args)
+
+    def count(self, item):
+        return self._items().count(item)
 
     def __eq__(self, other):
         if isinstance(other, (_core.Log, list)):

@@ -3,6 +3,7 @@
 contents, and tm.Object against a plain object. (Mutation sequences are in test_tm_types.py.)"""
 
 import copy
+import math
 import operator
 import pickle
 import queue
@@ -157,12 +158,15 @@ def test_counter_protocols(a, b):
     # Everything but add() reads the value and behaves as that int: arithmetic gives plain
     # numbers, with ints, floats and other counters on either side.
     for op in (operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
-               operator.truediv, operator.eq, operator.ne, operator.lt, operator.le):
+               operator.truediv, divmod, operator.eq, operator.ne, operator.lt, operator.le,
+               operator.and_, operator.or_, operator.xor, _small_pow, _small_shift):
         for other in (b, b + 0.5, tm.Counter(b)):
             expected = _result(op, a, getattr(other, "value", other))
             assert _result(op, c, other) == expected
             assert _result(op, other, c) == _result(op, getattr(other, "value", other), a)
     assert (-c, +c, abs(c), float(c), bool(c)) == (-a, a, abs(a), float(a), bool(a))
+    assert (~c, round(c), round(c, -2), math.trunc(c), math.floor(c), math.ceil(c)) == (
+        ~a, round(a), round(a, -2), a, a, a)
     assert operator.index(c) == a and f"{c:+,}" == f"{a:+,}"
     with pytest.raises(TypeError):
         c + "1"
@@ -184,8 +188,16 @@ def _result(op, x, y):
     """op(x, y), or the type of the exception it raised."""
     try:
         return op(x, y)
-    except ArithmeticError as e:
+    except (ArithmeticError, TypeError, ValueError) as e:  # int & float is a TypeError, too
         return type(e)
+
+
+def _small_pow(x, y):
+    return operator.pow(x, operator.mod(y, 5))  # keeps big integers out of the test
+
+
+def _small_shift(x, y):
+    return operator.lshift(x, operator.mod(y, 7))
 
 
 @SETTINGS
@@ -201,6 +213,10 @@ def test_log_protocols(ref, x):
         assert len(log) == len(ref)
     log.extend([x, x])
     assert log == ref + [x, x] and log[-1] == x
+    # What collections.abc.Sequence promises (tm.Log is registered as one).
+    assert list(reversed(log)) == list(reversed(ref + [x, x]))
+    assert log.count(x) == (ref + [x, x]).count(x) and log.index(x) == (ref + [x, x]).index(x)
+    assert log.index(x, len(ref)) == len(ref)
 
 
 @SETTINGS
