@@ -30,18 +30,6 @@ double monotonic_seconds() {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-stm::Stats minus(const stm::Stats& a, const stm::Stats& b) {
-  stm::Stats d;
-  d.commits = a.commits - b.commits;
-  d.read_only_commits = a.read_only_commits - b.read_only_commits;
-  for (std::size_t i = 0; i < d.aborts.size(); ++i) d.aborts[i] = a.aborts[i] - b.aborts[i];
-  d.ns_aborted = a.ns_aborted - b.ns_aborted;
-  d.ns_inevitable = a.ns_inevitable - b.ns_inevitable;
-  d.inevitable_commits = a.inevitable_commits - b.inevitable_commits;
-  d.escalations = a.escalations - b.escalations;
-  return d;
-}
-
 // This thread's span of the current generation, started now if there is none.
 std::shared_ptr<WorkerSpanScope::Span> this_thread_span() {
   thread_local std::shared_ptr<WorkerSpanScope::Span> span;
@@ -88,7 +76,8 @@ std::vector<WorkerSpanRecord> reactor_worker_spans() {
   for (const auto& s : spans) {
     std::lock_guard<std::mutex> lock(s->mutex);
     out.push_back(s->record);
-    out.back().stats = minus(s->latest, s->before);
+    out.back().stats = s->latest;
+    out.back().stats -= s->before;
   }
   return out;
 }

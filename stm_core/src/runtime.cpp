@@ -50,16 +50,6 @@ Stats snapshot(const StatCounters& c) {
   return s;
 }
 
-void add(Stats& into, const Stats& s) {
-  into.commits += s.commits;
-  into.read_only_commits += s.read_only_commits;
-  into.ns_aborted += s.ns_aborted;
-  into.ns_inevitable += s.ns_inevitable;
-  into.inevitable_commits += s.inevitable_commits;
-  into.escalations += s.escalations;
-  for (std::size_t i = 0; i < abort_cause_count; ++i) into.aborts[i] += s.aborts[i];
-}
-
 void zero(StatCounters& c) {
   for (auto* a : {&c.commits, &c.read_only_commits, &c.ns_aborted, &c.ns_inevitable,
                   &c.inevitable_commits, &c.escalations})
@@ -97,7 +87,7 @@ struct RecordHolder {
     try_reclaim(*rec);
     Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mu);
-    add(r.dead, snapshot(rec->stats));
+    r.dead += snapshot(rec->stats);
     zero(rec->stats);
     r.orphans.insert(r.orphans.end(), rec->retired.begin(), rec->retired.end());
     rec->retired.clear();
@@ -232,7 +222,7 @@ Stats total_stats() {
   detail::Registry& r = detail::registry();
   std::lock_guard<std::mutex> lock(r.mu);
   Stats s = r.dead;
-  for (detail::ThreadRecord* rec : r.all) detail::add(s, detail::snapshot(rec->stats));
+  for (detail::ThreadRecord* rec : r.all) s += detail::snapshot(rec->stats);
   return s;
 }
 

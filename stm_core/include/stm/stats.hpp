@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,23 @@ struct Stats {
   }
   std::uint64_t aborts_of(AbortCause c) const noexcept {
     return aborts[static_cast<std::size_t>(c)];
+  }
+
+  /// Field-wise sum (over threads) and difference (one thread's counters over a span).
+  Stats& operator+=(const Stats& s) noexcept { return combine(s, std::plus<>{}); }
+  Stats& operator-=(const Stats& s) noexcept { return combine(s, std::minus<>{}); }
+
+ private:
+  template <class Op>
+  Stats& combine(const Stats& s, Op op) noexcept {  // the one list of the fields
+    commits = op(commits, s.commits);
+    read_only_commits = op(read_only_commits, s.read_only_commits);
+    for (std::size_t i = 0; i < aborts.size(); ++i) aborts[i] = op(aborts[i], s.aborts[i]);
+    ns_aborted = op(ns_aborted, s.ns_aborted);
+    ns_inevitable = op(ns_inevitable, s.ns_inevitable);
+    inevitable_commits = op(inevitable_commits, s.inevitable_commits);
+    escalations = op(escalations, s.escalations);
+    return *this;
   }
 };
 

@@ -66,3 +66,32 @@ TEST(Stats, InevitableTimeAndEscalation) {
   EXPECT_GT(s.ns_inevitable, 0u);
   EXPECT_STREQ("write_write", stm::to_string(stm::AbortCause::write_write));
 }
+
+// += sums every field and -= takes it away again: a span's counters are after -= before.
+TEST(Stats, ArithmeticCoversEveryField) {
+  stm::Stats a;
+  a.commits = 7;
+  a.read_only_commits = 3;
+  a.aborts[static_cast<std::size_t>(stm::AbortCause::retry)] = 2;
+  a.ns_aborted = 11;
+  a.ns_inevitable = 13;
+  a.inevitable_commits = 5;
+  a.escalations = 1;
+  stm::Stats sum = a;
+  sum += a;
+  EXPECT_EQ(14u, sum.commits);
+  EXPECT_EQ(6u, sum.read_only_commits);
+  EXPECT_EQ(4u, sum.aborts_of(stm::AbortCause::retry));
+  EXPECT_EQ(22u, sum.ns_aborted);
+  EXPECT_EQ(26u, sum.ns_inevitable);
+  EXPECT_EQ(10u, sum.inevitable_commits);
+  EXPECT_EQ(2u, sum.escalations);
+  sum -= a;
+  EXPECT_EQ(a.commits, sum.commits);
+  EXPECT_EQ(a.read_only_commits, sum.read_only_commits);
+  EXPECT_EQ(a.aborts, sum.aborts);
+  EXPECT_EQ(a.ns_aborted, sum.ns_aborted);
+  EXPECT_EQ(a.ns_inevitable, sum.ns_inevitable);
+  EXPECT_EQ(a.inevitable_commits, sum.inevitable_commits);
+  EXPECT_EQ(a.escalations, sum.escalations);
+}
