@@ -7,6 +7,7 @@ that, e.g., ``d.setdefault(k, v)`` is atomic even outside a transaction.
 from __future__ import annotations
 
 import collections.abc as _abc
+import functools
 import operator
 import reprlib
 
@@ -32,11 +33,14 @@ def _counted(value):
     return value.get() if isinstance(value, _core.Counter) else value
 
 
-def _int_operator(op, reflected=False):
+def _int_operator(op):
     """An operator of int applied to the counter's value (one read)."""
-    if reflected:
-        return lambda self, other: op(_counted(other), self.get())
     return lambda self, other: op(self.get(), _counted(other))
+
+
+def _int_operators(op):
+    """The operator and its reflected form (``c + 1`` and ``1 + c``)."""
+    return _int_operator(op), lambda self, other: op(_counted(other), self.get())
 
 
 class Counter(_core.Counter):
@@ -54,38 +58,22 @@ class Counter(_core.Counter):
     __ge__ = _int_operator(operator.ge)
     __hash__ = None  # mutable, as a list is
 
-    __add__ = _int_operator(operator.add)
-    __radd__ = _int_operator(operator.add, reflected=True)
-    __sub__ = _int_operator(operator.sub)
-    __rsub__ = _int_operator(operator.sub, reflected=True)
-    __mul__ = _int_operator(operator.mul)
-    __rmul__ = _int_operator(operator.mul, reflected=True)
-    __truediv__ = _int_operator(operator.truediv)
-    __rtruediv__ = _int_operator(operator.truediv, reflected=True)
-    __floordiv__ = _int_operator(operator.floordiv)
-    __rfloordiv__ = _int_operator(operator.floordiv, reflected=True)
-    __mod__ = _int_operator(operator.mod)
-    __rmod__ = _int_operator(operator.mod, reflected=True)
-    __divmod__ = _int_operator(divmod)
-    __rdivmod__ = _int_operator(divmod, reflected=True)
-    __pow__ = _int_operator(operator.pow)
-    __rpow__ = _int_operator(operator.pow, reflected=True)
-    __lshift__ = _int_operator(operator.lshift)
-    __rlshift__ = _int_operator(operator.lshift, reflected=True)
-    __rshift__ = _int_operator(operator.rshift)
-    __rrshift__ = _int_operator(operator.rshift, reflected=True)
-    __and__ = _int_operator(operator.and_)
-    __rand__ = _int_operator(operator.and_, reflected=True)
-    __or__ = _int_operator(operator.or_)
-    __ror__ = _int_operator(operator.or_, reflected=True)
-    __xor__ = _int_operator(operator.xor)
-    __rxor__ = _int_operator(operator.xor, reflected=True)
+    __add__, __radd__ = _int_operators(operator.add)
+    __sub__, __rsub__ = _int_operators(operator.sub)
+    __mul__, __rmul__ = _int_operators(operator.mul)
+    __truediv__, __rtruediv__ = _int_operators(operator.truediv)
+    __floordiv__, __rfloordiv__ = _int_operators(operator.floordiv)
+    __mod__, __rmod__ = _int_operators(operator.mod)
+    __divmod__, __rdivmod__ = _int_operators(divmod)
+    __pow__, __rpow__ = _int_operators(operator.pow)
+    __lshift__, __rlshift__ = _int_operators(operator.lshift)
+    __rshift__, __rrshift__ = _int_operators(operator.rshift)
+    __and__, __rand__ = _int_operators(operator.and_)
+    __or__, __ror__ = _int_operators(operator.or_)
+    __xor__, __rxor__ = _int_operators(operator.xor)
 
     def __neg__(self):
         return -self.get()
-
-    def __pos__(self):
-        return self.get()
 
     def __abs__(self):
         return abs(self.get())
@@ -96,13 +84,10 @@ class Counter(_core.Counter):
     def __round__(self, ndigits=None):
         return round(self.get(), ndigits)
 
-    def __trunc__(self):
-        return self.get()
-
-    __floor__ = __ceil__ = __trunc__
-
     def __index__(self):
         return self.get()
+
+    __pos__ = __trunc__ = __floor__ = __ceil__ = __index__  # the value itself, an int
 
     def __float__(self):
         return float(self.get())
@@ -432,6 +417,17 @@ class Dict(_core.Dict):
 _abc.MutableMapping.register(Dict)
 
 
+def _sets_only(operator_method):
+    """A set operator: with anything but a set it returns NotImplemented, so that, as for set,
+    ``tm.Set() | [1]`` is a TypeError (the methods, such as union(), take any iterable)."""
+
+    @functools.wraps(operator_method)
+    def method(self, other):
+        return operator_method(self, other) if isinstance(other, _abc.Set) else NotImplemented
+
+    return method
+
+
 class Set(_core.Set):
     """A transactional set; ``add`` is blind (never forces inevitability)."""
 
@@ -490,7 +486,8 @@ class Set(_core.Set):
     def _as_set(self):
         return set(self._items())
 
-    # Methods take any iterables, operators only sets (as set's do); a result is a tm.Set.
+    # Methods take any iterables, operators only sets (_sets_only, as set's do); a result of
+    # either is a tm.Set.
     def union(self, *others):
         return type(self)(self._as_set().union(*others))
 
@@ -503,53 +500,46 @@ class Set(_core.Set):
     def symmetric_difference(self, other):
         return type(self)(self._as_set().symmetric_difference(other))
 
-    def __or__(self, other):
-        return self.union(other) if isinstance(other, _abc.Set) else NotImplemented
-
-    def __and__(self, other):
-        return self.intersection(other) if isinstance(other, _abc.Set) else NotImplemented
-
-    def __sub__(self, other):
-        return self.difference(other) if isinstance(other, _abc.Set) else NotImplemented
-
-    def __xor__(self, other):
-        return self.symmetric_difference(other) if isinstance(other, _abc.Set) else NotImplemented
+    __or__ = _sets_only(union)
+    __and__ = _sets_only(intersection)
+    __sub__ = _sets_only(difference)
+    __xor__ = _sets_only(symmetric_difference)
 
     # {1} | tm.Set(...) is a set and frozenset(...) & tm.Set(...) a frozenset: the left
     # operand's type, as `set | set-subclass` gives a set.
+    @_sets_only
     def __ror__(self, other):
-        return other | self._as_set() if isinstance(other, _abc.Set) else NotImplemented
+        return other | self._as_set()
 
+    @_sets_only
     def __rand__(self, other):
-        return other & self._as_set() if isinstance(other, _abc.Set) else NotImplemented
+        return other & self._as_set()
 
+    @_sets_only
     def __rsub__(self, other):
-        return other - self._as_set() if isinstance(other, _abc.Set) else NotImplemented
+        return other - self._as_set()
 
+    @_sets_only
     def __rxor__(self, other):
-        return other ^ self._as_set() if isinstance(other, _abc.Set) else NotImplemented
+        return other ^ self._as_set()
 
+    @_sets_only
     def __ior__(self, other):
-        if not isinstance(other, _abc.Set):
-            return NotImplemented
         self.update(other)
         return self
 
+    @_sets_only
     def __isub__(self, other):
-        if not isinstance(other, _abc.Set):
-            return NotImplemented
         self.difference_update(other)
         return self
 
+    @_sets_only
     def __iand__(self, other):
-        if not isinstance(other, _abc.Set):
-            return NotImplemented
         self.intersection_update(other)
         return self
 
+    @_sets_only
     def __ixor__(self, other):
-        if not isinstance(other, _abc.Set):
-            return NotImplemented
         self.symmetric_difference_update(other)
         return self
 
@@ -562,17 +552,21 @@ class Set(_core.Set):
     def isdisjoint(self, other):
         return self._as_set().isdisjoint(other)
 
+    @_sets_only
     def __le__(self, other):
-        return self._as_set() <= set(other) if isinstance(other, _abc.Set) else NotImplemented
+        return self._as_set() <= set(other)
 
+    @_sets_only
     def __lt__(self, other):
-        return self._as_set() < set(other) if isinstance(other, _abc.Set) else NotImplemented
+        return self._as_set() < set(other)
 
+    @_sets_only
     def __ge__(self, other):
-        return self._as_set() >= set(other) if isinstance(other, _abc.Set) else NotImplemented
+        return self._as_set() >= set(other)
 
+    @_sets_only
     def __gt__(self, other):
-        return self._as_set() > set(other) if isinstance(other, _abc.Set) else NotImplemented
+        return self._as_set() > set(other)
 
     def __eq__(self, other):
         if isinstance(other, (set, frozenset, _core.Set)):
