@@ -52,6 +52,11 @@ void Transaction::on_abort(std::function<void()> hook) {
   abort_hooks_.push_back(std::move(hook));
 }
 
+void Transaction::keep_body_hooks() noexcept {
+  body_commit_hooks_ = static_cast<std::ptrdiff_t>(commit_hooks_.size());
+  body_abort_hooks_ = static_cast<std::ptrdiff_t>(abort_hooks_.size());
+}
+
 void Transaction::abort(AbortCause cause) {
   if (!active_) throw std::logic_error("tmr::stm::Transaction::abort outside an attempt");
   conflict_cell_ = nullptr;
@@ -84,8 +89,10 @@ void Transaction::begin() {
   merges_.clear();
   drafts_.clear();
   undo_.clear();
-  commit_hooks_.clear();
-  abort_hooks_.clear();
+  if (body_commit_hooks_ < 0) {  // otherwise handle_abort() left exactly the body's hooks
+    commit_hooks_.clear();
+    abort_hooks_.clear();
+  }
   if (!windex_.empty()) windex_.clear();
   bloom_ = 0;
   inevitable_ = false;
@@ -400,6 +407,8 @@ void Transaction::commit() {
   }
   std::vector<std::function<void()>> hooks;
   hooks.swap(commit_hooks_);
+  abort_hooks_.clear();
+  body_commit_hooks_ = body_abort_hooks_ = -1;
   std::vector<Draft> drafts;
   if (!drafts_.empty()) {
     // Drafts overwritten before commit were never visible: release them (after the attempt).
@@ -471,7 +480,15 @@ void Transaction::handle_abort(AbortCause cause) {
   std::vector<Draft> drafts;
   drafts.swap(drafts_);
   std::vector<std::function<void()>> hooks;
-  hooks.swap(abort_hooks_);
+  if (body_commit_hooks_ >= 0) {
+    // A run-once body's hooks stay for the next attempt; only the replay's own are dropped.
+    commit_hooks_.resize(static_cast<std::size_t>(body_commit_hooks_));
+    hooks.assign(std::make_move_iterator(abort_hooks_.begin() + body_abort_hooks_),
+                 std::make_move_iterator(abort_hooks_.end()));
+    abort_hooks_.resize(static_cast<std::size_t>(body_abort_hooks_));
+  } else {
+    hooks.swap(abort_hooks_);
+  }
   if (cause == AbortCause::retry) retry_reads_.assign(reads_.begin(), reads_.end());
   finish_attempt();
   if (cause != AbortCause::retry) ++consecutive_aborts_;
@@ -504,6 +521,8 @@ void Transaction::abandon() {
   drafts.swap(drafts_);
   std::vector<std::function<void()>> hooks;
   hooks.swap(abort_hooks_);
+  commit_hooks_.clear();
+  body_commit_hooks_ = body_abort_hooks_ = -1;
   finish_attempt();
   for (const Draft& d : drafts) d.release(d.payload);
   for (auto& h : hooks) h();

@@ -38,9 +38,12 @@ class Transaction {
   /// because of a conflict afterwards.
   void become_inevitable();
   bool is_inevitable() const noexcept { return inevitable_; }
-  /// Keeps this attempt out of abort injection (config.hpp): for a driver whose body cannot be
-  /// rerun (the Python bindings' irrevocable transactions), as the inevitable one is kept out.
-  void exclude_from_abort_injection() noexcept { inject_countdown_ = -1; }
+  /// For an attempt whose body must not run again (an irrevocable driver, see run_once()): when
+  /// abort injection (config.hpp) chose this attempt, the injected abort happens at its commit,
+  /// where a commit-time conflict would, never inside the body. The inevitable one is never chosen.
+  void defer_injection_to_commit() noexcept {
+    if (inject_countdown_ >= 0) inject_countdown_ = INT64_MAX;
+  }
   /// Aborts this attempt; atomically() reruns it.
   [[noreturn]] void abort(AbortCause cause = AbortCause::explicit_abort);
   /// Aborts and blocks until a cell this attempt read has changed, then reruns (STM Haskell retry).
@@ -60,6 +63,13 @@ class Transaction {
   /// `value` with this attempt's own pending merges of `cell` applied, in order (for pure merge
   /// functions such as Counter's add).
   void* apply_own_merges(Cell& cell, void* value) const;
+
+  /// The run-once driver (run_once(), commit_once()): every hook registered so far belongs to the
+  /// body, which never runs again. They survive the aborts of this and later attempts of the same
+  /// transaction, so each on-commit hook runs exactly once at the commit that happens and each
+  /// on-abort hook exactly once if the transaction is abandoned; hooks registered after this call
+  /// (by the replayed operations) are per attempt, as usual. Ends with the commit or the abandon.
+  void keep_body_hooks() noexcept;
 
   /// Number of attempts of the current atomically() call that aborted so far.
   std::uint32_t attempt_aborts() const noexcept { return consecutive_aborts_; }
@@ -155,6 +165,9 @@ class Transaction {
   std::uint64_t inev_start_ns_ = 0;
   std::uint32_t consecutive_aborts_ = 0;
   std::uint32_t or_else_depth_ = 0;
+  // keep_body_hooks(): how many of the first commit and abort hooks survive aborts; -1: none.
+  std::ptrdiff_t body_commit_hooks_ = -1;
+  std::ptrdiff_t body_abort_hooks_ = -1;
   std::int64_t inject_countdown_ = -1;  // accesses until an injected abort; -1: none
   std::uint64_t rng_ = 0;
   std::uint64_t rng_generation_ = ~0ull;
@@ -178,6 +191,8 @@ class Transaction {
 
   template <class F>
   friend decltype(auto) atomically(F&& fn);
+  template <class Body, class Replay>
+  friend void run_once(Body&& body, Replay&& replay);
 };
 
 /// The thread's running transaction, or nullptr.
