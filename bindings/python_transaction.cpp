@@ -296,16 +296,6 @@ void flush_deferred(stm::Transaction& tx, bool keep) {
   throw py::error_already_set();
 }
 
-void run_block_abort_hooks() {
-  std::vector<PyRef> hooks;
-  hooks.swap(tx_state().block_abort_hooks);
-  for (PyRef& h : hooks) {
-    PyObject* r = PyObject_CallNoArgs(h.get());
-    if (r == nullptr) PyErr_WriteUnraisable(h.get());
-    Py_XDECREF(r);
-  }
-}
-
 void finish_top_level() {
   TxState& st = tx_state();
   st.depth = 0;
@@ -315,7 +305,6 @@ void finish_top_level() {
   st.snapshot = 0;
   st.own.clear();
   st.deferred.clear();
-  st.block_abort_hooks.clear();
   st.keep.clear();
   st.wait_deadline.reset();
   settle_inevitable();
@@ -352,14 +341,6 @@ stm::Transaction* enter_access(Access a) {
       !st.body_done && !(a == Access::read && st.snapshot > 0))
     make_inevitable(*tx, "first_access", a == Access::read ? "read" : "write");
   return tx;
-}
-
-void conflict_free(stm::Transaction& tx, DeferredOp op) {
-  if (must_defer(tx)) {
-    tx_state().deferred.push_back(std::move(op));
-    return;
-  }
-  op(tx);
 }
 
 void keep_alive_handle(PyObject* self) {
@@ -459,6 +440,39 @@ void run_small(const std::function<void(stm::Transaction&)>& f) {
 
 namespace {
 
+/// The replay of an irrevocable transaction whose commit aborted: a fresh attempt that performs
+/// the body's deferred conflict-free operations again (stm::commit_once carries its hooks over).
+/// The first call is the body's own attempt, which needs no fresh state.
+auto replay_deferred(PyObject* site) {
+  return [site, first = true](stm::Transaction& tx) mutable {
+    Attach a;
+    TxState& st = tx_state();
+    if (!std::exchange(first, false)) {
+      st.begin_attempt();
+      note_escalation(tx, site);
+    }
+    flush_deferred(tx, true);
+  };
+}
+
+/// The body of an irrevocable transaction: runs it once, turning its Python error into the
+/// engine's abort (an abort inside the body: the engine reruns it) or error_already_set.
+py::object run_irrevocable_body(stm::Transaction& tx, const std::function<PyObject*()>& body,
+                                PyObject* site) {
+  TxState& st = tx_state();
+  Attach a;
+  st.begin_attempt();
+  note_escalation(tx, site);
+  if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
+  DepthGuard g(st);
+  PyObject* r = body();
+  if (r == nullptr) throw_body_error();
+  py::object out = py::reinterpret_steal<py::object>(r);
+  if (st.doomed) throw std::logic_error("tm: an irrevocable transaction was asked to abort");
+  st.body_done = true;
+  return out;
+}
+
 /// run_python_transaction's engine: `body` runs the Python code and returns a new reference, or
 /// null with the Python error set. `site` is what an escalation is reported against.
 py::object run_body(const std::function<PyObject*()>& body, PyObject* site, Mode mode) {
@@ -476,41 +490,25 @@ py::object run_body(const std::function<PyObject*()>& body, PyObject* site, Mode
   py::object out;
   try {
     Detach d;
-    stm::atomically([&](stm::Transaction& tx) {
-      Attach a;
-      // Irrevocable code is never rerun, so it is never chosen for an injected abort either
-      // (reactor callbacks touch the engine directly: write queues, timers).
-      if (mode == Mode::irrevocable) tx.exclude_from_abort_injection();
-      st.begin_attempt();
-      note_escalation(tx, site);
-      if (mode == Mode::irrevocable && st.body_done) {
-        flush_deferred(tx, true);  // replay: the block itself never reruns
-        return;
-      }
-      if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
-      DepthGuard g(st);
-      PyObject* r = body();
-      if (r == nullptr) {
-        if (mode == Mode::irrevocable && abort_pending())
-          throw std::logic_error("tm: an irrevocable transaction was asked to abort");
-        throw_body_error();
-      }
-      out = py::reinterpret_steal<py::object>(r);
-      if (st.doomed) {  // the signal was swallowed by user code
-        if (mode == Mode::irrevocable)
-          throw std::logic_error("tm: an irrevocable transaction was asked to abort");
-        throw stm::AbortSignal{st.doomed_cause};
-      }
-      if (mode == Mode::irrevocable) {
-        st.body_done = true;
-        if (!tx.is_inevitable()) flush_deferred(tx, true);
-      }
-    });
-  } catch (...) {
     if (mode == Mode::irrevocable) {
-      py::error_scope keep;  // the hooks must not clobber the propagating error
-      run_block_abort_hooks();
+      // The body runs once; a commit that aborts replays its deferred operations, and the hooks
+      // it registered (native writes, timers, posts, Python on-commit hooks) carry over.
+      stm::run_once([&](stm::Transaction& tx) { out = run_irrevocable_body(tx, body, site); },
+                    replay_deferred(site));
+    } else {
+      stm::atomically([&](stm::Transaction& tx) {
+        Attach a;
+        st.begin_attempt();
+        note_escalation(tx, site);
+        if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
+        DepthGuard g(st);
+        PyObject* r = body();
+        if (r == nullptr) throw_body_error();
+        out = py::reinterpret_steal<py::object>(r);
+        if (st.doomed) throw stm::AbortSignal{st.doomed_cause};  // swallowed by user code
+      });
     }
+  } catch (...) {
     finish_top_level();
     throw;
   }
@@ -562,7 +560,7 @@ void begin_block() {
     Detach d;
     tx.begin();  // may still escalate when the threshold is 0 (take the inevitable token)
   }
-  tx.exclude_from_abort_injection();  // the block is irrevocable: it is never rerun
+  tx.defer_injection_to_commit();  // the block is irrevocable: it is never rerun
   st.begin_attempt();
   note_escalation(tx, nullptr);
   if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
@@ -577,43 +575,15 @@ bool end_block(bool ok) {
     --st.depth;
     return false;
   }
-  if (!ok || st.mode != Mode::irrevocable) {
-    {
-      Detach d;
-      tx->abandon();
-    }
-    run_block_abort_hooks();
-    finish_top_level();
-    return true;
-  }
-  st.body_done = true;
   try {
-    bool committed = false;
-    try {
-      if (!tx->is_inevitable()) flush_deferred(*tx, true);  // may meet an injected abort
-      Detach d;
-      tx->commit();
-      committed = true;
-    } catch (const stm::AbortSignal& s) {
-      if (!tx->active()) throw;  // escaped from a commit hook
-      Detach d;
-      tx->handle_abort(s.cause);
-    }
-    if (!committed) {
-      // Replay the blind ops; atomically() retries and escalates as usual. The block never reruns.
-      Detach d;
-      stm::atomically([&](stm::Transaction& t) {
-        Attach a;
-        st.begin_attempt();
-        note_escalation(t, nullptr);
-        flush_deferred(t, true);
-      });
+    Detach d;
+    if (!ok || st.mode != Mode::irrevocable) {
+      tx->abandon();  // the on-abort hooks run
+    } else {
+      st.body_done = true;
+      stm::commit_once(*tx, replay_deferred(nullptr));
     }
   } catch (...) {
-    if (tx->active()) {
-      Detach d;
-      tx->abandon();
-    }
     finish_top_level();
     throw;
   }

@@ -54,19 +54,14 @@ void on_commit(py::object fn) {
     fn();
     return;
   }
-  PyRef ref = PyRef::borrow(fn.ptr());
-  conflict_free(*tx, [ref](stm::Transaction& t) { t.on_commit(python_hook(ref)); });
+  // An irrevocable body's hooks outlive its replayed attempts (stm::commit_once): no deferral.
+  tx->on_commit(python_hook(PyRef::borrow(fn.ptr())));
 }
 
 void on_abort(py::object fn) {
   stm::Transaction* tx = enter_access(Access::conflict_free);
   if (tx == nullptr) return;
-  TxState& st = tx_state();
-  PyRef ref = PyRef::borrow(fn.ptr());
-  if (st.mode == Mode::irrevocable)
-    st.block_abort_hooks.push_back(ref);
-  else
-    tx->on_abort(python_hook(ref));
+  tx->on_abort(python_hook(PyRef::borrow(fn.ptr())));
 }
 
 const char* mode_name() {
@@ -157,7 +152,8 @@ void init_transaction(py::module_& m) {
       "set_abort_injection",
       [](double p, std::uint64_t seed) { stm::set_abort_injection(p, seed); },
       py::arg("probability"), py::arg("seed") = 0,
-      "Test mode: aborts that fraction of non-inevitable attempts at random points.");
+      "Test mode: aborts that fraction of non-inevitable attempts at random points (a reactor "
+      "callback's, or a with-block's, at its commit).");
   m.def(
       "set_escalation_threshold", [](std::uint32_t n) { stm::set_escalation_threshold(n); },
       py::arg("aborts"), "Consecutive aborts after which a transaction reruns inevitable.");

@@ -48,9 +48,6 @@ struct TxState {
   // Payloads this attempt stored, by cell: private drafts that may be mutated in place.
   std::unordered_map<stm::Cell*, void*> own;
   std::vector<DeferredOp> deferred;
-  // Python on-abort hooks of an irrevocable block: they run only if the block is abandoned (its
-  // replayed attempts are no abort of the block).
-  std::vector<PyRef> block_abort_hooks;
   // Managed objects this transaction accessed: its read, write and merge sets point into them, so
   // they live until it ends (cleared by the driver at the end of the transaction).
   std::vector<PyRef> keep;
@@ -135,8 +132,6 @@ inline bool must_defer(stm::Transaction& tx) noexcept {
   const TxState& st = tx_state();
   return st.mode == Mode::irrevocable && !tx.is_inevitable() && !st.body_done;
 }
-/// Defers op (irrevocable, not inevitable) or runs it now.
-void conflict_free(stm::Transaction& tx, DeferredOp op);
 
 /// Reads a cell for the current access: a snapshot read (unvalidated, never forcing
 /// inevitability) inside tm.snapshot(), otherwise a transactional load.
