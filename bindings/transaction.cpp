@@ -155,6 +155,10 @@ void init_transaction(py::module_& m) {
       "Test mode: aborts that fraction of non-inevitable attempts at random points (a reactor "
       "callback's, or a with-block's, at its commit).");
   m.def(
+      "set_schedule_noise", [](double p, std::uint64_t seed) { stm::set_schedule_noise(p, seed); },
+      py::arg("probability"), py::arg("seed") = 0,
+      "Test mode: pauses that fraction of commits at random (a yield or a short sleep).");
+  m.def(
       "set_escalation_threshold", [](std::uint32_t n) { stm::set_escalation_threshold(n); },
       py::arg("aborts"), "Consecutive aborts after which a transaction reruns inevitable.");
   m.def(

@@ -46,28 +46,39 @@ def one_strand_from_environment() -> bool:
     return value == "one"
 
 
-def abort_injection_from_environment() -> None:
-    """Sets abort injection as TM_ABORT_INJECTION="probability[:seed]" asks; unset, does nothing.
-
-    Abort injection (tm.set_abort_injection) aborts that fraction of restartable transaction
-    attempts, to test that a program's outcome does not depend on how often it is rerun. A value
-    that does not parse, or a probability outside [0, 1], raises ValueError naming the variable.
-    """
-    value = os.environ.get("TM_ABORT_INJECTION")
+def _probability_and_seed(name: str) -> tuple[float, int] | None:
+    """The "probability[:seed]" of environment variable `name`, or None when it is unset. A value
+    that does not parse, or a probability outside [0, 1], raises ValueError naming the variable."""
+    value = os.environ.get(name)
     if value is None:
-        return
+        return None
     probability_text, _, seed_text = value.partition(":")
     try:
         probability = float(probability_text)
         seed = int(seed_text) if seed_text else 0
     except ValueError:
-        raise ValueError(
-            f"TM_ABORT_INJECTION must be probability[:seed], not {value!r}"
-        ) from None
+        raise ValueError(f"{name} must be probability[:seed], not {value!r}") from None
     if not 0.0 <= probability <= 1.0 or seed < 0:
         raise ValueError(
-            f"TM_ABORT_INJECTION needs a probability in [0, 1] and a seed >= 0, not {value!r}"
+            f"{name} needs a probability in [0, 1] and a seed >= 0, not {value!r}"
         )
+    return probability, seed
+
+
+def abort_injection_from_environment() -> None:
+    """Sets the test modes TM_ABORT_INJECTION and TM_SCHEDULE_NOISE ask for, each
+    "probability[:seed]"; unset, each is left as it is.
+
+    Abort injection (tm.set_abort_injection) aborts that fraction of transaction attempts at a
+    point where a real conflict could abort them (a reactor callback's at its commit), to test
+    that a program's outcome does not depend on aborts. Schedule noise (tm.set_schedule_noise)
+    pauses that fraction of commits at random, to explore other interleavings.
+    """
     from tm import _core
 
-    _core.set_abort_injection(probability, seed)
+    injection = _probability_and_seed("TM_ABORT_INJECTION")
+    noise = _probability_and_seed("TM_SCHEDULE_NOISE")
+    if injection is not None:
+        _core.set_abort_injection(*injection)
+    if noise is not None:
+        _core.set_schedule_noise(*noise)

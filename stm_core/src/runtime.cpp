@@ -272,15 +272,47 @@ std::uint32_t escalation_threshold() noexcept {
   return detail::g.escalation_threshold.load(std::memory_order_relaxed);
 }
 
+namespace detail {
+
+std::uint64_t probability_threshold(double probability) noexcept {
+  if (probability >= 1.0) return ~0ull;
+  if (probability > 0.0) return static_cast<std::uint64_t>(probability * 18446744073709551616.0);
+  return 0;
+}
+
+void schedule_noise(std::uint64_t thread_index) noexcept {
+  const std::uint64_t threshold = g.noise_threshold.load(std::memory_order_relaxed);
+  if (threshold == 0) return;
+  thread_local std::uint64_t rng = 0, generation = ~0ull;
+  const std::uint64_t gen = g.noise_generation.load(std::memory_order_relaxed);
+  if (gen != generation) {
+    generation = gen;
+    std::uint64_t seed = g.noise_seed.load(std::memory_order_relaxed);
+    if (seed == 0) seed = now_ns();
+    rng = seed ^ (0xd1b54a32d192ed03ull * (thread_index + 1));
+  }
+  if (next_random(rng) >= threshold) return;
+  const std::uint64_t draw = next_random(rng);
+  if (draw & 1)
+    std::this_thread::yield();
+  else
+    std::this_thread::sleep_for(std::chrono::microseconds((draw >> 1) % 200));
+}
+
+}  // namespace detail
+
 void set_abort_injection(double probability, std::uint64_t seed) {
-  std::uint64_t threshold = 0;
-  if (probability >= 1.0)
-    threshold = ~0ull;
-  else if (probability > 0.0)
-    threshold = static_cast<std::uint64_t>(probability * 18446744073709551616.0);
   detail::g.injection_seed.store(seed, std::memory_order_relaxed);
   detail::g.injection_generation.fetch_add(1, std::memory_order_relaxed);
-  detail::g.injection_threshold.store(threshold, std::memory_order_relaxed);
+  detail::g.injection_threshold.store(detail::probability_threshold(probability),
+                                      std::memory_order_relaxed);
+}
+
+void set_schedule_noise(double probability, std::uint64_t seed) {
+  detail::g.noise_seed.store(seed, std::memory_order_relaxed);
+  detail::g.noise_generation.fetch_add(1, std::memory_order_relaxed);
+  detail::g.noise_threshold.store(detail::probability_threshold(probability),
+                                  std::memory_order_relaxed);
 }
 
 void set_release_batch_hook(ReleaseBatchHook hook) noexcept {

@@ -386,6 +386,7 @@ void Transaction::commit() {
     inject_countdown_ = -1;
     abort(AbortCause::injected);
   }
+  detail::schedule_noise(rec_->index);
   const bool ticketed = !commit_hooks_.empty() && !detail::tls_in_hooks;
   want_ticket_ = ticketed;
   hook_ticket_ = 0;
@@ -419,6 +420,7 @@ void Transaction::commit() {
   }
   finish_attempt();
   for (const Draft& d : drafts) d.release(d.payload);
+  if (ticketed) detail::schedule_noise(rec_->index);
   run_commit_hooks(hooks, ticket, ticketed);
   if (rec_->retired.size() >= 64) detail::try_reclaim(*rec_);
 }

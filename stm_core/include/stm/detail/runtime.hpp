@@ -41,7 +41,15 @@ struct Globals {
   std::atomic<std::uint64_t> injection_threshold{0};  // probability * 2^64, 0 = off
   std::atomic<std::uint64_t> injection_seed{0};
   std::atomic<std::uint64_t> injection_generation{0};
+  std::atomic<std::uint64_t> noise_threshold{0};  // set_schedule_noise: probability * 2^64
+  std::atomic<std::uint64_t> noise_seed{0};
+  std::atomic<std::uint64_t> noise_generation{0};
 };
+
+/// probability in [0, 1] as a threshold for a uniform 64-bit draw (0: never, ~0: always).
+std::uint64_t probability_threshold(double probability) noexcept;
+/// set_schedule_noise(): pauses this thread at random, or does nothing when it is off.
+void schedule_noise(std::uint64_t thread_index) noexcept;
 
 extern Globals g;
 
