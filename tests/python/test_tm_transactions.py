@@ -1,5 +1,6 @@
 """tm.atomic in its three forms, nesting, irrevocability, inevitability, retry, hooks, I/O."""
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -207,8 +208,11 @@ def test_ctrl_c_interrupts_a_blocked_wait_on_the_main_thread(wait):
         except KeyboardInterrupt:
             print(f"interrupted after {time.monotonic() - started:.2f} s")
     """)
+    # Python turns SIGINT into KeyboardInterrupt only where SIGINT has its default disposition at
+    # start-up; a test command run as a background job starts its children with SIGINT ignored.
     r = subprocess.run([sys.executable, "-c", prog, wait], capture_output=True, text=True,
-                       timeout=60, check=False)
+                       timeout=60, check=False, restore_signals=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert r.returncode == 0 and "interrupted after" in r.stdout, (r.stdout, r.stderr)
 
 
