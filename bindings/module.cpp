@@ -18,6 +18,7 @@ void init_object(py::module_& m);
 void init_reactor(py::module_& m);
 void init_stream_transport(py::module_& m);
 void init_shared_types(py::module_& m);
+void init_race_report(py::module_& m);
 }  // namespace tmr::bindings
 
 // The module holds no state that needs the GIL: every bound type synchronises through the STM.
@@ -37,4 +38,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   tmr::bindings::init_reactor(m);
   tmr::bindings::init_stream_transport(m);
   tmr::bindings::init_shared_types(m);
+  tmr::bindings::init_race_report(m);
 }

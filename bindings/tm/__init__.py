@@ -4,10 +4,20 @@ The extension ``tm._core`` holds the C++ engine; this package is its Python face
 docs/PYTHON_API.md.
 """
 
-from tm import _conflict_log, _io
+from tm import _conflict_log, _io, _race
 from tm._atomic import atomic, run_atomic, snapshot, transactional
 from tm._conflict_log import worker_span, write_report_log
 from tm._managed import as_managed_value, is_managed, manage
+from tm._race import (
+    RaceMutation,
+    RaceReport,
+    race_report_available,
+    race_report_enabled,
+    race_reports,
+    reset_race_reports,
+    set_race_report,
+    watch_races,
+)
 from tm._environment import (
     abort_injection_from_environment,
     one_strand_from_environment,
@@ -38,6 +48,14 @@ from tm._types import Counter, Dict, List, Log, Object, Queue, Set, Var
 from tm.transaction_queue import TransactionQueue, hint_commit_soon, time
 
 __all__ = [
+    "RaceMutation",
+    "RaceReport",
+    "race_report_available",
+    "race_report_enabled",
+    "race_reports",
+    "reset_race_reports",
+    "set_race_report",
+    "watch_races",
     "as_managed_value",
     "is_managed",
     "manage",
@@ -84,3 +102,4 @@ __all__ = [
 
 _io.install()
 _conflict_log.install_from_env()
+_race.install_from_env()

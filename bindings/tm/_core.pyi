@@ -433,3 +433,37 @@ def unix_adopt(
 ) -> StreamTransport:
     """Adopts a connected Unix stream socket (one end of socketpair()); on `strand` as
     tcp_adopt."""
+
+# -- race reporter (tm._race; CPython 3.12+ dict watchers) ---------------------------------------
+
+class _RaceMutation(TypedDict):
+    strand: int
+    inevitable: bool
+    traceback: list[str]
+    """The innermost frames as "file:line function", outermost first."""
+
+class _RaceRecord(TypedDict):
+    object: str
+    key: str
+    event: str
+    earlier: _RaceMutation
+    later: _RaceMutation
+
+def _race_available() -> bool:
+    """True where dict watchers exist (CPython 3.12 or later)."""
+
+def _race_enable(module_hook: Callable[[str, object], object]) -> None:
+    """Turns the reporter on; module_hook(name, module) is called for every module imported
+    from then on. Raises RuntimeError where _race_available() is false."""
+
+def _race_disable() -> None:
+    """Unwatches everything and forgets past mutations; the reports stay."""
+
+def _race_enabled() -> bool: ...
+def _race_watch(obj: object, label: str, module: str = "") -> None:
+    """Watches a dict, a class's attributes or a module's globals (module: its name, so that the
+    classes it defines later are watched too)."""
+
+def _race_reports() -> list[_RaceRecord]: ...
+def _race_reset() -> None:
+    """Drops the reports and the remembered mutations."""

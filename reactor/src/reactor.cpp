@@ -186,6 +186,11 @@ Strand current_strand() noexcept {
   return s ? Strand(*s) : Strand();
 }
 
+std::uint64_t current_strand_id() noexcept {
+  auto* s = detail::current_strand_impl();
+  return s ? (*s)->id : 0;
+}
+
 Reactor* current_reactor() noexcept {
   auto* s = detail::current_strand_impl();
   return s ? &(*s)->reactor.owner : nullptr;

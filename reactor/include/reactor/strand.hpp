@@ -35,4 +35,8 @@ class Strand {
 /// The strand whose callback this thread is running; empty outside reactor callbacks.
 Strand current_strand() noexcept;
 
+/// current_strand().id() without copying the strand (no reference count touched): 0 outside
+/// reactor callbacks. For diagnostics that ask on every access (the bindings' race reporter).
+std::uint64_t current_strand_id() noexcept;
+
 }  // namespace tmr::reactor
