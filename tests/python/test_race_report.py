@@ -215,6 +215,8 @@ def test_a_module_imported_inside_a_callback_is_not_a_race_with_later_use(
 def test_the_reporter_is_off_by_default():
     assert not tm.race_report_enabled()
     assert tm.race_reports() == []
+    with pytest.raises(RuntimeError, match="the race reporter is off"):
+        tm.watch_races({})
 
 
 @pytest.mark.skipif(tm.race_report_available(), reason="this interpreter has dict watchers")
