@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -39,6 +40,26 @@ Clock::time_point from_seconds(double s) {
 // runs them only on the main thread, between bytecodes, never inside our wait.
 constexpr auto kSignalCheckInterval = std::chrono::milliseconds(50);
 
+// How many reactors are running callbacks of different strands on several workers now: while
+// none does, a callback's transaction is alone, and output it prints need not wait for its commit
+// (tm._io).
+std::atomic<int> g_parallel_runs{0};
+
+class ParallelRun {
+ public:
+  explicit ParallelRun(bool parallel) : parallel_(parallel) {
+    if (parallel_) g_parallel_runs.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~ParallelRun() {
+    if (parallel_) g_parallel_runs.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ParallelRun(const ParallelRun&) = delete;
+  ParallelRun& operator=(const ParallelRun&) = delete;
+
+ private:
+  bool parallel_;
+};
+
 class PyReactor {
  public:
   PyReactor(unsigned workers, bool one_strand)
@@ -54,6 +75,7 @@ class PyReactor {
   // handlers and `tick` (work that belongs to the thread that called run(): installing signal
   // handlers, Twisted's calls from other threads).
   void run(py::object tick) {
+    const ParallelRun parallel(reactor_.workers() > 1 && !reactor_.one_strand());
     if (reactor_.workers() == 1) {
       py::gil_scoped_release release;
       reactor_.run();
@@ -187,6 +209,10 @@ void init_reactor(py::module_& m) {
       .def("__repr__", [](const reactor::Strand& s) {
         return "<tm._core.Strand " + std::to_string(s.id()) + ">";
       });
+  m.def(
+      "callbacks_run_in_parallel",
+      [] { return g_parallel_runs.load(std::memory_order_relaxed) > 0; },
+      "Whether a reactor is running callbacks of different strands on several workers now.");
   m.def(
       "current_strand",
       [] {
