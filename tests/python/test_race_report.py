@@ -1,9 +1,9 @@
 """tm's race reporter (tm.set_race_report, tm.race_reports; docs/MANAGED_STATE.md "Race reports").
 
-Two connections of a TMReactor with native TCP transports bump unmanaged shared state (a module
-global, a class attribute, a plain dict given to tm.watch_races): each is reported with both
-sites. Managed state, mutations in inevitable transactions and a single strand are not. The
-reporter is off by default, and TM_RACE_REPORT=1 turns it on in a program and prints the reports
+Two connections of a TMReactor with native TCP transports (and of the asyncio loop in parallel
+mode) bump unmanaged shared state (a module global, a class attribute, a plain dict given to
+tm.watch_races): each is reported with both sites. Managed state, mutations in inevitable
+transactions, different keys and a single strand are not. The reporter is off by default, and TM_RACE_REPORT=1 turns it on in a program and prints the reports
 at exit. It needs CPython 3.12+ (dict watchers): on 3.11 the tests that need it skip, and the
 API's refusal is checked instead.
 """
@@ -210,6 +210,40 @@ def test_a_module_imported_inside_a_callback_is_not_a_race_with_later_use(
     reactor.run()
     assert sys.modules["race_report_imported"].setting == 2
     assert race_report() == []
+
+
+async def bump_per_read(reader, writer):
+    global total
+    while data := await reader.read(100):
+        total += 1  # site: asyncio
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def test_asyncio_handlers_of_two_connections_are_reported(race_report):
+    import asyncio
+
+    from tm_asyncio import EventLoop
+
+    async def main():
+        server = await asyncio.start_server(bump_per_read, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(2):  # one connection after the other: strands, not timing, decide
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(5):
+                writer.write(b"x")
+                await writer.drain()
+                assert await reader.read(1) == b"x"
+            writer.close()
+        server.close()
+
+    asyncio.run(main(), loop_factory=lambda: EventLoop(workers=2, parallel=True))
+    (report,) = [r for r in race_report() if r.key == "total"]
+    site = line_of("site: asyncio")
+    for side in (report.earlier, report.later):
+        assert side.traceback[-1].rpartition("/")[2].startswith(site), str(report)
+    assert report.earlier.strand != report.later.strand
 
 
 def test_the_reporter_is_off_by_default():
