@@ -36,9 +36,9 @@ import timeit
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# Quoted from ../shared/ANCHORS.md (figures to beat), so that ours are read beside them.
+# Published figures (docs/DESIGN.md section 8), printed so that ours are read beside them.
 PYPY_STM = """\
-PyPy-STM's published scaling (from ANCHORS.md):
+PyPy-STM's published scaling (docs/DESIGN.md section 8):
   PyPy-STM 2.3 (2014): single-thread slowdown 1.2x to 3x against regular PyPy; mandelbrot 27.5 s
     at 1 thread, 8.7 s at 4 threads (3.2x); richards did not scale past 3 threads; btree did not
     scale at all.

@@ -16,7 +16,7 @@ test that passes is printed as "known exception now passes" (so the list can shr
 unlisted failing test is run again alone, up to RERUNS times: one that then passes is printed as
 "timing-dependent, not listed" (so the list can grow); with one worker nothing is excused or
 rerun. Exit status: 0 when no test outside that list passes on the baseline and not on the reactor
-under test (DESIGN.md: every test that passes on the stock reactor passes
+under test (docs/DESIGN.md section 2: every test that passes on the stock reactor passes
 on tm), 1 otherwise.
 """
 

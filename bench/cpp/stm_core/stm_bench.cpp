@@ -1,5 +1,6 @@
-// Single-thread access costs (compare with TinySTM in ANCHORS.md: ~5-6 ticks per load, ~10 per
-// store, ~90 ns for 100 loads + 20 stores with commit) and bank throughput at 1 and 2 threads.
+// Single-thread access costs (compare with TinySTM, docs/DESIGN.md section 8: ~5-6 ticks per
+// load, ~10 per store, ~90 ns for 100 loads + 20 stores with commit) and bank throughput at 1 and
+// 2 threads.
 
 #include <benchmark/benchmark.h>
 
@@ -51,7 +52,8 @@ static void BM_Stores(benchmark::State& state) {
 }
 BENCHMARK(BM_Stores)->Arg(1)->Arg(20);
 
-// The ANCHORS.md transaction: 100 loads and 20 stores, with its commit.
+// TinySTM's reference transaction (docs/DESIGN.md section 8): 100 loads and 20 stores, with its
+// commit.
 static void BM_Tx100Loads20Stores(benchmark::State& state) {
   Cells cells(120);
   for (auto _ : state) {
