@@ -33,6 +33,7 @@ from tm import _core
 from tm._environment import gil_enabled
 from tm._shared_types import immortalize_extension_types
 from tm_twisted._tcp import NativeTCPMixin, isNative
+from tm_twisted import _cooperators
 from tm_twisted._managed import manage_factory
 from tm_twisted._shared_caches import make_per_thread
 
@@ -83,6 +84,10 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         # one strand, and so does shutdown (which disconnects them), so they keep that guarantee
         # among themselves while native TCP connections run in parallel (docs/TWISTED.md).
         self._pythonTransportStrand = self._core.make_strand()
+        # The reactor's main strand: the Python transports and shutdown above, and the work of
+        # Twisted's process-wide objects started outside any callback (a Cooperator task made
+        # before run(): tm_twisted._cooperators).
+        self._mainStrand = self._pythonTransportStrand
         # Descriptors epoll cannot watch (regular files) are polled, as the epoll reactor does.
         self._continuousPolling = posixbase._ContinuousPolling(self)
         # Work only the main thread may do (installing signal handlers), for run()'s tick.
@@ -107,6 +112,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     def mainLoop(self) -> None:
         make_per_thread(self.workers, gil_enabled())
+        _cooperators.install()
         immortalize_extension_types(self.workers)
         while self._started:
             if self._core.stopped:
@@ -181,6 +187,10 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     # -- IReactorTime ---------------------------------------------------------------------------
 
     def callLater(self, delay, callable, *args, **kw) -> base.DelayedCall:
+        return self._callLaterOn(None, delay, callable, *args, **kw)
+
+    def _callLaterOn(self, strand, delay, callable, *args, **kw) -> base.DelayedCall:
+        """callLater on strand (None: the calling callback's strand, or a new one outside)."""
         assert builtins_callable(callable), f"{callable} is not callable"
         assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
         call = base.DelayedCall(
@@ -195,7 +205,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         with self._registry:
             self._delayedCalls.add(call)
         call._tmTimer = self._core.call_at(
-            _core.monotonic() + delay, functools.partial(self._runDelayedCall, call)
+            _core.monotonic() + delay, functools.partial(self._runDelayedCall, call), strand=strand
         )
         return call
 
@@ -226,6 +236,12 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             return [c for c in self._delayedCalls if not (c.cancelled or c.called)]
 
     # -- IReactorThreads ------------------------------------------------------------------------
+
+    def getThreadPool(self):
+        # Made on first use; two strands asking at once would each make one, and the pool that
+        # lost the race would never be stopped (its threads would keep the process alive).
+        with self._registry:
+            return super().getThreadPool()
 
     def callFromThread(self, f, *args, **kwargs) -> None:
         """Runs f(*args, **kwargs) in the reactor's thread, as a transaction, in call order.
@@ -443,6 +459,7 @@ def install(workers: int | None = None) -> TMReactor:
 
     reactor = TMReactor(workers)
     installReactor(reactor)
+    _cooperators.install()
     return reactor
 
 
