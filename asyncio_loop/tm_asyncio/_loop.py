@@ -68,6 +68,57 @@ class _PostedHandle(events.Handle):
                 loop._leave_run(exc)
 
 
+class _UnraisableHook:
+    """Hands what escapes a loop callback called from C++ to the loop, as asyncio's loop sees it.
+
+    The reactor reports an exception that escapes a Python callback through sys.unraisablehook.
+    The loop's callbacks catch what they can, but a signal's handler runs at the first Python
+    frame the reactor enters (Ctrl-C's KeyboardInterrupt, a handler's SystemExit), before any
+    try block of that frame: only this hook sees it. KeyboardInterrupt and SystemExit leave
+    run_forever(), as from asyncio's select(); any other exception goes to the loop's exception
+    handler. Unraisable exceptions of anything else go to the hook that was there before.
+    """
+
+    def __init__(self, previous) -> None:
+        self.previous = previous
+
+    @classmethod
+    def install(cls) -> _UnraisableHook:
+        hook = cls(sys.unraisablehook)
+        sys.unraisablehook = hook
+        return hook
+
+    def uninstall(self) -> None:
+        # Only when still in place: a hook installed after this one (another loop's, a test
+        # runner's) stays, and calls this one, which passes on what is not a loop's.
+        if sys.unraisablehook is self:
+            sys.unraisablehook = self.previous
+
+    def __call__(self, unraisable) -> None:
+        loop = _owning_loop(unraisable.object)
+        if loop is None or loop._core is None or loop._thread_id is None:  # not running
+            self.previous(unraisable)
+            return
+        exc = unraisable.exc_value
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            loop._leave_run(exc)
+            return
+        loop.call_exception_handler(
+            {"message": f"Exception in callback {unraisable.object!r}", "exception": exc}
+        )
+
+
+def _owning_loop(callback) -> EventLoop | None:
+    """The EventLoop a reactor callback belongs to: its handle's, its method's or its transport's."""
+    if isinstance(callback, functools.partial):
+        callback = callback.func
+    owner = getattr(callback, "__self__", callback)
+    if isinstance(owner, EventLoop):
+        return owner
+    loop = getattr(owner, "_loop", None)
+    return loop if isinstance(loop, EventLoop) else None
+
+
 class EventLoop(_base_loop):
     """An asyncio event loop whose callbacks run as transactions on tm-reactor's C++ reactor.
 
@@ -139,9 +190,11 @@ class EventLoop(_base_loop):
             self._core.restart()
         immortalize_extension_types(self._workers)
         wakeup = self._install_wakeup_fd()
+        hook = _UnraisableHook.install()
         try:
             self._core.run(tick=self._run_main_thread_calls)
         finally:
+            hook.uninstall()
             if wakeup is not None:
                 signal.set_wakeup_fd(wakeup)
         fatal, self._fatal = self._fatal, None

@@ -1,0 +1,206 @@
+"""tm_asyncio against asyncio's default loop: the same program, the same observable behaviour.
+
+Each test runs one scenario on both loops (or checks tm_asyncio's result against what asyncio's
+own code produces) for the things issue 18 found different: Ctrl-C and SystemExit, debug-mode
+messages, contextvars in protocol callbacks, tasks a protocol starts itself in parallel mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import tm
+import tm_asyncio
+
+FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def _child_environment(**extra: str) -> dict[str, str]:
+    """The environment a child needs to import tm and tm_asyncio as this process does."""
+    paths = [
+        os.path.dirname(os.path.dirname(tm.__file__)),
+        os.path.dirname(os.path.dirname(tm_asyncio.__file__)),
+    ]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def _restore_sigint() -> None:
+    # A test run as a background job inherits SIGINT ignored, and an ignored SIGINT stays ignored
+    # across exec: the child must get the default disposition to see Ctrl-C at all.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# -- 1. Ctrl-C and SystemExit leave the loop as they leave asyncio's --------------------------
+
+_IDLE_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, functools, os, sys
+    import tm_asyncio
+
+    factory = tm_asyncio.new_event_loop if sys.argv[1] == "tm" else asyncio.new_event_loop
+    mode = sys.argv[2]
+
+    async def idle():
+        print("READY", flush=True)
+        await asyncio.sleep(100)
+
+    async def stubborn():  # ignores the first Ctrl-C's cancellation: the second one raises
+        print("READY", flush=True)
+        try:
+            await asyncio.sleep(100)
+        except asyncio.CancelledError:
+            print("READY", flush=True)
+        await asyncio.sleep(100)
+
+    def run(main):  # asyncio.run(main, loop_factory=factory) from Python 3.12
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(main)
+
+    if mode == "run":
+        run(idle())
+    elif mode == "run-twice":
+        run(stubborn())
+    else:  # run_forever with Python's own SIGINT handler
+        loop = factory()
+        loop.call_soon(functools.partial(print, "READY", flush=True))
+        loop.run_forever()
+    """
+)
+
+
+def _interrupt_idle_program(tmp_path, loop_name: str, mode: str, workers: int):
+    """Runs the program on loop_name, Ctrl-C once READY (twice for run-twice); returns
+    (exit status, stderr, the program's own frames in the traceback)."""
+    script = tmp_path / "idle.py"
+    script.write_text(_IDLE_PROGRAM)
+    child = subprocess.Popen(
+        [sys.executable, str(script), loop_name, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_environment(TM_WORKERS=str(workers)),
+        preexec_fn=_restore_sigint,
+    )
+    try:
+        for _ in range(2 if mode == "run-twice" else 1):
+            assert child.stdout.readline() == "READY\n"
+            time.sleep(0.3)  # idle in its sleep by then: the signal must not land in the task
+            child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    frames = re.findall(rf'File "{re.escape(str(script))}", line \d+, in \S+', stderr)
+    return child.returncode, stderr, frames
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("mode", ["run", "run-twice", "run_forever"])
+def test_ctrl_c_on_an_idle_loop_ends_the_program_as_on_asyncio_s_loop(tmp_path, mode, workers):
+    status, stderr, frames = _interrupt_idle_program(tmp_path, "default", mode, workers)
+    assert status == -signal.SIGINT and stderr.endswith("KeyboardInterrupt\n"), stderr
+    tm_status, tm_stderr, tm_frames = _interrupt_idle_program(tmp_path, "tm", mode, workers)
+    assert "Exception ignored" not in tm_stderr
+    assert (tm_status, tm_stderr.splitlines()[-1], tm_frames) == (
+        status,
+        stderr.splitlines()[-1],
+        frames,
+    ), tm_stderr
+
+
+def _leaves_with(loop, schedule, exc_type) -> bool:
+    """Whether run_forever() ends with exc_type raised by the callback schedule() arranges."""
+    schedule(loop)
+    try:
+        loop.run_forever()
+    except exc_type:
+        return True
+    return False
+
+
+def _raise(exc_type):
+    def callback(*_args):
+        raise exc_type
+
+    return callback
+
+
+def _from_a_timer(exc_type):
+    return lambda loop: loop.call_later(0.01, _raise(exc_type))
+
+
+def _from_a_reader(exc_type):
+    def schedule(loop):
+        reader, writer = os.pipe()
+        loop.add_reader(reader, _raise(exc_type))
+        os.write(writer, b"x")
+        loop.call_later(5, loop.stop)  # the control: the test fails instead of hanging
+
+    return schedule
+
+
+def _from_a_signal_handler(exc_type):
+    def schedule(loop):
+        loop.add_signal_handler(signal.SIGUSR1, _raise(exc_type))
+        loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR1)
+        loop.call_later(5, loop.stop)
+
+    return schedule
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt])
+@pytest.mark.parametrize(
+    "where", [_from_a_timer, _from_a_reader, _from_a_signal_handler], ids=lambda f: f.__name__
+)
+def test_system_exit_and_keyboard_interrupt_from_any_callback_leave_run_forever(
+    where, exc_type, workers
+):
+    for loop in (asyncio.new_event_loop(), tm_asyncio.EventLoop(workers=workers)):
+        try:
+            assert _leaves_with(loop, where(exc_type), exc_type), type(loop)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+            loop.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_exception_in_a_reader_goes_to_the_exception_handler_as_on_asyncio_s_loop(workers):
+    def observe(loop):
+        contexts = []
+        reader, writer = os.pipe()
+
+        def read():
+            os.read(reader, 1)
+            loop.remove_reader(reader)
+            loop.call_soon(loop.stop)
+            raise ValueError("boom")
+
+        loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+        loop.add_reader(reader, read)
+        os.write(writer, b"x")
+        loop.run_forever()
+        os.close(reader)
+        os.close(writer)
+        loop.close()
+        [context] = contexts
+        return context["message"].split(" ")[:3], type(context["exception"]), sorted(context)
+
+    assert observe(tm_asyncio.EventLoop(workers=workers)) == observe(asyncio.new_event_loop())
