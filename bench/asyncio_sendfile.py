@@ -8,7 +8,7 @@ Each configuration runs in a process of its own under this interpreter: a server
 answers each connection with loop.sendfile(transport, file) of a file of MIB MiB and closes, and a
 streams client in the same loop that reads to EOF; the best of REPEAT transfers is printed in MiB/s.
 tm runs with 2 workers in parallel mode (accepted connections on native transports); "tm
-fallback" is the same with the native path turned off, as before session 6.
+fallback" is the same with the native path turned off (the file read in chunks and written).
 """
 
 from __future__ import annotations
