@@ -52,6 +52,7 @@ _CLOSE_WAIT = 0.1
 _worker_state = threading.local()
 
 
+@_tasks.shown_as("Handle")
 class _PostedHandle(events.Handle):
     """A call_soon handle that is itself what the reactor calls: no wrapper object per callback."""
 
@@ -106,6 +107,15 @@ class _UnraisableHook:
         loop.call_exception_handler(
             {"message": f"Exception in callback {unraisable.object!r}", "exception": exc}
         )
+
+
+def _format_handle(handle) -> str:
+    """asyncio's base_events._format_handle, which names a task step by its task: also the step of
+    a ConnectionTask, asyncio's pure-Python task, which that function does not know."""
+    owner = getattr(handle._callback, "__self__", None)
+    if isinstance(owner, (asyncio.Task, asyncio.tasks._PyTask)):
+        return repr(owner)
+    return str(handle)
 
 
 def _owning_loop(callback) -> EventLoop | None:
@@ -395,7 +405,7 @@ class EventLoop(_base_loop):
                 dt = self.time() - t0
                 if dt >= self.slow_callback_duration:
                     asyncio.log.logger.warning(
-                        "Executing %s took %.3f seconds", asyncio.base_events._format_handle(handle), dt
+                        "Executing %s took %.3f seconds", _format_handle(handle), dt
                     )
             else:
                 handle._run()
@@ -440,7 +450,13 @@ class EventLoop(_base_loop):
 
     def create_task(self, coro, **kwargs):
         if self._task_factory is not None or not self._task_strands:
-            return super().create_task(coro, **kwargs)
+            task = super().create_task(coro, **kwargs)
+            # Debug mode's "created at" names the caller of create_task, as asyncio's: not this
+            # frame (asyncio drops its own).
+            traceback = getattr(task, "_source_traceback", None)
+            if traceback and traceback[-1].name == "create_task" and traceback[-1].filename == __file__:
+                del traceback[-1]
+            return task
         strand = _tasks.connection_strand()
         self._check_closed()
         name = kwargs.pop("name", None)

@@ -49,6 +49,19 @@ class on_strand:
         _local.strand = self.previous
 
 
+def shown_as(name: str):
+    """Gives a class asyncio's name for what it is, for reprs and messages: debug mode's
+    "Executing <Task ...> took 0.2 seconds", "Task was destroyed but it is pending!", a
+    future's "cb=[Task.task_wakeup()]" all print the class's name, and a program's output
+    should not change with the loop. ``type(obj)`` still shows this module."""
+
+    def rename(cls):
+        cls.__name__ = cls.__qualname__ = name
+        return cls
+
+    return rename
+
+
 class _LockedDoneCallbacks:
     """Done-callback changes and their run under the loop lock (mixed into a future class)."""
 
@@ -65,6 +78,7 @@ class _LockedDoneCallbacks:
             return super().cancel(msg)
 
 
+@shown_as("Future")
 class LockedFuture(_LockedDoneCallbacks, asyncio.Future):
     """loop.create_future() in parallel mode: a user protocol's callback (on its connection's
     strand, without the loop lock) may complete it while a task on another strand awaits it.
@@ -79,6 +93,7 @@ class LockedFuture(_LockedDoneCallbacks, asyncio.Future):
             return super().set_exception(exception)
 
 
+@shown_as("Task")
 class ConnectionTask(_LockedDoneCallbacks, tasks._PyTask):
     """A task whose steps run on a connection's strand, without the loop lock."""
 
@@ -91,6 +106,7 @@ class ConnectionTask(_LockedDoneCallbacks, tasks._PyTask):
             return super()._Future__schedule_callbacks()
 
 
+@shown_as("Task")
 class LoopTask(_LockedDoneCallbacks, asyncio.Task):
     """A task on the loop's strand (asyncio's C task) that a ConnectionTask may await: the
     awaiting adds its done callback from another thread, so that takes the loop lock."""
@@ -146,4 +162,5 @@ __all__ = [
     "running_connection_task",
     "install",
     "on_strand",
+    "shown_as",
 ]

@@ -8,6 +8,7 @@ messages, contextvars in protocol callbacks, tasks a protocol starts itself in p
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -204,3 +205,113 @@ def test_an_exception_in_a_reader_goes_to_the_exception_handler_as_on_asyncio_s_
         return context["message"].split(" ")[:3], type(context["exception"]), sorted(context)
 
     assert observe(tm_asyncio.EventLoop(workers=workers)) == observe(asyncio.new_event_loop())
+
+
+# -- 2. debug mode's messages name asyncio's classes --------------------------------------------
+
+_LOOPS = {
+    "1 worker": dict(workers=1),
+    "2 workers": dict(workers=2, parallel=False),
+    "parallel": dict(workers=2, parallel=True),
+}
+
+
+def _debug_messages(loop, caplog) -> list[str]:
+    """What debug mode logs for a slow callback, a slow task step and a pending task destroyed."""
+    import gc
+
+    def slow():
+        time.sleep(0.06)
+
+    async def slow_step():
+        time.sleep(0.06)
+
+    async def forever():
+        await asyncio.sleep(100)
+
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="asyncio"):
+        loop.call_soon(slow)
+        loop.run_until_complete(slow_step())
+        task = loop.create_task(forever())
+        loop.run_until_complete(asyncio.sleep(0.01))
+        shown = repr(task)
+        loop.close()  # drops the timer that holds the task
+        del task
+        gc.collect()
+    messages = [shown] + [record.getMessage() for record in caplog.records]
+    # On a loaded machine another callback can be slow too: only the scenario's count.
+    return [
+        _comparable(message)
+        for message in messages
+        if not message.startswith("Executing") or "slow" in message
+    ]
+
+
+def _comparable(message: str) -> str:
+    """message without what differs between two runs of one program: task numbers, durations,
+    and the frames above the scenario in a source traceback (the test's own lines)."""
+    message = re.sub(r"took \d\.\d+ seconds", "took N seconds", re.sub(r"Task-\d+", "Task-N", message))
+    lines = message.splitlines()
+    if "source_traceback: Object created at (most recent call last):" in lines:
+        start = lines.index("source_traceback: Object created at (most recent call last):") + 1
+        frames = [i for i in range(start, len(lines)) if lines[i].startswith('  File "')]
+        lines[start : frames[-1]] = []  # the innermost frame, where the task was created, stays
+    return "\n".join(lines)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("config", list(_LOOPS))
+def test_debug_mode_messages_are_asyncio_s(config, caplog):
+    expected = _debug_messages(asyncio.new_event_loop(), caplog)
+    assert any(m.startswith("Executing <Handle ") and "slow()" in m for m in expected), expected
+    assert any(m.startswith("Task was destroyed but it is pending!") for m in expected), expected
+    messages = _debug_messages(tm_asyncio.EventLoop(**_LOOPS[config]), caplog)
+    if config == "parallel":
+        # The one place that differs: a parallel loop's future is made by tm_asyncio's
+        # create_future (asyncio's Future with a lock), so its "created at" names that line.
+        internal = r"created at \S+/(asyncio/base_events|tm_asyncio/_loop)\.py:\d+"
+        expected = [re.sub(internal, "created at <create_future>", m) for m in expected]
+        messages = [re.sub(internal, "created at <create_future>", m) for m in messages]
+    assert messages == expected
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_step_of_a_connection_s_task_is_reported_as_a_task():
+    # In parallel mode a stream handler's task is asyncio's pure-Python task on its connection's
+    # strand: debug mode must name its slow step by the task, as asyncio's loop does.
+    loop = tm_asyncio.EventLoop(workers=2, parallel=True)
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    async def handler(reader, writer):
+        await reader.readline()
+        time.sleep(0.06)
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hi\n")
+        await reader.read()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    collect = Collect()
+    logging.getLogger("asyncio").addHandler(collect)
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 15))
+    finally:
+        logging.getLogger("asyncio").removeHandler(collect)
+        loop.close()
+    slow = [m for m in messages if m.startswith("Executing") and "handler()" in m]
+    assert slow and slow[0].startswith("Executing <Task "), messages
