@@ -3,7 +3,9 @@
     python examples/asyncio_http_service.py [--loop default|tm|uvloop] [--workers N] [--port PORT]
 
 It prints "listening on PORT" once it listens (--port 0 picks a free port), and on SIGTERM or
-SIGINT stops, printing "final state " followed by the service's shared state as JSON.
+SIGINT stops, printing "final state " followed by the service's shared state as JSON, then on the tm
+loop "tm stats " followed by tm.stats() as JSON (commits, aborts by cause: what a differential test
+checks its abort injection against).
 
 Pages (GET only; keep-alive unless the client sends "Connection: close" or speaks HTTP/1.0):
   /             a hello page
@@ -172,6 +174,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     state = run(serve(args.port), args.loop, args.workers)
     print("final state " + json.dumps(state), flush=True)
+    if args.loop == "tm":
+        import tm
+
+        print("tm stats " + json.dumps(tm.stats()), flush=True)
     return 0
 
 

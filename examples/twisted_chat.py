@@ -3,8 +3,9 @@
     python examples/twisted_chat.py [--reactor epoll|tm] [--workers N] [--port PORT]
 
 It prints "listening on PORT" once it listens (--port 0 picks a free port), and on exit (SIGTERM
-or SIGINT) "final state " followed by the factory's shared state as JSON. Twisted's log goes to
-stderr.
+or SIGINT) "final state " followed by the factory's shared state as JSON, then on the tm reactor
+"tm stats " followed by tm.stats() as JSON (commits, aborts by cause: what a differential test
+checks its abort injection against). Twisted's log goes to stderr.
 
 The protocol, one line each way, CRLF-terminated:
   first line      the user's name (letters, digits, "_" and "-"); the server answers
@@ -124,6 +125,10 @@ def main(argv: list[str]) -> int:
     print(f"listening on {port.getHost().port}", flush=True)
     reactor.run()
     print("final state " + json.dumps(factory.state()), flush=True)
+    if args.reactor == "tm":
+        import tm
+
+        print("tm stats " + json.dumps(tm.stats()), flush=True)
     return 0
 
 
