@@ -275,28 +275,40 @@ std::uint32_t escalation_threshold() noexcept {
 namespace detail {
 
 std::uint64_t probability_threshold(double probability) noexcept {
-  if (probability >= 1.0) return ~0ull;
-  if (probability > 0.0) return static_cast<std::uint64_t>(probability * 18446744073709551616.0);
+  if (probability >= 1.0) {
+    return ~0ULL;
+  }
+  if (probability > 0.0) {
+    return static_cast<std::uint64_t>(probability * 18446744073709551616.0);
+  }
   return 0;
 }
 
 void schedule_noise(std::uint64_t thread_index) noexcept {
   const std::uint64_t threshold = g.noise_threshold.load(std::memory_order_relaxed);
-  if (threshold == 0) return;
-  thread_local std::uint64_t rng = 0, generation = ~0ull;
+  if (threshold == 0) {
+    return;
+  }
+  thread_local std::uint64_t rng = 0;
+  thread_local std::uint64_t generation = ~0ULL;
   const std::uint64_t gen = g.noise_generation.load(std::memory_order_relaxed);
   if (gen != generation) {
     generation = gen;
     std::uint64_t seed = g.noise_seed.load(std::memory_order_relaxed);
-    if (seed == 0) seed = now_ns();
-    rng = seed ^ (0xd1b54a32d192ed03ull * (thread_index + 1));
+    if (seed == 0) {
+      seed = now_ns();
+    }
+    rng = seed ^ (0xd1b54a32d192ed03ULL * (thread_index + 1));
   }
-  if (next_random(rng) >= threshold) return;
+  if (next_random(rng) >= threshold) {
+    return;
+  }
   const std::uint64_t draw = next_random(rng);
-  if (draw & 1)
+  if ((draw & 1U) != 0) {
     std::this_thread::yield();
-  else
-    std::this_thread::sleep_for(std::chrono::microseconds((draw >> 1) % 200));
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds((draw >> 1U) % 200));
+  }
 }
 
 }  // namespace detail

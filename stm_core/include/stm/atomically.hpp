@@ -57,7 +57,9 @@ void commit_once(Transaction& tx, Replay&& replay) {
       tx.commit();
       return;
     } catch (const AbortSignal& signal) {
-      if (!tx.active()) throw;  // escaped from a commit hook: not ours to handle
+      if (!tx.active()) {
+        throw;  // escaped from a commit hook: not ours to handle
+      }
       tx.handle_abort(signal.cause);
     } catch (...) {
       tx.abandon();

@@ -42,7 +42,9 @@ class Transaction {
   /// abort injection (config.hpp) chose this attempt, the injected abort happens at its commit,
   /// where a commit-time conflict would, never inside the body. The inevitable one is never chosen.
   void defer_injection_to_commit() noexcept {
-    if (inject_countdown_ >= 0) inject_countdown_ = INT64_MAX;
+    if (inject_countdown_ >= 0) {
+      inject_countdown_ = INT64_MAX;
+    }
   }
   /// Aborts this attempt; atomically() reruns it.
   [[noreturn]] void abort(AbortCause cause = AbortCause::explicit_abort);

@@ -37,7 +37,11 @@ TEST_F(RunOnce, InjectedCommitAbortsReplayTheOperationsAndKeepTheBodysHooks) {
   stm::set_abort_injection(1.0, 7);  // every attempt that may abort does: until escalation
   stm::Counter hits;
   stm::TVar<int> seen(5);
-  int body_runs = 0, replays = 0, body_commit_hooks = 0, body_abort_hooks = 0, replay_hooks = 0;
+  int body_runs = 0;
+  int replays = 0;
+  int body_commit_hooks = 0;
+  int body_abort_hooks = 0;
+  int replay_hooks = 0;
   stm::run_once(
       [&](stm::Transaction& tx) {
         ++body_runs;
@@ -57,7 +61,7 @@ TEST_F(RunOnce, InjectedCommitAbortsReplayTheOperationsAndKeepTheBodysHooks) {
   EXPECT_EQ(0, body_abort_hooks);
   EXPECT_EQ(1, replay_hooks);  // only the committed attempt's own hook
   EXPECT_EQ(1, hits.get());
-  EXPECT_GE(injected, 1u);
+  EXPECT_GE(injected, 1U);
   EXPECT_EQ(static_cast<std::uint64_t>(replays), injected + 1);
 }
 
@@ -66,7 +70,8 @@ TEST_F(RunOnce, CommitAbortedByTheInevitableTransactionStillRunsTheBodysWriteOnc
   // when its commit conflicted with the inevitable transaction's read and the runtime replayed
   // only its deferred operations.
   stm::Counter hits;
-  std::atomic<bool> marked{false}, committed{false};
+  std::atomic<bool> marked{false};
+  std::atomic<bool> committed{false};
   std::vector<int> writes;
   std::thread inevitable([&] {
     stm::atomically([&](stm::Transaction& tx) {
@@ -77,7 +82,9 @@ TEST_F(RunOnce, CommitAbortedByTheInevitableTransactionStillRunsTheBodysWriteOnc
     });
     committed.store(true);
   });
-  while (!marked.load()) std::this_thread::yield();
+  while (!marked.load()) {
+    std::this_thread::yield();
+  }
   int replays = 0;
   stm::run_once([&](stm::Transaction& tx) { tx.on_commit([&] { writes.push_back(1); }); },
                 [&](stm::Transaction& tx) {
@@ -86,7 +93,7 @@ TEST_F(RunOnce, CommitAbortedByTheInevitableTransactionStillRunsTheBodysWriteOnc
                 });
   inevitable.join();
   EXPECT_TRUE(committed.load());
-  EXPECT_GE(aborts_of(stm::AbortCause::inevitable), 1u);
+  EXPECT_GE(aborts_of(stm::AbortCause::inevitable), 1U);
   EXPECT_EQ(replays, 1 + static_cast<int>(aborts_of(stm::AbortCause::inevitable)));
   EXPECT_EQ(std::vector<int>{1}, writes);
   EXPECT_EQ(1, hits.get());
@@ -94,7 +101,9 @@ TEST_F(RunOnce, CommitAbortedByTheInevitableTransactionStillRunsTheBodysWriteOnc
 
 TEST_F(RunOnce, AnExceptionInAReplayRunsTheBodysAbortHooksOnceAndNoCommitHook) {
   stm::set_abort_injection(1.0, 3);
-  int commit_hooks = 0, abort_hooks = 0, replays = 0;
+  int commit_hooks = 0;
+  int abort_hooks = 0;
+  int replays = 0;
   EXPECT_THROW(stm::run_once(
                    [&](stm::Transaction& tx) {
                      tx.on_commit([&] { ++commit_hooks; });
@@ -112,7 +121,8 @@ TEST_F(RunOnce, AnExceptionInAReplayRunsTheBodysAbortHooksOnceAndNoCommitHook) {
 
 TEST_F(RunOnce, AnInevitableBodyIsNeverChosenForInjection) {
   stm::set_abort_injection(1.0, 11);
-  int body_runs = 0, replays = 0;
+  int body_runs = 0;
+  int replays = 0;
   stm::run_once(
       [&](stm::Transaction& tx) {
         ++body_runs;
@@ -121,7 +131,7 @@ TEST_F(RunOnce, AnInevitableBodyIsNeverChosenForInjection) {
       [&](stm::Transaction&) { ++replays; });
   EXPECT_EQ(1, body_runs);
   EXPECT_EQ(1, replays);
-  EXPECT_EQ(0u, aborts_of(stm::AbortCause::injected));
+  EXPECT_EQ(0U, aborts_of(stm::AbortCause::injected));
 }
 
 TEST_F(RunOnce, ConcurrentRunOnceTransactionsLoseNoHookUnderInjection) {
@@ -130,15 +140,20 @@ TEST_F(RunOnce, ConcurrentRunOnceTransactionsLoseNoHookUnderInjection) {
   std::atomic<int> hooks{0};
   const int per_thread = scaled(2000);
   std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t)
+  threads.reserve(4);
+  for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
-      for (int i = 0; i < per_thread; ++i)
+      for (int i = 0; i < per_thread; ++i) {
         stm::run_once([&](stm::Transaction& tx) { tx.on_commit([&] { hooks.fetch_add(1); }); },
                       [&](stm::Transaction& tx) { hits.add(tx, 1); });
+      }
     });
-  for (auto& t : threads) t.join();
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
   stm::set_abort_injection(0.0);
   EXPECT_EQ(4 * per_thread, hooks.load());
   EXPECT_EQ(4 * per_thread, hits.get());
-  EXPECT_GT(aborts_of(stm::AbortCause::injected), 0u);
+  EXPECT_GT(aborts_of(stm::AbortCause::injected), 0U);
 }
