@@ -12,67 +12,82 @@ import collections
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
-import sys
 import threading
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-class Server:
-    """An example server in a subprocess, listening on a port it chose ("--port 0")."""
+LISTENING = r"^listening on (\d+)$"  # the line the programs in examples/ print once they listen
 
-    def __init__(self, args: list[str], env: dict[str, str], start_timeout: float) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, *args, "--port", "0"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+
+class Server:
+    """An example server in a subprocess, listening on a port it chose and announced in the first
+    line of its output that matches `ready` (group 1: the port)."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], start_timeout: float,
+                 ready: str = LISTENING) -> None:
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        # Both pipes are drained all along: twistd logs every request, and a full pipe would
+        # stall the server under load.
+        self.stdout: list[str] = []
         self.stderr: list[str] = []
-        self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._stderr_reader.start()
-        first = self._readline(start_timeout)
-        if not first.startswith("listening on "):
+        self._ready = re.compile(ready)
+        self._port: list[int] = []
+        self._announced = threading.Event()
+        self._readers = [threading.Thread(target=self._drain, args=(pipe, lines), daemon=True)
+                         for pipe, lines in ((self.proc.stdout, self.stdout),
+                                             (self.proc.stderr, self.stderr))]
+        for reader in self._readers:
+            reader.start()
+        if not self._announced.wait(start_timeout) or not self._port:
             self.proc.kill()
             self.proc.wait()
-            raise RuntimeError(f"server did not start: {first!r}\n{self.errors()}")
-        self.port = int(first.split()[-1])
+            raise RuntimeError(f"server did not start: {' '.join(cmd)}\n{self.errors()}")
+        self.port = self._port[0]
 
-    def _drain_stderr(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def _readline(self, timeout: float) -> str:
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(timeout)
-        return lines[0] if lines else ""
+    def _drain(self, pipe, lines: list[str]) -> None:
+        for line in pipe:
+            lines.append(line)
+            match = None if self._port else self._ready.search(line.rstrip("\n"))
+            if match:
+                self._port.append(int(match.group(1)))
+                self._announced.set()
+        self._announced.set()  # the server exited without announcing a port
 
     def errors(self) -> str:
-        return "".join(self.stderr)
+        """Everything it wrote; twistd logs to stdout, the other programs to stderr."""
+        return "".join(self.stderr) + "".join(self.stdout)
 
-    def stop(self, timeout: float) -> tuple[int | None, dict | None, str]:
-        """SIGTERM; returns (exit status, the "final state" it printed or None, its stdout)."""
+    def printed(self, prefix: str):
+        """The JSON value the server printed after `prefix` on a line of its stdout, else None."""
+        values = [json.loads(line[len(prefix):]) for line in self.stdout
+                  if line.startswith(prefix)]
+        return values[-1] if values else None
+
+    def stop(self, timeout: float) -> int:
+        """SIGTERM, then waits for the server to exit; returns its exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        self._stderr_reader.join(5)
-        final = None
-        for line in out.splitlines():
-            if line.startswith("final state "):
-                final = json.loads(line[len("final state "):])
-        return self.proc.returncode, final, out
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(5)
+        return self.proc.returncode
 
 
 def example_env(runtime_env: dict[str, str]) -> dict[str, str]:
+    """The test's environment (the overlay's PYTHONPATH included) with examples/ on the path, for
+    `twistd web --class=twisted_web_site.resource`, and the runtime's settings."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(EXAMPLES), env.get("PYTHONPATH")) if p)
     env.update(runtime_env)
     return env
 
@@ -255,14 +270,22 @@ async def _http_client(port: int, index: int, requests: int, pipeline: int, stal
     return {"responses": responses, "error": error}
 
 
+SHARED_WORK = 8  # /work?shared=K for K below this: targets every client requests
+
+
 def http_targets(index: int, requests: int) -> list[str]:
-    """The request targets of client `index`: mostly /work, with a hello page and a 404 mixed in."""
+    """The request targets of client `index`: mostly /work, with a hello page and a 404 mixed in.
+    One /work in five is one that other clients request at about the same time, so that a server
+    with a cache (twisted_web_site) misses on it in several connections at once and fills it from
+    several; the others are the client's own."""
     targets = []
     for j in range(requests):
         if j % 10 == 3:
             targets.append("/")
         elif j % 10 == 7:
             targets.append(f"/missing/{index}/{j}")
+        elif j % 5 == 1:
+            targets.append(f"/work?shared={(index + j) % SHARED_WORK}")
         else:
             targets.append(f"/work?client={index}&request={j}")
     return targets
