@@ -19,3 +19,34 @@ def race_report():
     finally:
         tm.set_race_report(False)
         tm.reset_race_reports()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "no_race_check: the test turns the race reporter on and off itself, or shares plain state"
+        " between strands on purpose",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_race_between_strands(request):
+    """Every test runs with the race reporter on, where it exists, and fails if callbacks of two
+    strands mutated the same plain state (docs/MANAGED_STATE.md "Race reports"): the suite's
+    own programs must use managed state where they share it. Tests of the reporter itself (they
+    use the race_report fixture) and tests marked no_race_check are exempt."""
+    exempt = "race_report" in request.fixturenames or request.node.get_closest_marker(
+        "no_race_check"
+    )
+    if exempt or not tm.race_report_available() or tm.race_report_enabled():
+        yield
+        return
+    tm.reset_race_reports()
+    tm.set_race_report(True)
+    try:
+        yield
+        reports = tm.race_reports()
+    finally:
+        tm.set_race_report(False)
+        tm.reset_race_reports()
+    assert not reports, "unmanaged state mutated by two strands:\n" + "\n\n".join(map(str, reports))

@@ -246,6 +246,7 @@ def test_asyncio_handlers_of_two_connections_are_reported(race_report):
     assert report.earlier.strand != report.later.strand
 
 
+@pytest.mark.no_race_check
 def test_the_reporter_is_off_by_default():
     assert not tm.race_report_enabled()
     assert tm.race_reports() == []
