@@ -23,6 +23,7 @@ os.sendfile() on the socket, as asyncio's transports do (write() raises until it
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import socket
 import warnings
@@ -82,6 +83,14 @@ class NativeStreamTransport(transports._FlowControlMixin):
         # Set by abort() or a fatal error: what connection_lost() reports instead of the native
         # transport's own reason (asyncio reports None for abort(), the exception for an error).
         self._lost_reason: tuple[BaseException | None] | None = None
+        # asyncio runs a transport's protocol callbacks in copies of the context current where
+        # the transport was made (a server's accepting task, itself started in a copy of
+        # create_server's caller's context; create_connection's caller's): connection_made() in
+        # a copy of its own (a call_soon), the reading side (data_received, eof_received) in one
+        # copy made once (its reader handle's), so what one of those sets, the next one sees.
+        self._made_context = contextvars.copy_context()
+        self._context = contextvars.copy_context()
+        self._in_context = False
         self.set_protocol(protocol)
         self._extra.setdefault("sockname", _address(sock.getsockname))
         self._extra.setdefault("peername", _address(sock.getpeername))
@@ -234,7 +243,7 @@ class NativeStreamTransport(transports._FlowControlMixin):
     # -- the native transport's handler: each runs as one transaction on the connection's strand --
 
     def connection_made(self, native) -> None:
-        self._dispatch(self._connection_made)
+        self._dispatch(self._connection_made, context=self._made_context)
 
     def _connection_made(self) -> None:
         try:
@@ -290,7 +299,9 @@ class NativeStreamTransport(transports._FlowControlMixin):
         return keep_open
 
     def connection_lost(self, exc) -> None:
-        self._dispatch(self._connection_lost, exc)
+        # asyncio's is a call_soon from where the transport was closed, most often one of the
+        # reading callbacks: a copy of their context.
+        self._dispatch(self._connection_lost, exc, context=self._context.copy())
 
     def _connection_lost(self, exc) -> None:
         self._closing = self._lost = True
@@ -340,11 +351,26 @@ class NativeStreamTransport(transports._FlowControlMixin):
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _dispatch(self, fn, *args):
-        """fn(*args) as a callback of the loop: under its lock for asyncio's own protocols. A task
-        it creates runs on this connection's strand (tm_asyncio._tasks)."""
+    def _dispatch(self, fn, *args, context=None):
+        """fn(*args) as a callback of the loop: under its lock for asyncio's own protocols, in
+        `context` (by default the reading side's). A task it creates runs on this connection's
+        strand (tm_asyncio._tasks)."""
         with on_strand(self._native.strand):
-            return self._loop._run_callback(fn, args, exclusive=self._exclusive)
+            return self._loop._run_callback(
+                self._run_in_context, (context or self._context, fn, args),
+                exclusive=self._exclusive,
+            )
+
+    def _run_in_context(self, context, fn, args):
+        if self._in_context:
+            # Called from inside another callback of this transport: already in its context,
+            # which a thread cannot enter twice.
+            return fn(*args)
+        self._in_context = True
+        try:
+            return context.run(fn, *args)
+        finally:
+            self._in_context = False
 
     def _report(self, exc: BaseException, message: str) -> None:
         self._loop.call_exception_handler(

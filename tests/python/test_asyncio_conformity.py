@@ -8,6 +8,7 @@ messages, contextvars in protocol callbacks, tasks a protocol starts itself in p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import re
@@ -315,3 +316,92 @@ def test_a_slow_step_of_a_connection_s_task_is_reported_as_a_task():
         loop.close()
     slow = [m for m in messages if m.startswith("Executing") and "handler()" in m]
     assert slow and slow[0].startswith("Executing <Task "), messages
+
+
+# -- 3. contextvars reach protocol callbacks as on asyncio's loop --------------------------------
+
+_request = contextvars.ContextVar("request", default="unset")
+
+
+def _contexts_seen(loop) -> list[str]:
+    """What a server protocol's callbacks, a stream handler and a client protocol see of a
+    context variable set before create_server/create_connection, and of what they set."""
+    seen: list[str] = []
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            seen.append(f"made {_request.get()}")
+            _request.set("made")
+
+        def data_received(self, data):
+            seen.append(f"data {_request.get()}")
+            _request.set("read")
+            self.transport.write(data)
+
+        def eof_received(self):
+            seen.append(f"eof {_request.get()}")
+
+        def connection_lost(self, exc):
+            seen.append(f"lost {_request.get()}")
+
+    class Client(asyncio.Protocol):
+        def __init__(self):
+            self.replies = asyncio.Queue()
+            self.lost = loop.create_future()
+
+        def connection_made(self, transport):
+            seen.append(f"client made {_request.get()}")
+
+        def data_received(self, data):
+            seen.append(f"client data {_request.get()}")
+            self.replies.put_nowait(data)
+
+        def connection_lost(self, exc):
+            self.lost.set_result(None)
+
+    async def handler(reader, writer):
+        seen.append(f"handler {_request.get()}")
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        _request.set("server")
+        server = await loop.create_server(Server, "127.0.0.1", 0)
+        streams = await asyncio.start_server(handler, "127.0.0.1", 0)
+        _request.set("client")
+        transport, client = await loop.create_connection(
+            Client, "127.0.0.1", server.sockets[0].getsockname()[1]
+        )
+        for chunk in (b"a", b"b"):  # two reads: the second sees what the first set
+            transport.write(chunk)
+            await client.replies.get()
+        transport.write_eof()
+        await client.lost
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", streams.sockets[0].getsockname()[1]
+        )
+        writer.write(b"line\n")
+        await reader.read()
+        writer.close()
+        for s in (server, streams):
+            s.close()
+            await s.wait_closed()
+        await asyncio.sleep(0.05)  # the server's connection_lost, wherever it runs
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 15))
+    finally:
+        loop.close()
+    return seen
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("config", list(_LOOPS))
+def test_protocol_callbacks_run_in_the_context_asyncio_gives_them(config):
+    # Sorted: in parallel mode the server's callbacks run on strands of their own, so their
+    # order against the client's may differ; each callback's own observation may not.
+    expected = sorted(_contexts_seen(asyncio.new_event_loop()))
+    assert {"made server", "data read", "client made client", "handler server"} <= set(expected)
+    assert sorted(_contexts_seen(tm_asyncio.EventLoop(**_LOOPS[config]))) == expected
