@@ -94,6 +94,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         self._mainThreadCalls: list = []
         # Calls from other threads waiting for the thread that runs the reactor (several workers).
         self._threadCalls: collections.deque = collections.deque()
+        # Set on the thread running a round of those calls (see _runThreadCalls).
+        self._inThreadCalls = threading.local()
         super().__init__()
 
     @property
@@ -187,7 +189,10 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     # -- IReactorTime ---------------------------------------------------------------------------
 
     def callLater(self, delay, callable, *args, **kw) -> base.DelayedCall:
-        return self._callLaterOn(None, delay, callable, *args, **kw)
+        # A call from a thread (run by the thread that called run(), outside any strand) keeps
+        # its delayed calls on the calls' strand, ordered with the next round of calls.
+        strand = self._threadCallStrand if getattr(self._inThreadCalls, "active", False) else None
+        return self._callLaterOn(strand, delay, callable, *args, **kw)
 
     def _callLaterOn(self, strand, delay, callable, *args, **kw) -> base.DelayedCall:
         """callLater on strand (None: the calling callback's strand, or a new one outside)."""
@@ -246,26 +251,45 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def callFromThread(self, f, *args, **kwargs) -> None:
         """Runs f(*args, **kwargs) in the reactor's thread, as a transaction, in call order.
 
-        Twisted promises the thread that runs the reactor. With one worker that is the worker, so
-        the call is posted on its own strand; with more, the thread that called run() waits while
-        the workers work, and it runs the call in an irrevocable transaction (docs/TWISTED.md).
+        Twisted promises the thread that runs the reactor. With one worker that is the worker, and
+        the calls run on a strand of their own; with more, the thread that called run() waits
+        while the workers work, and it runs each call in an irrevocable transaction
+        (docs/TWISTED.md). As in epoll's runUntilCurrent, a call made while the calls from threads
+        run waits for the next round, after the delayed calls due by then (_runThreadCalls).
         """
         assert builtins_callable(f), f"{f} is not callable"
-        if self._core.workers == 1:
-            self._core.post(
-                functools.partial(self._runThreadCall, f, args, kwargs),
-                strand=self._threadCallStrand,
-            )
-            return
         self._threadCalls.append((f, args, kwargs))  # a deque: thread-safe append and popleft
-        self._core.wake_caller()
+        if getattr(self._inThreadCalls, "active", False):
+            return  # the running round schedules the next one
+        self._nextThreadCallRound()
+
+    def _nextThreadCallRound(self) -> None:
+        if self._core.workers == 1:
+            self._core.post(self._runThreadCalls, strand=self._threadCallStrand)
+        else:
+            self._core.wake_caller()
 
     def _runThreadCalls(self) -> None:
+        """One round: the calls queued when it starts (epoll's runUntilCurrent takes as many)."""
         calls = self._threadCalls
-        while calls:
-            f, args, kwargs = calls.popleft()
-            with tm.atomic():  # as a reactor callback: irrevocable, inevitable at first sharing
-                self._runThreadCall(f, args, kwargs)
+        one = self._core.workers == 1
+        self._inThreadCalls.active = True
+        try:
+            for _ in range(len(calls)):
+                f, args, kwargs = calls.popleft()
+                if one:  # already a transaction on the calls' strand
+                    self._runThreadCall(f, args, kwargs)
+                else:
+                    with tm.atomic():  # as a reactor callback: irrevocable
+                        self._runThreadCall(f, args, kwargs)
+        finally:
+            self._inThreadCalls.active = False
+        if calls:
+            # Made by this round's calls: the next round is a timer due now on the calls'
+            # strand, behind the delayed calls those calls scheduled for now (callLater(0)).
+            self._core.call_at(
+                _core.monotonic(), self._nextThreadCallRound, strand=self._threadCallStrand
+            )
 
     @staticmethod
     def _runThreadCall(f, args, kwargs) -> None:
