@@ -1,0 +1,109 @@
+"""Twisted's process-wide objects under TMReactor: each is used where its owner runs.
+
+`task.cooperate` gives an iterator to a Cooperator of the calling strand (tm_twisted._cooperators),
+so a connection's cooperative task is stepped, paused and resumed on its own strand; a call from
+another strand is carried out on the task's strand. The reactor's thread pool is made once.
+docs/TWISTED.md "Process-wide state inside Twisted".
+"""
+
+import threading
+
+import pytest
+import twisted.internet
+from twisted.internet import task
+
+from tm import _core
+from tm_twisted import TMReactor
+from tm_twisted import _cooperators
+from twisted_helpers import run_bounded
+
+
+@pytest.fixture
+def global_tm_reactor(monkeypatch):
+    """A TMReactor that `from twisted.internet import reactor` returns, for this test only."""
+
+    def make(workers):
+        reactor = TMReactor(workers)
+        monkeypatch.setattr(twisted.internet, "reactor", reactor, raising=False)
+        monkeypatch.setattr(task, "_theCooperator", task._theCooperator)
+        _cooperators.install()
+        return reactor
+
+    return make
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_task_steps_on_the_strand_that_made_it(global_tm_reactor, workers):
+    reactor = global_tm_reactor(workers)
+    strands = [reactor._core.make_strand() for _ in range(4)]
+    steps = {s: [] for s in strands}  # strand -> the strand each step ran on
+    done = []
+
+    def work(strand):
+        for _ in range(20):
+            steps[strand].append(_core.current_strand())
+            yield None
+
+    def start(strand):
+        task.coiterate(work(strand)).addCallback(lambda _: done.append(strand))
+
+    for s in strands:
+        reactor._core.post(lambda s=s: start(s), strand=s)
+
+    def check():
+        if len(done) == len(strands):
+            reactor.stop()
+        else:
+            reactor.callLater(0.01, check)
+
+    reactor.callLater(0.01, check)
+    run_bounded(reactor, timeout=10)
+    for s in strands:
+        assert steps[s] == [s] * 20
+    assert len(task._theCooperator) == 0  # idle Cooperators are dropped
+
+
+def test_pause_and_resume_from_another_strand_run_on_the_tasks_strand(global_tm_reactor):
+    reactor = global_tm_reactor(2)
+    owner, other = reactor._core.make_strand(), reactor._core.make_strand()
+    ran_on = []
+    made = []
+
+    def work():
+        while True:
+            ran_on.append(_core.current_strand())
+            yield None
+
+    def start():
+        made.append(task.cooperate(work()))
+
+    def pause_then_resume():
+        made[0].pause()
+        made[0].resume()
+        reactor.callLater(0.05, finish)
+
+    def finish():
+        made[0].stop()
+        reactor.stop()
+
+    reactor._core.post(start, strand=owner)
+    reactor._core.call_at(_core.monotonic() + 0.05, pause_then_resume, strand=other)
+    run_bounded(reactor, timeout=10)
+    assert ran_on and set(ran_on) == {owner}
+
+
+def test_the_thread_pool_is_made_once():
+    reactor = TMReactor(2)
+    pools = []
+    barrier = threading.Barrier(8)
+
+    def get():
+        barrier.wait()
+        pools.append(reactor.getThreadPool())
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(p) for p in pools}) == 1
