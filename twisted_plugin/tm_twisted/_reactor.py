@@ -96,6 +96,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         self._threadCalls: collections.deque = collections.deque()
         # Set on the thread running a round of those calls (see _runThreadCalls).
         self._inThreadCalls = threading.local()
+        self._threadCallRoundWaits = False
         super().__init__()
 
     @property
@@ -271,6 +272,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     def _runThreadCalls(self) -> None:
         """One round: the calls queued when it starts (epoll's runUntilCurrent takes as many)."""
+        if self._threadCallRoundWaits:
+            return  # the calls made by the last round wait for its timer (below)
         calls = self._threadCalls
         one = self._core.workers == 1
         self._inThreadCalls.active = True
@@ -287,9 +290,16 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         if calls:
             # Made by this round's calls: the next round is a timer due now on the calls'
             # strand, behind the delayed calls those calls scheduled for now (callLater(0)).
+            # Until it fires no round runs, also not one that run()'s 50 ms tick or another
+            # thread's call would start.
+            self._threadCallRoundWaits = True
             self._core.call_at(
-                _core.monotonic(), self._nextThreadCallRound, strand=self._threadCallStrand
+                _core.monotonic(), self._threadCallRoundDue, strand=self._threadCallStrand
             )
+
+    def _threadCallRoundDue(self) -> None:
+        self._threadCallRoundWaits = False
+        self._nextThreadCallRound()
 
     @staticmethod
     def _runThreadCall(f, args, kwargs) -> None:
