@@ -2,6 +2,7 @@
 
     python scripts/twisted_conformance.py [--workers N] [--baseline FQPN] [--reactor FQPN]
                                           [--verbose] [MODULE ...]
+    python scripts/twisted_conformance.py --global [--workers N] [--verbose] [MODULE ...]
 
 ReactorBuilder.makeTestCaseClasses() builds one TestCase class per entry of
 ReactorBuilder._reactors when a test module is imported, so the list is patched, before any of
@@ -18,6 +19,10 @@ unlisted failing test is run again alone, up to RERUNS times: one that then pass
 rerun. Exit status: 0 when no test outside that list passes on the baseline and not on the reactor
 under test (docs/DESIGN.md section 2: every test that passes on the stock reactor passes
 on tm), 1 otherwise.
+
+--global runs Twisted's modules that test the global reactor (GLOBAL_MODULES) instead: each under
+`trial --reactor=epoll` and `trial --reactor=tm` in child processes, compared test by test, with
+the same rules (KNOWN_GLOBAL_MULTI_WORKER for more than one worker, reruns).
 """
 
 from __future__ import annotations
@@ -87,6 +92,30 @@ KNOWN_MULTI_WORKER = {
         _CLOSED_FD + " (accept on a listening socket closed at shutdown: EBADF)"),
 }
 
+
+# Modules whose tests use the global reactor (`from twisted.internet import reactor`), for --global.
+GLOBAL_MODULES = [
+    "twisted.test.test_internet",
+    "twisted.test.test_tcp",
+    "twisted.test.test_loopback",
+    "twisted.internet.test.test_endpoints",
+    "twisted.web.test.test_http",
+    "twisted.web.test.test_web",
+    "twisted.web.test.test_static",
+    "twisted.names.test.test_client",
+    "twisted.words.test.test_irc",
+]
+
+# As KNOWN_MULTI_WORKER, for --global.
+KNOWN_GLOBAL_MULTI_WORKER = {
+    # tearDown closes the client, then asserts, once the client's connectionLost has run, that
+    # the server (half-closed for writing) has not yet seen the client's end of stream. Under
+    # epoll the server reads in a later iteration; with 2 workers the server's strand reads the
+    # FIN on the other worker while the client's connectionLost chain runs.
+    "twisted.test.test_tcp.HalfCloseTests.testWriteCloseNotification": (GIL_OFF, _TIMING +
+        "the server's end of stream runs on its strand while the client's connectionLost chain "
+        "runs on the client's, which asserts the server has not seen it yet"),
+}
 
 # How many times, with more than one worker, an unlisted failure is run again alone before it
 # counts as a regression.
@@ -161,16 +190,92 @@ def counts(outcomes: dict[str, str], module: str) -> collections.Counter:
     return collections.Counter(o for k, o in outcomes.items() if k.startswith(module + "."))
 
 
+_TRIAL_OUTCOMES = {"[OK]": "pass", "[FAIL]": "fail", "[FAILURE]": "fail", "[ERROR]": "error",
+                   "[SKIPPED]": "skip", "[TODO]": "xfail", "[SUCCESS!?!]": "fail"}
+
+
+def run_trial(reactor: str, names: list[str]) -> dict[str, str]:
+    """test id -> outcome of `trial --reactor=reactor names` in a child process."""
+    import subprocess
+
+    trial = os.path.join(os.path.dirname(sys.executable), "trial")
+    with tempfile.TemporaryDirectory(prefix="tm-conformance-") as scratch:
+        out = subprocess.run(
+            [trial, f"--reactor={reactor}", "--reporter=bwverbose", *names],
+            cwd=scratch, capture_output=True, text=True, timeout=1800,
+        ).stdout
+    rank = {"pass": 0, "skip": 0, "xfail": 0, "fail": 1, "error": 2}
+    outcomes: dict[str, str] = {}
+    for line in out.splitlines():
+        test, sep, verdict = line.rpartition(" ... ")
+        outcome = _TRIAL_OUTCOMES.get(verdict.strip())
+        if sep and outcome and " " not in test:
+            if rank[outcome] >= rank[outcomes.get(test, "pass")]:
+                outcomes[test] = outcome
+    return outcomes
+
+
+def main_global(modules: list[str], verbose: bool) -> int:
+    """--global: the modules under trial with epoll and with tm, compared test by test."""
+    gil_off = not getattr(sys, "_is_gil_enabled", lambda: True)()
+    known = {
+        key: f"{reason} [{where}]"
+        for key, (where, reason) in KNOWN_GLOBAL_MULTI_WORKER.items()
+        if effective_workers() > 1 and (where == ANY or gil_off)
+    }
+    started = time.monotonic()
+    base, ours = run_trial("epoll", modules), run_trial("tm", modules)
+    free = " (free-threaded, GIL off)" if gil_off else ""
+    print(f"python {sys.version.split()[0]}{free}; trial --reactor=tm with "
+          f"{os.environ.get('TM_WORKERS', 'default')} workers against --reactor=epoll; "
+          f"{time.monotonic() - started:.0f} s")
+    print(f"{'module':36} {'pass':>5} {'fail':>5} {'error':>5} {'skip':>5}   epoll p/f/e/s")
+    for name in modules:
+        c, b = counts(ours, name), counts(base, name)
+        print(f"{name:36} {c['pass']:5} {c['fail']:5} {c['error']:5} {c['skip']:5}   "
+              f"{b['pass']}/{b['fail']}/{b['error']}/{b['skip']}")
+    regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
+    unexplained = [k for k in regressions if k not in known]
+    if effective_workers() > 1:
+        # As in main(): an unlisted failure counts only if it fails on every rerun.
+        for key in list(unexplained):
+            for attempt in range(1, RERUNS + 1):
+                if run_trial("tm", [key]).get(key) == "pass":
+                    print(f"timing-dependent, not listed: {key} failed ({ours.get(key)}), "
+                          f"then passed on rerun {attempt}")
+                    unexplained.remove(key)
+                    regressions.remove(key)
+                    break
+    for key in regressions:
+        if key in known:
+            print(f"known ({ours.get(key, 'not run')}): {key}: {known[key]}")
+        else:
+            print(f"REGRESSION ({ours.get(key, 'not run')}): {key}")
+    for key in sorted(k for k in known if ours.get(k) == "pass"):
+        print(f"known exception now passes: {key}")
+    print(f"{len(regressions)} tests pass on epoll and not on tm: "
+          f"{len(regressions) - len(unexplained)} known multi-worker exceptions, "
+          f"{len(unexplained)} regressions")
+    if verbose and unexplained:
+        print("rerun with: trial --reactor=tm " + " ".join(unexplained))
+    return 1 if unexplained else 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reactor", default="tm_twisted.TMReactor")
     parser.add_argument("--baseline", default="twisted.internet.epollreactor.EPollReactor")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--verbose", action="store_true", help="print each regression's traceback")
-    parser.add_argument("modules", nargs="*", default=MODULES)
+    parser.add_argument("--global", dest="global_reactor", action="store_true",
+                        help="run GLOBAL_MODULES under trial --reactor=epoll and --reactor=tm")
+    parser.add_argument("modules", nargs="*")
     args = parser.parse_args(argv)
     if args.workers is not None:
         os.environ["TM_WORKERS"] = str(args.workers)
+    if args.global_reactor:
+        return main_global(args.modules or GLOBAL_MODULES, args.verbose)
+    args.modules = args.modules or MODULES
 
     from twisted.internet.test.reactormixins import ReactorBuilder
 
