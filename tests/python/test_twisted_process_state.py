@@ -107,3 +107,18 @@ def test_the_thread_pool_is_made_once():
     for t in threads:
         t.join()
     assert len({id(p) for p in pools}) == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_task_made_outside_callbacks_runs_on_the_main_strand(global_tm_reactor, workers):
+    reactor = global_tm_reactor(workers)
+    ran_on = []
+
+    def work():
+        for _ in range(5):
+            ran_on.append(_core.current_strand())
+            yield None
+
+    task.coiterate(work()).addCallback(lambda _: reactor.stop())
+    run_bounded(reactor, timeout=10)
+    assert ran_on == [reactor._mainStrand] * 5

@@ -42,7 +42,8 @@ class StrandCooperator(task.Cooperator):
         return self._tmReactor._callLaterOn(self._tmStrand, task._EPSILON, tick)
 
     def _onStrand(self) -> bool:
-        return _core.current_strand() == self._tmStrand
+        strand = _core.current_strand()  # None outside callbacks; Strand == None raises
+        return strand is not None and strand == self._tmStrand
 
     # CooperativeTask.pause/resume/stop and the end of a task come here; the tick iterates the
     # same list, so a call from another strand waits for this strand's turn.
