@@ -11,39 +11,14 @@
 // replaces the payloads without a transaction (Cell::unsafe_reset).
 //
 // Commits and reclamation run with the thread state detached, so they go on while the collector
-// runs: GcPin announces a snapshot for the traversal, as a transaction's begin() does, so that no
-// payload the traversal can reach is reclaimed under it.
+// runs: a stm::SnapshotPin keeps every payload the traversal can reach from being reclaimed under
+// it.
 
 #include <pybind11/pybind11.h>
 
-#include <atomic>
-#include <cstdint>
-
-#include "stm/detail/runtime.hpp"
+#include "stm/snapshot_pin.hpp"
 
 namespace tmr::bindings {
-
-class GcPin {
- public:
-  GcPin() noexcept : rec_(&stm::detail::this_thread_record()) {
-    // A running transaction of this thread already pins an older snapshot.
-    if (rec_->active_since.load(std::memory_order_relaxed) != stm::detail::idle_epoch) {
-      rec_ = nullptr;
-      return;
-    }
-    rec_->active_since.store(stm::detail::g.clock.load(std::memory_order_acquire),
-                             std::memory_order_seq_cst);
-  }
-  ~GcPin() {
-    if (rec_ != nullptr)
-      rec_->active_since.store(stm::detail::idle_epoch, std::memory_order_release);
-  }
-  GcPin(const GcPin&) = delete;
-  GcPin& operator=(const GcPin&) = delete;
-
- private:
-  stm::detail::ThreadRecord* rec_;
-};
 
 template <class T>
 pybind11::custom_type_setup gc_support() {
@@ -53,7 +28,7 @@ pybind11::custom_type_setup gc_support() {
     type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
       Py_VISIT(Py_TYPE(self));
       if (!pybind11::detail::is_holder_constructed(self)) return 0;
-      GcPin pin;
+      const stm::SnapshotPin pin;
       return pybind11::cast<const T&>(pybind11::handle(self)).gc_traverse(visit, arg);
     };
     type->tp_clear = [](PyObject* self) -> int {

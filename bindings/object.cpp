@@ -183,7 +183,7 @@ int tobject_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(self));
   stm::Cell* table = reinterpret_cast<TObject*>(self)->table;
   if (table == nullptr) return 0;
-  GcPin pin;
+  const stm::SnapshotPin pin;
   if (const auto* t = static_cast<const AttrTable*>(table->unsafe_peek()))
     for (const Slot& s : *t) Py_VISIT(static_cast<PyObject*>(s.cell->unsafe_peek()));
   return 0;

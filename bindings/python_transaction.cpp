@@ -309,7 +309,7 @@ void finish_top_level() {
   st.wait_deadline.reset();
   settle_inevitable();
   drain_pending();
-  if (!stm::detail::this_thread_record().retired.empty()) stm::reclaim();
+  if (stm::reclaim_pending()) stm::reclaim();
 }
 
 struct DepthGuard {

@@ -11,6 +11,7 @@
 
 #include "stm/config.hpp"
 #include "stm/detail/conflicts.hpp"
+#include "stm/snapshot_pin.hpp"
 #include "stm/stats.hpp"
 #include "stm/transaction.hpp"
 
@@ -191,6 +192,26 @@ Cell::~Cell() {
 void Cell::unsafe_reset(void* payload) noexcept {
   void* old = value_.exchange(payload, std::memory_order_acq_rel);
   if (release_ != nullptr && old != nullptr && old != payload) release_(old);
+}
+
+SnapshotPin::SnapshotPin() noexcept : rec_(&detail::this_thread_record()) {
+  if (rec_->active_since.load(std::memory_order_relaxed) != detail::idle_epoch) {
+    rec_ = nullptr;
+    return;
+  }
+  // seq_cst, as in begin(): reclaimers scan these slots after their write-back.
+  rec_->active_since.store(detail::g.clock.load(std::memory_order_acquire),
+                           std::memory_order_seq_cst);
+}
+
+SnapshotPin::~SnapshotPin() {
+  if (rec_ != nullptr) {
+    rec_->active_since.store(detail::idle_epoch, std::memory_order_release);
+  }
+}
+
+bool reclaim_pending() noexcept {
+  return !detail::this_thread_record().retired.empty();
 }
 
 void reclaim() {

@@ -8,6 +8,7 @@
 #include "stm/config.hpp"
 #include "stm/counter.hpp"
 #include "stm/log.hpp"
+#include "stm/snapshot_pin.hpp"
 #include "stm/stats.hpp"
 #include "stm/tmap.hpp"
 #include "stm/transaction.hpp"
