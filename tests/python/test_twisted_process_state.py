@@ -35,20 +35,21 @@ def global_tm_reactor(monkeypatch):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_task_steps_on_the_strand_that_made_it(global_tm_reactor, workers):
     reactor = global_tm_reactor(workers)
+    # With the GIL (one strand) these are all the same strand.
     strands = [reactor._core.make_strand() for _ in range(4)]
-    steps = {s: [] for s in strands}  # strand -> the strand each step ran on
+    steps = [[] for _ in strands]  # the strand each step of task i ran on
     done = []
 
-    def work(strand):
+    def work(i):
         for _ in range(20):
-            steps[strand].append(_core.current_strand())
+            steps[i].append(_core.current_strand())
             yield None
 
-    def start(strand):
-        task.coiterate(work(strand)).addCallback(lambda _: done.append(strand))
+    def start(i):
+        task.coiterate(work(i)).addCallback(lambda _: done.append(i))
 
-    for s in strands:
-        reactor._core.post(lambda s=s: start(s), strand=s)
+    for i, s in enumerate(strands):
+        reactor._core.post(lambda i=i: start(i), strand=s)
 
     def check():
         if len(done) == len(strands):
@@ -58,8 +59,8 @@ def test_a_task_steps_on_the_strand_that_made_it(global_tm_reactor, workers):
 
     reactor.callLater(0.01, check)
     run_bounded(reactor, timeout=10)
-    for s in strands:
-        assert steps[s] == [s] * 20
+    for i, s in enumerate(strands):
+        assert steps[i] == [s] * 20
     assert len(task._theCooperator) == 0  # idle Cooperators are dropped
 
 
