@@ -85,6 +85,15 @@ stm::Transaction* enter_access(Access a);
 /// inevitability sites of the conflict log ("first_access", "io", "explicit").
 void make_inevitable(stm::Transaction& tx, const char* cause, const char* detail = "");
 
+/// Runs the deferred conflict-free operations of an irrevocable transaction in `tx` (they are
+/// replayed on every attempt of its commit); keep=false forgets them afterwards (the transaction
+/// has turned inevitable and will not abort).
+void flush_deferred(stm::Transaction& tx, bool keep);
+
+/// The transaction of this thread has ended: folds the time it held the inevitable token into its
+/// inevitability site (conflict log on).
+void settle_inevitable() noexcept;
+
 /// Runs f(tx) as a small restartable transaction of its own (no transaction is running).
 void run_small(const std::function<void(stm::Transaction&)>& f);
 

@@ -1,0 +1,119 @@
+// Thread states around the engine's blocking steps (Detach, Attach) and references dropped by
+// threads that may not be attached (safe_decref): the ownership rules of py_ref.hpp.
+//
+// Why the drivers detach around the engine (python_transaction.cpp): begin() may block
+// (escalation takes the inevitable token), commit() may block (the on-commit hook turnstile, an
+// inevitable committer waiting for locks), handle_abort() blocks (retry, backoff behind the
+// inevitable transaction). Blocking with the thread state attached deadlocks a GIL build (the
+// holder of what we wait for needs the GIL) and a free-threaded build's stop-the-world. So the
+// driver detaches, and the body re-attaches only for the Python code it runs.
+
+#include <Python.h>
+
+#include <atomic>
+#include <utility>
+#include <vector>
+
+#include "py_ref.hpp"
+
+namespace tmr::bindings {
+
+namespace {
+std::atomic<bool> g_alive{true};
+void on_python_exit() {
+  g_alive.store(false, std::memory_order_release);
+}
+struct RegisterExit {
+  RegisterExit() { Py_AtExit(&on_python_exit); }
+};
+}  // namespace
+
+ThreadStateSlot& thread_slot() noexcept {
+  thread_local ThreadStateSlot slot;
+  return slot;
+}
+
+bool attached() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return PyThreadState_GetUnchecked() != nullptr;
+#else
+  // Before 3.12 _PyThreadState_UncheckedGet() answers for the GIL holder, whichever thread that
+  // is, not for this one: with the GIL, "attached" means "this thread holds the GIL".
+  return PyGILState_Check() != 0;
+#endif
+}
+
+bool python_alive() noexcept {
+  static RegisterExit once;
+  if (!g_alive.load(std::memory_order_acquire)) return false;
+#if PY_VERSION_HEX >= 0x030D0000
+  return !Py_IsFinalizing();
+#else
+  return !_Py_IsFinalizing();
+#endif
+}
+
+void safe_decref(PyObject* o) noexcept {
+  if (attached()) {
+    Py_DECREF(o);
+    return;
+  }
+  ThreadStateSlot& slot = thread_slot();
+  if (slot.saved != nullptr) {
+    slot.pending.push_back(o);  // drained when the driver re-attaches
+    return;
+  }
+  if (!python_alive()) return;  // the interpreter is gone: leak rather than crash
+  PyGILState_STATE g = PyGILState_Ensure();
+  Py_DECREF(o);
+  PyGILState_Release(g);
+}
+
+void drain_pending() noexcept {
+  ThreadStateSlot& slot = thread_slot();
+  while (!slot.pending.empty()) {
+    std::vector<PyObject*> batch;
+    batch.swap(slot.pending);
+    for (PyObject* o : batch) Py_DECREF(o);  // may run __del__, which may queue more
+  }
+}
+
+void release_pyobject(void* payload) {
+  if (payload != nullptr) safe_decref(static_cast<PyObject*>(payload));
+}
+
+Detach::Detach() noexcept {
+  thread_slot().saved = PyEval_SaveThread();
+}
+Detach::~Detach() {
+  ThreadStateSlot& slot = thread_slot();
+  PyThreadState* ts = std::exchange(slot.saved, nullptr);
+  PyEval_RestoreThread(ts);
+  if (!slot.pending.empty()) drain_pending();
+}
+
+Attach::Attach() noexcept {
+  if (attached()) {
+    how_ = How::none;
+    return;
+  }
+  ThreadStateSlot& slot = thread_slot();
+  if (slot.saved != nullptr) {
+    PyEval_RestoreThread(std::exchange(slot.saved, nullptr));
+    how_ = How::saved;
+    return;
+  }
+  gstate_ = PyGILState_Ensure();
+  how_ = How::gilstate;
+}
+Attach::~Attach() {
+  if (how_ == How::saved) {
+    ThreadStateSlot& slot = thread_slot();
+    if (!slot.pending.empty()) drain_pending();
+    slot.saved = PyEval_SaveThread();
+  } else if (how_ == How::gilstate) {
+    PyGILState_Release(gstate_);
+  }
+}
+
+}  // namespace tmr::bindings
