@@ -130,7 +130,12 @@ def test_a_write_whose_commit_meets_the_inevitable_transaction_is_sent_once():
     holding, release = threading.Event(), threading.Event()
     hits = tm.Counter()
 
+    connected = threading.Semaphore(0)
+
     class Server(protocol.Protocol):
+        def connectionMade(self):
+            connected.release()
+
         def dataReceived(self, data):
             if data == b"hold":
                 _ = int(hits)  # a read: this callback becomes inevitable
@@ -151,6 +156,10 @@ def test_a_write_whose_commit_meets_the_inevitable_transaction_is_sent_once():
             with socket.create_connection(address, 10) as a, socket.create_connection(
                 address, 10
             ) as b:
+                # Both connections accepted first: an accept that touches the managed factory
+                # waits for A's token and would hold the second worker that B needs.
+                for _ in range(2):
+                    assert connected.acquire(timeout=10), "the server never accepted"
                 a.sendall(b"hold")
                 assert holding.wait(10), "the holding callback never ran"
                 b.sendall(b"ping")
