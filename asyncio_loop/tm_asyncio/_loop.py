@@ -48,6 +48,8 @@ _WRITE = 2
 _CLOSE_WAIT = 0.1
 # Reactor.post and Reactor.call_at take the strand positionally here: pybind11's keyword handling
 # cost as much again as the post itself (docs/BENCHMARKS.md, call_soon, session 5).
+# asyncio's pure-Python task's step, which a task scheduling its first step calls (_adopt_task).
+_PY_TASK_STEP = asyncio.tasks._PyTask._Task__step
 # The loop whose per-thread state a reactor worker thread holds (EventLoop._as_loop_thread).
 _worker_state = threading.local()
 
@@ -430,23 +432,77 @@ class EventLoop(_base_loop):
     def _post_handle(self, handle, callback) -> None:
         """Queues handle on the loop's strand, or on its task's connection strand."""
         if self._task_strands:
-            strand = getattr(getattr(callback, "__self__", None), "_tm_strand", None)
-            if strand is not None:  # a ConnectionTask's step or wakeup (parallel mode)
+            task = getattr(callback, "__self__", None)
+            strand = getattr(task, "_tm_strand", None)
+            if strand is None and _tasks.connection_strand() is not None:
+                strand = self._adopt_task(task, callback)
+            if strand is not None:  # a step or wakeup of a task on a connection's strand
                 with self._task_steps_lock:
                     self._task_steps_queued += 1
-                self._core.post(functools.partial(self._run_task_handle, handle, strand), strand)
+                self._core.post(
+                    functools.partial(
+                        self._run_task_handle, handle, strand, getattr(task, "_tm_locked", False)
+                    ),
+                    strand,
+                )
                 return
         self._core.post(handle, self._strand)
 
-    def _run_task_handle(self, handle: events.Handle, strand) -> None:
-        """A ConnectionTask's step, on its connection's strand, without the loop lock."""
+    def _adopt_task(self, task, callback):
+        """The connection strand for the first step of a task made on it by other means than
+        create_task (``asyncio.Task(coro, loop=loop)`` in a protocol's connection_made, as web
+        servers do; a task factory's task), or None when callback is no such step.
+
+        The task then runs on the strand of the connection that made it, in order with that
+        connection's callbacks, as create_task's tasks do. Unlike theirs, its steps take the loop
+        lock: it is asyncio's C task (or another task class), which keeps one current task per
+        loop and refuses to enter a second at once (RuntimeError: Cannot enter into task ...).
+        """
+        if not isinstance(task, (asyncio.Task, asyncio.tasks._PyTask)) or task.get_loop() is not self:
+            return None
+        # Only a step: a wakeup (task_wakeup) of a loop-strand task that a connection's callback
+        # woke stays where its task runs. A task's own steps after the first run where it runs,
+        # so a step scheduled from a connection strand by a task without one is a first step.
+        if type(callback).__name__ != "TaskStepMethWrapper" and (
+            getattr(callback, "__func__", None) is not _PY_TASK_STEP
+        ):
+            return None
+        strand = task._tm_strand = _tasks.connection_strand()
+        task._tm_locked = True
+        return strand
+
+    def _run_task_handle(self, handle: events.Handle, strand, locked: bool) -> None:
+        """A step of a task on a connection's strand: a ConnectionTask's without the loop lock,
+        another task's (_adopt_task) under it."""
         try:
             if not handle._cancelled:
                 with _tasks.on_strand(strand):
-                    self._as_loop_thread(self._invoke_handle, handle)
+                    if locked:
+                        self._run_locked(self._invoke_handle, handle)
+                    else:
+                        self._as_loop_thread(self._invoke_handle, handle)
         finally:
             with self._task_steps_lock:
                 self._task_steps_queued -= 1
+
+    def is_running(self) -> bool:
+        # asyncio's tasks made with eager_start (asyncio.Task(..., eager_start=True) in a
+        # protocol's connection_made, as web servers do on 3.12+; eager_task_factory) run their
+        # first step inside the constructor if the loop says it is running, and asyncio's C task
+        # then swaps the loop's one current task, while a task on the loop's strand may be
+        # running: "Cannot enter into task ... while another task ... is being executed", and a
+        # server that hangs. So on a connection's strand, where no loop lock keeps the loop's
+        # tasks away, the loop says it is not running (the one place it says so), and such a task
+        # schedules its first step instead, which _adopt_task keeps on this strand.
+        if (
+            self._task_strands
+            and _tasks.connection_strand() is not None
+            and not self._lock._is_owned()
+            and self._core is not None
+            and self._core.in_worker()
+        ):
+            return False
+        return super().is_running()
 
     def create_task(self, coro, **kwargs):
         if self._task_factory is not None or not self._task_strands:
@@ -720,7 +776,7 @@ class EventLoop(_base_loop):
         )
 
     def close(self) -> None:
-        if self.is_running():
+        if self._thread_id is not None:  # running (is_running() may say otherwise: above)
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
