@@ -134,8 +134,9 @@ def _owning_loop(callback) -> EventLoop | None:
 class EventLoop(_base_loop):
     """An asyncio event loop whose callbacks run as transactions on tm-reactor's C++ reactor.
 
-    With one worker (the default while ``TM_WORKERS`` is unset) it behaves as asyncio's default
-    loop. With more workers, ``parallel`` (by default: ``TM_ASYNCIO_PARALLEL=1`` or ``0`` if set,
+    ``workers`` defaults to ``TM_WORKERS`` or, unset, to one per core on a free-threaded
+    interpreter and one under the GIL (the Twisted reactor's rule). With one worker it behaves as
+    asyncio's default loop. With more workers, ``parallel`` (by default: ``TM_ASYNCIO_PARALLEL=1`` or ``0`` if set,
     else true on a free-threaded interpreter) gives each stream connection a strand of its own,
     shared with the tasks started from its callbacks (start_server's handler;
     ``TM_ASYNCIO_TASK_STRANDS=0`` keeps tasks on the loop's strand); otherwise callbacks run on
@@ -146,10 +147,9 @@ class EventLoop(_base_loop):
         self, selector=None, *, workers: int | None = None, parallel: bool | None = None
     ) -> None:
         tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
-        # Unset TM_WORKERS means 1 here: asyncio's own behaviour unless more workers are asked for.
-        self._core = _core.Reactor(
-            tm.workers_from_environment(default=1) if workers is None else workers
-        )
+        # Unset TM_WORKERS: one worker per core on a free-threaded interpreter, one under the
+        # GIL, as for twistd --reactor=tm (tm.workers_from_environment).
+        self._core = _core.Reactor(tm.workers_from_environment() if workers is None else workers)
         self._strand = self._core.make_strand()
         self._workers = self._core.workers  # kept: close() drops the reactor
         self._serial = self._workers == 1

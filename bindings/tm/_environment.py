@@ -6,14 +6,18 @@ import os
 import sys
 
 
-def workers_from_environment(default: int) -> int:
-    """The worker count TM_WORKERS asks for (0 means one per core), or `default` when it is unset.
+def workers_from_environment(default: int | None = None) -> int:
+    """The worker count TM_WORKERS asks for (0 means one per core), or `default` when it is unset;
+    without a default, the count both adapters use: one worker per core where callbacks can run
+    in parallel (a free-threaded interpreter), one where the GIL would serialize them anyway.
 
     A value that is not a whole number, or is negative, raises ValueError naming the variable.
     """
     value = os.environ.get("TM_WORKERS")
     if value is None:
-        return default
+        if default is not None:
+            return default
+        return 1 if gil_enabled() else 0
     try:
         workers = int(value)
     except ValueError:

@@ -64,7 +64,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         # On a GIL interpreter every event shares one strand: the epoll reactor's order, since
         # the GIL would not let callbacks run in parallel anyway (tm.one_strand_from_environment).
         self._core = _core.Reactor(
-            tm.workers_from_environment(default=0) if workers is None else workers,
+            tm.workers_from_environment() if workers is None else workers,
             one_strand=tm.one_strand_from_environment(),
         )
         self._registry = threading.RLock()
