@@ -24,6 +24,15 @@ void TimerImpl::arm(Clock::time_point deadline) {
   reactor_.track(shared_from_this());
   asio::post(strand_->exec, [self = shared_from_this(), generation, deadline] {
     if (!self->timer_) return;
+    if (deadline <= Clock::now()) {
+      // Already due: it runs now, in post order, before the I/O events the next poll finds, as
+      // the stock reactors run expired timers before they poll (an asio timer that expired
+      // would complete after them). Twisted's stopListening relies on it: its deferred
+      // connectionLost (callLater(0)) comes before the peer's reaction to what the same
+      // callback wrote.
+      self->fire(generation, {});
+      return;
+    }
     self->timer_->expires_at(deadline);
     self->timer_->async_wait(asio::bind_executor(
         self->strand_->exec,
