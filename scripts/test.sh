@@ -78,6 +78,21 @@ for venv in .venv-gil .venv-ft; do
   done
 done
 
+# Twisted's modules that test the global reactor (test_internet, test_tcp, test_endpoints,
+# twisted.web's, twisted.names' client, twisted.words' IRC) under trial --reactor=tm beside
+# --reactor=epoll, compared test by test, with the same rule for known multi-worker exceptions.
+for venv in .venv-gil .venv-ft; do
+  for workers in 1 2; do
+    banner "Twisted global-reactor conformance: $venv, $workers worker(s)"
+    log="$root/build/conformance-global-$venv-$workers"
+    TM_WORKERS=$workers timeout 900 "$root/$venv/bin/python" "$root/scripts/twisted_conformance.py" \
+      --global --workers "$workers" >"$log.log" 2>&1
+    rc=$?
+    tail -n 15 "$log.log"
+    ((rc == 0)) || failed+=("Twisted global-reactor conformance on $venv with $workers worker(s)")
+  done
+done
+
 # CPython's own asyncio tests (test.test_asyncio) against tm_asyncio, beside the default loop on the
 # same machine: a test that passes on the default loop and not on tm fails the run, unless the
 # script lists it as a known exception (docs/CONFORMANCE.md). 1 and 2 workers, and 2 workers in
