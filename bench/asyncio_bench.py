@@ -274,7 +274,7 @@ def main(argv: list[str]) -> int:
     client_python = args.client_python or pythons[0]
     only = args.only.split(",")
 
-    loops = {p: [l for l in LOOPS if l != "uvloop" or _has_uvloop(p)] for p in pythons}
+    loops = {p: [loop for loop in LOOPS if loop != "uvloop" or _has_uvloop(p)] for p in pythons}
     names = {p: _describe(p) for p in pythons}
     print(f"server interpreters: {', '.join(names[p] + ' (' + p + ')' for p in pythons)}")
     print(f"load generator: {client_python}, {args.connections} connections, {args.seconds:g} s measured per run, repeat {args.repeat}")

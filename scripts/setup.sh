@@ -73,7 +73,19 @@ install_project() {
   echo "$digest" >"$stamp"
 }
 
+# make_tools_venv DIR: the Python linter (ruff), apart from the two test environments so that
+# upgrading it never rebuilds them.
+make_tools_venv() {
+  local dir=$1 stamp="$1/.tm-deps" wanted="ruff>=0.6"
+  if [[ -x "$dir/bin/ruff" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then return; fi
+  log "creating $dir (ruff)"
+  "$gil_python" -m venv --clear "$dir"
+  pip_quiet "$dir" --prefer-binary "$wanted"
+  echo "$wanted" >"$stamp"
+}
+
 make_venv "$root/.venv-gil" "$gil_python"
 make_venv "$root/.venv-ft" "$ft_python"
 install_project "$root/.venv-gil"
 install_project "$root/.venv-ft"
+make_tools_venv "$root/.venv-tools"
