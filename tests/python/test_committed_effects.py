@@ -17,11 +17,11 @@ from twisted.internet import protocol
 
 import tm
 from tm_twisted import TMReactor
-from tm_twisted import _tcp
+from tm_twisted import _native_stream
 from twisted_helpers import run_bounded
 
 pytestmark = pytest.mark.skipif(
-    not _tcp.available(), reason="tm._core has no native stream transports"
+    not _native_stream.available(), reason="tm._core has no native stream transports"
 )
 
 FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()

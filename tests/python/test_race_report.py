@@ -22,11 +22,11 @@ from twisted.internet import protocol
 
 import tm
 from tm import _core
-from tm_twisted import TMReactor, _tcp
+from tm_twisted import TMReactor, _native_stream
 from twisted_helpers import run_bounded
 
 needs_transports = pytest.mark.skipif(
-    not _tcp.available(), reason="tm._core has no native stream transports"
+    not _native_stream.available(), reason="tm._core has no native stream transports"
 )
 
 SOURCE = pathlib.Path(__file__).read_text().splitlines()

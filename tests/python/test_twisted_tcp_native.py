@@ -16,11 +16,11 @@ from twisted.python import log
 from zope.interface import implementer
 
 from tm_twisted import TMReactor
-from tm_twisted import _tcp
+from tm_twisted import _native_stream, _tcp
 from twisted_helpers import Echo, run_bounded
 
 pytestmark = pytest.mark.skipif(
-    not _tcp.available(), reason="tm._core has no native stream transports"
+    not _native_stream.available(), reason="tm._core has no native stream transports"
 )
 
 WORKERS = [1, 2]

@@ -27,6 +27,7 @@ import threading
 from twisted.internet import task
 
 from tm import _core
+from tm_twisted._compat import _EPSILON, globalCooperator, setGlobalCooperator
 
 
 class StrandCooperator(task.Cooperator):
@@ -39,7 +40,7 @@ class StrandCooperator(task.Cooperator):
         self._tmOwner = owner
 
     def _schedule(self, tick):
-        return self._tmReactor._callLaterOn(self._tmStrand, task._EPSILON, tick)
+        return self._tmReactor._callLaterOn(self._tmStrand, _EPSILON, tick)
 
     def _onStrand(self) -> bool:
         strand = _core.current_strand()  # None outside callbacks; Strand == None raises
@@ -122,8 +123,8 @@ class StrandCooperators:
 
 def install() -> None:
     """Makes `task.cooperate` and `task.coiterate` use a Cooperator per strand of the reactor."""
-    if not isinstance(task._theCooperator, StrandCooperators):
-        task._theCooperator = StrandCooperators(task._theCooperator)
+    if not isinstance(globalCooperator(), StrandCooperators):
+        setGlobalCooperator(StrandCooperators(globalCooperator()))
 
 
 __all__ = ["StrandCooperator", "StrandCooperators", "install"]

@@ -11,9 +11,9 @@ The class is plain Python holding the engine in ``self._core``: Twisted's test h
 reactor's ``__class__`` and ``__dict__``, which a C++ base class would not survive.
 
 TCP (and TLS over it, through the memory BIO) runs on the C++ reactor's native stream transports
-(tm_twisted._tcp): thread-safe, and what a transaction writes is sent at its commit. Twisted's own
-Python transports (UDP, Unix, processes) run on this reactor through IReactorFDSet, which
-PosixReactorBase builds them on.
+(tm_twisted._tcp over tm_twisted._native_stream, made by tm_twisted._tcp_reactor): thread-safe,
+and what a transaction writes is sent at its commit. Twisted's own Python transports (UDP, Unix,
+processes) run on this reactor through IReactorFDSet, which PosixReactorBase builds them on.
 """
 
 from __future__ import annotations
@@ -32,17 +32,18 @@ import tm
 from tm import _core
 from tm._environment import gil_enabled
 from tm._shared_types import immortalize_extension_types
-from tm_twisted._tcp import NativeTCPMixin, isNative
 from tm_twisted import _cooperators
+from tm_twisted._compat import (
+    _DEFAULT_DELAYED_CALL_LOGGING_HANDLER,
+    _NO_FILEDESC,
+    _ContinuousPolling,
+    _threadCallHandler,
+)
 from tm_twisted._managed import manage_factory
 from tm_twisted._shared_caches import make_per_thread
+from tm_twisted._tcp_reactor import NativeTCPMixin, isNative
 
 _log = Logger()
-
-# Twisted's reactors report a failing delayed call or thread call through these handlers; using
-# the same ones keeps the reports identical (DESIGN.md contract item 6).
-_delayedCallHandler = base._DEFAULT_DELAYED_CALL_LOGGING_HANDLER
-_threadCallHandler = base._threadCallHandler
 
 
 @implementer(IReactorFDSet, IReactorDaemonize)
@@ -89,7 +90,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         # before run(): tm_twisted._cooperators).
         self._mainStrand = self._pythonTransportStrand
         # Descriptors epoll cannot watch (regular files) are polled, as the epoll reactor does.
-        self._continuousPolling = posixbase._ContinuousPolling(self)
+        self._continuousPolling = _ContinuousPolling(self)
         # Work only the main thread may do (installing signal handlers), for run()'s tick.
         self._mainThreadCalls: list = []
         # Calls from other threads waiting for the thread that runs the reactor (several workers).
@@ -225,7 +226,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             return
         with self._registry:
             self._delayedCalls.discard(call)
-        with _delayedCallHandler:
+        with _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
             call.called = 1
             call.func(*call.args, **call.kw)
 
@@ -426,7 +427,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def _readOrWrite(self, selectable, isRead: bool) -> None:
         try:
             if selectable.fileno() == -1:
-                why = posixbase._NO_FILEDESC
+                why = _NO_FILEDESC
             else:
                 why = selectable.doRead() if isRead else selectable.doWrite()
         except BaseException as e:

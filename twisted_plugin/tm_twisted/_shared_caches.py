@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 import threading
 
+from tm_twisted._compat import NAME_ENCODER_ATTRIBUTE, NAME_ENCODER_CLASS
+
 
 class PerThreadNameEncoder:
     """Twisted's ``_NameEncoder`` interface over one ``_NameEncoder`` per thread."""
@@ -37,15 +39,15 @@ def make_per_thread(workers: int, gil_enabled: bool) -> list[str]:
     if workers <= 1 or gil_enabled:
         return []
     http_headers = sys.modules.get("twisted.web.http_headers")
-    encoder = getattr(http_headers, "_nameEncoder", None)
-    if encoder is None or type(encoder).__name__ != "_NameEncoder":
+    encoder = getattr(http_headers, NAME_ENCODER_ATTRIBUTE, None)
+    if encoder is None or type(encoder).__name__ != NAME_ENCODER_CLASS:
         return []
     # twisted.web.http imports the instance by name (`from ... import _nameEncoder`): every
     # module holding that one object gets the replacement.
     per_thread = PerThreadNameEncoder(type(encoder))
     replaced = []
     for name, module in list(sys.modules.items()):
-        if getattr(module, "_nameEncoder", None) is encoder:
-            module._nameEncoder = per_thread
-            replaced.append(f"{name}._nameEncoder")
+        if getattr(module, NAME_ENCODER_ATTRIBUTE, None) is encoder:
+            setattr(module, NAME_ENCODER_ATTRIBUTE, per_thread)
+            replaced.append(f"{name}.{NAME_ENCODER_ATTRIBUTE}")
     return sorted(replaced)
