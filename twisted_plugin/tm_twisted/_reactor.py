@@ -337,63 +337,66 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
                     return registered
         return fd
 
+    def _add(self, selectable, isRead: bool) -> None:
+        """Watches selectable's descriptor for reading or writing (epollreactor's _add)."""
+        registered = self._reads if isRead else self._writes
+        with self._registry:
+            fd = selectable.fileno()
+            if fd in registered:
+                return
+            watcher = self._watcherFor(fd, selectable)
+            if watcher is None:
+                if isRead:
+                    self._continuousPolling.addReader(selectable)
+                else:
+                    self._continuousPolling.addWriter(selectable)
+                return
+            registered.add(fd)
+            ready = functools.partial(self._doReadOrWrite, selectable, isRead)
+            if isRead:
+                watcher.add_reader(ready)
+            else:
+                watcher.add_writer(ready)
+
+    def _remove(self, selectable, isRead: bool) -> None:
+        """The inverse of _add; the watcher goes once neither direction is watched."""
+        registered = self._reads if isRead else self._writes
+        with self._registry:
+            if isRead and self._continuousPolling.isReading(selectable):
+                self._continuousPolling.removeReader(selectable)
+                return
+            if not isRead and self._continuousPolling.isWriting(selectable):
+                self._continuousPolling.removeWriter(selectable)
+                return
+            fd = self._fdOf(selectable)
+            if fd not in registered:
+                return
+            registered.discard(fd)
+            if isRead:
+                self._watchers[fd].remove_reader()
+            else:
+                self._watchers[fd].remove_writer()
+            self._forget(fd)
+
     def addReader(self, reader) -> None:
         if isNative(reader):  # a native transport: reading resumes
             reader.startReading()
-            return
-        with self._registry:
-            fd = reader.fileno()
-            if fd in self._reads:
-                return
-            watcher = self._watcherFor(fd, reader)
-            if watcher is None:
-                self._continuousPolling.addReader(reader)
-                return
-            self._reads.add(fd)
-            watcher.add_reader(functools.partial(self._doReadOrWrite, reader, True))
+        else:
+            self._add(reader, isRead=True)
 
     def addWriter(self, writer) -> None:
-        if isNative(writer):  # a native transport writes by itself
-            return
-        with self._registry:
-            fd = writer.fileno()
-            if fd in self._writes:
-                return
-            watcher = self._watcherFor(fd, writer)
-            if watcher is None:
-                self._continuousPolling.addWriter(writer)
-                return
-            self._writes.add(fd)
-            watcher.add_writer(functools.partial(self._doReadOrWrite, writer, False))
+        if not isNative(writer):  # a native transport writes by itself
+            self._add(writer, isRead=False)
 
     def removeReader(self, reader) -> None:
         if isNative(reader):
             reader.stopReading()
-            return
-        with self._registry:
-            if self._continuousPolling.isReading(reader):
-                self._continuousPolling.removeReader(reader)
-                return
-            fd = self._fdOf(reader)
-            if fd not in self._reads:
-                return
-            self._reads.discard(fd)
-            self._watchers[fd].remove_reader()
-            self._forget(fd)
+        else:
+            self._remove(reader, isRead=True)
 
     def removeWriter(self, writer) -> None:
-        if isNative(writer):
-            return
-        with self._registry:
-            if self._continuousPolling.isWriting(writer):
-                self._continuousPolling.removeWriter(writer)
-                return
-            fd = self._fdOf(writer)
-            if fd not in self._writes:
-                return
-            self._writes.discard(fd)
-            self._watchers[fd].remove_writer()
-            self._forget(fd)
+        if not isNative(writer):
+            self._remove(writer, isRead=False)
 
     def removeAll(self):
         with self._registry:
