@@ -355,6 +355,10 @@ class Port(tcp.Port):
         listener.close()
 
     def connectionLost(self, reason) -> None:
+        # Refuse peers now, as tcp.Port's close of its socket does: the native listener closes
+        # on its own strand, later, and a connect made meanwhile (reactor.disconnectAll, or a
+        # direct call as in test_directConnectionLostCall) would still be accepted.
+        self._stopAccepting()
         self._logConnectionLostMsg()
         self._realPortNumber = None
         self.disconnected = 1
