@@ -33,7 +33,8 @@ ASYNCIO = """
         print("READY", flush=True)
         line = sys.stdin.readline()  # blocks the loop, as a careless program does
         print("got", line.strip(), flush=True)
-    asyncio.run(main(), loop_factory=tm_asyncio.new_event_loop)
+    with asyncio.Runner(loop_factory=tm_asyncio.new_event_loop) as runner:  # 3.11 has no
+        runner.run(main())                                                  # run(loop_factory=)
 """
 
 

@@ -77,6 +77,8 @@ def test_pause_and_resume_from_another_strand_run_on_the_tasks_strand(global_tm_
 
     def start():
         made.append(task.cooperate(work()))
+        # Armed once the task exists: the other strand may run on the other worker at once.
+        reactor._core.call_at(_core.monotonic() + 0.05, pause_then_resume, strand=other)
 
     def pause_then_resume():
         made[0].pause()
@@ -88,7 +90,6 @@ def test_pause_and_resume_from_another_strand_run_on_the_tasks_strand(global_tm_
         reactor.stop()
 
     reactor._core.post(start, strand=owner)
-    reactor._core.call_at(_core.monotonic() + 0.05, pause_then_resume, strand=other)
     run_bounded(reactor, timeout=10)
     assert ran_on and set(ran_on) == {owner}
 

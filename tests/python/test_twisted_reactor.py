@@ -170,9 +170,10 @@ def test_header_names_are_cached_per_worker_thread_where_workers_run_in_parallel
 
     from tm_twisted import _shared_caches
 
-    shared = http_headers._nameEncoder
-    assert http._nameEncoder is shared  # imported by name: both modules must be changed
-    monkeypatch.setattr(http_headers, "_nameEncoder", shared)  # restored after the test
+    # A fresh shared cache in both modules (twisted.web.http imports it by name), restored after
+    # the test: an earlier test's parallel reactor may already have replaced the process's one.
+    shared = http_headers._NameEncoder()
+    monkeypatch.setattr(http_headers, "_nameEncoder", shared)
     monkeypatch.setattr(http, "_nameEncoder", shared)
     assert _shared_caches.make_per_thread(workers=1, gil_enabled=False) == []
     assert _shared_caches.make_per_thread(workers=2, gil_enabled=True) == []
