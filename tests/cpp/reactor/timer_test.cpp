@@ -1,11 +1,14 @@
 #include "reactor/timer.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
 #include <vector>
 
+#include "reactor/fd_watcher.hpp"
 #include "reactor/reactor.hpp"
 #include "stm/stm.hpp"
 #include "test_util.hpp"
@@ -49,6 +52,31 @@ TEST(Timer, FireInDeadlineOrderOnOneStrandUnderWorkers) {
     r->call_at(s, now + 100ms + i * 5ms, [&, i](stm::Transaction&) { log.add(i); });
   ASSERT_TRUE(wait_until([&] { return log.get().size() == 10; }));
   EXPECT_EQ(log.get(), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+// A timer armed already due runs before the I/O events the next poll finds, as the stock
+// reactors run expired timers before they poll (Twisted's stopListening defers the port's
+// connectionLost with callLater(0) and expects it before the peer's reaction).
+TEST(Timer, AlreadyDueTimerRunsBeforeTheIoOfTheNextPoll) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);  // readable before anything is armed
+  RunningReactor r(1);
+  Log log;
+  const std::shared_ptr<FdWatcher> watcher = watch_fd(*r, fds[0]);
+  r->post(r->make_strand(), [&](stm::Transaction&) {
+    // Both take effect at this callback's commit, the timer first.
+    r->call_later(0ms, [&](stm::Transaction&) { log.add(1); });
+    watcher->add_reader([&](stm::Transaction&) {
+      watcher->remove_reader();
+      log.add(2);
+    });
+  });
+  ASSERT_TRUE(wait_until([&] { return log.get().size() == 2; }));
+  EXPECT_EQ(log.get(), (std::vector<int>{1, 2}));
+  watcher->release();
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST(Timer, CancelledTimerNeverRuns) {
