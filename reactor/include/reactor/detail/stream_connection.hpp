@@ -251,24 +251,12 @@ class StreamConnection final : public StreamTransport,
     std::unique_lock lock(mu_);
     if (closing_ || write_shut_) return;  // like Twisted: writes after close are dropped
     if (queue_.push(std::move(data)) == FlowSignal::pause) {
-      ++pause_posts_pending_;
-      auto pause = [self = this->shared_from_this()] {
-        {
-          std::lock_guard lock(self->mu_);
-          --self->pause_posts_pending_;
-        }
+      asio::post(strand_->exec, [self = this->shared_from_this()] {
         if (self->closed_ || !self->handler_) return;
         self->reactor_.run_event(self->strand_, EventKind::writable, [&](stm::Transaction& tx) {
           self->handler_->on_pause_writing(tx);
         });
-      };
-      // Written by the connection's own event (the common case): delivered right after it,
-      // before the flush scheduled below, whose write may already drain the queue. Not during
-      // the accept event, whose handler is attached only once the event returns.
-      const bool on_own_event = strand_->exec.running_in_this_thread() && handler_ != nullptr;
-      if (!on_own_event || !strand_->defer_if_in_event(pause)) {
-        asio::post(strand_->exec, std::move(pause));
-      }
+      });
     }
     schedule_flush(lock);
   }
@@ -362,30 +350,11 @@ class StreamConnection final : public StreamTransport,
       finish_close(ec, true);
       return;
     }
-    if (signal == FlowSignal::resume) signal_resume();
-    flush();
-  }
-
-  // The producer may write again. A pause posted by enqueue() and not yet delivered comes first:
-  // the resume then follows it through the strand's queue, so the handler sees them in order.
-  void signal_resume() {
-    if (closed_ || !handler_) return;
-    bool pause_pending = false;
-    {
-      std::lock_guard lock(mu_);
-      pause_pending = pause_posts_pending_ > 0;
-    }
-    if (!pause_pending) {
+    if (signal == FlowSignal::resume && handler_) {
       reactor_.run_event(strand_, EventKind::writable,
                          [&](stm::Transaction& tx) { handler_->on_resume_writing(tx); });
-      return;
     }
-    asio::post(strand_->exec, [self = this->shared_from_this()] {
-      if (self->closed_ || !self->handler_) return;
-      self->reactor_.run_event(self->strand_, EventKind::writable, [&](stm::Transaction& tx) {
-        self->handler_->on_resume_writing(tx);
-      });
-    });
+    flush();
   }
 
   // A non-blocking write of the batch on the strand: the bytes the socket took now (0 and no
@@ -409,7 +378,10 @@ class StreamConnection final : public StreamTransport,
       std::lock_guard lock(mu_);
       signal = queue_.consumed(n);
     }
-    if (signal == FlowSignal::resume) signal_resume();
+    if (signal == FlowSignal::resume && handler_ && !closed_) {
+      reactor_.run_event(strand_, EventKind::writable,
+                         [&](stm::Transaction& tx) { handler_->on_resume_writing(tx); });
+    }
   }
 
   // The batch's buffers without their first `n` bytes.
@@ -508,7 +480,6 @@ class StreamConnection final : public StreamTransport,
   std::optional<Held> held_;           // a read outcome that arrived while reading was paused
   std::vector<std::string> inflight_;  // the batch being written; valid while writing_
   std::vector<asio::const_buffer> buffers_;
-  int pause_posts_pending_ = 0;  // under mu_: pauses posted by enqueue() not yet delivered
   bool reading_ = false;
   bool read_paused_ = false;
   bool eof_ = false;
