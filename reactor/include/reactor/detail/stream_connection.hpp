@@ -298,27 +298,9 @@ class StreamConnection final : public StreamTransport,
       writing_ = true;
       lock.unlock();
       buffers_.clear();
-      std::size_t total = 0;
-      for (const auto& chunk : inflight_) {
-        buffers_.emplace_back(asio::buffer(chunk));
-        total += chunk.size();
-      }
-      // Hand the kernel what it takes now, here on the strand, as a stock reactor's doWrite does:
-      // the accounting, and the drain event it may bring, then come before every later event of
-      // the strand. Left to asio's completion, it could enter the strand after the read of a
-      // request the peer sent once it had these bytes (two workers hand completions to the
-      // strand), and a producer would be resumed after that request (twisted.web's NotPaused).
-      boost::system::error_code ec;
-      const std::size_t now = write_now(ec);
-      if (ec || now == total) {
-        on_written(ec, now);
-        return;
-      }
-      account_written(now);
-      if (closed_) return;
-      auto rest = buffers_after(now);
+      for (const auto& chunk : inflight_) buffers_.emplace_back(asio::buffer(chunk));
       asio::async_write(
-          *socket_, rest,
+          *socket_, buffers_,
           asio::bind_executor(strand_->exec, [self = this->shared_from_this()](
                                                  const boost::system::error_code& ec,
                                                  std::size_t n) { self->on_written(ec, n); }));
@@ -357,47 +339,6 @@ class StreamConnection final : public StreamTransport,
     flush();
   }
 
-  // A non-blocking write of the batch on the strand: the bytes the socket took now (0 and no
-  // error when it takes none: would_block is not an error here).
-  std::size_t write_now(boost::system::error_code& ec) {
-    if (!socket_->non_blocking()) socket_->non_blocking(true, ec);
-    if (ec) return 0;
-    const std::size_t n = socket_->write_some(buffers_, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      ec.clear();
-      return 0;
-    }
-    return n;
-  }
-
-  // Part of the batch reached the kernel before the rest waits for writability.
-  void account_written(std::size_t n) {
-    if (n == 0) return;
-    FlowSignal signal;
-    {
-      std::lock_guard lock(mu_);
-      signal = queue_.consumed(n);
-    }
-    if (signal == FlowSignal::resume && handler_ && !closed_) {
-      reactor_.run_event(strand_, EventKind::writable,
-                         [&](stm::Transaction& tx) { handler_->on_resume_writing(tx); });
-    }
-  }
-
-  // The batch's buffers without their first `n` bytes.
-  std::vector<asio::const_buffer> buffers_after(std::size_t n) const {
-    std::vector<asio::const_buffer> rest;
-    for (const auto& b : buffers_) {
-      if (n >= b.size()) {
-        n -= b.size();
-        continue;
-      }
-      rest.push_back(b + n);
-      n = 0;
-    }
-    return rest;
-  }
-
   void start_reading() {
     if (reading_ || read_paused_ || closed_ || eof_) return;
     reading_ = true;
@@ -424,10 +365,8 @@ class StreamConnection final : public StreamTransport,
         }));
   }
 
-  // On the strand: one read outcome becomes one event. Held data delivered by resume_reading()
-  // may find the connection closed since (a write error, an abort).
+  // On the strand: one read outcome becomes one event.
   void deliver(const boost::system::error_code& ec, std::string_view data) {
-    if (closed_ || !handler_) return;
     if (!ec) {
       const std::span<const char> bytes(data.data(), data.size());
       reactor_.run_event(strand_, EventKind::read,
