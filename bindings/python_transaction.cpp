@@ -154,10 +154,12 @@ auto replay_deferred(PyObject* site) {
   };
 }
 
-/// The body of an irrevocable transaction: runs it once, turning its Python error into the
-/// engine's abort (an abort inside the body: the engine reruns it) or error_already_set.
-py::object run_irrevocable_body(stm::Transaction& tx, const std::function<PyObject*()>& body,
-                                PyObject* site) {
+/// One attempt of a Python transaction's body, attached: `out` gets its result (assigned while
+/// attached, since it drops the previous attempt's). A Python error becomes the engine's abort or
+/// error_already_set; an abort signal the body swallowed aborts a restartable attempt and is a
+/// logic error in an irrevocable one, which is never asked to abort.
+void run_attempt(stm::Transaction& tx, const std::function<PyObject*()>& body, PyObject* site,
+                 Mode mode, py::object& out) {
   TxState& st = tx_state();
   Attach a;
   st.begin_attempt();
@@ -166,10 +168,12 @@ py::object run_irrevocable_body(stm::Transaction& tx, const std::function<PyObje
   DepthGuard g(st);
   PyObject* r = body();
   if (r == nullptr) throw_body_error();
-  py::object out = py::reinterpret_steal<py::object>(r);
-  if (st.doomed) throw std::logic_error("tm: an irrevocable transaction was asked to abort");
-  st.body_done = true;
-  return out;
+  out = py::reinterpret_steal<py::object>(r);
+  if (st.doomed) {
+    if (mode == Mode::irrevocable)
+      throw std::logic_error("tm: an irrevocable transaction was asked to abort");
+    throw stm::AbortSignal{st.doomed_cause};
+  }
 }
 
 /// run_python_transaction's engine: `body` runs the Python code and returns a new reference, or
@@ -192,20 +196,14 @@ py::object run_body(const std::function<PyObject*()>& body, PyObject* site, Mode
     if (mode == Mode::irrevocable) {
       // The body runs once; a commit that aborts replays its deferred operations, and the hooks
       // it registered (native writes, timers, posts, Python on-commit hooks) carry over.
-      stm::run_once([&](stm::Transaction& tx) { out = run_irrevocable_body(tx, body, site); },
-                    replay_deferred(site));
+      stm::run_once(
+          [&](stm::Transaction& tx) {
+            run_attempt(tx, body, site, mode, out);
+            st.body_done = true;
+          },
+          replay_deferred(site));
     } else {
-      stm::atomically([&](stm::Transaction& tx) {
-        Attach a;
-        st.begin_attempt();
-        note_escalation(tx, site);
-        if (g_conflict_log.load(std::memory_order_relaxed)) tag_site(tx);
-        DepthGuard g(st);
-        PyObject* r = body();
-        if (r == nullptr) throw_body_error();
-        out = py::reinterpret_steal<py::object>(r);
-        if (st.doomed) throw stm::AbortSignal{st.doomed_cause};  // swallowed by user code
-      });
+      stm::atomically([&](stm::Transaction& tx) { run_attempt(tx, body, site, mode, out); });
     }
   } catch (...) {
     finish_top_level();
