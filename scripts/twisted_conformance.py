@@ -224,6 +224,39 @@ def run_trial(reactor: str, names: list[str]) -> dict[str, str]:
     return outcomes
 
 
+def settle_regressions(regressions: list[str], known: dict, ours: dict, rerun_passes,
+                       details=lambda key: "") -> tuple[list[str], int]:
+    """Sorts the tests that pass on the baseline and not on tm (`regressions`, changed in place).
+
+    With several workers an unlisted failure may be one more order that epoll never produces, or
+    a real fault: it is run again, alone (`rerun_passes(key)`), and it counts as a regression only
+    if it fails every time; passing on a rerun is printed, so the list can grow. Then each left is
+    printed as known (with its reason) or as a REGRESSION, followed by `details(key)` when that is
+    not empty. Returns the unexplained ones and how many passed on a rerun."""
+    unexplained = [k for k in regressions if k not in known]
+    passed_on_rerun = 0
+    if effective_workers() > 1:
+        for key in list(unexplained):
+            for attempt in range(1, RERUNS + 1):
+                if rerun_passes(key):
+                    print(f"timing-dependent, not listed: {key} failed "
+                          f"({ours.get(key, 'not run')}), then passed on rerun {attempt}")
+                    if details(key):
+                        print(details(key))
+                    unexplained.remove(key)
+                    regressions.remove(key)
+                    passed_on_rerun += 1
+                    break
+    for key in regressions:
+        if key in known:
+            print(f"known ({ours.get(key, 'not run')}): {key}: {known[key]}")
+        else:
+            print(f"REGRESSION ({ours.get(key, 'not run')}): {key}")
+        if details(key):
+            print(details(key))
+    return unexplained, passed_on_rerun
+
+
 def main_global(modules: list[str], verbose: bool) -> int:
     """--global: the modules under trial with epoll and with tm, compared test by test."""
     gil_off = not getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -244,22 +277,9 @@ def main_global(modules: list[str], verbose: bool) -> int:
         print(f"{name:36} {c['pass']:5} {c['fail']:5} {c['error']:5} {c['skip']:5}   "
               f"{b['pass']}/{b['fail']}/{b['error']}/{b['skip']}")
     regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
-    unexplained = [k for k in regressions if k not in known]
-    if effective_workers() > 1:
-        # As in main(): an unlisted failure counts only if it fails on every rerun.
-        for key in list(unexplained):
-            for attempt in range(1, RERUNS + 1):
-                if run_trial("tm", [key]).get(key) == "pass":
-                    print(f"timing-dependent, not listed: {key} failed ({ours.get(key)}), "
-                          f"then passed on rerun {attempt}")
-                    unexplained.remove(key)
-                    regressions.remove(key)
-                    break
-    for key in regressions:
-        if key in known:
-            print(f"known ({ours.get(key, 'not run')}): {key}: {known[key]}")
-        else:
-            print(f"REGRESSION ({ours.get(key, 'not run')}): {key}")
+    unexplained, _ = settle_regressions(
+        regressions, known, ours, lambda key: run_trial("tm", [key]).get(key) == "pass"
+    )
     for key in sorted(k for k in known if ours.get(k) == "pass"):
         print(f"known exception now passes: {key}")
     print(f"{len(regressions)} tests pass on epoll and not on tm: "
@@ -336,33 +356,17 @@ def main(argv: list[str]) -> int:
     def ran(key: str) -> bool:
         return any(key.startswith(name + ".") for name in args.modules)
 
+    def rerun_passes(key: str) -> bool:
+        again = CountingResult()
+        TestLoader().loadByName(result.ids[ours_name][key]).run(again)
+        return again.outcomes[ours_name].get(key) == "pass"
+
+    def details(key: str) -> str:
+        return result.details[ours_name].get(key, "") if args.verbose else ""
+
     regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
-    unexplained = [k for k in regressions if k not in known]
-    passed_on_rerun = 0
-    if effective_workers() > 1:
-        # With several workers an unlisted failure may be one more order that epoll never
-        # produces, or a real fault: it is run again, alone, and it counts as a regression only
-        # if it fails every time. Passing on a rerun is printed, so the list can grow.
-        for key in list(unexplained):
-            for attempt in range(1, RERUNS + 1):
-                again = CountingResult()
-                TestLoader().loadByName(result.ids[ours_name][key]).run(again)
-                if again.outcomes[ours_name].get(key) == "pass":
-                    print(f"timing-dependent, not listed: {key} failed "
-                          f"({ours.get(key, 'not run')}), then passed on rerun {attempt}")
-                    if args.verbose:
-                        print(result.details[ours_name].get(key, ""))
-                    unexplained.remove(key)
-                    regressions.remove(key)
-                    passed_on_rerun += 1
-                    break
-    for key in regressions:
-        if key in known:
-            print(f"known ({ours.get(key, 'not run')}): {key}: {known[key]}")
-        else:
-            print(f"REGRESSION ({ours.get(key, 'not run')}): {key}")
-        if args.verbose:
-            print(result.details[ours_name].get(key, ""))
+    unexplained, passed_on_rerun = settle_regressions(regressions, known, ours, rerun_passes,
+                                                      details)
     now_passing = sorted(
         k for k in known if k not in whole_builder and ran(k) and ours.get(k) == "pass"
     )
