@@ -434,16 +434,25 @@ class EventLoop(_base_loop):
         if self._task_strands:
             task = getattr(callback, "__self__", None)
             strand = getattr(task, "_tm_strand", None)
-            if strand is None and _tasks.connection_strand() is not None:
+            locked = getattr(task, "_tm_locked", False)
+            caller = _tasks.connection_strand()
+            if strand is None and caller is not None:
                 strand = self._adopt_task(task, callback)
+                locked = True  # an adopted task's steps take the loop lock (_adopt_task)
+                if strand is None and not isinstance(task, asyncio.Future):
+                    # Anything but a task's step or wakeup, called from a connection's strand,
+                    # stays there, under the loop lock: it must run in order with what that
+                    # strand queues next, as in asyncio's one FIFO. base_subprocess's
+                    # _connect_pipes (a handler's create_subprocess_exec) queues the protocol's
+                    # connection_made and then wakes its creator, which reads proc.stdin and
+                    # proc.stdout; on the loop's strand connection_made came after the wakeup
+                    # and the Process kept None for both.
+                    strand = caller
             if strand is not None:  # a step or wakeup of a task on a connection's strand
                 with self._task_steps_lock:
                     self._task_steps_queued += 1
                 self._core.post(
-                    functools.partial(
-                        self._run_task_handle, handle, strand, getattr(task, "_tm_locked", False)
-                    ),
-                    strand,
+                    functools.partial(self._run_task_handle, handle, strand, locked), strand
                 )
                 return
         self._core.post(handle, self._strand)
