@@ -1,0 +1,684 @@
+"""Unmodified asyncio programs under concurrent load: tm_asyncio against asyncio's default loop.
+
+The programs are in tests/python/asyncio_corpus/, ordinary asyncio servers that import nothing of
+tm and call asyncio.run() themselves; asyncio_corpus/run.py runs one on the loop it is told (for
+tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_asyncio loop):
+
+- streams_server.py: asyncio.start_server, readline/readexactly, a line protocol with replies
+  from empty to 1 MiB written in drained pieces, timers, and uploads ended by a TCP half-close;
+- protocol_server.py: a Protocol whose connection_made starts the task serving the connection
+  itself (asyncio.Task(..., eager_start=True) on 3.12+, as aiohttp's and uvicorn's servers do),
+  pipelined requests, its own flow control, a half-closed end of stream;
+- tls_server.py: streams over TLS (a self-signed certificate made for the test run), requests
+  and replies up to 1 MiB, 4.5 MB replies the server closes the connection right after, and
+  uploads of up to 4.5 MB that the client ends with close_notify, a TCP half-close or both, each
+  of which the server must read to its last byte (issue 18 saw 4.0 of 4.5 MB arrive);
+- subprocess_server.py: every request runs a pipeline of `python -c` filters
+  (asyncio.create_subprocess_exec, pipes pumped by the server, communicate()).
+
+Each program runs as a child process on the default loop and on tm_asyncio with TM_WORKERS=1
+and 2 (on a free-threaded interpreter 2 workers run parallel mode: each connection on a strand
+of its own), driven from this process by 16 or more concurrent clients over loopback. Every byte
+a client receives is recorded (headers as they came, bodies by length and SHA-256), and what the
+server prints; a tm run must give exactly what the default loop's run gave, which must also be
+what the protocol defines. The default loop's run of each program is made once per test session.
+
+Every child starts in a session of its own with SIGINT and SIGTERM at their default dispositions
+and with every TM_* variable but TM_WORKERS removed from its environment; it is stopped with
+SIGTERM (the programs' own add_signal_handler), must exit with status 0 and write nothing to
+stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import tm
+import tm_asyncio
+
+CORPUS = pathlib.Path(__file__).resolve().with_name("asyncio_corpus")
+# runtime: (loop, TM_WORKERS); the default loop ignores TM_WORKERS, but every child gets it set.
+RUNTIMES = {"default": ("default", "1"), "tm-1": ("tm", "1"), "tm-2": ("tm", "2")}
+LOOP_CLASSES = {"default": "asyncio.unix_events._UnixSelectorEventLoop",
+                "tm": "tm_asyncio._loop.EventLoop"}
+START_TIMEOUT = 60  # interpreter start-up and imports on a loaded 2-core machine
+STOP_TIMEOUT = 30
+STALL = 20  # a bound on each socket operation: a lost reply fails the test instead of hanging it
+
+
+def default_signals() -> None:
+    # A test runner started in the background has SIGINT ignored and a child inherits that; the
+    # programs stop on SIGTERM, which must not be ignored either.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def child_environment(workers: str) -> dict[str, str]:
+    """This process's environment with tm and tm_asyncio importable as here (the overlay in
+    development), no TM_* setting but TM_WORKERS, and no asyncio debug mode."""
+    paths = [str(pathlib.Path(tm.__file__).parents[1]),
+             str(pathlib.Path(tm_asyncio.__file__).parents[1])]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TM_") and k not in ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE")}
+    env.update(PYTHONPATH=os.pathsep.join(paths), TM_WORKERS=workers)
+    return env
+
+
+class Program:
+    """One of the corpus's programs in a child process, on a runtime's loop; its stdout and
+    stderr are drained all along."""
+
+    def __init__(self, runtime: str, program: str, args: list[str], cwd: pathlib.Path) -> None:
+        loop, workers = RUNTIMES[runtime]
+        self.runtime, self.program = runtime, program
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CORPUS / "run.py"), loop, str(CORPUS / program), *args],
+            cwd=cwd, env=child_environment(workers), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals,
+            start_new_session=True,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._listening = threading.Event()
+        self._readers = [threading.Thread(target=self._drain, args=(pipe, lines), daemon=True)
+                         for pipe, lines in ((self.proc.stdout, self.stdout),
+                                             (self.proc.stderr, self.stderr))]
+        for reader in self._readers:
+            reader.start()
+        if not self._listening.wait(START_TIMEOUT) or self.port is None:
+            self.kill()
+            pytest.fail(f"{program} ({runtime}) did not listen:\n{self.output()}")
+
+    def _drain(self, pipe, lines: list[str]) -> None:
+        for line in pipe:
+            lines.append(line)
+            if line.startswith("listening on "):
+                self._listening.set()
+        self._listening.set()  # it exited
+
+    @property
+    def port(self) -> int | None:
+        for line in self.stdout:
+            if match := re.fullmatch(r"listening on (\d+)\n", line):
+                return int(match.group(1))
+        return None
+
+    def output(self) -> str:
+        return "".join(self.stdout)[-4000:] + "\n-- stderr:\n" + "".join(self.stderr)[-6000:]
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for reader in self._readers:
+            reader.join(5)
+
+    def wait_printed(self, prefix: str, count: int) -> None:
+        """Waits until the program printed `count` lines starting with `prefix`."""
+        deadline = time.monotonic() + STALL
+        while sum(line.startswith(prefix) for line in self.stdout) < count:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return  # the comparison of what it printed tells what is missing
+            time.sleep(0.05)
+
+    def stop(self) -> list[str]:
+        """SIGTERM, then waits for the exit; checks the exit and returns the lines the program
+        printed (the runner's and the listening line left out)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.program} ({self.runtime}) did not stop on SIGTERM:\n"
+                        + self.output())
+        for reader in self._readers:
+            reader.join(5)
+        loop = RUNTIMES[self.runtime][0]
+        assert self.stdout[:1] == [f"runner: loop {LOOP_CLASSES[loop]}\n"], self.output()
+        assert (self.proc.returncode, "".join(self.stderr)) == (0, ""), self.output()
+        assert self.stdout[-1:] == ["stopped\n"], self.output()
+        return self.stdout[2:-1]
+
+
+def run_threads(target, count: int) -> list:
+    """Runs target(index) on `count` threads at once; their results in index order."""
+    results: list = [None] * count
+    errors: list = []
+
+    def body(i: int) -> None:
+        try:
+            results[i] = target(i)
+        except BaseException as e:  # reported below, with the client's index
+            errors.append((i, e))
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=STALL * 6)
+    assert not any(t.is_alive() for t in threads), "a client is stuck"
+    if errors:
+        i, e = errors[0]
+        raise AssertionError(f"client {i}: {e!r} ({len(errors)} clients failed)") from e
+    return results
+
+
+class Outcomes:
+    """Runs a program's scenario once per runtime and test session (the default loop's is the
+    reference of the tm runs) and remembers what the clients observed."""
+
+    def __init__(self, scenario) -> None:
+        self._scenario = scenario
+        self._seen: dict[str, object] = {}
+
+    def __call__(self, runtime: str):
+        if runtime not in self._seen:
+            started = time.monotonic()
+            self._seen[runtime] = self._scenario(runtime)
+            print(f"{runtime}: {time.monotonic() - started:.1f} s")
+        return self._seen[runtime]
+
+
+def framed(kind: bytes, body: bytes) -> tuple[bytes, str]:
+    """A reply as recorded: its header line as it came, and its body's SHA-256."""
+    return b"%s %d\n" % (kind, len(body)), hashlib.sha256(body).hexdigest()
+
+
+def read_framed(stream) -> list[tuple[bytes, str]]:
+    """The replies ("KIND LENGTH" and LENGTH bytes each) up to the end of the stream, as
+    framed() records them; the end must fall between two replies."""
+    replies = []
+    while header := stream.readline():
+        match = re.fullmatch(rb"[A-Z]+ (\d+)\n", header)
+        assert match, f"after {len(replies)} replies: a header {header[:100]!r}"
+        body = stream.read(int(match.group(1)))
+        assert len(body) == int(match.group(1)), f"reply {len(replies)}: cut short"
+        replies.append((header, hashlib.sha256(body).hexdigest()))
+    return replies
+
+
+def shake(seed: bytes, size: int) -> bytes:
+    return hashlib.shake_256(seed).digest(size)
+
+
+def full_duplex(port: int, requests: bytes, half_close: bool, wrap=None) -> list:
+    """Sends `requests` from a thread of its own while reading the replies (so that neither
+    side's buffers fill), half-closes if asked, and reads the replies to the end of stream."""
+    with socket.create_connection(("127.0.0.1", port), timeout=STALL) as sock:
+        errors = []
+
+        def send() -> None:
+            try:
+                sock.sendall(requests)
+                if half_close:
+                    sock.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                errors.append(e)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            replies = read_framed(sock.makefile("rb"))
+        finally:
+            sender.join(STALL)
+        assert not errors, errors
+        return replies
+
+
+# -- 1. asyncio streams -------------------------------------------------------------------------
+
+STREAM_CLIENTS, STREAM_REQUESTS = 16, 30  # 480 requests, and an upload or a QUIT each
+STREAM_UPLOADS = [4_500_000, 1 << 20, 333_333, 0]  # the uploads of clients 0, 4, 8 and 12
+
+
+def stream_client_plan(i: int) -> tuple[bytes, list, bool]:
+    """Client i's requests, the replies they must get, and whether it ends with a half-close."""
+    rng = random.Random(f"streams {i}")
+    requests, replies = [], []
+    for n in range(STREAM_REQUESTS):
+        op = rng.choice(["GET", "GET", "ECHO", "ECHO", "SUM", "SLEEP", "NOPE"])
+        if op == "GET":
+            size = rng.randrange(256 << 10, 1 << 20) if rng.random() < 0.12 else \
+                rng.randrange(4097)
+            seed = b"s%d.%d" % (i, n)
+            requests.append(b"GET %s %d\n" % (seed, size))
+            replies.append(framed(b"DATA", shake(seed, size)))
+        elif op == "ECHO":
+            size = rng.choice([0, 1, rng.randrange(20000), rng.randrange(200_000)])
+            payload = shake(b"e%d.%d" % (i, n), size)
+            requests.append(b"ECHO %d\n%s" % (size, payload))
+            replies.append(framed(b"ECHO", payload[::-1]))
+        elif op == "SUM":
+            terms = [rng.randrange(-10**15, 10**15) for _ in range(rng.randrange(1, 9))]
+            requests.append(b"SUM %s\n" % b" ".join(b"%d" % t for t in terms))
+            replies.append(framed(b"SUM", b"%d" % sum(terms)))
+        elif op == "SLEEP":
+            text = b"late %d of %d" % (n, i)
+            requests.append(b"SLEEP %d %s\n" % (rng.randrange(6), text))
+            replies.append(framed(b"AWAKE", text.upper()))
+        else:
+            requests.append(b"NOPE %d\n" % n)
+            replies.append(framed(b"ERR", b"unknown request NOPE"))
+    if i % 4 == 0:
+        data = shake(b"upload %d" % i, STREAM_UPLOADS[i // 4 % len(STREAM_UPLOADS)])
+        requests.append(b"PUT\n" + data)
+        replies.append(framed(b"PUT", b"%d %s" % (len(data),
+                                                  hashlib.sha256(data).hexdigest().encode())))
+    else:
+        requests.append(b"QUIT\n")
+        replies.append(framed(b"BYE", b""))
+    return b"".join(requests), replies, i % 4 == 0
+
+
+@pytest.fixture(scope="module")
+def streams_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("streams")
+    plans = [stream_client_plan(i) for i in range(STREAM_CLIENTS)]
+
+    def scenario(runtime: str) -> dict:
+        server = Program(runtime, "streams_server.py", ["0"], root)
+        try:
+            clients = run_threads(
+                lambda i: full_duplex(server.port, plans[i][0], plans[i][2]), STREAM_CLIENTS)
+        finally:
+            printed = server.stop()
+        return {"clients": clients, "printed": printed}
+
+    return Outcomes(scenario), [replies for _, replies, _ in plans]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_streams_server_as_on_the_default_loop(runtime, streams_outcomes):
+    outcomes, expected = streams_outcomes
+    seen = outcomes(runtime)
+    if runtime == "default":
+        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
+            assert got == want, f"client {i} on the default loop"
+    else:
+        assert_same(seen, outcomes("default"))
+
+
+def assert_same(seen: dict, reference: dict) -> None:
+    """Each client's replies and what the server printed, as on the default loop."""
+    for i, (got, want) in enumerate(zip(seen["clients"], reference["clients"])):
+        if got != want:
+            first = next((n for n, (g, w) in enumerate(zip(got, want)) if g != w),
+                         min(len(got), len(want)))
+            pytest.fail(f"client {i}: {len(got)} replies, {len(want)} on the default loop; "
+                        f"the first difference at reply {first}: "
+                        f"{got[first:first + 1]} against {want[first:first + 1]}")
+    assert seen == reference
+
+
+# -- 2. a Protocol that starts its own eager task ------------------------------------------------
+
+PROTOCOL_CLIENTS, PROTOCOL_REQUESTS = 16, 40  # 640 requests, all pipelined
+
+
+def protocol_client_plan(i: int) -> tuple[bytes, list]:
+    rng = random.Random(f"protocol {i}")
+    requests, replies = [], []
+    for n in range(1, PROTOCOL_REQUESTS + 1):
+        op = rng.choice(["HELLO", "HASH", "BLOB", "BLOB", "WAIT", "BAD"])
+        if op == "HELLO":
+            name = b"client%d" % i
+            requests.append(b"HELLO %s\n" % name)
+            replies.append(framed(b"HI", b"hi %s, request %d of this connection" % (name, n)))
+        elif op == "HASH":
+            rounds, text = rng.randrange(2000), b"text %d %d" % (i, n)
+            digest = text
+            for _ in range(rounds):
+                digest = hashlib.sha256(digest).digest()
+            requests.append(b"HASH %d %s\n" % (rounds, text))
+            replies.append(framed(b"HASH", digest.hex().encode()))
+        elif op == "BLOB":
+            size = rng.randrange(256 << 10, 700 << 10) if rng.random() < 0.1 else \
+                rng.randrange(30000)
+            seed = b"b%d.%d" % (i, n)
+            requests.append(b"BLOB %s %d\n" % (seed, size))
+            replies.append(framed(b"BLOB", shake(seed, size)))
+        elif op == "WAIT":
+            text = b"wait-%d-%d" % (i, n)
+            requests.append(b"WAIT %d %s\n" % (rng.randrange(5), text))
+            replies.append(framed(b"WAITED", text[::-1]))
+        else:
+            requests.append(b"BAD\n")
+            replies.append(framed(b"ERR", b"unknown request BAD"))
+    return b"".join(requests), replies
+
+
+@pytest.fixture(scope="module")
+def protocol_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("protocol")
+    plans = [protocol_client_plan(i) for i in range(PROTOCOL_CLIENTS)]
+
+    def scenario(runtime: str) -> dict:
+        server = Program(runtime, "protocol_server.py", ["0"], root)
+        try:
+            clients = run_threads(lambda i: full_duplex(server.port, plans[i][0], True),
+                                  PROTOCOL_CLIENTS)
+        finally:
+            printed = server.stop()
+        return {"clients": clients, "printed": printed}
+
+    return Outcomes(scenario), [replies for _, replies in plans]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_protocol_server_with_its_own_eager_tasks_as_on_the_default_loop(runtime,
+                                                                        protocol_outcomes):
+    outcomes, expected = protocol_outcomes
+    seen = outcomes(runtime)
+    if runtime == "default":
+        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
+            assert got == want, f"client {i} on the default loop"
+    else:
+        assert_same(seen, outcomes("default"))
+
+
+# -- 3. TLS -------------------------------------------------------------------------------------
+
+TLS_CLIENTS, TLS_REQUESTS, TLS_WINDOW = 12, 20, 4  # 240 requests, 4 in flight per connection
+# A client that closes its socket at once is left out: the server's close_notify then meets a
+# reset, and asyncio's StreamReader raises ConnectionResetError before the data it holds, on the
+# default loop too, by timing.
+# (name, how the client ends its stream, size, how the server reads it), each upload on a
+# connection of its own.
+TLS_UPLOADS = [("u0", "fin", 4_500_000, "PUT"), ("u1", "notify", 4_500_000, "PUT"),
+               ("u2", "notify-fin", 4_500_000, "PUT"), ("u3", "fin", 4_500_000, "PUTALL"),
+               ("u4", "notify", 4_500_000, "PUTALL"), ("u5", "fin", 1 << 20, "PUT"),
+               ("u6", "notify", 0, "PUT"), ("u7", "notify-fin", 300_000, "PUTALL")]
+TLS_DUMP = 4_500_000  # what every third client asks for last, the server closing right after
+
+
+def make_certificate(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 and its key, made with the
+    `cryptography` package where it is installed, else with the openssl command."""
+    cert, key = root / "cert.pem", root / "key.pem"
+    try:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            pytest.skip("no way to make a certificate: neither the cryptography package nor "
+                        "the openssl command is installed")
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True)
+        return cert, key
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(private.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert, key
+
+
+def tls_client_plan(i: int) -> tuple[list[bytes], list]:
+    rng = random.Random(f"tls {i}")
+    requests, replies = [], []
+    for n in range(TLS_REQUESTS):
+        op = rng.choice(["GET", "GET", "ECHO", "SLEEP", "NOPE"])
+        if op == "GET":
+            size = rng.randrange(256 << 10, 1 << 20) if rng.random() < 0.12 else \
+                rng.randrange(20000)
+            seed = b"t%d.%d" % (i, n)
+            requests.append(b"GET %s %d\n" % (seed, size))
+            replies.append(framed(b"DATA", shake(seed, size)))
+        elif op == "ECHO":
+            payload = shake(b"te%d.%d" % (i, n), rng.randrange(8000))
+            requests.append(b"ECHO %d\n%s" % (len(payload), payload))
+            replies.append(framed(b"ECHO", payload[::-1]))
+        elif op == "SLEEP":
+            text = b"tls %d of %d" % (n, i)
+            requests.append(b"SLEEP %d %s\n" % (rng.randrange(6), text))
+            replies.append(framed(b"AWAKE", text.upper()))
+        else:
+            requests.append(b"NOPE\n")
+            replies.append(framed(b"ERR", b"unknown request NOPE"))
+    if i % 3 == 0:
+        requests.append(b"DUMP d%d %d\n" % (i, TLS_DUMP))
+        replies.append(framed(b"DATA", shake(b"d%d" % i, TLS_DUMP)))
+    else:
+        requests.append(b"QUIT\n")
+        replies.append(framed(b"BYE", b""))
+    return requests, replies
+
+
+def tls_requests(port: int, context: ssl.SSLContext, requests: list[bytes]) -> dict:
+    """Sends the requests TLS_WINDOW at a time, reading the replies of each window, then reads
+    to the end of the stream: the replies, and how the stream ended."""
+    with socket.create_connection(("127.0.0.1", port), timeout=STALL) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as sock:
+        stream = sock.makefile("rb")
+        replies = []
+        for start in range(0, len(requests), TLS_WINDOW):
+            window = requests[start:start + TLS_WINDOW]
+            sock.sendall(b"".join(window))
+            for _ in window:
+                header = stream.readline()
+                kind, length = header.split()
+                body = stream.read(int(length))
+                assert len(body) == int(length), f"reply {len(replies)}: cut short"
+                replies.append((header, hashlib.sha256(body).hexdigest()))
+        try:
+            end = ("end", stream.read())
+        except (OSError, ssl.SSLError) as e:
+            end = ("error", type(e).__name__)
+        return {"replies": replies, "end": end}
+
+
+def tls_upload(port: int, context: ssl.SSLContext, name: str, mode: str, size: int,
+               request: str) -> dict:
+    """`request` (PUT or PUTALL) NAME and `size` bytes over TLS (an SSLObject over a plain socket, so that the client
+    can end its stream as it chooses), ended by `mode`: "notify" sends close_notify, "fin" shuts
+    down the socket's writing side without close_notify, "notify-fin" does both; then it reads to
+    the end of the server's stream. Returns what it received there and how the stream ended."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=STALL) as sock:
+
+        def flush() -> None:
+            if pending := outgoing.read():
+                sock.sendall(pending)
+
+        def receive() -> bool:
+            data = sock.recv(65536)
+            if data:
+                incoming.write(data)
+            else:
+                incoming.write_eof()
+            return bool(data)
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                assert receive(), "the server closed during the handshake"
+        flush()
+        payload = b"%s %s\n" % (request.encode(), name.encode()) + shake(name.encode(), size)
+        for start in range(0, len(payload), 1 << 16):
+            tls.write(payload[start:start + (1 << 16)])
+            flush()
+        if mode in ("notify", "notify-fin"):
+            try:
+                tls.unwrap()
+            except ssl.SSLWantReadError:
+                pass  # its close_notify is sent; the server's is not here yet
+            flush()
+        if mode in ("fin", "notify-fin"):
+            sock.shutdown(socket.SHUT_WR)
+        received, end = b"", None
+        while end is None:
+            try:
+                more = receive()
+            except OSError as e:
+                end = type(e).__name__
+                break
+            while end is None:
+                try:
+                    received += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    end = "close_notify"
+                except ssl.SSLError as e:
+                    end = type(e).__name__
+            if not more and end is None:
+                end = "eof"
+        if mode == "notify-fin":  # both ends cross: whether its close_notify comes is timing
+            end = None
+        return {"received": received, "end": end}
+
+
+@pytest.fixture(scope="module")
+def tls_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tls")
+    cert, key = make_certificate(root)
+    context = ssl.create_default_context(cafile=str(cert))
+    plans = [tls_client_plan(i) for i in range(TLS_CLIENTS)]
+
+    def client(i: int, port: int):
+        if i < TLS_CLIENTS:
+            return tls_requests(port, context, plans[i][0])
+        return tls_upload(port, context, *TLS_UPLOADS[i - TLS_CLIENTS])
+
+    def scenario(runtime: str) -> dict:
+        server = Program(runtime, "tls_server.py", ["0", str(cert), str(key)], root)
+        try:
+            clients = run_threads(lambda i: client(i, server.port),
+                                  TLS_CLIENTS + len(TLS_UPLOADS))
+            server.wait_printed("upload ", len(TLS_UPLOADS))
+        finally:
+            printed = server.stop()
+        return {"clients": clients, "printed": sorted(printed)}
+
+    expected_printed = sorted(
+        "upload %s %d %s\n" % (name, size, hashlib.sha256(shake(name.encode(), size)).hexdigest())
+        for name, _, size, _ in TLS_UPLOADS)
+    return Outcomes(scenario), [replies for _, replies in plans], expected_printed
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_tls_server_as_on_the_default_loop(runtime, tls_outcomes):
+    outcomes, expected, expected_printed = tls_outcomes
+    seen = outcomes(runtime)
+    if runtime == "default":
+        for i, want in enumerate(expected):
+            assert seen["clients"][i]["replies"] == want, f"client {i} on the default loop"
+        # Every upload read to its last byte, however its client ended the stream.
+        assert seen["printed"] == expected_printed
+    else:
+        reference = outcomes("default")
+        assert seen["printed"] == reference["printed"], "the uploads the server read"
+        for i, (got, want) in enumerate(zip(seen["clients"], reference["clients"])):
+            assert got == want, f"client {i}"
+
+
+# -- 4. a subprocess pipeline -------------------------------------------------------------------
+
+SUBPROCESS_CLIENTS = 16  # each: two pipelines and a communicate(), so 80 child processes
+
+
+def number_filter(data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    return b"".join(b"%d:" % i + line.rstrip(b"\n")[::-1] + b"\n" for i, line in enumerate(lines))
+
+
+def shout_filter(data: bytes) -> tuple[bytes, int]:
+    return data.upper() + hashlib.sha256(data).hexdigest().encode() + b"\n", len(data) % 7
+
+
+def subprocess_client_plan(i: int) -> tuple[bytes, list]:
+    rng = random.Random(f"subprocess {i}")
+    requests, replies = [], []
+
+    def text(lines: int) -> bytes:
+        return b"".join(b"line %d of client %d: %s\n" % (n, i, b"abc xyz" * rng.randrange(12))
+                        for n in range(lines))
+
+    for op, data in [("PIPE", text(rng.randrange(1, 40))),
+                     ("ONE", text(rng.randrange(0, 40))),
+                     ("PIPE", text(6000 if i % 4 == 0 else rng.randrange(100)))]:
+        requests.append(b"%s %d\n%s" % (op.encode(), len(data), data))
+        if op == "PIPE":
+            output, code = shout_filter(number_filter(data))
+            body = b"EXIT 0 %d\n" % code + output
+        else:
+            output, code = shout_filter(data)
+            body = b"EXIT %d\n" % code + output
+        replies.append(framed(op.encode(), body))
+    requests.append(b"QUIT 0\n")
+    replies.append(framed(b"BYE", b""))
+    return b"".join(requests), replies
+
+
+@pytest.fixture(scope="module")
+def subprocess_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("subprocess")
+    plans = [subprocess_client_plan(i) for i in range(SUBPROCESS_CLIENTS)]
+
+    def scenario(runtime: str) -> dict:
+        server = Program(runtime, "subprocess_server.py", ["0"], root)
+        try:
+            clients = run_threads(lambda i: full_duplex(server.port, plans[i][0], False),
+                                  SUBPROCESS_CLIENTS)
+        finally:
+            printed = server.stop()
+        return {"clients": clients, "printed": printed}
+
+    return Outcomes(scenario), [replies for _, replies in plans]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_subprocess_pipeline_server_as_on_the_default_loop(runtime, subprocess_outcomes):
+    outcomes, expected = subprocess_outcomes
+    seen = outcomes(runtime)
+    if runtime == "default":
+        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
+            assert got == want, f"client {i} on the default loop"
+    else:
+        assert_same(seen, outcomes("default"))
