@@ -155,12 +155,14 @@ def http_threads(
     timeout: float,
     nodelay: bool = False,
     require_200: bool = False,
+    body: Callable[[int, int], bytes] | None = None,
 ) -> tuple[list[float], float, list]:
     """Runs connections keep-alive HTTP/1.1 connections closed-loop, a thread each, for seconds.
 
     target(conn, i) is the path of the i-th request (from 1) of connection conn (from 0); timeout
-    bounds the connect and each receive. Returns the latencies, the seconds the run took and
-    the errors (at most one a connection: an error ends its connection).
+    bounds the connect and each receive. Where body is given, each request is a POST of
+    body(conn, i) (content-type application/json) instead of a GET. Returns the latencies, the
+    seconds the run took and the errors (at most one a connection: an error ends its connection).
     """
     deadline = time.monotonic() + seconds
     latencies: list[float] = []
@@ -175,7 +177,14 @@ def http_threads(
                 i = 0
                 while time.monotonic() < deadline:
                     i += 1
-                    request = f"GET {target(conn, i)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                    if body is None:
+                        request = (f"GET {target(conn, i)} HTTP/1.1\r\n"
+                                   f"Host: 127.0.0.1\r\n\r\n").encode()
+                    else:
+                        payload = body(conn, i)
+                        request = (f"POST {target(conn, i)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   f"Content-Type: application/json\r\n"
+                                   f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
                     started = time.perf_counter()
                     s.sendall(request)
                     while True:
