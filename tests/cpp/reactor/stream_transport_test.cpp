@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <string>
 
 #include "reactor/unix_transport.hpp"
 #include "stm/stm.hpp"
@@ -57,6 +60,85 @@ TEST(StreamTransport, StateAccessors) {
   EXPECT_TRUE(t->is_closing());
   EXPECT_EQ(peer.recv_all(), "");
   EXPECT_TRUE(wait_until([&] { return t->native_handle() == -1; }));
+}
+
+// Answers each request byte with `reply_size` bytes and records, in commit order, the events
+// it saw: 'd' data, 'p' pause, 'r' resume.
+struct FlowRecorder : StreamHandler {
+  explicit FlowRecorder(std::size_t reply) : reply_size(reply) {}
+  const std::size_t reply_size;
+  std::shared_ptr<StreamTransport> transport;  // strand-local
+  std::mutex mu;
+  std::string events;
+
+  void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& t) override {
+    transport = t;
+    t->set_write_buffer_limits(0, 0);  // a pause for every write, a resume for every drain
+  }
+  void on_data(stm::Transaction& tx, std::span<const char> d) override {
+    for (std::size_t i = 0; i < d.size(); ++i) transport->write(std::string(reply_size, 'x'));
+    record(tx, 'd');
+  }
+  void on_pause_writing(stm::Transaction& tx) override { record(tx, 'p'); }
+  void on_resume_writing(stm::Transaction& tx) override { record(tx, 'r'); }
+  void record(stm::Transaction& tx, char c) {
+    tx.on_commit([this, c] {
+      std::lock_guard lock(mu);
+      events.push_back(c);
+    });
+  }
+  std::string seen() {
+    std::lock_guard lock(mu);
+    return events;
+  }
+};
+
+// Another connection's slow callback, keeping the shared strand busy.
+struct Sleeper : StreamHandler {
+  void on_data(stm::Transaction&, std::span<const char>) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+};
+
+// A peer that sends its next request only once it has the whole reply: the drain of that reply
+// (its resume) must reach the handler before the next request does, and after its pause.
+// twisted.web resumes a producer on the drain; a late drain resumed the next request's
+// producer. With every connection on one strand (as under the GIL) and two workers, the write's
+// completion could enter the strand behind the next read, while another connection's slow
+// callback held the strand. Small replies are taken by the kernel at once, large ones in part.
+void flow_signals_in_order(std::size_t reply_size, int rounds) {
+  int fds[2];
+  int other[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, other), 0);
+  ReactorOptions options;
+  options.one_strand = true;
+  RunningReactor r(2, options);
+  auto h = std::make_shared<FlowRecorder>(reply_size);
+  auto t = unix_adopt(*r, fds[0], h);
+  auto busy = unix_adopt(*r, other[0], std::make_shared<Sleeper>());
+  Client peer(fds[1]);
+  Client busy_peer(other[1]);
+  for (int i = 0; i < rounds; ++i) {
+    peer.send("q");
+    busy_peer.send("s");
+    ASSERT_EQ(peer.recv_exactly(reply_size).size(), reply_size) << "round " << i;
+  }
+  std::string expected;
+  for (int i = 0; i < rounds; ++i) expected += "dpr";
+  ASSERT_TRUE(wait_until([&] { return h->seen().size() >= expected.size(); }));
+  const std::string seen = h->seen();
+  const auto first_difference = std::mismatch(seen.begin(), seen.end(), expected.begin());
+  EXPECT_EQ(seen, expected) << "first out of order at event "
+                            << (first_difference.first - seen.begin());
+}
+
+TEST(StreamTransport, DrainOfAReplyPrecedesTheNextRequestSmallReplies) {
+  flow_signals_in_order(512, 300);
+}
+
+TEST(StreamTransport, DrainOfAReplyPrecedesTheNextRequestLargeReplies) {
+  flow_signals_in_order(4 * 1024 * 1024, 30);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/write.hpp>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,7 +22,15 @@ namespace tmr::reactor::detail {
 ///
 /// Write path: a committed write appends to `queue_` under `mu_` (so bytes keep global commit
 /// order, whatever thread commits) and, if no flush is scheduled or running, posts one flush to
-/// the strand. The flush takes a batch and writes it; its completion takes the next batch.
+/// the strand. Every byte is handed to the kernel on the strand, as a stock reactor's doWrite
+/// does: the flush writes what the socket takes now, and a wait for writability, completed on
+/// the strand, writes the rest.
+///
+/// Flow control: the pause and resume signals of `queue_` are recorded in `flow_` in the order
+/// they arise and delivered on the strand before its next read or close. A handler so sees every
+/// pause before its resume, and the drain of a reply before the read of a request the peer could
+/// only send once it had the reply (with two workers, asio's completions reach the strand in no
+/// fixed order; twisted.web resumes its producer on the drain).
 template <class Protocol>
 class StreamConnection final : public StreamTransport,
                                public Closable,
@@ -250,15 +259,43 @@ class StreamConnection final : public StreamTransport,
   void enqueue(std::string data) {
     std::unique_lock lock(mu_);
     if (closing_ || write_shut_) return;  // like Twisted: writes after close are dropped
-    if (queue_.push(std::move(data)) == FlowSignal::pause) {
-      asio::post(strand_->exec, [self = this->shared_from_this()] {
-        if (self->closed_ || !self->handler_) return;
-        self->reactor_.run_event(self->strand_, EventKind::writable, [&](stm::Transaction& tx) {
-          self->handler_->on_pause_writing(tx);
-        });
+    if (queue_.push(std::move(data)) == FlowSignal::pause) record_flow(FlowSignal::pause);
+    schedule_flush(lock);
+  }
+
+  // Under mu_: a flow signal for the handler, and one posted delivery unless one is pending.
+  void record_flow(FlowSignal signal) {
+    flow_.push_back(signal);
+    if (flow_posted_) return;
+    flow_posted_ = true;
+    flow_pending_.store(true, std::memory_order_release);
+    asio::post(strand_->exec, [self = this->shared_from_this()] { self->deliver_flow(); });
+  }
+
+  // On the strand: the recorded flow signals as writable events, in the order they arose.
+  void deliver_flow() {
+    if (!flow_pending_.load(std::memory_order_acquire)) return;
+    for (;;) {
+      FlowSignal signal;
+      {
+        std::lock_guard lock(mu_);
+        if (flow_.empty()) {
+          flow_posted_ = false;
+          flow_pending_.store(false, std::memory_order_relaxed);
+          return;
+        }
+        signal = flow_.front();
+        flow_.pop_front();
+      }
+      if (closed_ || !handler_) continue;
+      reactor_.run_event(strand_, EventKind::writable, [&](stm::Transaction& tx) {
+        if (signal == FlowSignal::pause) {
+          handler_->on_pause_writing(tx);
+        } else {
+          handler_->on_resume_writing(tx);
+        }
       });
     }
-    schedule_flush(lock);
   }
 
   void request_close() {
@@ -269,7 +306,7 @@ class StreamConnection final : public StreamTransport,
     schedule_flush(lock);
   }
 
-  // Posts one flush unless one is scheduled or a write is in flight (whose completion flushes).
+  // Posts one flush unless one is scheduled or a batch is in flight (whose end writes on).
   void schedule_flush(std::unique_lock<std::mutex>& lock) {
     if (flush_scheduled_ || writing_) return;
     flush_scheduled_ = true;
@@ -282,7 +319,7 @@ class StreamConnection final : public StreamTransport,
     }
   }
 
-  // On the strand: start the next write, or carry out a close/shutdown waiting for the drain.
+  // On the strand: write what is queued, or carry out a close/shutdown waiting for the drain.
   void flush() {
     std::unique_lock lock(mu_);
     flush_scheduled_ = false;
@@ -293,21 +330,31 @@ class StreamConnection final : public StreamTransport,
       return;
     }
     if (writing_ || closed_ || !connected_ || !handler_) return;
-    if (!queue_.idle()) {
+    lock.unlock();
+    write_queued();
+  }
+
+  // On the strand, with no batch in flight: writes batch after batch while the kernel takes each
+  // whole, then waits for writability, or does the close or shutdown that waited for the drain.
+  void write_queued() {
+    std::unique_lock lock(mu_);
+    while (!queue_.idle()) {
       queue_.take_batch(inflight_);
       writing_ = true;
       lock.unlock();
       buffers_.clear();
-      for (const auto& chunk : inflight_) buffers_.emplace_back(asio::buffer(chunk));
-      asio::async_write(
-          *socket_, buffers_,
-          asio::bind_executor(strand_->exec, [self = this->shared_from_this()](
-                                                 const boost::system::error_code& ec,
-                                                 std::size_t n) { self->on_written(ec, n); }));
-      return;
+      batch_size_ = 0;
+      batch_written_ = 0;
+      for (const auto& chunk : inflight_) {
+        buffers_.emplace_back(asio::buffer(chunk));
+        batch_size_ += chunk.size();
+      }
+      if (!continue_batch()) return;
+      lock.lock();
     }
     if (close_requested_) {
       lock.unlock();
+      deliver_flow();  // the last drain before the loss
       finish_close({}, true);
       return;
     }
@@ -319,24 +366,68 @@ class StreamConnection final : public StreamTransport,
     }
   }
 
-  void on_written(const boost::system::error_code& ec, std::size_t n) {
-    FlowSignal signal;
-    {
-      std::lock_guard lock(mu_);
-      writing_ = false;
-      inflight_.clear();
-      signal = queue_.consumed(n);
+  // Hands the kernel what it takes now of the batch in flight, here on the strand as a stock
+  // reactor's doWrite does, so that the accounting and the drain signal it may bring come before
+  // any later event of the strand. Returns true once the whole batch is written; otherwise a
+  // wait for writability continues it, or a write error closed the connection.
+  bool continue_batch() {
+    boost::system::error_code ec;
+    if (!socket_->non_blocking()) socket_->non_blocking(true, ec);
+    std::size_t n = 0;
+    if (!ec) {
+      n = batch_written_ == 0 ? socket_->write_some(buffers_, ec)
+                              : socket_->write_some(buffers_after(batch_written_), ec);
     }
+    if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+    batch_written_ += n;
+    const bool done = ec || batch_written_ == batch_size_;
+    account_written(n, done);
+    if (ec) {
+      finish_close(ec, true);
+      return false;
+    }
+    if (done) return true;
+    socket_->async_wait(
+        Socket::wait_write,
+        asio::bind_executor(strand_->exec,
+                            [self = this->shared_from_this()](const boost::system::error_code& ec) {
+                              self->on_writable(ec);
+                            }));
+    return false;
+  }
+
+  void on_writable(const boost::system::error_code& ec) {
     if (closed_) return;
     if (ec) {
+      account_written(0, /*batch_done=*/true);
       finish_close(ec, true);
       return;
     }
-    if (signal == FlowSignal::resume && handler_) {
-      reactor_.run_event(strand_, EventKind::writable,
-                         [&](stm::Transaction& tx) { handler_->on_resume_writing(tx); });
+    if (continue_batch()) write_queued();
+  }
+
+  // `n` more bytes of the batch reached the kernel; with `batch_done`, the batch is over.
+  void account_written(std::size_t n, bool batch_done) {
+    std::lock_guard lock(mu_);
+    if (batch_done) {
+      writing_ = false;
+      inflight_.clear();
     }
-    flush();
+    if (queue_.consumed(n) == FlowSignal::resume) record_flow(FlowSignal::resume);
+  }
+
+  // The batch's buffers without their first `n` bytes.
+  std::vector<asio::const_buffer> buffers_after(std::size_t n) const {
+    std::vector<asio::const_buffer> rest;
+    for (const auto& b : buffers_) {
+      if (n >= b.size()) {
+        n -= b.size();
+        continue;
+      }
+      rest.push_back(b + n);
+      n = 0;
+    }
+    return rest;
   }
 
   void start_reading() {
@@ -365,8 +456,12 @@ class StreamConnection final : public StreamTransport,
         }));
   }
 
-  // On the strand: one read outcome becomes one event.
+  // On the strand: one read outcome becomes one event, after the flow signals of the writes
+  // before it. Held data delivered by resume_reading() may find the connection closed since.
   void deliver(const boost::system::error_code& ec, std::string_view data) {
+    if (closed_ || !handler_) return;
+    deliver_flow();
+    if (closed_ || !handler_) return;
     if (!ec) {
       const std::span<const char> bytes(data.data(), data.size());
       reactor_.run_event(strand_, EventKind::read,
@@ -419,6 +514,8 @@ class StreamConnection final : public StreamTransport,
   std::optional<Held> held_;           // a read outcome that arrived while reading was paused
   std::vector<std::string> inflight_;  // the batch being written; valid while writing_
   std::vector<asio::const_buffer> buffers_;
+  std::size_t batch_size_ = 0;     // bytes in the batch
+  std::size_t batch_written_ = 0;  // of which the kernel took
   bool reading_ = false;
   bool read_paused_ = false;
   bool eof_ = false;
@@ -426,6 +523,8 @@ class StreamConnection final : public StreamTransport,
   bool closed_ = false;      // after finish_close: no further events
 
   std::atomic<int> native_{-1};  // the descriptor for native_handle(); -1 once closed
+  // True while flow_ may hold signals: lets the strand skip mu_ before each read.
+  std::atomic<bool> flow_pending_{false};
 
   mutable std::mutex mu_;
   // Everything below is guarded by mu_. It is the meeting point of committing threads (which
@@ -434,6 +533,8 @@ class StreamConnection final : public StreamTransport,
   // writing_ is true whenever queue_ is not idle and the connection is open, connected
   // and has its handler (start_* flushes once it does).
   WriteQueue queue_;
+  std::deque<FlowSignal> flow_;  // pause/resume signals not yet delivered, oldest first
+  bool flow_posted_ = false;     // a deliver_flow() is posted for them
   bool connected_ = false;
   bool writing_ = false;
   bool flush_scheduled_ = false;
