@@ -102,10 +102,11 @@ struct Sleeper : StreamHandler {
 
 // A peer that sends its next request only once it has the whole reply: the drain of that reply
 // (its resume) must reach the handler before the next request does, and after its pause.
-// twisted.web resumes a producer on the drain; a late drain resumed the next request's
-// producer. With every connection on one strand (as under the GIL) and two workers, the write's
-// completion could enter the strand behind the next read, while another connection's slow
-// callback held the strand. Small replies are taken by the kernel at once, large ones in part.
+// twisted.web resumes a producer on the drain, and a late drain resumed the next request's
+// producer (NotPaused) when a write's completion reached the strand behind the next read. Every
+// byte is now written on the strand, so the order holds by construction; these runs (one strand
+// shared with another connection's slow callbacks, as under the GIL, and two workers) check it
+// with replies the kernel takes at once and replies it takes in part.
 void flow_signals_in_order(std::size_t reply_size, int rounds) {
   int fds[2];
   int other[2];
