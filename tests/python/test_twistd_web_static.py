@@ -192,16 +192,6 @@ def comparable(results: list) -> list:
     )
 
 
-@pytest.mark.xfail(
-    getattr(sys, "_is_gil_enabled", lambda: True)(),
-    strict=False,
-    reason="with the GIL and 2 workers a few keep-alive connections of the 244 requests are "
-    "dropped: a write's completion can enter the connection's strand after the read of the "
-    "request the peer sent once it had the bytes (two workers hand completions to the strand), "
-    "so the drain that resumes HTTPChannel comes after the next request registered an unpaused "
-    "producer (twisted.internet.task.NotPaused in the log); 1 worker, the default under the GIL, "
-    "is clean, and so are 2 workers on a free-threaded interpreter in these runs",
-)
 def test_twistd_web_serves_static_files_byte_exact_with_two_workers(site, tmp_path):
     root = site["__root__"].decode()
     work = jobs(site)
