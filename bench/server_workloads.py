@@ -143,7 +143,7 @@ def load_http_main(argv: list[str]) -> int:
             args.port, args.connections, args.seconds,
             lambda conn, i: f"/page?n={conn * 1000003 + i}", timeout=30, nodelay=True,
             require_200=True)
-    print(json.dumps(_load.summary(latencies, elapsed, errors)))
+    print(json.dumps(dict(_load.summary(latencies, elapsed, errors), units_total=len(latencies))))
     return 0
 
 
@@ -176,6 +176,7 @@ def load_chat(port: int, connections: int, room_size: int, seconds: float,
     latencies: list[float] = []
     errors: list[str] = []
     delivered = 0
+    messages_total = 0  # with the warm-up's: what the server's CPU time is divided by
 
     def send_next(client: dict) -> None:
         client["seq"] += 1
@@ -208,6 +209,7 @@ def load_chat(port: int, connections: int, room_size: int, seconds: float,
                 delivered += len(lines)
             for line in lines:
                 if line == client["expect"]:
+                    messages_total += 1
                     if measure_from <= now < deadline:
                         latencies.append(now - client["sent"])
                     send_next(client)
@@ -218,6 +220,7 @@ def load_chat(port: int, connections: int, room_size: int, seconds: float,
     result = _load.summary(latencies, seconds, errors, count="messages", rate="messages_per_s",
                            cpu_share=cpu_share)
     result["delivered"] = delivered
+    result["units_total"] = messages_total
     result["rps"] = delivered / seconds  # the rate the tables compare: lines delivered per second
     return result
 
@@ -270,8 +273,15 @@ def ceiling_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     unit, scale = ceiling_unit(args.workload, args.room_size)
     unit()  # warm: compiled regexes, first allocations
-    out = {str(n): thread_scaling.units_per_second(unit, n, args.seconds) * scale
-           for n in args.threads}
+    out = {}
+    for n in args.threads:
+        cpu = time.process_time()
+        rate = thread_scaling.units_per_second(unit, n, args.seconds)
+        cpu = time.process_time() - cpu
+        out[str(n)] = rate * scale
+        # CPU per unit of work (per request; chat: per message broadcast): what a busy machine
+        # changes least. The main thread sleeps meanwhile.
+        out[f"cpu_us_{n}"] = cpu / max(rate * args.seconds, 1) * 1e6
     print(json.dumps(out))
     return 0
 
@@ -306,7 +316,11 @@ def measure(args, interp, workload: str, row_server: str, kind: str, n: int) -> 
         else:
             load = [args.load_python, ME, "load-http", workload, "--port", str(port),
                     "--connections", str(args.connections), "--seconds", str(args.seconds)]
+        cpu_before = sum(cpu_seconds(s.pid) for s in servers)
         result = run_json(load, timeout=args.seconds + 120)
+        cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
+        result["server_cpu_s"] = cpu
+        result["cpu_us"] = cpu / max(result["units_total"], 1) * 1e6
         dead = [s for s in servers if s.poll() is not None]
     finally:
         outputs = [scaling.stop_server(s) for s in servers]
@@ -317,6 +331,15 @@ def measure(args, interp, workload: str, row_server: str, kind: str, n: int) -> 
             if line.startswith("tm-stats "):
                 result["tm_stats"] = json.loads(line[len("tm-stats "):])
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far, from /proc/PID/stat."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fmt(r: dict | None) -> str:
@@ -355,6 +378,33 @@ def print_table(rows: list[dict], ceilings: dict) -> None:
                  div(rps(("tm", 2)), rps(("reuseport", 2))),
                  div(rps(("tm", 1)), rps(("stock", 1))),
                  div(rps(("tm", 1)), c1), div(rps(("tm", 2)), c2)]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("server CPU per request (chat: per message broadcast to its room), us: the server "
+          "processes' utime+stime over the load / the requests answered; ceiling: the threads' "
+          "CPU / units of work. Less sensitive to a busy machine than the rates")
+    head = ["workload", "server", "ceiling 1 thr", "ceiling 2 thr", "stock", "tm x1", "tm x2",
+            "2 procs", "tm x1 - ceiling 1", "tm x2 - ceiling 2", "tm x1 - stock"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        res = row["results"]
+        c = ceilings.get(row["workload"], {})
+
+        def us(key):
+            r = res.get(key)
+            return r.get("cpu_us") if r else None
+
+        def cell(v):
+            return "-" if v is None else f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+        def diff(a, b):
+            return f"{a - b:+.0f}" if a is not None and b is not None else "-"
+
+        cells = [row["workload"], row["server"], cell(c.get("cpu_us_1")), cell(c.get("cpu_us_2")),
+                 cell(us(("stock", 1))), cell(us(("tm", 1))), cell(us(("tm", 2))),
+                 cell(us(("reuseport", 2))), diff(us(("tm", 1)), c.get("cpu_us_1")),
+                 diff(us(("tm", 2)), c.get("cpu_us_2")), diff(us(("tm", 1)), us(("stock", 1)))]
         print("| " + " | ".join(cells) + " |")
     print()
     print("tm statistics per run (tm.stats() in the server at exit):")
@@ -403,8 +453,9 @@ def driver_main(argv: list[str]) -> int:
         except (RuntimeError, subprocess.SubprocessError, json.JSONDecodeError) as e:
             print(f"  {workload} ceiling: FAILED {e}")
             continue
-        print(f"  {workload:8} ceiling 1 thread {ceilings[workload]['1']:.0f}/s, "
-              f"2 threads {ceilings[workload]['2']:.0f}/s", flush=True)
+        c = ceilings[workload]
+        print(f"  {workload:8} ceiling 1 thread {c['1']:.0f}/s ({c['cpu_us_1']:.1f} us CPU a "
+              f"unit), 2 threads {c['2']:.0f}/s ({c['cpu_us_2']:.1f} us)", flush=True)
     rows = []
     for workload in args.workloads:
         servers = list(args.servers)
@@ -423,7 +474,9 @@ def driver_main(argv: list[str]) -> int:
                 except (RuntimeError, subprocess.SubprocessError, json.JSONDecodeError) as e:
                     print(f"  {workload:8} {server:15} {name:8} FAILED {e}", flush=True)
                     continue
-                print(f"  {workload:8} {server:15} {name:8} {fmt(results[(kind, n)])}", flush=True)
+                r = results[(kind, n)]
+                print(f"  {workload:8} {server:15} {name:8} {fmt(r)}, {r['cpu_us']:.0f} us CPU a "
+                      f"{'message' if workload == 'chat' else 'request'}", flush=True)
             rows.append({"workload": workload, "server": server, "results": results})
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print_table(rows, ceilings)
