@@ -98,12 +98,18 @@ GLOBAL_MODULES = [
     "twisted.test.test_internet",
     "twisted.test.test_tcp",
     "twisted.test.test_loopback",
+    "twisted.test.test_udp",
+    "twisted.test.test_unix",
     "twisted.internet.test.test_endpoints",
     "twisted.web.test.test_http",
     "twisted.web.test.test_web",
     "twisted.web.test.test_static",
+    "twisted.web.test.test_agent",
+    "twisted.web.test.test_xmlrpc",
     "twisted.names.test.test_client",
+    "twisted.names.test.test_server",
     "twisted.words.test.test_irc",
+    "twisted.words.test.test_service",
 ]
 
 # As KNOWN_MULTI_WORKER, for --global.
