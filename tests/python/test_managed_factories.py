@@ -90,3 +90,49 @@ def test_twisted_reactor_manages_the_factories_it_is_given():
         assert factory.numPorts == 1  # doStart ran through the managed attributes
     finally:
         port.stopListening()
+
+
+_WORDS_OBJECTS = """
+import sys
+from twisted.internet.main import installReactor
+import tm_twisted
+from tm_twisted._reactor import TMReactor
+if sys.argv[1] == "install":
+    tm_twisted.install(workers=1)  # as twistd does: the service is imported after
+else:
+    installReactor(TMReactor(1))  # the service is imported first; running the reactor patches
+from twisted.words import iwords, service
+import tm
+if sys.argv[1] != "install":
+    from twisted.internet import reactor
+    reactor.callWhenRunning(reactor.stop)
+    reactor.run()
+realm = service.InMemoryWordsRealm("example.test")
+group = service.Group("#room")
+user = service.User("alice")
+realm.addGroup(group)
+print(tm.is_managed(realm), tm.is_managed(group), tm.is_managed(user))
+print(type(realm.groups).__name__, type(group.users).__name__, type(user.groups).__name__)
+print(iwords.IGroup.providedBy(group), type(group).__name__, realm.groups["#room"] is group)
+"""
+
+
+def _words_objects(how: str) -> list[str]:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _WORDS_OBJECTS, how],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split("\n")[:3]
+
+
+def test_twisted_words_shared_objects_are_managed_when_made():
+    for how in ("install", "run"):
+        assert _words_objects(how) == [
+            "True True True",
+            "Dict Dict List",
+            "True Group True",
+        ], how

@@ -514,18 +514,12 @@ def one_serialization(sequences: list[list[str]]) -> list[str] | None:
     return order if len(order) == len(lines) else None
 
 
-# A divergence: twisted.words keeps a channel's members in a plain dict (`Group.users`) that
-# every member's connection changes. With 2 workers on a free-threaded interpreter, connections
-# joining or leaving at the same moment change it in parallel, and `Group.add` / `Group.remove`
-# iterating it meet "RuntimeError: dictionary changed size during iteration": a JOIN never gets
-# its reply (the client waits for it; the failure sits in an unhandled Deferred), or a logout
-# logs an Unhandled Error. It failed 6 of 7 runs on 3.13t; never with 1 worker or under the GIL,
-# where every event runs on one strand.
-PARALLEL_STRANDS = not getattr(sys, "_is_gil_enabled", lambda: True)()
-WORDS_RUNTIMES = ["epoll", "tm-1", pytest.param("tm-2", marks=pytest.mark.xfail(
-    PARALLEL_STRANDS, strict=False,
-    reason="twisted.words.service.Group.users is changed by joins and logouts of several "
-           "connections in parallel: 'dictionary changed size during iteration'"))]
+# twisted.words keeps a channel's members in a plain dict (`Group.users`) that every member's
+# connection changes. With 2 workers on a free-threaded interpreter, connections joining or leaving
+# at the same moment changed it in parallel ("dictionary changed size during iteration": a JOIN
+# never answered; 6 of 7 runs on 3.13t) until tm_twisted managed twisted.words' shared objects
+# (tm_twisted._shared_objects).
+WORDS_RUNTIMES = ["epoll", "tm-1", "tm-2"]
 
 
 @pytest.mark.parametrize("runtime", WORDS_RUNTIMES)

@@ -32,7 +32,7 @@ import tm
 from tm import _core
 from tm._environment import gil_enabled
 from tm._shared_types import immortalize_extension_types
-from tm_twisted import _cooperators
+from tm_twisted import _cooperators, _shared_objects
 from tm_twisted._compat import (
     _DEFAULT_DELAYED_CALL_LOGGING_HANDLER,
     _NO_FILEDESC,
@@ -117,6 +117,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def mainLoop(self) -> None:
         make_per_thread(self.workers, gil_enabled())
         _cooperators.install()
+        _shared_objects.install()
         immortalize_extension_types(self.workers)
         while self._started:
             if self._core.stopped:
@@ -498,6 +499,7 @@ def install(workers: int | None = None) -> TMReactor:
     reactor = TMReactor(workers)
     installReactor(reactor)
     _cooperators.install()
+    _shared_objects.install()
     return reactor
 
 

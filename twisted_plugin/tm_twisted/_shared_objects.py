@@ -1,0 +1,107 @@
+"""Twisted classes whose instances the connections of a server share, managed at construction.
+
+The reactor manages the factories it is given (tm_twisted._managed), but some Twisted services
+keep their shared state in objects the factory only reaches: twisted.words' realm holds the users
+and the channels (``InMemoryWordsRealm.users``, ``.groups``), each channel its members
+(``Group.users``), each user the channels it joined (``User.groups``). A JOIN, PART, PRIVMSG to a
+channel or logout of one connection iterates or changes them while other connections do the same;
+with several workers on a free-threaded interpreter that gave ``dictionary changed size during
+iteration`` and JOINs never answered (tests/python/test_twisted_differential.py, ``twistd words``).
+
+Instances of the classes listed here are handed to ``tm.manage`` when their ``__init__`` returns:
+their attributes become transactional and their ``dict``/``list``/``set`` values tm containers,
+so a callback that touches them becomes inevitable there (docs/MANAGED_STATE.md) and such
+callbacks run one at a time, as on epoll. The classes are patched when the reactor is installed
+if their module is imported, else when it is (an import hook), so that ``twistd words``, which
+imports the service after installing the reactor, is covered. Instances made before that stay
+plain. The audit that found them is docs/TWISTED.md ("Process-wide state").
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import sys
+import threading
+
+import tm
+
+# module -> the classes of it whose instances connections share.
+SHARED_CLASSES: dict[str, tuple[str, ...]] = {
+    "twisted.words.service": ("Group", "User", "InMemoryWordsRealm"),
+}
+
+_lock = threading.Lock()
+_patched: set[str] = set()
+
+
+def _manage_after_init(cls: type) -> None:
+    original = cls.__init__
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        tm.manage(self)
+
+    cls.__init__ = __init__
+
+
+def _patch(module) -> None:
+    with _lock:
+        if module.__name__ in _patched:
+            return
+        _patched.add(module.__name__)
+    for name in SHARED_CLASSES[module.__name__]:
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            _manage_after_init(cls)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loader of a listed module so that it is patched once
+    executed."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in SHARED_CLASSES or fullname in _patched:
+            return None
+        others = [finder for finder in sys.meta_path if finder is not self]
+        for finder in others:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+
+        class PatchingLoader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                _patch(module)
+
+            def __getattr__(self, name):  # resource readers and the like: the real loader's
+                return getattr(loader, name)
+
+        spec.loader = PatchingLoader()
+        return spec
+
+
+_finder = _PatchOnImport()
+
+
+def install() -> None:
+    """Patches the listed classes of the modules imported now, and of the others when they are."""
+    for name in SHARED_CLASSES:
+        module = sys.modules.get(name)
+        if module is not None:
+            _patch(module)
+    if _finder not in sys.meta_path and any(name not in _patched for name in SHARED_CLASSES):
+        sys.meta_path.insert(0, _finder)
+
+
+__all__ = ["SHARED_CLASSES", "install"]
