@@ -173,7 +173,7 @@ def http_threads(
             with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
                 if nodelay:
                     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                buffer = b""
+                buffer = bytearray()
                 i = 0
                 while time.monotonic() < deadline:
                     i += 1
@@ -187,16 +187,22 @@ def http_threads(
                                    f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
                     started = time.perf_counter()
                     s.sendall(request)
+                    # The response's size once its head arrived: large bodies (static files)
+                    # are then only appended to, not searched again.
+                    needed = None
                     while True:
-                        head_end = buffer.find(b"\r\n\r\n")
-                        if head_end >= 0:
-                            head = buffer[:head_end].lower()
-                            if require_200 and not head.startswith(b"http/1.1 200"):
-                                raise ConnectionError(f"bad response: {head[:80]!r}")
-                            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-                            if len(buffer) >= head_end + 4 + length:
-                                buffer = buffer[head_end + 4 + length :]
-                                break
+                        if needed is None:
+                            head_end = buffer.find(b"\r\n\r\n")
+                            if head_end >= 0:
+                                head = bytes(buffer[:head_end]).lower()
+                                if require_200 and not head.startswith(b"http/1.1 200"):
+                                    raise ConnectionError(f"bad response: {head[:80]!r}")
+                                length = int(
+                                    head.split(b"content-length:")[1].split(b"\r\n")[0])
+                                needed = head_end + 4 + length
+                        if needed is not None and len(buffer) >= needed:
+                            del buffer[:needed]
+                            break
                         chunk = s.recv(65536)
                         if not chunk:
                             raise ConnectionError("server closed the connection")

@@ -2,6 +2,7 @@
 when the previous response arrived, for a fixed time. Prints requests/s and latency percentiles.
 
     python bench/http_load.py --port 8080 --path /work --connections 8 --seconds 5
+    python bench/http_load.py --port 8080 --path /a.bin /b.bin ...   # connections cycle through
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import sys
 import _load
 
 
-def run(port: int, path: str, connections: int, seconds: float) -> dict:
+def run(port: int, paths: list[str], connections: int, seconds: float) -> dict:
+    # Each connection starts at its own place in the list, so that they ask for different paths.
     latencies, elapsed, errors = _load.http_threads(
-        port, connections, seconds, lambda conn, i: path, timeout=10)
+        port, connections, seconds, lambda conn, i: paths[(conn * 7 + i) % len(paths)],
+        timeout=10, require_200=True)
     return _load.summary(latencies, elapsed, errors)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", default="/")
+    parser.add_argument("--path", nargs="+", default=["/"])
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)

@@ -1,16 +1,17 @@
 """Twisted on the tm reactor against Twisted's epoll reactor: an echo Protocol (many connections,
-small messages, round trips) and a twisted.web hello-world (keep-alive GETs), throughput and p99
-latency, tm with 1 and with 2 workers, on each interpreter given, in one run. Never a pass/fail
-test: it prints what it measured.
+small messages, round trips), a twisted.web hello-world (keep-alive GETs) and twisted.web's
+static files (`twistd web --path`: keep-alive GETs of files from 1 KiB to 1 MiB), throughput and
+p99 latency, tm with 1 and with 2 workers, on each interpreter given, in one run. Never a
+pass/fail test: it prints what it measured.
 
     python bench/twisted_bench.py [--python PY[=PYTHONPATH] ...] [--load-python PY]
-        [--kinds echo web] [--workers 1 2] [--seconds 4] [--rounds 1] [--markdown]
+        [--kinds echo web static] [--workers 1 2] [--seconds 4] [--rounds 1] [--markdown]
 
 Each server is `bench/twisted_servers.py` in a process of its own, run by the interpreter under
 test (default: .venv-gil/bin/python and .venv-ft/bin/python); `PY=PYTHONPATH` runs it with that
 PYTHONPATH (for example a scripts/dev_overlay.sh build). The load generators, bench/echo_load.py
 (one thread, a selector, 32 connections, 64-byte messages) and bench/http_load.py (8 threads, one
-keep-alive connection each, GET /), run in processes of their own on --load-python (default
+keep-alive connection each, GET / or, for static, the files in turn), run in processes of their own on --load-python (default
 .venv-gil/bin/python, the same for every server so that only the server changes). Everything
 shares the machine's cores: on a small machine the load generator takes part of what the server
 could use, which caps what 2 workers can show. For echo each line shows `load-cpu`, the generator's
@@ -45,7 +46,8 @@ def interpreter_of(spec: str) -> tuple[str, str | None]:
 class Server:
     """One bench/twisted_servers.py process, started and stopped around one load run."""
 
-    def __init__(self, spec: str, reactor: str, workers: int, kind: str, scratch: str) -> None:
+    def __init__(self, spec: str, reactor: str, workers: int, kind: str, scratch: str,
+                 root: str) -> None:
         python, pythonpath = interpreter_of(spec)
         env = dict(os.environ)
         env.pop("TM_WORKERS", None)  # the worker count is the command line's, nothing else
@@ -55,7 +57,8 @@ class Server:
         self.log = open(self.port_file + ".log", "w+")
         self.process = subprocess.Popen(
             [python, str(ROOT / "bench" / "twisted_servers.py"), "--reactor", reactor,
-             "--workers", str(workers), "--kind", kind, "--port-file", self.port_file],
+             "--workers", str(workers), "--kind", kind, "--port-file", self.port_file,
+             "--root", root],
             stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
 
@@ -85,13 +88,30 @@ class Server:
         self.log.close()
 
 
-def load(kind: str, port: int, args) -> dict:
+# The static files: sizes from 1 KiB to 1 MiB, most of them small, as a site's assets are.
+STATIC_SIZES = [1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20] * 2 + [2 << 10] * 8
+
+
+def make_static_root(scratch: str) -> tuple[str, list[str]]:
+    root = os.path.join(scratch, "static")
+    os.makedirs(root, exist_ok=True)
+    paths = []
+    for i, size in enumerate(STATIC_SIZES):
+        name = f"f{i:02d}-{size}.bin"
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(os.urandom(size))
+        paths.append("/" + name)
+    return root, paths
+
+
+def load(kind: str, port: int, args, paths: list[str]) -> dict:
     if kind == "echo":
         command = [str(ROOT / "bench" / "echo_load.py"), "--port", str(port),
                    "--connections", str(args.echo_connections), "--size", str(args.size),
                    "--seconds", str(args.seconds)]
     else:
-        command = [str(ROOT / "bench" / "http_load.py"), "--port", str(port), "--path", "/",
+        command = [str(ROOT / "bench" / "http_load.py"), "--port", str(port),
+                   "--path", *(paths if kind == "static" else ["/"]),
                    "--connections", str(args.web_connections), "--seconds", str(args.seconds)]
     done = subprocess.run([args.load_python, *command], capture_output=True, text=True,
                           timeout=args.seconds + 60)
@@ -102,14 +122,15 @@ def load(kind: str, port: int, args) -> dict:
     return result
 
 
-def measure(spec: str, kind: str, reactor: str, workers: int, args, scratch: str) -> dict:
-    server = Server(spec, reactor, workers, kind, scratch)
+def measure(spec: str, kind: str, reactor: str, workers: int, args, scratch: str,
+            static: tuple[str, list[str]]) -> dict:
+    server = Server(spec, reactor, workers, kind, scratch, static[0])
     try:
         info = server.wait_listening()
         expected = "TMReactor" if reactor == "tm" else "EPollReactor"
         if info["reactor"] != expected or (reactor == "tm" and info["workers"] != workers):
             raise RuntimeError(f"asked for {reactor} x{workers}, the server runs {info}")
-        result = load(kind, info["port"], args)
+        result = load(kind, info["port"], args, static[1])
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited during the run: {server.output()[-2000:]}")
         result["server"] = info
@@ -147,7 +168,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--python", action="append", metavar="PY[=PYTHONPATH]",
                         help="an interpreter to run the servers (repeat; default both venvs)")
     parser.add_argument("--load-python", default=str(ROOT / ".venv-gil" / "bin" / "python"))
-    parser.add_argument("--kinds", nargs="+", choices=["echo", "web"], default=["echo", "web"])
+    parser.add_argument("--kinds", nargs="+", choices=["echo", "web", "static"],
+                        default=["echo", "web", "static"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=4.0, help="load per configuration")
     parser.add_argument("--rounds", type=int, default=1)
@@ -164,24 +186,26 @@ def main(argv: list[str]) -> int:
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}, "
           f"{os.cpu_count()} cores, load average {loadavg()} at the start")
     print(f"echo: {args.echo_connections} connections, {args.size}-byte messages; web: "
-          f"{args.web_connections} keep-alive connections, GET /; {args.seconds:g} s per "
+          f"{args.web_connections} keep-alive connections, GET / (static: {len(STATIC_SIZES)} files "
+          f"of 1 KiB-1 MiB in turn); {args.seconds:g} s per "
           f"configuration, {args.rounds} round(s); load generator {args.load_python}", flush=True)
 
     # (python, kind, config) -> the results of each round
     results: dict[tuple, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="tm-twisted-bench-") as scratch:
+        static = make_static_root(scratch)
         for round_ in range(args.rounds):
             for kind in args.kinds:
                 for spec in pythons:
                     for config in configs:
-                        r = measure(spec, kind, config[0], config[1], args, scratch)
+                        r = measure(spec, kind, config[0], config[1], args, scratch, static)
                         results.setdefault((spec, kind, config), []).append(r)
                         where = interpreter_of(spec)[0]
                         if "failed" in r:
                             print(f"  round {round_ + 1} {kind} {label(config)} on {where}: "
                                   f"FAILED {r['failed']}", flush=True)
                             continue
-                        print(f"  round {round_ + 1} {kind:4} {label(config):6} {r['rate']:9.0f}/s "
+                        print(f"  round {round_ + 1} {kind:6} {label(config):6} {r['rate']:9.0f}/s "
                               f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
                               f"errors {r['errors']}"
                               + (f" load-cpu {r['load_cpu_share']:.2f}" if "load_cpu_share" in r else "")

@@ -1,8 +1,10 @@
-"""The servers bench/twisted_bench.py loads: an echo Protocol or a twisted.web hello-world, on
-Twisted's epoll reactor or on the tm reactor with N workers. Only public Twisted APIs (listenTCP,
-Protocol, Site), so the same file runs whatever transports the reactor has underneath.
+"""The servers bench/twisted_bench.py loads: an echo Protocol, a twisted.web hello-world or
+twisted.web's static.File over a folder (what `twistd web --path` serves), on Twisted's epoll
+reactor or on the tm reactor with N workers. Only public Twisted APIs (listenTCP, Protocol, Site),
+so the same file runs whatever transports the reactor has underneath.
 
-    python bench/twisted_servers.py --reactor epoll|tm [--workers N] --kind echo|web --port-file F
+    python bench/twisted_servers.py --reactor epoll|tm [--workers N] --kind echo|web|static
+        [--root DIR] --port-file F
 
 Listens on 127.0.0.1, an ephemeral port. Once listening it writes F (atomically: a temporary file
 renamed) as one JSON object: the port, the reactor class and worker count really in use, the
@@ -19,7 +21,7 @@ import sys
 import sysconfig
 
 from twisted.internet import protocol
-from twisted.web import resource, server
+from twisted.web import resource, server, static
 
 
 class Echo(protocol.Protocol):
@@ -39,10 +41,10 @@ class Hello(resource.Resource):
         return b"hello, world\n"
 
 
-def factory(kind: str) -> protocol.Factory:
+def factory(kind: str, root: str | None) -> protocol.Factory:
     if kind == "echo":
         return EchoFactory()
-    site = server.Site(Hello())
+    site = server.Site(static.File(root) if kind == "static" else Hello())
     site.displayTracebacks = False
     return site
 
@@ -65,13 +67,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reactor", choices=["epoll", "tm"], required=True)
     parser.add_argument("--workers", type=int, default=1, help="tm only (0: one per core)")
-    parser.add_argument("--kind", choices=["echo", "web"], required=True)
+    parser.add_argument("--kind", choices=["echo", "web", "static"], required=True)
+    parser.add_argument("--root", help="static: the folder to serve")
     parser.add_argument("--port-file", required=True)
     args = parser.parse_args(argv)
 
     reactor = install(args.reactor, args.workers)
     # A large backlog: the bench opens all its connections at once.
-    port = reactor.listenTCP(0, factory(args.kind), backlog=1024, interface="127.0.0.1")
+    port = reactor.listenTCP(0, factory(args.kind, args.root), backlog=1024, interface="127.0.0.1")
     tm_module = sys.modules.get("tm")
     info = {
         "port": port.getHost().port,
