@@ -447,6 +447,12 @@ void init_stream_transport(py::module_& m) {
           [](const PyStreamTransport& t) { return t.get()->write_buffer_size(); },
           "Committed bytes not yet handed to the kernel.")
       .def(
+          "resume_when_drained",
+          [](const PyStreamTransport& t) { return t.get()->resume_when_drained(); },
+          "The caller paused its protocol itself (for bytes not committed yet): True when "
+          "resume_writing() will follow at the low water mark (or the transport is closing), "
+          "False when the committed bytes are there already and the caller resumes it.")
+      .def(
           "local_address",
           [](const PyStreamTransport& t) {
             return address_object(t.get()->local_address(), t.is_unix());

@@ -13,9 +13,16 @@ and tasks that run on the loop's strand; their callbacks run under the loop lock
 callback of the serial loop does. A user protocol's callbacks run without it: that is where the
 parallelism comes from, and why state they share must be managed (docs/MANAGED_STATE.md).
 
-Differences from asyncio's selector transport, all consequences of sending at commit: the
-protocol's pause_writing() is called when the committed bytes pass the high-water mark, in a
-callback of its own, not inside the write() that passed it; write() after close() is ignored.
+Flow control is asyncio's for a connection's own callbacks and tasks: the write() that takes
+the buffered bytes (committed and not sent, plus what the running callback wrote) above the
+high-water mark calls the protocol's pause_writing() at once, so `while not paused:
+transport.write(...)` ends; resume_writing() follows once the committed bytes fall to the
+low-water mark. A write from another strand (a broadcast from another connection's handler, a
+task of the loop's strand) is counted once it commits, and the pause it causes comes in a callback
+of the connection's own, so that the protocol's flow control runs on one strand only.
+
+Differences from asyncio's selector transport, consequences of sending at commit: write() after
+close() is ignored.
 loop.sendfile() waits until every byte written before it has been sent, then hands the file to
 os.sendfile() on the socket, as asyncio's transports do (write() raises until it is done).
 """
@@ -158,10 +165,12 @@ class NativeStreamTransport(transports._FlowControlMixin):
             raise RuntimeError("unable to write; sendfile is in progress")
         if data:
             self._native.write(data)
-            if tm.in_transaction():
+            if tm.in_transaction() and self._on_own_strand():
                 if not self._uncommitted:
                     tm.on_commit(self._committed)
+                    tm.on_abort(self._discarded)
                 self._uncommitted += len(data)
+                self._maybe_pause_protocol()  # asyncio's: the buffered size includes these bytes
 
     def writelines(self, list_of_data) -> None:
         if self._sendfile_in_progress:
@@ -207,7 +216,22 @@ class NativeStreamTransport(transports._FlowControlMixin):
         # What asyncio's transport would hold: also what this transaction wrote and has not sent.
         return self._native.write_buffer_size() + self._uncommitted
 
+    def _on_own_strand(self) -> bool:
+        strand = _core.current_strand()  # None outside callbacks; Strand == None raises
+        return strand is not None and strand == self._native.strand
+
     def _committed(self) -> None:
+        self._uncommitted = 0
+        if self._protocol_paused and not self._lost:
+            # Paused by write() for bytes the native transport had not counted: once the whole
+            # commit is done, make sure a resume follows the drain.
+            self._loop._core.post(self._resume_when_drained, self._native.strand)
+
+    def _resume_when_drained(self) -> None:
+        if self._protocol_paused and not self._lost and not self._native.resume_when_drained():
+            self.resume_writing()  # drained already: no signal will come, give asyncio's
+
+    def _discarded(self) -> None:
         self._uncommitted = 0
 
     async def _sendfile(self, file, offset: int, count: int | None) -> int:
@@ -327,12 +351,18 @@ class NativeStreamTransport(transports._FlowControlMixin):
             self._loop._closing_transports.discard(self)
 
     def pause_writing(self) -> None:
-        self._protocol_paused = True
-        self._dispatch(self._call_flow_control, "pause_writing")
+        self._dispatch(self._flow_signal, True)
 
     def resume_writing(self) -> None:
-        self._protocol_paused = False
-        self._dispatch(self._call_flow_control, "resume_writing")
+        self._dispatch(self._flow_signal, False)
+
+    def _flow_signal(self, pause: bool) -> None:
+        # A pause write() gave already, or a resume of a protocol no longer paused, is not told
+        # twice (asyncio's _maybe_pause_protocol / _maybe_resume_protocol).
+        if pause == self._protocol_paused:
+            return
+        self._protocol_paused = pause
+        self._call_flow_control("pause_writing" if pause else "resume_writing")
 
     def _call_flow_control(self, name: str) -> None:
         try:

@@ -36,6 +36,13 @@ FlowSignal WriteQueue::consumed(std::size_t n) {
   return FlowSignal::none;
 }
 
+bool WriteQueue::hold_paused() {
+  if (paused_) return true;
+  if (size_ <= low_) return false;
+  paused_ = true;
+  return true;
+}
+
 FlowSignal WriteQueue::clear() {
   chunks_.clear();
   size_ = 0;

@@ -236,6 +236,69 @@ def test_flow_control_pauses_and_resumes_the_writer(loop):
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_write_that_passes_the_high_water_mark_pauses_the_protocol_at_once(workers):
+    # asyncio's write() calls pause_writing() as the buffer passes the high-water mark, so a
+    # protocol may write until paused inside one callback; resume_writing() follows the drain.
+    # The native transport counts what the running callback wrote and has not committed.
+    total = 4 << 20
+    chunk = b"x" * 16384
+
+    class Flood(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.paused, self.sent, self.events = transport, False, 0, []
+            transport.set_write_buffer_limits(high=65536, low=16384)
+
+        def data_received(self, data):
+            self.fill()
+
+        def fill(self):
+            while not self.paused and self.sent < total:
+                self.transport.write(chunk)
+                self.sent += len(chunk)
+            if self.sent >= total:
+                self.transport.close()
+
+        def pause_writing(self):
+            self.events.append("pause")
+            self.paused = True
+
+        def resume_writing(self):
+            self.events.append("resume")
+            self.paused = False
+            self.fill()
+
+    made = []
+
+    def factory():
+        made.append(Flood())
+        return made[-1]
+
+    loop = tm_asyncio.EventLoop(workers=workers, parallel=workers > 1)
+    try:
+        async def main():
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"go")
+            received = len(await reader.read())  # to the server's close
+            writer.close()
+            server.close()
+            await server.wait_closed()
+            return received
+
+        received = _run(loop, main())
+    finally:
+        loop.close()
+    assert isinstance(made[0].transport, NativeStreamTransport) == (workers > 1)
+    assert received == total
+    events = made[0].events
+    assert events and events[0] == "pause", events
+    assert events[::2] == ["pause"] * len(events[::2]), events  # alternating, pause first
+    assert events[1::2] == ["resume"] * len(events[1::2]), events
+
+
+@pytest.mark.timeout(30)
 def test_buffered_protocol_gets_every_byte(loop):
     payload = bytes(range(256)) * 2000
 

@@ -69,6 +69,11 @@ class StreamTransport {
   virtual void set_write_buffer_limits(std::size_t high, std::size_t low) = 0;
   /// Committed bytes not yet handed to the kernel.
   virtual std::size_t write_buffer_size() const = 0;
+  /// The caller paused its writer itself, for bytes its transaction had not committed yet (as
+  /// asyncio's write() pauses the protocol at once): returns true when on_resume_writing will
+  /// follow once the committed bytes fall to the low water mark (or the connection is closing,
+  /// when none is due), false when they are there already and the caller must resume it.
+  virtual bool resume_when_drained() = 0;
   /// Addresses as "host:port" ("[v6]:port") or a socket path.
   virtual std::string local_address() const = 0;
   virtual std::string peer_address() const = 0;

@@ -39,6 +39,11 @@ class WriteQueue {
   /// brought the buffered size to the low water mark or below after a pause.
   FlowSignal consumed(std::size_t n);
 
+  /// The producer was paused by its owner (for bytes not pushed yet): from now on the queue
+  /// counts as paused, so that `consumed` gives `resume` at the low water mark. Returns false,
+  /// changing nothing, when the size is at the low water mark already.
+  bool hold_paused();
+
   /// Drops everything queued (an abort). Returns `resume` if the producer was paused.
   FlowSignal clear();
 

@@ -32,6 +32,25 @@ TEST(WriteQueue, WaterMarksSignalOncePerCrossing) {
   EXPECT_THROW(q.set_limits(1, 2), std::invalid_argument);
 }
 
+// A producer its owner paused before the queue crossed the high water mark (for bytes not
+// committed yet) hears of the drain like one the queue paused.
+TEST(WriteQueue, HeldPauseResumesAtTheLowWaterMark) {
+  WriteQueue q;
+  q.set_limits(10, 4);
+  EXPECT_FALSE(q.hold_paused());  // empty: at the low water mark already
+  EXPECT_FALSE(q.paused());
+  EXPECT_EQ(q.push("1234567"), FlowSignal::none);  // 7: between the marks
+  EXPECT_TRUE(q.hold_paused());
+  EXPECT_TRUE(q.paused());
+  EXPECT_EQ(q.push("12345"), FlowSignal::none);  // 12 > 10, but paused already: no second pause
+  std::vector<std::string> batch;
+  q.take_batch(batch);
+  EXPECT_EQ(q.consumed(7), FlowSignal::none);    // 5 left
+  EXPECT_EQ(q.consumed(1), FlowSignal::resume);  // 4 <= low
+  EXPECT_FALSE(q.hold_paused());                 // 4 <= low: nothing to wait for
+  EXPECT_FALSE(q.paused());
+}
+
 // The core promise: writes requested by aborted attempts never reach the wire; committed ones
 // always do, in commit order. Every transaction takes the next number from a shared TVar and
 // writes it to its connection; each connection must see increasing numbers, and all

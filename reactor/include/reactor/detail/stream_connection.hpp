@@ -203,6 +203,11 @@ class StreamConnection final : public StreamTransport,
     return queue_.size();
   }
 
+  bool resume_when_drained() override {
+    std::lock_guard lock(mu_);
+    return closing_ || queue_.hold_paused();
+  }
+
   std::string local_address() const override {
     std::lock_guard lock(mu_);
     return local_address_;
