@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
+import itertools
 import os
 import selectors
 import signal
@@ -171,7 +173,14 @@ class EventLoop(_base_loop):
         # changes: the loop's callbacks run one at a time under it.
         self._lock = threading.RLock()
         self._watchers: dict[int, _core.FdWatcher] = {}
-        self._timers: dict[int, tuple[events.TimerHandle, _core.Timer]] = {}
+        # Armed timers by key, each with its C++ timer and its place in call order, and a heap of
+        # (when, order, key) over them: a firing timer runs every other one due with it, as
+        # asyncio's iteration runs all due timers before the callbacks they schedule. Call_at()
+        # comes from connection strands too (a handler task's sleep): _timer_lock guards both.
+        self._timers: dict[int, tuple[events.TimerHandle, _core.Timer, int]] = {}
+        self._timer_heap: list[tuple[float, int, int]] = []
+        self._timer_order = itertools.count()
+        self._timer_lock = threading.Lock()
         self._fatal: BaseException | None = None
         self._io_pending: set[tuple[int, int]] = set()
         # Native transports closing whose connection_lost() has not run yet, and the steps of
@@ -564,26 +573,48 @@ class EventLoop(_base_loop):
             del timer._source_traceback[-1]
         timer._scheduled = True
         key = id(timer)
-        self._timers[key] = (
-            timer,
-            self._core.call_at(when, functools.partial(self._run_timer, key), self._strand),
-        )
+        native = self._core.call_at(when, functools.partial(self._run_timer, key), self._strand)
+        with self._timer_lock:
+            order = next(self._timer_order)
+            self._timers[key] = (timer, native, order)
+            heapq.heappush(self._timer_heap, (timer.when(), order, key))
+            if len(self._timer_heap) > 2 * len(self._timers) + 64:  # mostly cancelled entries
+                self._timer_heap = [(t.when(), o, k) for k, (t, _, o) in self._timers.items()]
+                heapq.heapify(self._timer_heap)
         return timer
 
     def _run_timer(self, key: int) -> None:
-        entry = self._timers.pop(key, None)
-        if entry is None:
-            return
-        timer = entry[0]
-        timer._scheduled = False
-        self._run_handle(timer)
+        """A timer fired: it runs with every other timer due by now, in the order of their
+        deadlines, before anything they schedule (asyncio's _run_once)."""
+        end = self.time() + self._clock_resolution
+        due = []
+        with self._timer_lock:
+            entry = self._timers.pop(key, None)
+            if entry is None:
+                return
+            due.append((entry[0].when(), entry[2], entry[0]))
+            heap = self._timer_heap
+            while heap and heap[0][0] < end:
+                when, order, other = heapq.heappop(heap)
+                found = self._timers.get(other)
+                if found is None or found[2] != order:
+                    continue  # fired, cancelled, or its key reused by a later timer
+                del self._timers[other]
+                found[1].cancel()
+                due.append((when, order, found[0]))
+        due.sort(key=lambda item: item[:2])
+        for _, _, timer in due:
+            timer._scheduled = False
+            self._run_handle(timer)
 
     def _timer_handle_cancelled(self, handle) -> None:
-        entry = self._timers.pop(id(handle), None)
-        if entry is not None and entry[0] is handle:
+        with self._timer_lock:
+            entry = self._timers.pop(id(handle), None)
+            if entry is not None and entry[0] is not handle:  # another handle reused the id
+                self._timers[id(handle)] = entry
+                entry = None
+        if entry is not None:
             entry[1].cancel()
-        elif entry is not None:  # another handle reused the id: put it back
-            self._timers[id(handle)] = entry
 
     def time(self) -> float:
         return _core.monotonic()
@@ -790,9 +821,10 @@ class EventLoop(_base_loop):
         if self.is_closed():
             return
         super().close()
-        for _, timer in list(self._timers.values()):
+        with self._timer_lock:
+            timers, self._timers, self._timer_heap = self._timers, {}, []
+        for _, timer, _ in timers.values():
             timer.cancel()
-        self._timers.clear()
         for watcher in list(self._watchers.values()):
             watcher.release()
         self._watchers.clear()
