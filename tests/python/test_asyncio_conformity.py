@@ -488,3 +488,31 @@ def test_a_protocol_s_own_eager_task_runs_on_its_connection_s_strand_under_load(
     # Every step of every connection's task ran on that connection's strand.
     assert len(_StartsItsOwnTask.strands) == 16 * 50
     assert all(step is not None and step == made for made, step in _StartsItsOwnTask.strands)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_timers_due_together_run_before_what_they_schedule(workers):
+    # asyncio's iteration moves every due timer to the ready queue before running any of them:
+    # two timers with one deadline both run before a callback the first one schedules (two
+    # timeouts with one deadline both expire: CPython's test_timeouts.test_nested_timeouts).
+    def order(loop):
+        seen = []
+        done = loop.create_future()
+
+        def first():
+            seen.append("first")
+            loop.call_soon(seen.append, "scheduled by first")
+            loop.call_soon(done.set_result, None)
+
+        deadline = loop.time() + 0.05
+        loop.call_at(deadline, first)
+        loop.call_at(deadline, seen.append, "second")
+        loop.run_until_complete(done)
+        return seen
+
+    expected = order(asyncio.new_event_loop())
+    loop = tm_asyncio.EventLoop(workers=workers)
+    try:
+        assert order(loop) == expected == ["first", "second", "scheduled by first"]
+    finally:
+        loop.close()
