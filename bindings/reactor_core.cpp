@@ -189,7 +189,8 @@ class PyReactor {
 
 }  // namespace
 
-// For the other reactor bindings (stream_transport.cpp): the C++ reactor of a tm._core.Reactor.
+// For the other reactor bindings (stream_transport.cpp, py_stream_listener.cpp): the C++ reactor
+// of a tm._core.Reactor.
 reactor::Reactor& native_reactor(py::handle reactor) {
   if (!py::isinstance<PyReactor>(reactor)) throw py::type_error("expected a tm._core.Reactor");
   return reactor.cast<PyReactor&>().native();

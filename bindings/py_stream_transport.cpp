@@ -1,0 +1,159 @@
+#include "py_stream_transport.hpp"
+
+#include <Python.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <string>
+
+#include "stm/stm.hpp"
+#include "stream_address.hpp"
+#include "stream_errors.hpp"
+
+namespace tmr::bindings {
+
+namespace {
+
+// Copies any contiguous bytes-like object (bytes, bytearray, memoryview, array, ...).
+std::string copy_bytes(py::handle data) {
+  if (PyBytes_Check(data.ptr())) {
+    return std::string(PyBytes_AS_STRING(data.ptr()),
+                       static_cast<std::size_t>(PyBytes_GET_SIZE(data.ptr())));
+  }
+  Py_buffer view;
+  if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+  std::string copy(static_cast<const char*>(view.buf), static_cast<std::size_t>(view.len));
+  PyBuffer_Release(&view);
+  return copy;
+}
+
+void write_bytes(const PyStreamTransport& self, py::handle data) {
+  std::string bytes = copy_bytes(data);
+  auto transport = self.get();
+  if (stm::current_transaction() != nullptr) {
+    transport->write(std::move(bytes));  // queued on the transaction: no lock taken now
+    return;
+  }
+  py::gil_scoped_release release;  // sends now: the connection's lock, never with Python held
+  transport->write(std::move(bytes));
+}
+
+int native_fd(const PyStreamTransport& self) {
+  const int fd = self.get()->native_handle();
+  if (fd < 0) raise_errno(EBADF);
+  return fd;
+}
+
+void set_option(const PyStreamTransport& self, int level, int name, int value) {
+  if (::setsockopt(native_fd(self), level, name, &value, sizeof value) != 0) raise_errno(errno);
+}
+
+int get_option(const PyStreamTransport& self, int level, int name) {
+  int value = 0;
+  socklen_t length = sizeof value;
+  if (::getsockopt(native_fd(self), level, name, &value, &length) != 0) raise_errno(errno);
+  return value;
+}
+
+}  // namespace
+
+void init_stream_transport_class(py::module_& m) {
+  py::class_<PyStreamTransport, TransportPtr>(
+      m, "StreamTransport",
+      "A connected TCP or Unix byte stream. Thread-safe. Requests made inside a transaction take "
+      "effect at its commit, in commit order; outside one, at once.")
+      .def("write", &write_bytes, py::arg("data"),
+           "Queues a copy of a bytes-like object. Ignored after close() or abort().")
+      .def(
+          "shutdown_write",
+          [](const PyStreamTransport& t) {
+            auto transport = t.get();
+            py::gil_scoped_release release;
+            transport->shutdown_write();
+          },
+          "Half-close: shuts down the sending side once pending writes are sent.")
+      .def(
+          "close",
+          [](const PyStreamTransport& t) {
+            auto transport = t.get();
+            py::gil_scoped_release release;
+            transport->close();
+          },
+          "Sends pending writes, then closes; connection_lost(None) follows.")
+      .def(
+          "abort",
+          [](const PyStreamTransport& t) {
+            auto transport = t.get();
+            py::gil_scoped_release release;
+            transport->abort();
+          },
+          "Drops pending writes and resets; connection_lost(ConnectionAbortedError) follows.")
+      .def(
+          "pause_reading",
+          [](const PyStreamTransport& t) {
+            auto transport = t.get();
+            py::gil_scoped_release release;
+            transport->pause_reading();
+          },
+          "Stops data_received calls until resume_reading().")
+      .def("resume_reading",
+           [](const PyStreamTransport& t) {
+             auto transport = t.get();
+             py::gil_scoped_release release;
+             transport->resume_reading();
+           })
+      .def(
+          "set_write_buffer_limits",
+          [](const PyStreamTransport& t, long long high, long long low) {
+            if (low < 0 || high < low) {
+              throw py::value_error("write buffer limits need 0 <= low <= high");
+            }
+            t.get()->set_write_buffer_limits(static_cast<std::size_t>(high),
+                                             static_cast<std::size_t>(low));
+          },
+          py::arg("high"), py::arg("low"),
+          "pause_writing() once the unsent bytes exceed `high`, resume_writing() at `low`.")
+      .def(
+          "write_buffer_size",
+          [](const PyStreamTransport& t) { return t.get()->write_buffer_size(); },
+          "Committed bytes not yet handed to the kernel.")
+      .def(
+          "resume_when_drained",
+          [](const PyStreamTransport& t) { return t.get()->resume_when_drained(); },
+          "The caller paused its protocol itself (for bytes not committed yet): True when "
+          "resume_writing() will follow at the low water mark (or the transport is closing), "
+          "False when the committed bytes are there already and the caller resumes it.")
+      .def(
+          "local_address",
+          [](const PyStreamTransport& t) {
+            return address_object(t.get()->local_address(), t.is_unix());
+          },
+          "(host, port), (host, port, flowinfo, scope_id) or a socket path; None before the "
+          "connection is made.")
+      .def(
+          "peer_address",
+          [](const PyStreamTransport& t) {
+            return address_object(t.get()->peer_address(), t.is_unix());
+          },
+          "As local_address(), for the peer.")
+      .def(
+          "fileno", [](const PyStreamTransport& t) { return t.get()->native_handle(); },
+          "The descriptor; -1 before connecting and once closed.")
+      .def(
+          "is_closing", [](const PyStreamTransport& t) { return t.get()->is_closing(); },
+          "True once close(), abort() or the peer ended the connection.")
+      .def("set_option", &set_option, py::arg("level"), py::arg("name"), py::arg("value"),
+           "setsockopt() with an int value; raises OSError.")
+      .def("get_option", &get_option, py::arg("level"), py::arg("name"),
+           "getsockopt() of an int value; raises OSError.")
+      .def_property_readonly(
+          "strand", [](const PyStreamTransport& t) { return t.get()->strand(); },
+          "The connection's strand: its handler's methods run on it.")
+      .def("__repr__", [](const PyStreamTransport& t) {
+        auto transport = t.get();
+        return std::string("<tm._core.StreamTransport ") + (t.is_unix() ? "unix " : "tcp ") +
+               "fd=" + std::to_string(transport->native_handle()) + ">";
+      });
+}
+
+}  // namespace tmr::bindings
