@@ -17,9 +17,11 @@ Flow control is asyncio's for a connection's own callbacks and tasks: the write(
 the buffered bytes (committed and not sent, plus what the running callback wrote) above the
 high-water mark calls the protocol's pause_writing() at once, so `while not paused:
 transport.write(...)` ends; resume_writing() follows once the committed bytes fall to the
-low-water mark. A write from another strand (a broadcast from another connection's handler, a
-task of the loop's strand) is counted once it commits, and the pause it causes comes in a callback
-of the connection's own, so that the protocol's flow control runs on one strand only.
+low-water mark; so does a write by a task of the loop's strand to a connection of asyncio's own
+protocols (streams), whose flow control runs under the loop lock. A write from another strand (a
+broadcast from another connection's handler) is counted once it commits, and the pause it causes
+comes in a callback of the connection's own, so that the protocol's flow control runs on one
+strand only.
 
 Differences from asyncio's selector transport, consequences of sending at commit: write() after
 close() is ignored.
@@ -165,7 +167,7 @@ class NativeStreamTransport(transports._FlowControlMixin):
             raise RuntimeError("unable to write; sendfile is in progress")
         if data:
             self._native.write(data)
-            if tm.in_transaction() and self._on_own_strand():
+            if tm.in_transaction() and self._owns_flow_control():
                 if not self._uncommitted:
                     tm.on_commit(self._committed)
                     tm.on_abort(self._discarded)
@@ -197,6 +199,17 @@ class NativeStreamTransport(transports._FlowControlMixin):
         self._start_closing()
         self._native.abort()
 
+    def _force_close(self, exc) -> None:
+        # asyncio's transports have it and SSLProtocol calls it: on a fatal TLS error (a failed
+        # handshake), a handshake or shutdown timeout, and its transport's abort(). The
+        # connection is dropped and connection_lost() gets exc, as abort() gives None.
+        if self._lost:
+            return
+        if self._lost_reason is None:
+            self._lost_reason = (exc,)
+        self._start_closing()
+        self._native.abort()
+
     def _start_closing(self) -> None:
         self._closing = True
         if not self._lost and (connection_strand() is None or running_connection_task()):
@@ -216,7 +229,12 @@ class NativeStreamTransport(transports._FlowControlMixin):
         # What asyncio's transport would hold: also what this transaction wrote and has not sent.
         return self._native.write_buffer_size() + self._uncommitted
 
-    def _on_own_strand(self) -> bool:
+    def _owns_flow_control(self) -> bool:
+        """Whether this callback may pause the protocol itself: one of the connection's own, or,
+        for asyncio's own protocols (whose flow control runs under the loop lock), any callback
+        holding the lock (a task of the loop's strand writing to a client connection)."""
+        if self._exclusive and self._loop._lock._is_owned():
+            return True
         strand = _core.current_strand()  # None outside callbacks; Strand == None raises
         return strand is not None and strand == self._native.strand
 
