@@ -57,6 +57,7 @@ LOOP_CLASSES = {"default": "asyncio.unix_events._UnixSelectorEventLoop",
                 "tm": "tm_asyncio._loop.EventLoop"}
 START_TIMEOUT = 60  # interpreter start-up and imports on a loaded 2-core machine
 STOP_TIMEOUT = 30
+FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 STALL = 20  # a bound on each socket operation: a lost reply fails the test instead of hanging it
 
 
@@ -615,6 +616,60 @@ def test_tls_server_as_on_the_default_loop(runtime, tls_outcomes):
         assert seen["printed"] == reference["printed"], "the uploads the server read"
         for i, (got, want) in enumerate(zip(seen["clients"], reference["clients"])):
             assert got == want, f"client {i}"
+
+
+def tls_dropped(port: int, context: ssl.SSLContext, kind: str) -> tuple:
+    """A connection the TLS server drops: a client that speaks plain HTTP to it (the handshake
+    fails) or one whose request makes the handler abort the transport. What the client sees."""
+    with socket.create_connection(("127.0.0.1", port), timeout=STALL) as raw:
+        try:
+            if kind == "plain":
+                raw.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                return kind, raw.recv(65536)
+            with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(b"ECHO 3\nabcABORT\n")
+                stream = sock.makefile("rb")
+                return kind, read_framed(stream)
+        except (OSError, ssl.SSLError) as e:
+            return kind, type(e).__name__
+
+
+@pytest.fixture(scope="module")
+def tls_dropped_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tls-dropped")
+    cert, key = make_certificate(root)
+    context = ssl.create_default_context(cafile=str(cert))
+
+    def scenario(runtime: str) -> dict:
+        server = Program(runtime, "tls_server.py", ["0", str(cert), str(key)], root)
+        try:
+            clients = run_threads(
+                lambda i: tls_dropped(server.port, context, ("plain", "abort")[i % 2]), 8)
+        finally:
+            printed = server.stop()
+        return {"clients": clients, "printed": sorted(printed)}
+
+    return Outcomes(scenario)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", [
+    "default", "tm-1",
+    pytest.param("tm-2", marks=pytest.mark.xfail(
+        FREE_THREADED, strict=False,
+        reason="parallel mode's native transport aborts with a reset (SO_LINGER 0 in the C++ "
+               "StreamConnection::abort, reactor/include/reactor/detail/stream_connection.hpp), "
+               "where asyncio's transport.abort() and SSLProtocol's _force_close() close the "
+               "socket: the peer gets ConnectionResetError instead of the end of the stream; "
+               "and the abort, at the step's commit, also drops the reply the step wrote before "
+               "it, which asyncio had handed to the kernel at write()")),
+])
+def test_tls_server_drops_connections_as_on_the_default_loop(runtime, tls_dropped_outcomes):
+    seen = tls_dropped_outcomes(runtime)
+    if runtime == "default":
+        assert seen["clients"] == [("plain", b""), ("abort", [framed(b"ECHO", b"cba")])] * 4
+    else:
+        assert seen == tls_dropped_outcomes("default")
 
 
 # -- 4. a subprocess pipeline -------------------------------------------------------------------

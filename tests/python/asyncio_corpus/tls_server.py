@@ -12,6 +12,7 @@ Requests, one per line; every reply is a header line "KIND LENGTH" and LENGTH by
                       it (TLS close_notify or a TCP half-close): no reply, the server prints
                       "upload NAME LENGTH SHA256" once it has read them all, a piece at a time
     PUTALL NAME       the same, read with one read() to the end of the stream
+    ABORT             no reply: the server aborts the connection (transport.abort())
 
     python tls_server.py PORT CERTFILE KEYFILE    prints "listening on PORT"; SIGTERM stops it
 """
@@ -66,6 +67,9 @@ async def serve(reader, writer):
             data = await reader.read()
             print(f"upload {args[0].decode()} {len(data)} {hashlib.sha256(data).hexdigest()}",
                   flush=True)
+            return
+        elif op == b"ABORT":
+            writer.transport.abort()
             return
         elif op == b"QUIT":
             await reply(writer, b"BYE", b"")
