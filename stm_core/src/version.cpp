@@ -3,7 +3,7 @@
 namespace tmr::stm {
 
 const char* version() noexcept {
-  return "0.1.0";
+  return TM_VERSION;  // the project version (stm_core/CMakeLists.txt)
 }
 
 }  // namespace tmr::stm
