@@ -10,11 +10,9 @@ the results as JSON and, where matplotlib imports (here or in one of the interpr
         [--pythonpath ft=DIR:DIR ...] [--examples twisted_web asyncio_http] [--workers 1 2 16]
         [--processes 2 16] [--seconds 5] [--connections 8] [--out out/scaling]
 
-    python bench/scaling.py --main-job [--python ft=...]   # the README's main job (scripts/main.sh):
-        twistd -n --reactor=tm web --class=twisted_web_site.resource at 1 and 2 workers beside
-        twistd --reactor=epoll, with /stats (tm.stats()) fetched at the end of each run
-
 Internal modes (what the driver starts): `serve` (a server process) and `load` (the load generator).
+The README's main job (bench/main_job.py) and bench/server_workloads.py import this module for its
+servers and load generator.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import _load
 
@@ -437,8 +434,6 @@ def driver_main(argv: list[str]) -> int:
     parser.add_argument("--conflict-log", metavar="DIR", default=None,
                         help="tm runs write TM_CONFLICT_LOG=DIR/EXAMPLE-LABEL-tmN.log (slower: "
                              "a diagnostic mode) for python -m tm.report")
-    parser.add_argument("--main-job", action="store_true",
-                        help="twistd -n --reactor=tm web at 1 and 2 workers beside epoll (main.sh)")
     args = parser.parse_args(argv)
 
     pythons = parse_labelled(args.python, "python") or {
@@ -447,8 +442,6 @@ def driver_main(argv: list[str]) -> int:
     paths = parse_labelled(args.pythonpath, "pythonpath")
     interps = [Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
     args.load_python = args.load_python or interps[0].python
-    if args.main_job:
-        return main_job(args, interps)
 
     examples = []
     for example in args.examples:
@@ -485,39 +478,6 @@ def driver_main(argv: list[str]) -> int:
                      "results": [dict(r, kind=k, n=n) for (k, n), r in row["results"].items()]}
                     for row in rows]
     write_outputs(args, data, interps)
-    return 0
-
-
-def main_job(args, interps: list[Interpreter]) -> int:
-    """twistd web with the example site: epoll, then tm at each of --workers (default 1 and 2)."""
-    interp = interps[-1]  # the free-threaded interpreter when both are given (gil, ft)
-    twistd = str(pathlib.Path(interp.python).parent / "twistd")
-    workers = args.workers if args.workers != sorted({1, 2, os.cpu_count() or 1}) else [1, 2]
-    print(f"twistd -n --reactor=R web --class=twisted_web_site.resource on {interp.version}, "
-          f"GET {args.path} ({args.connections} connections, {args.seconds:g} s, load generator "
-          f"in its own process), commit {commit()}, load average {os.getloadavg()[0]:.2f}")
-    results = {}
-    for reactor, n in [("epoll", 0)] + [("tm", w) for w in workers]:
-        cmd = [interp.python, twistd, "-n", "--pidfile=", "--logfile=-", f"--reactor={reactor}",
-               "web", "--class=twisted_web_site.resource",
-               "--listen", "tcp:0:interface=127.0.0.1"]
-        env = interp.env({"TM_WORKERS": str(n)} if n else None)
-        server, port = start_server(cmd, env, r"Site starting on (\d+)")
-        try:
-            r = run_load(args, port)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=30) as response:
-                r["stats"] = json.loads(response.read())
-        finally:
-            stop_server(server)
-        name = "epoll" if reactor == "epoll" else f"tm x{n}"
-        results[name] = r
-        print(f"{name:8} {fmt(r)} req/s (p99 ms), {r['stats']['hits']} hits", flush=True)
-        if "tm" in r["stats"]:
-            print(f"         {stats_line(r['stats']['tm'])}")
-    base = results.get(f"tm x{workers[0]}")
-    for w in workers[1:]:
-        print(f"scaling tm x{w} / tm x{workers[0]}: {results[f'tm x{w}']['rps'] / base['rps']:.2f}")
-    print(f"tm x{workers[-1]} / epoll: {results[f'tm x{workers[-1]}']['rps'] / results['epoll']['rps']:.2f}")
     return 0
 
 

@@ -20,7 +20,7 @@ echo "== tm.build_info() on the free-threaded interpreter"
 "$root/.venv-ft/bin/python" -c 'import json, tm; print(json.dumps(tm.build_info()))'
 
 echo "== twistd web under load: --reactor=epoll vs --reactor=tm ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-"$root/.venv-ft/bin/python" "$root/bench/scaling.py" --main-job \
+"$root/.venv-ft/bin/python" "$root/bench/main_job.py" \
   --python "ft=$root/.venv-ft/bin/python" --load-python "$root/.venv-gil/bin/python" \
   --workers 1 2 --seconds "${TM_MAIN_SECONDS:-5}"
 
