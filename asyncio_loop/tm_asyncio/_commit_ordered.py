@@ -17,9 +17,11 @@ the ``drain()`` right after it (test_subprocess's ``test_stdin_broken_pipe``), a
 commit would only fail after that ``drain()`` returned.
 
 The release runs at commit, outside the transaction, under the loop lock that the loop's own
-callbacks hold while they run. Differences from asyncio's transports, all from sending at commit:
-``pause_writing()`` comes at commit, when the held bytes reach asyncio's buffer, not inside the
-``write()``; ``get_write_buffer_size()`` counts the held bytes too.
+callbacks hold while they run. Flow control is asyncio's: ``get_write_buffer_size()`` counts the
+held bytes too, the ``write()`` that takes it above the high-water mark calls ``pause_writing()``
+at once (so ``while True: write(); await drain()`` yields, and its writes are sent), and once the
+held bytes are released, ``resume_writing()`` follows as soon as asyncio's buffer is at the
+low-water mark, as asyncio's transport resumes a protocol.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ class _HeldUntilCommit:
     def _release_held(self) -> None:
         held = self._held
         self._drop_held()
-        with self._loop._lock:
+        loop = self._loop
+        if loop is None:  # connection_lost() ran meanwhile: asyncio drops writes after it too
+            return
+        with loop._lock:
             for item in held:
                 if item is _EOF:
                     super().write_eof()
@@ -77,6 +82,9 @@ class _HeldUntilCommit:
                     super().close()
                 else:
                     self._release(item)
+            # Paused by write() for held bytes that asyncio's write() then sent at once: it gives
+            # no resume for a buffer it never filled.
+            self._maybe_resume_protocol()
 
     def _release(self, item) -> None:
         super().write(item)
@@ -100,6 +108,7 @@ class CommitOrderedSocketTransport(_HeldUntilCommit, selector_events._SelectorSo
             return super().write(data)  # asyncio's write raises
         if data:
             self._hold(bytes(data), len(data))
+            self._maybe_pause_protocol()
 
     def writelines(self, list_of_data) -> None:
         if not tm.in_transaction() or self._refuses_writes():

@@ -64,13 +64,18 @@ class _PostedHandle(events.Handle):
 
     def __call__(self) -> None:
         loop = self._loop
-        if not loop._serial or loop._debug:
-            loop._run_handle(self)
-        elif not self._cancelled:  # the serial loop's path, kept short: call_soon's cost
-            try:
-                self._run()
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt: they leave run_forever
-                loop._leave_run(exc)
+        try:
+            if not loop._serial or loop._debug:
+                loop._run_handle(self)
+            elif not self._cancelled:  # the serial loop's path, kept short: call_soon's cost
+                try:
+                    self._run()
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt: leave run_forever
+                    loop._leave_run(exc)
+        finally:
+            # As Handle._run and asyncio's _run_once do: a frame kept by an exception's traceback
+            # (through f_back) must not keep the handle, and so the task or future it ran, alive.
+            self = None  # noqa: PLW0642
 
 
 class _UnraisableHook:
@@ -332,12 +337,15 @@ class EventLoop(_base_loop):
 
     def _run_handle(self, handle: events.Handle) -> None:
         """Runs one handle as asyncio's _run_once would; a reactor callback."""
-        if handle._cancelled:
-            return
-        if self._serial:
-            self._invoke_handle(handle)
-            return
-        self._run_locked(self._invoke_handle, handle)
+        try:
+            if handle._cancelled:
+                return
+            if self._serial:
+                self._invoke_handle(handle)
+                return
+            self._run_locked(self._invoke_handle, handle)
+        finally:
+            handle = None  # see _PostedHandle.__call__
 
     def _run_locked(self, fn, *args):
         """fn(*args) as a loop thread, under the loop lock, its transaction made inevitable first.
@@ -350,8 +358,11 @@ class EventLoop(_base_loop):
         await). Taking the token first gives every holder of the lock one order: token, then lock.
         """
         tm.inevitable()
-        with self._lock:
-            return self._as_loop_thread(fn, *args)
+        try:
+            with self._lock:
+                return self._as_loop_thread(fn, *args)
+        finally:
+            fn = args = None  # see _PostedHandle.__call__
 
     def _as_loop_thread(self, fn, *args):
         """fn(*args) on a worker thread, which gets the loop thread's per-thread state for it.
@@ -362,15 +373,26 @@ class EventLoop(_base_loop):
         threads of its own that live for one run and run nothing but this loop's callbacks, so a
         worker gets the state at its first callback and keeps it, as run_forever's thread does.
         """
-        if getattr(_worker_state, "loop", None) is self:
+        restore = self._take_loop_thread_state()
+        try:
             return fn(*args)
+        finally:
+            fn = args = None  # see _PostedHandle.__call__
+            if restore is not None:
+                restore()
+
+    def _take_loop_thread_state(self):
+        """Gives this thread the loop thread's state; returns what undoes it, or None where the
+        thread keeps it (a worker of the reactor)."""
+        if getattr(_worker_state, "loop", None) is self:
+            return None
         if self._core.in_worker():
             events._set_running_loop(self)
             sys.set_asyncgen_hooks(
                 firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
             )
             _worker_state.loop = self
-            return fn(*args)
+            return None
         previous = events._get_running_loop()  # another thread: lend the state for this call
         hooks = sys.get_asyncgen_hooks()
         if previous is not self:
@@ -378,12 +400,13 @@ class EventLoop(_base_loop):
         sys.set_asyncgen_hooks(
             firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
         )
-        try:
-            return fn(*args)
-        finally:
+
+        def restore():
             sys.set_asyncgen_hooks(*hooks)
             if previous is not self:
                 events._set_running_loop(previous)
+
+        return restore
 
     def _run_callback(self, fn, args, *, exclusive: bool):
         """fn(*args) for a native transport (parallel mode): under the loop lock if exclusive.
@@ -530,7 +553,12 @@ class EventLoop(_base_loop):
             traceback = getattr(task, "_source_traceback", None)
             if traceback and traceback[-1].name == "create_task" and traceback[-1].filename == __file__:
                 del traceback[-1]
-            return task
+            try:
+                return task
+            finally:
+                # As asyncio's create_task (gh-128552): an eager first step's exception keeps
+                # this frame in its traceback, which must not keep the task.
+                del task
         strand = _tasks.connection_strand()
         self._check_closed()
         name = kwargs.pop("name", None)
@@ -543,7 +571,10 @@ class EventLoop(_base_loop):
             task.set_name(name)
         if task._source_traceback:
             del task._source_traceback[-1]
-        return task
+        try:
+            return task
+        finally:
+            del task  # as above
 
     def _add_callback(self, handle) -> None:
         # asyncio's signal handling queues its handles here (the _ready deque, never drained).
@@ -603,9 +634,12 @@ class EventLoop(_base_loop):
                 found[1].cancel()
                 due.append((when, order, found[0]))
         due.sort(key=lambda item: item[:2])
-        for _, _, timer in due:
-            timer._scheduled = False
-            self._run_handle(timer)
+        try:
+            for _, _, timer in due:
+                timer._scheduled = False
+                self._run_handle(timer)
+        finally:
+            due = timer = None  # see _PostedHandle.__call__
 
     def _timer_handle_cancelled(self, handle) -> None:
         with self._timer_lock:
@@ -683,7 +717,10 @@ class EventLoop(_base_loop):
             else:
                 self._remove_writer(fd)
             return
-        self._run_handle(handle)
+        try:
+            self._run_handle(handle)
+        finally:
+            handle = None  # see _PostedHandle.__call__
 
     @staticmethod
     def _fd_of(fd) -> int:
