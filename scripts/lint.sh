@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the sources: ruff over the Python (pyproject.toml's [tool.ruff]), clang-format (the root
+# Checks the sources: ruff over the Python (pyproject.toml's [tool.ruff]), mypy over the tm package
+# ([tool.mypy]), clang-format (the root
 # .clang-format) over all C++, bindings included, and clang-tidy (the root .clang-tidy) over the
 # compile database of build/release. Pass files to check only those C++ files; --no-tidy skips
 # clang-tidy (minutes per file on 2 cores: scripts/test.sh runs the rest).
@@ -11,6 +12,8 @@ if [[ ${1:-} == --no-tidy ]]; then tidy=0; shift; fi
 if (($# == 0)); then
   ruff=${TM_RUFF:-$root/.venv-tools/bin/ruff}
   "$ruff" check --quiet bindings/tm twisted_plugin asyncio_loop tests/python examples bench scripts
+  mypy=${TM_MYPY:-$root/.venv-tools/bin/mypy}
+  "$mypy" --no-error-summary
 fi
 mapfile -t files < <(if (($#)); then printf '%s\n' "$@"; else
   git ls-files -- 'stm_core/*.[ch]pp' 'reactor/*.[ch]pp' 'bindings/*.[ch]pp' 'tests/cpp/*.[ch]pp' 'bench/cpp/*.[ch]pp'; fi)

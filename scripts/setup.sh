@@ -73,14 +73,15 @@ install_project() {
   echo "$digest" >"$stamp"
 }
 
-# make_tools_venv DIR: the Python linter (ruff), apart from the two test environments so that
-# upgrading it never rebuilds them.
+# make_tools_venv DIR: the Python linter (ruff) and type checker (mypy), apart from the two test
+# environments so that upgrading them never rebuilds those.
 make_tools_venv() {
-  local dir=$1 stamp="$1/.tm-deps" wanted="ruff>=0.6"
+  local dir=$1 stamp="$1/.tm-deps" wanted="ruff>=0.6 mypy>=1.10"
   if [[ -x "$dir/bin/ruff" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then return; fi
-  log "creating $dir (ruff)"
+  log "creating $dir (ruff, mypy)"
   "$gil_python" -m venv --clear "$dir"
-  pip_quiet "$dir" --prefer-binary "$wanted"
+  # shellcheck disable=SC2086  # one argument per requirement
+  pip_quiet "$dir" --prefer-binary $wanted
   echo "$wanted" >"$stamp"
 }
 

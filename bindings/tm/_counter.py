@@ -36,7 +36,7 @@ class Counter(_core.Counter):
     __le__ = _int_operator(operator.le)
     __gt__ = _int_operator(operator.gt)
     __ge__ = _int_operator(operator.ge)
-    __hash__ = None  # mutable, as a list is
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a list is
 
     __add__, __radd__ = _int_operators(operator.add)
     __sub__, __rsub__ = _int_operators(operator.sub)

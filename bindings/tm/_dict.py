@@ -111,7 +111,7 @@ class Dict(_core.Dict):
             return dict(self._items(2)) == other
         return NotImplemented
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     @reprlib.recursive_repr("{...}")  # a container that holds itself, as the builtin shows it
     def __repr__(self):

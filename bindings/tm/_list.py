@@ -126,7 +126,7 @@ class List(_core.List):
     def __ge__(self, other):
         return self._items() >= list(other)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     @reprlib.recursive_repr("[...]")  # a container that holds itself, as the builtin shows it
     def __repr__(self):

@@ -50,7 +50,7 @@ class Log(_core.Log):
             return self._items() == list(other)
         return NotImplemented
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     @reprlib.recursive_repr("[...]")  # a container that holds itself, as the builtin shows it
     def __repr__(self):

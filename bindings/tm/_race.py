@@ -89,7 +89,7 @@ class RaceReport:
         return "\n".join(lines)
 
 
-def _mutation(d: dict) -> RaceMutation:
+def _mutation(d: _core._RaceMutation) -> RaceMutation:
     return RaceMutation(d["strand"], d["inevitable"], tuple(d["traceback"]))
 
 

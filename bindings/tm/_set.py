@@ -168,7 +168,7 @@ class Set(_core.Set):
             return self._as_set() == set(other)
         return NotImplemented
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     def copy(self):
         return type(self)(self._items())
