@@ -35,9 +35,7 @@ import threading
 from asyncio import constants, events, sslproto, unix_events
 
 import tm
-from tm import _core
-from tm._environment import gil_enabled
-from tm._shared_types import immortalize_extension_types
+from tm import _reactor
 from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrderedSocketTransport
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio import _tasks
@@ -153,10 +151,12 @@ class EventLoop(_base_loop):
     def __init__(
         self, selector=None, *, workers: int | None = None, parallel: bool | None = None
     ) -> None:
-        tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
+        _reactor.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
         # Unset TM_WORKERS: one worker per core on a free-threaded interpreter, one under the
-        # GIL, as for twistd --reactor=tm (tm.workers_from_environment).
-        self._core = _core.Reactor(tm.workers_from_environment() if workers is None else workers)
+        # GIL, as for twistd --reactor=tm (tm._reactor.workers_from_environment).
+        self._core = _reactor.Reactor(
+            _reactor.workers_from_environment() if workers is None else workers
+        )
         self._strand = self._core.make_strand()
         self._workers = self._core.workers  # kept: close() drops the reactor
         self._serial = self._workers == 1
@@ -164,7 +164,7 @@ class EventLoop(_base_loop):
             # TM_ASYNCIO_PARALLEL=1 or 0 decides; unset, parallel where it can pay: the GIL would
             # run the connections' callbacks one at a time anyway (DESIGN.md section 6).
             setting = os.environ.get("TM_ASYNCIO_PARALLEL", "")
-            parallel = setting == "1" if setting else not gil_enabled()
+            parallel = setting == "1" if setting else not _reactor.gil_enabled()
         self._parallel = parallel and not self._serial
         # Tasks started on a connection's strand (start_server's handler) run there too, so a
         # task and the transport it drives share a strand; TM_ASYNCIO_TASK_STRANDS=0 keeps every
@@ -177,12 +177,12 @@ class EventLoop(_base_loop):
         # Held by every callback but a user protocol's in parallel mode, and by a locked future's
         # changes: the loop's callbacks run one at a time under it.
         self._lock = threading.RLock()
-        self._watchers: dict[int, _core.FdWatcher] = {}
+        self._watchers: dict[int, _reactor.FdWatcher] = {}
         # Armed timers by key, each with its C++ timer and its place in call order, and a heap of
         # (when, order, key) over them: a firing timer runs every other one due with it, as
         # asyncio's iteration runs all due timers before the callbacks they schedule. Call_at()
         # comes from connection strands too (a handler task's sleep): _timer_lock guards both.
-        self._timers: dict[int, tuple[events.TimerHandle, _core.Timer, int]] = {}
+        self._timers: dict[int, tuple[events.TimerHandle, _reactor.Timer, int]] = {}
         self._timer_heap: list[tuple[float, int, int]] = []
         self._timer_order = itertools.count()
         self._timer_lock = threading.Lock()
@@ -214,7 +214,7 @@ class EventLoop(_base_loop):
         """Runs the reactor until stop()'s marker (or an exception that must escape) stops it."""
         if self._core.stopped:
             self._core.restart()
-        immortalize_extension_types(self._workers)
+        _reactor.immortalize_extension_types(self._workers)
         wakeup = self._install_wakeup_fd()
         hook = _UnraisableHook.install()
         try:
@@ -651,11 +651,11 @@ class EventLoop(_base_loop):
             entry[1].cancel()
 
     def time(self) -> float:
-        return _core.monotonic()
+        return _reactor.monotonic()
 
     # -- descriptors ----------------------------------------------------------------------------
 
-    def _watcher(self, fd: int) -> _core.FdWatcher:
+    def _watcher(self, fd: int) -> _reactor.FdWatcher:
         watcher = self._watchers.get(fd)
         if watcher is None:
             try:  # on the loop's strand, where the binding lets us choose it

@@ -39,7 +39,7 @@ import warnings
 from asyncio import constants, futures, protocols, transports, trsock
 
 import tm
-from tm import _core
+from tm import _reactor
 from tm_asyncio._tasks import connection_strand, on_strand, running_connection_task
 
 
@@ -67,7 +67,7 @@ def adoptable(sock) -> bool:
 
 
 class NativeStreamTransport(transports._FlowControlMixin):
-    """asyncio.Transport over tm._core.StreamTransport; also the native transport's handler."""
+    """asyncio.Transport over tm._reactor.StreamTransport; also the native transport's handler."""
 
     # loop.start_tls() swaps the protocol through set_protocol() with reading paused, which this
     # transport supports; loop.sendfile() takes the native path (EventLoop._sendfile_native).
@@ -113,7 +113,7 @@ class NativeStreamTransport(transports._FlowControlMixin):
         if server is not None:
             with loop._lock:
                 _server_call(server._attach, self)
-        adopt = _core.unix_adopt if sock.family == socket.AF_UNIX else _core.tcp_adopt
+        adopt = _reactor.unix_adopt if sock.family == socket.AF_UNIX else _reactor.tcp_adopt
         try:
             # On `strand` when given (a connection made from another connection's strand),
             # else on a strand of its own.
@@ -235,7 +235,7 @@ class NativeStreamTransport(transports._FlowControlMixin):
         holding the lock (a task of the loop's strand writing to a client connection)."""
         if self._exclusive and self._loop._lock._is_owned():
             return True
-        strand = _core.current_strand()  # None outside callbacks; Strand == None raises
+        strand = _reactor.current_strand()  # None outside callbacks; Strand == None raises
         return strand is not None and strand == self._native.strand
 
     def _committed(self) -> None:

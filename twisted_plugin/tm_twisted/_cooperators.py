@@ -26,14 +26,14 @@ import threading
 
 from twisted.internet import task
 
-from tm import _core
+from tm import _reactor
 from tm_twisted._compat import _EPSILON, globalCooperator, setGlobalCooperator
 
 
 class StrandCooperator(task.Cooperator):
     """A Cooperator whose ticks and task bookkeeping run on one strand of a TMReactor."""
 
-    def __init__(self, reactor, strand: _core.Strand, owner: "StrandCooperators") -> None:
+    def __init__(self, reactor, strand: _reactor.Strand, owner: "StrandCooperators") -> None:
         super().__init__(scheduler=self._schedule)
         self._tmReactor = reactor
         self._tmStrand = strand
@@ -43,7 +43,7 @@ class StrandCooperator(task.Cooperator):
         return self._tmReactor._callLaterOn(self._tmStrand, _EPSILON, tick)
 
     def _onStrand(self) -> bool:
-        strand = _core.current_strand()  # None outside callbacks; Strand == None raises
+        strand = _reactor.current_strand()  # None outside callbacks; Strand == None raises
         return strand is not None and strand == self._tmStrand
 
     # CooperativeTask.pause/resume/stop and the end of a task come here; the tick iterates the
@@ -80,7 +80,7 @@ class StrandCooperators:
     def __init__(self, original: task.Cooperator) -> None:
         self._original = original
         self._lock = threading.Lock()
-        self._byStrand: dict[tuple[int, _core.Strand], StrandCooperator] = {}
+        self._byStrand: dict[tuple[int, _reactor.Strand], StrandCooperator] = {}
 
     def _cooperatorHere(self) -> task.Cooperator:
         from twisted.internet import reactor  # what Twisted's default scheduler uses
@@ -88,7 +88,7 @@ class StrandCooperators:
         mainStrand = getattr(reactor, "_mainStrand", None)
         if mainStrand is None:
             return self._original
-        strand = _core.current_strand() or mainStrand
+        strand = _reactor.current_strand() or mainStrand
         key = (id(reactor), strand)
         with self._lock:
             cooperator = self._byStrand.get(key)

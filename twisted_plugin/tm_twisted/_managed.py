@@ -9,6 +9,7 @@ different connections run at once.
 from __future__ import annotations
 
 import tm
+from tm import _reactor
 
 # Factories whose attributes are read by every request and written only at start-up: a
 # transactional read would make each request inevitable (one at a time), so only the containers
@@ -17,7 +18,7 @@ import tm
 _CONTAINERS_ONLY = frozenset({("twisted.web.http", "HTTPFactory")})
 
 
-def _mode_for(factory: object) -> tm._managed.Mode:
+def _mode_for(factory: object) -> _reactor.Mode:
     for cls in type(factory).__mro__:
         if (cls.__module__, cls.__qualname__) in _CONTAINERS_ONLY:
             return "containers"

@@ -1,11 +1,11 @@
 """The machinery of a native TCP transport: Twisted's transport behaviour over a
-tm._core.StreamTransport, for the TCP classes of tm_twisted._tcp.
+tm._reactor.StreamTransport, for the TCP classes of tm_twisted._tcp.
 
 Twisted's own TCP transports (twisted.internet.tcp) keep their write buffer in Python and flush it
 from doWrite; with several workers a callback of one connection writing to another connection
 (a chat server) races with that connection's own doWrite. ``NativeStream`` keeps Twisted's
 behaviour (the same attributes, the same reasons in connectionLost, the same log lines and error
-handling) but hands the bytes to tm._core.StreamTransport, which is thread-safe and sends what a
+handling) but hands the bytes to tm._reactor.StreamTransport, which is thread-safe and sends what a
 transaction wrote at its commit, in commit order.
 
 - Every handler method of the native transport runs on the connection's strand; protocol
@@ -38,13 +38,13 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.python import failure, log
 
 import tm
-from tm import _core
+from tm import _reactor
 from tm_twisted._compat import _LogOwner
 
 
 def available() -> bool:
-    """True when tm._core has the native stream transports tm_twisted's TCP needs."""
-    return hasattr(_core, "tcp_adopt") and hasattr(_core, "tcp_adopt_listener")
+    """True when tm._reactor has the native stream transports tm_twisted's TCP needs."""
+    return hasattr(_reactor, "tcp_adopt") and hasattr(_reactor, "tcp_adopt_listener")
 
 
 # Native write buffer limits: without a producer the transport ignores flow control (Twisted's
@@ -68,12 +68,12 @@ def _strand(transport):
 
 
 class NativeStream(_LogOwner):
-    """What a Twisted TCP transport does, over a tm._core.StreamTransport.
+    """What a Twisted TCP transport does, over a tm._reactor.StreamTransport.
 
     The methods ``connection_made`` ... ``resume_writing`` are the native handler; each runs as
     one transaction on the connection's strand. The rest is Twisted's ITCPTransport.
 
-    @ivar _native: the tm._core.StreamTransport, once adopted.
+    @ivar _native: the tm._reactor.StreamTransport, once adopted.
     @ivar _paused: reading stopped by stopReading/pauseProducing.
     @ivar _held: data (and an end of stream) that reached a paused transport; delivered by
         resumeProducing, as a paused Twisted transport leaves them in the socket.
@@ -389,7 +389,7 @@ class NativeStream(_LogOwner):
             self._post(self._drained)
         else:
             self.reactor._core.call_at(
-                _core.monotonic() + 0.005,
+                _reactor.monotonic() + 0.005,
                 lambda: self._guard(self._pollDrain),
                 strand=_strand(self),
             )

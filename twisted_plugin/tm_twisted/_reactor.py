@@ -29,9 +29,7 @@ from twisted.python import log, threadable
 from zope.interface import implementer
 
 import tm
-from tm import _core
-from tm._environment import gil_enabled
-from tm._shared_types import immortalize_extension_types
+from tm import _reactor
 from tm_twisted import _cooperators, _shared_objects
 from tm_twisted._compat import (
     _DEFAULT_DELAYED_CALL_LOGGING_HANDLER,
@@ -50,9 +48,9 @@ _log = Logger()
 class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     """A Twisted reactor whose callbacks run as transactions on a pool of worker threads.
 
-    @ivar _core: the C++ reactor (L{tm._core.Reactor}).
+    @ivar _core: the C++ reactor (L{tm._reactor.Reactor}).
     @ivar _selectables: descriptor number -> the selectable registered for it.
-    @ivar _watchers: descriptor number -> its L{tm._core.FdWatcher}; the watcher's strand is the
+    @ivar _watchers: descriptor number -> its L{tm._reactor.FdWatcher}; the watcher's strand is the
         selectable's strand.
     @ivar _reads, _writes: descriptor numbers with a reader or a writer registered.
     @ivar _delayedCalls: the L{DelayedCall}s scheduled and not yet run or cancelled.
@@ -61,16 +59,17 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     """
 
     def __init__(self, workers: int | None = None) -> None:
-        tm.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
+        _reactor.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
         # On a GIL interpreter every event shares one strand: the epoll reactor's order, since
-        # the GIL would not let callbacks run in parallel anyway (tm.one_strand_from_environment).
-        self._core = _core.Reactor(
-            tm.workers_from_environment() if workers is None else workers,
-            one_strand=tm.one_strand_from_environment(),
+        # the GIL would not let callbacks run in parallel anyway
+        # (tm._reactor.one_strand_from_environment).
+        self._core = _reactor.Reactor(
+            _reactor.workers_from_environment() if workers is None else workers,
+            one_strand=_reactor.one_strand_from_environment(),
         )
         self._registry = threading.RLock()
         self._selectables: dict[int, object] = {}
-        self._watchers: dict[int, _core.FdWatcher] = {}
+        self._watchers: dict[int, _reactor.FdWatcher] = {}
         self._reads: set[int] = set()
         self._writes: set[int] = set()
         self._delayedCalls: set[base.DelayedCall] = set()
@@ -115,10 +114,10 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         pass
 
     def mainLoop(self) -> None:
-        make_per_thread(self.workers, gil_enabled())
+        make_per_thread(self.workers, _reactor.gil_enabled())
         _cooperators.install()
         _shared_objects.install()
-        immortalize_extension_types(self.workers)
+        _reactor.immortalize_extension_types(self.workers)
         while self._started:
             if self._core.stopped:
                 self._core.restart()
@@ -163,7 +162,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def _fireShutdown(self, due: list) -> None:
         if any(not (c.called or c.cancelled) for c in due):
             self._core.call_at(
-                _core.monotonic() + 0.001,
+                _reactor.monotonic() + 0.001,
                 functools.partial(self._fireShutdown, due),
                 strand=self._pythonTransportStrand,
             )
@@ -181,7 +180,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         if self._core.stopped:
             self._core.restart()
         deadline = self._core.call_at(
-            _core.monotonic() + delay, self._core.stop, strand=self._controlStrand
+            _reactor.monotonic() + delay, self._core.stop, strand=self._controlStrand
         )
         self._core.run(tick=self._tick)
         deadline.cancel()
@@ -213,7 +212,9 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         with self._registry:
             self._delayedCalls.add(call)
         call._tmTimer = self._core.call_at(
-            _core.monotonic() + delay, functools.partial(self._runDelayedCall, call), strand=strand
+            _reactor.monotonic() + delay,
+            functools.partial(self._runDelayedCall, call),
+            strand=strand,
         )
         return call
 
@@ -223,7 +224,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         if call.delayed_time > 0.0:
             # delay() pushed it back: re-arm for the new time, as runUntilCurrent re-pushes it.
             call.activate_delay()
-            call._tmTimer.reschedule(_core.monotonic() + max(0.0, call.time - self.seconds()))
+            call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
             return
         with self._registry:
             self._delayedCalls.discard(call)
@@ -237,7 +238,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         call._tmTimer.cancel()
 
     def _moveCallLaterSooner(self, call: base.DelayedCall) -> None:
-        call._tmTimer.reschedule(_core.monotonic() + max(0.0, call.time - self.seconds()))
+        call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
 
     def getDelayedCalls(self):
         with self._registry:
@@ -296,7 +297,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             # thread's call would start.
             self._threadCallRoundWaits = True
             self._core.call_at(
-                _core.monotonic(), self._threadCallRoundDue, strand=self._threadCallStrand
+                _reactor.monotonic(), self._threadCallRoundDue, strand=self._threadCallStrand
             )
 
     def _threadCallRoundDue(self) -> None:
@@ -310,7 +311,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     # -- IReactorFDSet --------------------------------------------------------------------------
 
-    def _watcherFor(self, fd: int, selectable) -> _core.FdWatcher | None:
+    def _watcherFor(self, fd: int, selectable) -> _reactor.FdWatcher | None:
         """The watcher of fd, made on first use; None where epoll cannot watch fd."""
         watcher = self._watchers.get(fd)
         if watcher is None:
@@ -486,7 +487,7 @@ def _isInIOThread(original=threadable.isInIOThread) -> bool:
     """True in the thread that runs the reactor, and on every worker of a running TMReactor."""
     if original():
         return True
-    return _core.current_strand() is not None
+    return _reactor.current_strand() is not None
 
 
 threadable.isInIOThread = _isInIOThread

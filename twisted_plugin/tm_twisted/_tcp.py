@@ -31,7 +31,7 @@ from twisted.python import failure, log, reflect
 from twisted.python.runtime import platformType
 from zope.interface import implementer
 
-from tm import _core
+from tm import _reactor
 from tm_twisted._compat import (
     ITLSTransport,
     _BaseBaseClient,
@@ -256,7 +256,7 @@ class Port(tcp.Port):
         self.connected = True
         self.numberAccepts = 100
         skt.setblocking(False)
-        self._listener = _core.tcp_adopt_listener(
+        self._listener = _reactor.tcp_adopt_listener(
             self.reactor._core, skt.detach(), self._accept, on_error=self._acceptError
         )
         self._reading = True
@@ -480,7 +480,7 @@ class Client(_BaseTCPClient, _BaseBaseClient, _TLSClientMixin, Connection):
         self.reactor.removeReader(self)
         self.reactor.removeWriter(self)
         self._connectingSocket = None
-        self._adopted = _core.tcp_adopt(self.reactor._core, skt.detach(), self)
+        self._adopted = _reactor.tcp_adopt(self.reactor._core, skt.detach(), self)
 
     def failIfNotConnected(self, err):
         if self.connected or self.disconnected or not hasattr(self, "connector"):

@@ -13,7 +13,7 @@ import socket
 
 from twisted.internet import error
 
-from tm import _core
+from tm import _reactor
 from tm_twisted._native_stream import NativeStream, available
 from tm_twisted._tcp import AdoptedServer, Connector, Port
 
@@ -76,7 +76,7 @@ class NativeTCPMixin:
         skt.setblocking(False)
         server = AdoptedServer(factory, localPort, self)
         server.addressFamily = addressFamily
-        _core.tcp_adopt(self._core, skt.detach(), server)
+        _reactor.tcp_adopt(self._core, skt.detach(), server)
         return server
 
     # The native transports and ports are readers as far as Twisted can tell: TMReactor's

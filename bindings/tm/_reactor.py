@@ -1,0 +1,59 @@
+"""The adapters' internal API: what tm_twisted and tm_asyncio use of the engine beyond ``tm``.
+
+This module is the contract between the ``tm`` package and the two reactor adapters
+(twisted_plugin/tm_twisted, asyncio_loop/tm_asyncio): the C++ reactor, its strands, timers,
+descriptor watchers and native stream transports (from the extension ``tm._core``), and the
+helpers both adapters share (the settings read from the environment, the extension types made
+immortal before a parallel run, tm.manage's mode). The adapters import these from here and never
+from ``tm._core`` or another private module, so the engine's modules can change behind it.
+
+It is not for users: a program uses ``tm`` (docs/PYTHON_API.md) and an adapter's public
+reactor or event loop. The adapters use ``tm``'s public API (``tm.manage``, ``tm.on_commit``,
+``tm.in_transaction``, ...) as any program does; only what ``tm`` does not export is here.
+"""
+
+from __future__ import annotations
+
+from tm._core import (
+    FdWatcher,
+    Reactor,
+    Strand,
+    StreamTransport,
+    Timer,
+    current_strand,
+    monotonic,
+    tcp_adopt,
+    tcp_adopt_listener,
+    unix_adopt,
+)
+from tm._environment import (
+    abort_injection_from_environment,
+    gil_enabled,
+    one_strand_from_environment,
+    workers_from_environment,
+)
+from tm._managed import Mode
+from tm._shared_types import immortalize_extension_types
+
+__all__ = [
+    # The C++ reactor (tm._core): docs/REACTOR.md.
+    "FdWatcher",
+    "Reactor",
+    "Strand",
+    "StreamTransport",
+    "Timer",
+    "current_strand",
+    "monotonic",
+    "tcp_adopt",
+    "tcp_adopt_listener",
+    "unix_adopt",
+    # Settings from the environment (TM_WORKERS, TM_STRANDS, TM_ABORT_INJECTION, ...).
+    "abort_injection_from_environment",
+    "gil_enabled",
+    "one_strand_from_environment",
+    "workers_from_environment",
+    # tm.manage's mode argument ("full" or "containers").
+    "Mode",
+    # Extension types made immortal before a parallel run (CPython 3.13t).
+    "immortalize_extension_types",
+]
