@@ -26,9 +26,9 @@ low-water mark, as asyncio's transport resumes a protocol.
 
 from __future__ import annotations
 
-from asyncio import selector_events
 
 import tm
+from tm_asyncio._compat import _SelectorDatagramTransport, _SelectorSocketTransport
 
 _EOF = object()  # write_eof(), held behind the writes before it
 _CLOSE = object()  # close(), likewise
@@ -95,7 +95,7 @@ class _HeldUntilCommit:
         self._eof_held = self._close_held = False
 
 
-class CommitOrderedSocketTransport(_HeldUntilCommit, selector_events._SelectorSocketTransport):
+class CommitOrderedSocketTransport(_HeldUntilCommit, _SelectorSocketTransport):
     """asyncio's socket transport (a loop-strand client connection in parallel mode):
     write(), writelines() and write_eof() held inside a transaction."""
 
@@ -128,7 +128,7 @@ class CommitOrderedSocketTransport(_HeldUntilCommit, selector_events._SelectorSo
         return self._eof or self._empty_waiter is not None
 
 
-class CommitOrderedDatagramTransport(_HeldUntilCommit, selector_events._SelectorDatagramTransport):
+class CommitOrderedDatagramTransport(_HeldUntilCommit, _SelectorDatagramTransport):
     """asyncio's datagram transport (create_datagram_endpoint): sendto() held as writes are."""
 
     def sendto(self, data, addr=None) -> None:

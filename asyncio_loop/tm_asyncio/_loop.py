@@ -32,24 +32,32 @@ import selectors
 import signal
 import sys
 import threading
-from asyncio import constants, events, sslproto, unix_events
+from asyncio import events
 
 import tm
 from tm import _reactor
+from tm_asyncio._compat import (
+    _PY_TASK_STEP,
+    SSL_HANDSHAKE_TIMEOUT,
+    SSL_SHUTDOWN_TIMEOUT,
+    SSLProtocol,
+    _get_running_loop,
+    _PyTask,
+    _set_running_loop,
+    _UnixSelectorEventLoop,
+)
 from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrderedSocketTransport
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
-_base_loop = unix_events._UnixSelectorEventLoop
+_base_loop = _UnixSelectorEventLoop
 _READ = 1
 _WRITE = 2
 # How long stop() waits, at most, for connection strands to settle (parallel mode).
 _CLOSE_WAIT = 0.1
 # Reactor.post and Reactor.call_at take the strand positionally here: pybind11's keyword handling
 # cost as much again as the post itself (docs/BENCHMARKS.md, call_soon, session 5).
-# asyncio's pure-Python task's step, which a task scheduling its first step calls (_adopt_task).
-_PY_TASK_STEP = asyncio.tasks._PyTask._Task__step
 # The loop whose per-thread state a reactor worker thread holds (EventLoop._as_loop_thread).
 _worker_state = threading.local()
 
@@ -120,7 +128,7 @@ def _format_handle(handle) -> str:
     """asyncio's base_events._format_handle, which names a task step by its task: also the step of
     a ConnectionTask, asyncio's pure-Python task, which that function does not know."""
     owner = getattr(handle._callback, "__self__", None)
-    if isinstance(owner, (asyncio.Task, asyncio.tasks._PyTask)):
+    if isinstance(owner, (asyncio.Task, _PyTask)):
         return repr(owner)
     return str(handle)
 
@@ -387,16 +395,16 @@ class EventLoop(_base_loop):
         if getattr(_worker_state, "loop", None) is self:
             return None
         if self._core.in_worker():
-            events._set_running_loop(self)
+            _set_running_loop(self)
             sys.set_asyncgen_hooks(
                 firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
             )
             _worker_state.loop = self
             return None
-        previous = events._get_running_loop()  # another thread: lend the state for this call
+        previous = _get_running_loop()  # another thread: lend the state for this call
         hooks = sys.get_asyncgen_hooks()
         if previous is not self:
-            events._set_running_loop(self)
+            _set_running_loop(self)
         sys.set_asyncgen_hooks(
             firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
         )
@@ -404,7 +412,7 @@ class EventLoop(_base_loop):
         def restore():
             sys.set_asyncgen_hooks(*hooks)
             if previous is not self:
-                events._set_running_loop(previous)
+                _set_running_loop(previous)
 
         return restore
 
@@ -499,7 +507,7 @@ class EventLoop(_base_loop):
         lock: it is asyncio's C task (or another task class), which keeps one current task per
         loop and refuses to enter a second at once (RuntimeError: Cannot enter into task ...).
         """
-        if not isinstance(task, (asyncio.Task, asyncio.tasks._PyTask)) or task.get_loop() is not self:
+        if not isinstance(task, (asyncio.Task, _PyTask)) or task.get_loop() is not self:
             return None
         # Only a step: a wakeup (task_wakeup) of a loop-strand task that a connection's callback
         # woke stays where its task runs. A task's own steps after the first run where it runs,
@@ -793,8 +801,8 @@ class EventLoop(_base_loop):
         server_hostname=None,
         extra=None,
         server=None,
-        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+        ssl_handshake_timeout=SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=SSL_SHUTDOWN_TIMEOUT,
     ):
         if not self._parallel:
             return super()._make_ssl_transport(
@@ -807,7 +815,7 @@ class EventLoop(_base_loop):
         # names its selector transport here): TLS runs over the same transports as plain TCP, a
         # server's connections and a handler's backend connections native on their strands.
         self._ensure_fd_no_transport(rawsock)
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,

@@ -20,6 +20,8 @@ import asyncio
 import threading
 from asyncio import tasks
 
+from tm_asyncio._compat import _PyTask, set_task_hooks, task_hooks
+
 _local = threading.local()  # .strand: the connection strand running here; .task: its task
 
 
@@ -94,7 +96,7 @@ class LockedFuture(_LockedDoneCallbacks, asyncio.Future):
 
 
 @shown_as("Task")
-class ConnectionTask(_LockedDoneCallbacks, tasks._PyTask):
+class ConnectionTask(_LockedDoneCallbacks, _PyTask):
     """A task whose steps run on a connection's strand, without the loop lock."""
 
     def __init__(self, coro, *, loop, strand, **kwargs) -> None:
@@ -114,7 +116,7 @@ class LoopTask(_LockedDoneCallbacks, asyncio.Task):
 
 # -- the current task, per thread for ConnectionTasks -----------------------------------------
 
-_c_enter_task, _c_leave_task = tasks._enter_task, tasks._leave_task
+_c_enter_task, _c_leave_task = task_hooks()
 _c_current_task = tasks.current_task
 
 
@@ -148,9 +150,9 @@ def current_task(loop=None):
 
 def install() -> None:
     """Replaces asyncio's current-task functions (once; other loops' tasks are unaffected)."""
-    if tasks._enter_task is _enter_task:
+    if task_hooks()[0] is _enter_task:
         return
-    tasks._enter_task, tasks._leave_task = _enter_task, _leave_task
+    set_task_hooks(_enter_task, _leave_task)
     tasks.current_task = asyncio.current_task = current_task
 
 

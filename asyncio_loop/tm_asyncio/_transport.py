@@ -36,10 +36,17 @@ import contextvars
 import os
 import socket
 import warnings
-from asyncio import constants, futures, protocols, transports, trsock
+from asyncio import protocols
 
 import tm
 from tm import _reactor
+from tm_asyncio._compat import (
+    TransportSocket,
+    _FlowControlMixin,
+    _SendfileMode,
+    _set_nodelay,
+    _set_result_unless_cancelled,
+)
 from tm_asyncio._tasks import connection_strand, on_strand, running_connection_task
 
 
@@ -66,13 +73,13 @@ def adoptable(sock) -> bool:
     )
 
 
-class NativeStreamTransport(transports._FlowControlMixin):
+class NativeStreamTransport(_FlowControlMixin):
     """asyncio.Transport over tm._reactor.StreamTransport; also the native transport's handler."""
 
     # loop.start_tls() swaps the protocol through set_protocol() with reading paused, which this
     # transport supports; loop.sendfile() takes the native path (EventLoop._sendfile_native).
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sendfile_compatible = _SendfileMode.TRY_NATIVE
 
     def __init__(
         self, loop, sock, protocol, waiter=None, extra=None, server=None, strand=None
@@ -103,12 +110,12 @@ class NativeStreamTransport(transports._FlowControlMixin):
         self.set_protocol(protocol)
         self._extra.setdefault("sockname", _address(sock.getsockname))
         self._extra.setdefault("peername", _address(sock.getpeername))
-        asyncio.base_events._set_nodelay(sock)
+        _set_nodelay(sock)
         # The reactor gets a descriptor of its own for the socket, so that the socket object
         # stays usable as asyncio's does (socket options set through it after the transport was
         # made, as connect_accepted_socket's callers do), and is closed with the connection.
         self._sock = sock
-        self._extra["socket"] = trsock.TransportSocket(sock)
+        self._extra["socket"] = TransportSocket(sock)
         fd = os.dup(sock.fileno())
         if server is not None:
             with loop._lock:
@@ -298,7 +305,7 @@ class NativeStreamTransport(transports._FlowControlMixin):
             if self._waiter is not None:
                 # asyncio wakes the waiter (create_connection's) once connection_made() has run.
                 self._loop.call_soon_threadsafe(
-                    futures._set_result_unless_cancelled, self._waiter, None
+                    _set_result_unless_cancelled, self._waiter, None
                 )
                 self._waiter = None
 
