@@ -7,7 +7,7 @@ docs/PYTHON_API.md.
 from tm import _conflict_log, _io, _race
 from tm._atomic import atomic, run_atomic, snapshot, transactional
 from tm._conflict_log import worker_span, write_report_log
-from tm._managed import as_managed_value, is_managed, manage
+from tm._managed import as_managed_value, is_managed, manage  # noqa: F401 (as_managed_value)
 from tm._race import (
     RaceMutation,
     RaceReport,
@@ -18,10 +18,12 @@ from tm._race import (
     set_race_report,
     watch_races,
 )
+# The adapters' settings (tm._reactor), not exported: still importable as tm.<name>, which tests
+# and docs/TWISTED.md, docs/ASYNCIO.md use.
 from tm._environment import (
-    abort_injection_from_environment,
-    one_strand_from_environment,
-    workers_from_environment,
+    abort_injection_from_environment,  # noqa: F401
+    one_strand_from_environment,  # noqa: F401
+    workers_from_environment,  # noqa: F401
 )
 from tm._core import (
     build_info,
@@ -47,6 +49,8 @@ from tm._core import (
 from tm._types import Counter, Dict, List, Log, Object, Queue, Set, Var
 from tm.transaction_queue import TransactionQueue, hint_commit_soon, time
 
+# What programs use (docs/PYTHON_API.md). The adapters' plumbing is not exported: they use
+# tm._reactor, their internal API.
 __all__ = [
     "RaceMutation",
     "RaceReport",
@@ -56,12 +60,8 @@ __all__ = [
     "reset_race_reports",
     "set_race_report",
     "watch_races",
-    "as_managed_value",
     "is_managed",
     "manage",
-    "abort_injection_from_environment",
-    "one_strand_from_environment",
-    "workers_from_environment",
     "Counter",
     "Dict",
     "List",
