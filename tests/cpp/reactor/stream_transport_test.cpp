@@ -142,5 +142,113 @@ TEST(StreamTransport, DrainOfAReplyPrecedesTheNextRequestLargeReplies) {
   flow_signals_in_order(4 * 1024 * 1024, 30);
 }
 
+// Keeps every byte and the end of the stream, in commit order, and the largest chunk one read
+// delivered.
+struct Collector : StreamHandler {
+  void on_data(stm::Transaction& tx, std::span<const char> d) override {
+    tx.on_commit([this, chunk = std::string(d.data(), d.size())] {
+      std::lock_guard lock(mu);
+      bytes += chunk;
+      largest = std::max(largest, chunk.size());
+      ++chunks;
+    });
+  }
+  bool on_eof(stm::Transaction& tx) override {
+    tx.on_commit([this] {
+      std::lock_guard lock(mu);
+      eof_after = bytes.size();
+    });
+    return false;
+  }
+  std::string received() {
+    std::lock_guard lock(mu);
+    return bytes;
+  }
+  std::mutex mu;
+  std::string bytes;
+  std::size_t largest = 0;
+  std::size_t chunks = 0;
+  std::size_t eof_after = std::string::npos;  // bytes received when on_eof ran
+};
+
+std::string pattern(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+// A read waits for readability and reads only then: data sent in small pieces with pauses in
+// between (each read finds little) arrives whole and in order, and so does a large transfer,
+// whose reads fill their buffer and grow it from 4 KiB up to, never past, 64 KiB; the end of
+// the stream comes after the last byte.
+TEST(StreamTransport, ReadsPiecesAndLargeTransfersInOrder) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  RunningReactor r(2);
+  auto h = std::make_shared<Collector>();
+  auto t = unix_adopt(*r, fds[0], h);
+  Client peer(fds[1]);
+  const std::string small = pattern(1000);
+  for (std::size_t i = 0; i < small.size(); i += 100) {
+    peer.send(small.substr(i, 100));
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_TRUE(wait_until([&] { return h->received().size() == small.size(); }));
+  EXPECT_EQ(h->received(), small);
+  const std::string large = pattern(4 * 1024 * 1024);
+  std::thread sender([&] {
+    peer.send(large);
+    peer.shutdown_write();
+  });
+  const bool all =
+      wait_until([&] { return h->received().size() == small.size() + large.size(); }, 20000ms);
+  sender.join();
+  ASSERT_TRUE(all);
+  EXPECT_TRUE(h->received() == small + large);
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(h->mu);
+    return h->eof_after != std::string::npos;
+  }));
+  std::lock_guard lock(h->mu);
+  EXPECT_EQ(h->eof_after, small.size() + large.size());
+  EXPECT_GT(h->largest, 4u * 1024);
+  EXPECT_LE(h->largest, 64u * 1024);
+}
+
+// Bytes and the end of the stream that arrive while reading is paused are not delivered until
+// resume_reading(), and then all of them, the end last.
+TEST(StreamTransport, DataAndEofWhilePausedAreDeliveredOnResume) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  RunningReactor r(2);
+  auto h = std::make_shared<Collector>();
+  auto t = unix_adopt(*r, fds[0], h);
+  Client peer(fds[1]);
+  peer.send("first");
+  ASSERT_TRUE(wait_until([&] { return h->received() == "first"; }));
+  t->pause_reading();
+  std::this_thread::sleep_for(20ms);
+  const std::string rest = pattern(300 * 1000);
+  std::thread sender([&] {
+    peer.send(rest);
+    peer.shutdown_write();
+  });
+  std::this_thread::sleep_for(100ms);
+  {
+    std::lock_guard lock(h->mu);
+    EXPECT_EQ(h->bytes, "first");
+    EXPECT_EQ(h->eof_after, std::string::npos);
+  }
+  t->resume_reading();
+  sender.join();
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(h->mu);
+    return h->eof_after != std::string::npos;
+  }));
+  EXPECT_EQ(h->received(), "first" + rest);
+  std::lock_guard lock(h->mu);
+  EXPECT_EQ(h->eof_after, 5 + rest.size());
+}
+
 }  // namespace
 }  // namespace tmr::reactor

@@ -1,8 +1,9 @@
 #pragma once
 
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-#include <deque>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +16,49 @@
 #include "reactor/write_queue.hpp"
 
 namespace tmr::reactor::detail {
+
+/// The calling thread's read buffer, `kSize` bytes, made on the thread's first read and kept
+/// for the thread's life: a connection reads into it and delivers from it before the read's
+/// handler returns, so no connection holds a read buffer of its own. A read nested in another
+/// on the same thread (none is known: an event never runs the io_context) gets a fresh buffer.
+/// Chosen over a per-connection buffer kept while reads fill it: no allocation per read on
+/// request/response traffic, no copy, nothing held between reads, and no rule for when to free.
+class ReadScratch {
+ public:
+  static constexpr std::size_t kSize = 64 * 1024;
+
+  ReadScratch() {
+    Slot& slot = this_thread();
+    if (slot.in_use) {
+      own_ = std::make_unique<char[]>(kSize);
+      data_ = own_.get();
+      return;
+    }
+    if (!slot.buffer) slot.buffer = std::make_unique<char[]>(kSize);
+    slot.in_use = true;
+    data_ = slot.buffer.get();
+  }
+  ~ReadScratch() {
+    if (!own_) this_thread().in_use = false;
+  }
+  ReadScratch(const ReadScratch&) = delete;
+  ReadScratch& operator=(const ReadScratch&) = delete;
+
+  char* data() const noexcept { return data_; }
+
+ private:
+  struct Slot {
+    std::unique_ptr<char[]> buffer;
+    bool in_use = false;
+  };
+  static Slot& this_thread() {
+    thread_local Slot slot;
+    return slot;
+  }
+
+  std::unique_ptr<char[]> own_;
+  char* data_ = nullptr;
+};
 
 /// One connected byte stream over an Asio stream socket (TCP or Unix), with its transactional
 /// write queue. Socket I/O and handler calls happen only on the connection's strand; requests
@@ -31,6 +75,11 @@ namespace tmr::reactor::detail {
 /// pause before its resume, and the drain of a reply before the read of a request the peer could
 /// only send once it had the reply (with two workers, asio's completions reach the strand in no
 /// fixed order; twisted.web resumes its producer on the drain).
+///
+/// Read path: an idle connection holds no read buffer. start_reading() waits for readability;
+/// on_readable() then reads what the kernel has with a non-blocking read_some into the thread's
+/// ReadScratch and delivers it from there as one event. Nothing is read while reading is
+/// paused: the kernel keeps the bytes (and applies TCP flow control) until resume_reading().
 template <class Protocol>
 class StreamConnection final : public StreamTransport,
                                public Closable,
@@ -183,9 +232,9 @@ class StreamConnection final : public StreamTransport,
         if (!self->read_paused_) return;
         self->read_paused_ = false;
         if (self->held_) {
-          auto held = std::move(*self->held_);
+          const auto held = *self->held_;
           self->held_.reset();
-          self->deliver(held.first, held.second);
+          self->deliver(held, {});
         } else {
           self->start_reading();
         }
@@ -244,11 +293,11 @@ class StreamConnection final : public StreamTransport,
   }
 
  private:
-  // The read buffer starts small (an idle connection holds 4 KiB, so 1000 connections do not
-  // pin 64 MiB) and doubles each time a read fills it, up to Twisted's 64 KiB per read.
+  // A read asks for 4 KiB at first and doubles each time a read fills it, up to Twisted's 64 KiB
+  // per read (the scratch buffer's size), so that a connection that moves little data is
+  // delivered in the chunks it always was.
   static constexpr std::size_t kFirstReadSize = 4 * 1024;
-  static constexpr std::size_t kMaxReadSize = 64 * 1024;
-  using Held = std::pair<boost::system::error_code, std::string>;
+  static constexpr std::size_t kMaxReadSize = ReadScratch::kSize;
 
   void mark_connected() {
     boost::system::error_code ignored;
@@ -284,13 +333,14 @@ class StreamConnection final : public StreamTransport,
       FlowSignal signal;
       {
         std::lock_guard lock(mu_);
-        if (flow_.empty()) {
+        if (flow_head_ == flow_.size()) {
+          flow_.clear();
+          flow_head_ = 0;
           flow_posted_ = false;
           flow_pending_.store(false, std::memory_order_relaxed);
           return;
         }
-        signal = flow_.front();
-        flow_.pop_front();
+        signal = flow_[flow_head_++];
       }
       if (closed_ || !handler_) continue;
       reactor_.run_event(strand_, EventKind::writable, [&](stm::Transaction& tx) {
@@ -435,30 +485,48 @@ class StreamConnection final : public StreamTransport,
     return rest;
   }
 
+  // On the strand: the next read. After a read that filled its buffer more bytes are likely
+  // waiting, so the read is tried at once (posted, as Asio's speculative read was); otherwise it
+  // waits for readability first, and an idle connection holds no buffer while it waits.
   void start_reading() {
     if (reading_ || read_paused_ || closed_ || eof_) return;
     reading_ = true;
-    if (!read_buffer_) {
-      read_buffer_ = std::make_unique<char[]>(kFirstReadSize);
-      read_size_ = kFirstReadSize;
-    } else if (grow_ && read_size_ < kMaxReadSize) {  // no read is pending: safe to replace
-      read_size_ *= 2;
-      read_buffer_ = std::make_unique<char[]>(read_size_);
+    auto self = this->shared_from_this();
+    if (read_full_) {
+      asio::post(strand_->exec, [self] { self->on_readable({}); });
+      return;
     }
-    grow_ = false;
-    socket_->async_read_some(
-        asio::buffer(read_buffer_.get(), read_size_),
-        asio::bind_executor(strand_->exec, [self = this->shared_from_this()](
-                                               const boost::system::error_code& ec, std::size_t n) {
-          self->reading_ = false;
-          if (self->closed_) return;
-          if (self->read_paused_) {
-            self->held_.emplace(ec, std::string(self->read_buffer_.get(), n));
-            return;
-          }
-          self->grow_ = n == self->read_size_;  // applied by the next start_reading
-          self->deliver(ec, std::string_view(self->read_buffer_.get(), n));
-        }));
+    socket_->async_wait(
+        Socket::wait_read,
+        asio::bind_executor(
+            strand_->exec, [self](const boost::system::error_code& ec) { self->on_readable(ec); }));
+  }
+
+  // On the strand: the socket is readable (or the wait failed); reads what the kernel has now.
+  void on_readable(const boost::system::error_code& wait_ec) {
+    reading_ = false;
+    if (closed_) return;
+    if (read_paused_) {  // read nothing; resume_reading() waits again, or delivers a failed wait
+      if (wait_ec) held_ = wait_ec;
+      return;
+    }
+    if (wait_ec) {
+      deliver(wait_ec, {});
+      return;
+    }
+    boost::system::error_code ec;
+    if (!socket_->non_blocking()) socket_->non_blocking(true, ec);
+    const ReadScratch scratch;  // valid until deliver() has run the event
+    std::size_t n = 0;
+    if (!ec) n = socket_->read_some(asio::buffer(scratch.data(), read_size_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      read_full_ = false;  // a spurious wakeup, or the speculative read found nothing: wait
+      start_reading();
+      return;
+    }
+    read_full_ = !ec && n == read_size_;
+    if (read_full_ && read_size_ < kMaxReadSize) read_size_ *= 2;  // for the next read
+    deliver(ec, std::string_view(scratch.data(), n));
   }
 
   // On the strand: one read outcome becomes one event, after the flow signals of the writes
@@ -513,15 +581,14 @@ class StreamConnection final : public StreamTransport,
   // worker runs).
   std::optional<Socket> socket_;
   std::shared_ptr<StreamHandler> handler_;
-  std::unique_ptr<char[]> read_buffer_;
-  std::size_t read_size_ = 0;
-  bool grow_ = false;                  // the last read filled the buffer
-  std::optional<Held> held_;           // a read outcome that arrived while reading was paused
-  std::vector<std::string> inflight_;  // the batch being written; valid while writing_
+  std::optional<boost::system::error_code> held_;  // a wait that failed while reading was paused
+  std::vector<std::string> inflight_;              // the batch being written; valid while writing_
   std::vector<asio::const_buffer> buffers_;
-  std::size_t batch_size_ = 0;     // bytes in the batch
-  std::size_t batch_written_ = 0;  // of which the kernel took
-  bool reading_ = false;
+  std::size_t batch_size_ = 0;                // bytes in the batch
+  std::size_t batch_written_ = 0;             // of which the kernel took
+  std::uint32_t read_size_ = kFirstReadSize;  // bytes the next read asks for
+  bool read_full_ = false;                    // the last read filled read_size_
+  bool reading_ = false;                      // a wait or a posted read is pending
   bool read_paused_ = false;
   bool eof_ = false;
   bool connecting_ = false;  // an async_connect is in flight
@@ -538,8 +605,11 @@ class StreamConnection final : public StreamTransport,
   // writing_ is true whenever queue_ is not idle and the connection is open, connected
   // and has its handler (start_* flushes once it does).
   WriteQueue queue_;
-  std::deque<FlowSignal> flow_;  // pause/resume signals not yet delivered, oldest first
-  bool flow_posted_ = false;     // a deliver_flow() is posted for them
+  // Pause/resume signals not yet delivered, oldest first: flow_[flow_head_...]. A vector, not a
+  // std::deque, which allocates about 600 bytes as soon as it is made, idle or not.
+  std::vector<FlowSignal> flow_;
+  std::size_t flow_head_ = 0;
+  bool flow_posted_ = false;  // a deliver_flow() is posted for them
   bool connected_ = false;
   bool writing_ = false;
   bool flush_scheduled_ = false;
