@@ -17,15 +17,19 @@ the ``drain()`` right after it (test_subprocess's ``test_stdin_broken_pipe``), a
 commit would only fail after that ``drain()`` returned.
 
 The release runs at commit, outside the transaction, under the loop lock that the loop's own
-callbacks hold while they run. Flow control is asyncio's: ``get_write_buffer_size()`` counts the
-held bytes too, the ``write()`` that takes it above the high-water mark calls ``pause_writing()``
-at once (so ``while True: write(); await drain()`` yields, and its writes are sent), and once the
-held bytes are released, ``resume_writing()`` follows as soon as asyncio's buffer is at the
-low-water mark, as asyncio's transport resumes a protocol.
+callbacks hold while they run. Flow control follows asyncio's: ``get_write_buffer_size()`` counts
+the held bytes too, and a ``write()`` pauses the protocol at once where asyncio's certainly would
+have: asyncio hands each write to the kernel and buffers only what it refuses, so once the held
+bytes exceed the socket's send buffer by more than the high-water mark (``while True: write();
+await drain()`` then yields, and its writes are sent). After the release ``resume_writing()``
+follows as soon as asyncio's buffer is at the low-water mark, as asyncio's transport resumes a
+protocol.
 """
 
 from __future__ import annotations
 
+
+import socket
 
 import tm
 from tm_asyncio._compat import _SelectorDatagramTransport, _SelectorSocketTransport
@@ -108,7 +112,8 @@ class CommitOrderedSocketTransport(_HeldUntilCommit, _SelectorSocketTransport):
             return super().write(data)  # asyncio's write raises
         if data:
             self._hold(bytes(data), len(data))
-            self._maybe_pause_protocol()
+            if self._held_bytes - self._send_buffer_size() > self._high_water:
+                self._maybe_pause_protocol()
 
     def writelines(self, list_of_data) -> None:
         if not tm.in_transaction() or self._refuses_writes():
@@ -121,6 +126,16 @@ class CommitOrderedSocketTransport(_HeldUntilCommit, _SelectorSocketTransport):
         if not (self.is_closing() or self._eof_held):
             self._eof_held = True
             self._hold(_EOF)
+
+    def _send_buffer_size(self) -> int:
+        size = getattr(self, "_tm_send_buffer", None)
+        if size is None:
+            try:
+                size = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            except OSError:
+                size = 0
+            self._tm_send_buffer = size
+        return size
 
     def _refuses_writes(self) -> bool:
         """Whether asyncio's write() raises now (after write_eof(), during a sendfile()): then the
