@@ -103,7 +103,19 @@ _LOST_ON_ITS_STRAND = (
     "{} and Server.wait_closed() finishing; an accepted connection's connection_lost() comes from "
     "its own strand, in parallel with the test's task, not in the loop's next iteration"
 )
+# Tests that hang (not merely fail) in parallel mode on an interpreter with the GIL, where parallel
+# mode is not the default (the loop is serial there unless TM_ASYNCIO_PARALLEL=1): skipped in that
+# configuration so that the rest of their module runs, and listed in KNOWN_PARALLEL.
+HANGS_PARALLEL_GIL: dict[str, str] = {
+    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data": "hangs with the GIL in "
+    "parallel mode (3.11, TM_ASYNCIO_PARALLEL=1; it passes on 3.13t in parallel mode and with "
+    "the GIL serially): the peer shuts TLS down while the server still sends its trailing data, "
+    "and the server's side never completes, the scenario of issue 18's TLS trailing-data report. "
+    "Plan: reproduce in tests/python/test_asyncio_differential.py's TLS case with the GIL in "
+    "parallel mode, then follow the native transport's close after the peer's close_notify",
+}
 KNOWN_PARALLEL: dict[str, str] = {
+    **HANGS_PARALLEL_GIL,
     "test_server.TestServer2.test_abort_clients": _LOST_ON_ITS_STRAND.format("abort_clients()"),
     "test_server.TestServer2.test_close_clients": _LOST_ON_ITS_STRAND.format("close_clients()"),
 }
@@ -184,6 +196,13 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
         return 0
     if loop == "tm":
         cls = _tm_class(cls, factory, made)
+        parallel = os.environ.get("TM_ASYNCIO_PARALLEL") == "1"
+        if parallel and getattr(sys, "_is_gil_enabled", lambda: True)():
+            for test_key, reason in HANGS_PARALLEL_GIL.items():
+                test_module, class_name, method = test_key.split(".")
+                klass = getattr(mod, class_name, None) if test_module == module else None
+                if klass is not None and hasattr(klass, method):
+                    setattr(klass, method, unittest.skip(reason)(getattr(klass, method)))
     outcomes: dict[str, str] = {}
 
     def key(test) -> str:
