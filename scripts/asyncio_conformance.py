@@ -109,19 +109,26 @@ _LOST_ON_ITS_STRAND = (
     "{} and Server.wait_closed() finishing; an accepted connection's connection_lost() comes from "
     "its own strand, in parallel with the test's task, not in the loop's next iteration"
 )
-# Tests that hang (not merely fail) in parallel mode on an interpreter with the GIL, where parallel
-# mode is not the default (the loop is serial there unless TM_ASYNCIO_PARALLEL=1): skipped in that
-# configuration so that the rest of their module runs, and listed in KNOWN_PARALLEL.
-HANGS_PARALLEL_GIL: dict[str, str] = {
-    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data": "hangs with the GIL in "
-    "parallel mode (3.11, TM_ASYNCIO_PARALLEL=1; it passes on 3.13t in parallel mode and with "
-    "the GIL serially): the peer shuts TLS down while the server still sends its trailing data, "
-    "and the server's side never completes, the scenario of issue 18's TLS trailing-data report. "
+# Tests that hang (not merely fail) in parallel mode: skipped there so that the rest of their
+# module runs, and listed in KNOWN_PARALLEL.
+HANGS_PARALLEL: dict[str, str] = {
+    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data": "hangs in parallel mode: "
+    "every run with the GIL (3.11, TM_ASYNCIO_PARALLEL=1), and the module timed out in 1 of 2 "
+    "runs on 3.13t (the test itself not yet confirmed as the one there); it passes serially. The "
+    "peer shuts TLS down while the server still sends its trailing data, and the server's side "
+    "never completes: the scenario of issue 18's TLS trailing-data report. "
     "Plan: reproduce in tests/python/test_asyncio_differential.py's TLS case with the GIL in "
     "parallel mode, then follow the native transport's close after the peer's close_notify",
 }
+# Whole modules not run in parallel mode, with the reason.
+MODULES_HANGING_PARALLEL: dict[str, str] = {
+    "test_ssl": "a test hangs in parallel mode (3.13t: the module timed out in 2 of 3 runs even "
+    "with test_remote_shutdown_receives_trailing_data skipped; 3.11: that test hangs every run). "
+    "Plan: find the hanging tests with the module's tests one by one under a time limit, then "
+    "follow the native transport's TLS shutdown (issue 18's TLS trailing-data report)",
+}
 KNOWN_PARALLEL: dict[str, str] = {
-    **HANGS_PARALLEL_GIL,
+    **HANGS_PARALLEL,
     "test_server.TestServer2.test_abort_clients": _LOST_ON_ITS_STRAND.format("abort_clients()"),
     "test_server.TestServer2.test_close_clients": _LOST_ON_ITS_STRAND.format("close_clients()"),
 }
@@ -202,9 +209,8 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
         return 0
     if loop == "tm":
         cls = _tm_class(cls, factory, made)
-        parallel = os.environ.get("TM_ASYNCIO_PARALLEL") == "1"
-        if parallel and getattr(sys, "_is_gil_enabled", lambda: True)():
-            for test_key, reason in HANGS_PARALLEL_GIL.items():
+        if os.environ.get("TM_ASYNCIO_PARALLEL") == "1":
+            for test_key, reason in HANGS_PARALLEL.items():
                 test_module, class_name, method = test_key.split(".")
                 klass = getattr(mod, class_name, None) if test_module == module else None
                 if klass is not None and hasattr(klass, method):
@@ -312,6 +318,10 @@ def _interpreter(python, workers_list, timeout, only=None) -> int:
         with open(log_path, "w") as log:
             for module, name, factory in CLASSES:
                 if only and not any(o in f"{module}.{name}" for o in only):
+                    continue
+                if workers.endswith("p") and module in MODULES_HANGING_PARALLEL:
+                    print(f"   {module + '.' + name:50s} not run in parallel mode: "
+                          f"{MODULES_HANGING_PARALLEL[module]}", flush=True)
                     continue
                 started = time.monotonic()
                 # The default loop does not read TM_WORKERS: one run per interpreter is enough.
