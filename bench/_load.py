@@ -16,8 +16,15 @@ import time
 from typing import Callable
 
 
-def summary(latencies: list[float], elapsed: float, errors: list, *, count: str = "requests",
-            rate: str = "rps", cpu_share: float | None = None) -> dict:
+def summary(
+    latencies: list[float],
+    elapsed: float,
+    errors: list,
+    *,
+    count: str = "requests",
+    rate: str = "rps",
+    cpu_share: float | None = None,
+) -> dict:
     """The figures a generator prints: count and rate of answers, latency percentiles, errors.
 
     Sorts latencies in place. count and rate name the first two figures (the echo generators
@@ -26,7 +33,9 @@ def summary(latencies: list[float], elapsed: float, errors: list, *, count: str 
     latencies.sort()
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1e3 if latencies else 0.0
+        return (
+            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1e3 if latencies else 0.0
+        )
 
     result = {
         count: len(latencies),
@@ -178,13 +187,16 @@ def http_threads(
                 while time.monotonic() < deadline:
                     i += 1
                     if body is None:
-                        request = (f"GET {target(conn, i)} HTTP/1.1\r\n"
-                                   f"Host: 127.0.0.1\r\n\r\n").encode()
+                        request = (
+                            f"GET {target(conn, i)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                        ).encode()
                     else:
                         payload = body(conn, i)
-                        request = (f"POST {target(conn, i)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                   f"Content-Type: application/json\r\n"
-                                   f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+                        request = (
+                            f"POST {target(conn, i)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            f"Content-Type: application/json\r\n"
+                            f"Content-Length: {len(payload)}\r\n\r\n"
+                        ).encode() + payload
                     started = time.perf_counter()
                     s.sendall(request)
                     # The response's size once its head arrived: large bodies (static files)
@@ -197,8 +209,7 @@ def http_threads(
                                 head = bytes(buffer[:head_end]).lower()
                                 if require_200 and not head.startswith(b"http/1.1 200"):
                                     raise ConnectionError(f"bad response: {head[:80]!r}")
-                                length = int(
-                                    head.split(b"content-length:")[1].split(b"\r\n")[0])
+                                length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
                                 needed = head_end + 4 + length
                         if needed is not None and len(buffer) >= needed:
                             del buffer[:needed]

@@ -125,7 +125,16 @@ def _serve(workload: str, loop_name: str) -> int:
 
     server = loop.run_until_complete(start())
     port = server.sockets[0].getsockname()[1]
-    print(json.dumps({"port": port, "gil": _gil_state(), "loop": type(loop).__module__ + "." + type(loop).__name__}), flush=True)
+    print(
+        json.dumps(
+            {
+                "port": port,
+                "gil": _gil_state(),
+                "loop": type(loop).__module__ + "." + type(loop).__name__,
+            }
+        ),
+        flush=True,
+    )
     loop.run_forever()  # until the parent kills the process
     return 0
 
@@ -188,7 +197,11 @@ def _has_uvloop(python: str) -> bool:
 
 def _describe(python: str) -> str:
     return subprocess.run(
-        [python, "-c", "import sys; print(sys.version.split()[0] + ('t' if hasattr(sys, '_is_gil_enabled') else ''))"],
+        [
+            python,
+            "-c",
+            "import sys; print(sys.version.split()[0] + ('t' if hasattr(sys, '_is_gil_enabled') else ''))",
+        ],
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -261,15 +274,25 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--call-soon"]:
         return _call_soon(argv[1], int(argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", action="append", help="server interpreters (default: .venv-gil, .venv-ft)")
-    parser.add_argument("--client-python", help="the load generator's interpreter (default: the first --python)")
+    parser.add_argument(
+        "--python", action="append", help="server interpreters (default: .venv-gil, .venv-ft)"
+    )
+    parser.add_argument(
+        "--client-python", help="the load generator's interpreter (default: the first --python)"
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--callbacks", type=int, default=200_000, help="callbacks per call_soon run")
-    parser.add_argument("--only", default=",".join(WORKLOADS + ("call_soon",)), help="comma-separated workloads")
+    parser.add_argument(
+        "--callbacks", type=int, default=200_000, help="callbacks per call_soon run"
+    )
+    parser.add_argument(
+        "--only", default=",".join(WORKLOADS + ("call_soon",)), help="comma-separated workloads"
+    )
     args = parser.parse_args(argv)
-    pythons = args.python or [os.path.join(ROOT, v, "bin", "python") for v in (".venv-gil", ".venv-ft")]
+    pythons = args.python or [
+        os.path.join(ROOT, v, "bin", "python") for v in (".venv-gil", ".venv-ft")
+    ]
     pythons = [p for p in pythons if os.path.exists(p)]
     client_python = args.client_python or pythons[0]
     only = args.only.split(",")
@@ -277,8 +300,12 @@ def main(argv: list[str]) -> int:
     loops = {p: [loop for loop in LOOPS if loop != "uvloop" or _has_uvloop(p)] for p in pythons}
     names = {p: _describe(p) for p in pythons}
     print(f"server interpreters: {', '.join(names[p] + ' (' + p + ')' for p in pythons)}")
-    print(f"load generator: {client_python}, {args.connections} connections, {args.seconds:g} s measured per run, repeat {args.repeat}")
-    print(f"uvloop: {', '.join(names[p] + (' yes' if 'uvloop' in loops[p] else ' no') for p in pythons)}")
+    print(
+        f"load generator: {client_python}, {args.connections} connections, {args.seconds:g} s measured per run, repeat {args.repeat}"
+    )
+    print(
+        f"uvloop: {', '.join(names[p] + (' yes' if 'uvloop' in loops[p] else ' no') for p in pythons)}"
+    )
     samples: dict[tuple, list[dict]] = {}
     started = time.monotonic()
     for _ in range(args.repeat):
@@ -299,9 +326,15 @@ def main(argv: list[str]) -> int:
                 for loop_name in loops[python]:
                     result = _run_call_soon(python, loop_name, args.callbacks)
                     samples.setdefault((python, "call_soon", loop_name), []).append(result)
-                    print(f"  {names[python]:8s} call_soon     {loop_name:8s} {result}", file=sys.stderr, flush=True)
+                    print(
+                        f"  {names[python]:8s} call_soon     {loop_name:8s} {result}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
-    print(f"\n(ran {time.monotonic() - started:.0f} s; figures are medians of {args.repeat} run(s))\n")
+    print(
+        f"\n(ran {time.monotonic() - started:.0f} s; figures are medians of {args.repeat} run(s))\n"
+    )
     header = f"{'interpreter':12s} {'workload':13s} {'loop':8s} {'GIL':16s} {'round trips/s':>13s} {'p50 ms':>7s} {'p99 ms':>7s} {'vs default':>10s}"
     print(header)
     print("-" * len(header))
@@ -316,7 +349,9 @@ def main(argv: list[str]) -> int:
                 gil = runs[0].get("gil", "?") if runs else "?"
                 if rtps is None:
                     why = next((r.get("error") or r.get("first_error") for r in runs), "no result")
-                    print(f"{names[python]:12s} {workload:13s} {loop_name:8s} {gil:16s} failed: {why}")
+                    print(
+                        f"{names[python]:12s} {workload:13s} {loop_name:8s} {gil:16s} failed: {why}"
+                    )
                     continue
                 ratio = f"{rtps / base:.2f}x" if base else "-"
                 print(
@@ -336,10 +371,14 @@ def main(argv: list[str]) -> int:
                     gil = runs[0].get("gil", "?") if runs else "?"
                     if value is None:
                         why = next((r.get("error") for r in runs), "no result")
-                        print(f"{names[python]:12s} {kind:13s} {loop_name:8s} {gil:16s} failed: {why}")
+                        print(
+                            f"{names[python]:12s} {kind:13s} {loop_name:8s} {gil:16s} failed: {why}"
+                        )
                         continue
                     ratio = f"{value / base:.2f}x" if base else "-"
-                    print(f"{names[python]:12s} {kind:13s} {loop_name:8s} {gil:16s} {value:13.0f} {ratio:>10s}")
+                    print(
+                        f"{names[python]:12s} {kind:13s} {loop_name:8s} {gil:16s} {value:13.0f} {ratio:>10s}"
+                    )
     return 0
 
 

@@ -52,7 +52,8 @@ def run(port: int, mode: str, connections: int, size: int, seconds: float, warmu
 
     answered = _load.echo_answered if echo else _http_answered
     latencies, elapsed, errors, _ = _load.selector_loop(
-        port, connections, seconds, warmup, request, answered)
+        port, connections, seconds, warmup, request, answered
+    )
     return _load.summary(latencies, elapsed, errors, count="round_trips", rate="rtps")
 
 

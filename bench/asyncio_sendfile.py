@@ -99,8 +99,10 @@ def main() -> int:
             rates[kind] = float(out.strip())
     free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
     python = sys.version.split()[0] + ("t" if free_threaded else "")
-    print(f"loop.sendfile() of {args.mib} MiB, best of {args.repeat}, {os.cpu_count()} cores, "
-          f"Python {python}")
+    print(
+        f"loop.sendfile() of {args.mib} MiB, best of {args.repeat}, {os.cpu_count()} cores, "
+        f"Python {python}"
+    )
     for kind, rate in rates.items():
         print(f"  {kind:12} {rate:7.0f} MiB/s  ({rate / rates['default']:.2f}x default)")
     return 0

@@ -88,14 +88,29 @@ def main(argv: list[str]) -> int:
         return 0
     configs = [("asyncio", 1), ("tm", 1), ("tm", 2)]
     times = {}
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {args.tasks} tasks x "
-          f"{args.steps} steps x {args.hashes} SHA-256 digests; load average "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {args.tasks} tasks x "
+        f"{args.steps} steps x {args.hashes} SHA-256 digests; load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     for loop_name, workers in configs:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", loop_name, str(workers), "--tasks",
-             str(args.tasks), "--steps", str(args.steps), "--hashes", str(args.hashes)],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                loop_name,
+                str(workers),
+                "--tasks",
+                str(args.tasks),
+                "--steps",
+                str(args.steps),
+                "--hashes",
+                str(args.hashes),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
             env=dict(os.environ, TM_WORKERS=str(workers)),
         ).stdout.split()
         times[(loop_name, workers)] = [float(v) for v in out]

@@ -23,10 +23,16 @@ import _load
 
 def run(port: int, connections: int, size: int, seconds: float, warmup: float) -> dict:
     latencies, elapsed, errors, cpu_share = _load.selector_loop(
-        port, connections, seconds, warmup, lambda rounds: _load.echo_message(rounds, size),
-        _load.echo_answered)
-    return _load.summary(latencies, elapsed, errors, count="round_trips", rate="rtps",
-                         cpu_share=cpu_share)
+        port,
+        connections,
+        seconds,
+        warmup,
+        lambda rounds: _load.echo_message(rounds, size),
+        _load.echo_answered,
+    )
+    return _load.summary(
+        latencies, elapsed, errors, count="round_trips", rate="rtps", cpu_share=cpu_share
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -17,8 +17,13 @@ import _load
 def run(port: int, paths: list[str], connections: int, seconds: float) -> dict:
     # Each connection starts at its own place in the list, so that they ask for different paths.
     latencies, elapsed, errors = _load.http_threads(
-        port, connections, seconds, lambda conn, i: paths[(conn * 7 + i) % len(paths)],
-        timeout=10, require_200=True)
+        port,
+        connections,
+        seconds,
+        lambda conn, i: paths[(conn * 7 + i) % len(paths)],
+        timeout=10,
+        require_200=True,
+    )
     return _load.summary(latencies, elapsed, errors)
 
 

@@ -133,8 +133,7 @@ def wait_for(condition, timeout: float, what: str, state=None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}"
-                               + (f" ({state()})" if state else ""))
+            raise RuntimeError(f"timed out waiting for {what}" + (f" ({state()})" if state else ""))
         time.sleep(0.05)
 
 
@@ -167,9 +166,15 @@ def close_all(socks: list[socket.socket]) -> None:
 
 
 def measure(python: str, kind: str, workers: int, connections: int, env: dict) -> dict:
-    server = subprocess.Popen([python, ME, "serve", kind, str(workers)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [python, ME, "serve", kind, str(workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     socks: list[socket.socket] = []
     try:
         line = server.stdout.readline()
@@ -183,8 +188,12 @@ def measure(python: str, kind: str, workers: int, connections: int, env: dict) -
             wait_for(lambda: open_fds(pid) >= idle_fds + 100, 30, "the warm-up accepts")
             close_all(socks)
             # The tm reactors open a few descriptors of their own on first use: allow for them.
-            wait_for(lambda: open_fds(pid) <= idle_fds + 8, 30, "the warm-up closes",
-                     lambda: f"{open_fds(pid)} descriptors open, {idle_fds} before")
+            wait_for(
+                lambda: open_fds(pid) <= idle_fds + 8,
+                30,
+                "the warm-up closes",
+                lambda: f"{open_fds(pid)} descriptors open, {idle_fds} before",
+            )
         before = settle(pid)
         fds_before = open_fds(pid)
         started = time.monotonic()
@@ -194,8 +203,12 @@ def measure(python: str, kind: str, workers: int, connections: int, env: dict) -
         accept_s = time.monotonic() - started
         after = settle(pid)
         close_all(socks)
-        wait_for(lambda: open_fds(pid) <= fds_before + 8, 60, "the closes",
-                 lambda: f"{open_fds(pid)} descriptors open, {fds_before} before")
+        wait_for(
+            lambda: open_fds(pid) <= fds_before + 8,
+            60,
+            "the closes",
+            lambda: f"{open_fds(pid)} descriptors open, {fds_before} before",
+        )
         closed = settle(pid)
         if server.poll() is not None:
             raise RuntimeError("the server exited")
@@ -207,8 +220,13 @@ def measure(python: str, kind: str, workers: int, connections: int, env: dict) -
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-    return {"before": before, "after": after, "closed": closed, "accept_s": accept_s,
-            "per_connection": {k: (after[k] - before[k]) / connections for k in after}}
+    return {
+        "before": before,
+        "after": after,
+        "closed": closed,
+        "accept_s": accept_s,
+        "per_connection": {k: (after[k] - before[k]) / connections for k in after},
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -218,28 +236,58 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--python", default=str(ROOT / ".venv-ft" / "bin" / "python"))
     parser.add_argument("--pythonpath", default=None, help="prepended to the server's PYTHONPATH")
-    parser.add_argument("--servers", nargs="+", default=["tm_twisted:1", "tm_twisted:2", "epoll",
-                                                         "tm_asyncio:1", "tm_asyncio:2",
-                                                         "asyncio"])
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=[
+            "tm_twisted:1",
+            "tm_twisted:2",
+            "epoll",
+            "tm_asyncio:1",
+            "tm_asyncio:2",
+            "asyncio",
+        ],
+    )
     args = parser.parse_args(argv)
     limit = raise_nofile()
     connections = args.connections
     if limit != resource.RLIM_INFINITY and limit < connections + 400:
         connections = max(1, limit - 400)
-        print(f"RLIMIT_NOFILE hard limit {limit}: {connections} connections instead of "
-              f"{args.connections}")
+        print(
+            f"RLIMIT_NOFILE hard limit {limit}: {connections} connections instead of "
+            f"{args.connections}"
+        )
     env = dict(os.environ)
     if args.pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (args.pythonpath, env.get("PYTHONPATH"))
-                                            if p)
-    version = subprocess.run([args.python, "-c", "import sys; print(sys.version.split()[0])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    print(f"{connections} idle connections, server on {args.python} ({version}), commit {commit}, "
-          f"RLIMIT_NOFILE {limit}, load average {os.getloadavg()[0]:.2f}", flush=True)
-    head = ["server", "RSS before", "RSS with conns", "RSS per conn", "PSS per conn",
-            "RSS after close", "accept s"]
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (args.pythonpath, env.get("PYTHONPATH")) if p
+        )
+    version = subprocess.run(
+        [args.python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown"
+    )
+    print(
+        f"{connections} idle connections, server on {args.python} ({version}), commit {commit}, "
+        f"RLIMIT_NOFILE {limit}, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    head = [
+        "server",
+        "RSS before",
+        "RSS with conns",
+        "RSS per conn",
+        "PSS per conn",
+        "RSS after close",
+        "accept s",
+    ]
     rows = []
     for spec in args.servers:
         kind, _, workers = spec.partition(":")
@@ -252,10 +300,15 @@ def main(argv: list[str]) -> int:
             print(f"  {name}: FAILED {e}", flush=True)
             continue
         per = r["per_connection"]
-        cells = [name, f"{r['before']['rss'] / 2**20:.1f} MiB",
-                 f"{r['after']['rss'] / 2**20:.1f} MiB",
-                 f"{per['rss']:.0f} B", f"{per['pss']:.0f} B" if "pss" in per else "-",
-                 f"{r['closed']['rss'] / 2**20:.1f} MiB", f"{r['accept_s']:.1f}"]
+        cells = [
+            name,
+            f"{r['before']['rss'] / 2**20:.1f} MiB",
+            f"{r['after']['rss'] / 2**20:.1f} MiB",
+            f"{per['rss']:.0f} B",
+            f"{per['pss']:.0f} B" if "pss" in per else "-",
+            f"{r['closed']['rss'] / 2**20:.1f} MiB",
+            f"{r['accept_s']:.1f}",
+        ]
         rows.append(cells)
         print("  " + ", ".join(f"{h} {c}" for h, c in zip(head, cells)), flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

@@ -32,15 +32,26 @@ def main_job(args, interps: list[scaling.Interpreter]) -> int:
     interp = interps[-1]  # the free-threaded interpreter when both are given (gil, ft)
     twistd = str(pathlib.Path(interp.python).parent / "twistd")
     workers = args.workers
-    print(f"twistd -n --reactor=R web --class=twisted_web_site.resource on {interp.version}, "
-          f"GET {args.path} ({args.connections} connections, {args.seconds:g} s, load generator "
-          f"in its own process), commit {scaling.commit()}, load average "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"twistd -n --reactor=R web --class=twisted_web_site.resource on {interp.version}, "
+        f"GET {args.path} ({args.connections} connections, {args.seconds:g} s, load generator "
+        f"in its own process), commit {scaling.commit()}, load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     results = {}
     for reactor, n in [("epoll", 0)] + [("tm", w) for w in workers]:
-        cmd = [interp.python, twistd, "-n", "--pidfile=", "--logfile=-", f"--reactor={reactor}",
-               "web", "--class=twisted_web_site.resource",
-               "--listen", "tcp:0:interface=127.0.0.1"]
+        cmd = [
+            interp.python,
+            twistd,
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            f"--reactor={reactor}",
+            "web",
+            "--class=twisted_web_site.resource",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        ]
         env = interp.env({"TM_WORKERS": str(n)} if n else None)
         server, port = scaling.start_server(cmd, env, r"Site starting on (\d+)")
         try:
@@ -57,31 +68,49 @@ def main_job(args, interps: list[scaling.Interpreter]) -> int:
     base = results.get(f"tm x{workers[0]}")
     for w in workers[1:]:
         print(f"scaling tm x{w} / tm x{workers[0]}: {results[f'tm x{w}']['rps'] / base['rps']:.2f}")
-    print(f"tm x{workers[-1]} / epoll: {results[f'tm x{workers[-1]}']['rps'] / results['epoll']['rps']:.2f}")
+    print(
+        f"tm x{workers[-1]} / epoll: {results[f'tm x{workers[-1]}']['rps'] / results['epoll']['rps']:.2f}"
+    )
     return 0
 
 
 def main(argv: list[str]) -> int:
     cpus = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", action="append", default=[],
-                        help="LABEL=PYTHON (repeatable); the servers run on the last one; "
-                             "default gil and ft from the project's venvs")
-    parser.add_argument("--pythonpath", action="append", default=[],
-                        help="LABEL=PATH, prepended to PYTHONPATH for that interpreter's servers")
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        help="LABEL=PYTHON (repeatable); the servers run on the last one; "
+        "default gil and ft from the project's venvs",
+    )
+    parser.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        help="LABEL=PATH, prepended to PYTHONPATH for that interpreter's servers",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
     parser.add_argument("--path", default="/work?n={n}")
-    parser.add_argument("--load-processes", type=int, default=1,
-                        help="load generator processes (sharing the connections)")
-    parser.add_argument("--load-python", default=None,
-                        help="the load generator's interpreter (default: the first --python)")
+    parser.add_argument(
+        "--load-processes",
+        type=int,
+        default=1,
+        help="load generator processes (sharing the connections)",
+    )
+    parser.add_argument(
+        "--load-python",
+        default=None,
+        help="the load generator's interpreter (default: the first --python)",
+    )
     args = parser.parse_args(argv)
 
     pythons = scaling.parse_labelled(args.python, "python") or {
         "gil": str(scaling.ROOT / ".venv-gil" / "bin" / "python"),
-        "ft": str(scaling.ROOT / ".venv-ft" / "bin" / "python")}
+        "ft": str(scaling.ROOT / ".venv-ft" / "bin" / "python"),
+    }
     paths = scaling.parse_labelled(args.pythonpath, "pythonpath")
     interps = [scaling.Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
     args.load_python = args.load_python or interps[0].python

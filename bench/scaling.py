@@ -129,7 +129,8 @@ def serve_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(EXAMPLES))
     {"twisted_web": serve_twisted_web, "asyncio_http": serve_asyncio_http}[args.example](
-        args.kind, args.workers, args.port)
+        args.kind, args.workers, args.port
+    )
     return 0
 
 
@@ -140,10 +141,20 @@ def serve_main(argv: list[str]) -> int:
 def load(port: int, path: str, connections: int, seconds: float, first: int = 0) -> dict:
     """The summary, with what run_load needs to merge it with other load processes' results."""
     latencies, elapsed, errors = _load.http_threads(
-        port, connections, seconds, lambda conn, i: path.replace("{n}", f"{first + conn}.{i}"),
-        timeout=30, nodelay=True, require_200=True)
-    return dict(_load.summary(latencies, elapsed, errors), latencies=latencies, elapsed=elapsed,
-                all_errors=errors)
+        port,
+        connections,
+        seconds,
+        lambda conn, i: path.replace("{n}", f"{first + conn}.{i}"),
+        timeout=30,
+        nodelay=True,
+        require_200=True,
+    )
+    return dict(
+        _load.summary(latencies, elapsed, errors),
+        latencies=latencies,
+        elapsed=elapsed,
+        all_errors=errors,
+    )
 
 
 def load_main(argv: list[str]) -> int:
@@ -166,9 +177,16 @@ class Interpreter:
     def __init__(self, label: str, python: str, pythonpath: str | None) -> None:
         self.label, self.python, self.pythonpath = label, python, pythonpath
         self.version = subprocess.run(
-            [python, "-c", "import sys, sysconfig; print(sys.version.split()[0] + "
-                           "('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"],
-            capture_output=True, text=True, check=True).stdout.strip()
+            [
+                python,
+                "-c",
+                "import sys, sysconfig; print(sys.version.split()[0] + "
+                "('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     def env(self, extra: dict | None = None) -> dict:
         env = dict(os.environ)
@@ -179,8 +197,15 @@ class Interpreter:
 
 
 def start_server(cmd: list[str], env: dict, port_pattern: str) -> tuple[subprocess.Popen, int]:
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env, cwd=ROOT, start_new_session=True)
+    server = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     seen = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -215,11 +240,29 @@ def run_load(args, port: int) -> dict:
     """The load generator: --load-processes processes sharing --connections, merged."""
     k = max(1, min(args.load_processes, args.connections))
     shares = [args.connections // k + (i < args.connections % k) for i in range(k)]
-    procs = [subprocess.Popen(
-        [args.load_python, str(pathlib.Path(__file__).resolve()), "load", "--port", str(port),
-         "--path", args.path, "--connections", str(share), "--seconds", str(args.seconds),
-         "--first", str(sum(shares[:i]))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i, share in enumerate(shares)]
+    procs = [
+        subprocess.Popen(
+            [
+                args.load_python,
+                str(pathlib.Path(__file__).resolve()),
+                "load",
+                "--port",
+                str(port),
+                "--path",
+                args.path,
+                "--connections",
+                str(share),
+                "--seconds",
+                str(args.seconds),
+                "--first",
+                str(sum(shares[:i])),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, share in enumerate(shares)
+    ]
     parts = []
     for proc in procs:
         out, err = proc.communicate()
@@ -227,8 +270,11 @@ def run_load(args, port: int) -> dict:
             raise RuntimeError(f"load generator failed: {err[-2000:]}")
         parts.append(json.loads(out))
     elapsed = max(p["elapsed"] for p in parts)
-    merged = _load.summary([x for p in parts for x in p["latencies"]], elapsed,
-                           [e for p in parts for e in p["all_errors"]])
+    merged = _load.summary(
+        [x for p in parts for x in p["latencies"]],
+        elapsed,
+        [e for p in parts for e in p["all_errors"]],
+    )
     return dict(merged, elapsed=elapsed)
 
 
@@ -241,7 +287,17 @@ def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
     result_log = None
     try:
         for _ in range(processes):
-            cmd = [interp.python, me, "serve", example, kind, "--workers", str(n), "--port", str(port)]
+            cmd = [
+                interp.python,
+                me,
+                "serve",
+                example,
+                kind,
+                "--workers",
+                str(n),
+                "--port",
+                str(port),
+            ]
             extra = {}
             if args.conflict_log and kind == "tm":  # the log of this run, for python -m tm.report
                 log = pathlib.Path(args.conflict_log) / f"{example}-{interp.label}-tm{n}.log"
@@ -259,7 +315,7 @@ def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
     for out in outputs:
         for line in out.splitlines():
             if line.startswith("tm-stats "):
-                result["tm_stats"] = json.loads(line[len("tm-stats "):])
+                result["tm_stats"] = json.loads(line[len("tm-stats ") :])
     if result_log:
         result["conflict_log"] = result_log
     return result
@@ -295,11 +351,14 @@ def ratio(results: dict, a: tuple, b: tuple) -> str:
 def print_table(args, rows: list[dict]) -> None:
     workers, processes = args.workers, args.processes
     top = max(workers)
-    head = (["example", "interpreter", "stock"] + [f"tm x{w}" for w in workers]
-            + [f"{n} procs" for n in processes]
-            + [f"tm x{w}/x1" for w in workers if w != 1]
-            + [f"tm x{n}/{n} procs" for n in processes if n in workers]
-            + ["tm x1/stock", f"tm x{top}/stock"])
+    head = (
+        ["example", "interpreter", "stock"]
+        + [f"tm x{w}" for w in workers]
+        + [f"{n} procs" for n in processes]
+        + [f"tm x{w}/x1" for w in workers if w != 1]
+        + [f"tm x{n}/{n} procs" for n in processes if n in workers]
+        + ["tm x1/stock", f"tm x{top}/stock"]
+    )
     print()
     print("req/s (p99 ms); ratios of req/s measured side by side in this run")
     print("| " + " | ".join(head) + " |")
@@ -318,15 +377,19 @@ def print_table(args, rows: list[dict]) -> None:
     for row in rows:
         for (kind, n), r in row["results"].items():
             if kind == "tm" and r.get("tm_stats"):
-                print(f"  {row['example']:12} {row['interpreter']:8} tm x{n:<3} {stats_line(r['tm_stats'])}")
+                print(
+                    f"  {row['example']:12} {row['interpreter']:8} tm x{n:<3} {stats_line(r['tm_stats'])}"
+                )
 
 
 def stats_line(s: dict) -> str:
     aborts = {k: v for k, v in s.get("aborts", {}).items() if v}
-    return (f"commits {s.get('commits', 0)}, inevitable {s.get('inevitable_commits', 0)}, "
-            f"aborts {s.get('total_aborts', 0)}{' ' + str(aborts) if aborts else ''}, "
-            f"{s.get('seconds_inevitable', 0.0) * 1e3:.0f} ms inevitable, "
-            f"{s.get('seconds_aborted', 0.0) * 1e3:.0f} ms lost to aborts")
+    return (
+        f"commits {s.get('commits', 0)}, inevitable {s.get('inevitable_commits', 0)}, "
+        f"aborts {s.get('total_aborts', 0)}{' ' + str(aborts) if aborts else ''}, "
+        f"{s.get('seconds_inevitable', 0.0) * 1e3:.0f} ms inevitable, "
+        f"{s.get('seconds_aborted', 0.0) * 1e3:.0f} ms lost to aborts"
+    )
 
 
 def plot(data: dict, png: str) -> bool:
@@ -351,8 +414,13 @@ def plot(data: dict, png: str) -> bool:
                     points = [(1, stock["rps"])] + points
                 if points:
                     label = f"{row['interpreter']} {'tm workers' if kind == 'tm' else 'stock, N processes'}"
-                    ax.plot([p[0] for p in points], [p[1] for p in points], style, color=color,
-                            label=label)
+                    ax.plot(
+                        [p[0] for p in points],
+                        [p[1] for p in points],
+                        style,
+                        color=color,
+                        label=label,
+                    )
         ax.set_title(f"{example}: {data['path']}")
         ax.set_xlabel("tm workers / processes (SO_REUSEPORT)")
         ax.set_xscale("log", base=2)
@@ -384,8 +452,12 @@ def write_outputs(args, data: dict, interps: list[Interpreter]) -> None:
         print(f"plot: {png}")
         return
     for interp in interps:  # matplotlib may import in one of the server interpreters
-        done = subprocess.run([interp.python, str(pathlib.Path(__file__).resolve()), "plot",
-                               json_path, png], capture_output=True, text=True, env=interp.env())
+        done = subprocess.run(
+            [interp.python, str(pathlib.Path(__file__).resolve()), "plot", json_path, png],
+            capture_output=True,
+            text=True,
+            env=interp.env(),
+        )
         if done.returncode == 0:
             print(f"plot: {png} (drawn by {interp.label})")
             return
@@ -394,8 +466,13 @@ def write_outputs(args, data: dict, interps: list[Interpreter]) -> None:
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("TM_COMMIT", "unknown")
 
@@ -413,32 +490,54 @@ def parse_labelled(values: list[str], what: str) -> dict[str, str]:
 def driver_main(argv: list[str]) -> int:
     cpus = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", action="append", default=[],
-                        help="LABEL=PYTHON, an interpreter that runs the servers (repeatable); "
-                             "default gil and ft from the project's venvs")
-    parser.add_argument("--pythonpath", action="append", default=[],
-                        help="LABEL=PATH, prepended to PYTHONPATH for that interpreter's servers")
-    parser.add_argument("--examples", nargs="+", default=list(EXAMPLE_FILES),
-                        choices=list(EXAMPLE_FILES))
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        help="LABEL=PYTHON, an interpreter that runs the servers (repeatable); "
+        "default gil and ft from the project's venvs",
+    )
+    parser.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        help="LABEL=PATH, prepended to PYTHONPATH for that interpreter's servers",
+    )
+    parser.add_argument(
+        "--examples", nargs="+", default=list(EXAMPLE_FILES), choices=list(EXAMPLE_FILES)
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, 2, cpus}))
     parser.add_argument("--processes", type=int, nargs="*", default=sorted({2, cpus}))
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
     parser.add_argument("--path", default="/work?n={n}")
-    parser.add_argument("--load-processes", type=int, default=1,
-                        help="load generator processes (sharing the connections)")
-    parser.add_argument("--load-python", default=None,
-                        help="the load generator's interpreter (default: the first --python)")
-    parser.add_argument("--out", default=str(ROOT / "out" / "scaling"),
-                        help="writes OUT.json and OUT.png")
-    parser.add_argument("--conflict-log", metavar="DIR", default=None,
-                        help="tm runs write TM_CONFLICT_LOG=DIR/EXAMPLE-LABEL-tmN.log (slower: "
-                             "a diagnostic mode) for python -m tm.report")
+    parser.add_argument(
+        "--load-processes",
+        type=int,
+        default=1,
+        help="load generator processes (sharing the connections)",
+    )
+    parser.add_argument(
+        "--load-python",
+        default=None,
+        help="the load generator's interpreter (default: the first --python)",
+    )
+    parser.add_argument(
+        "--out", default=str(ROOT / "out" / "scaling"), help="writes OUT.json and OUT.png"
+    )
+    parser.add_argument(
+        "--conflict-log",
+        metavar="DIR",
+        default=None,
+        help="tm runs write TM_CONFLICT_LOG=DIR/EXAMPLE-LABEL-tmN.log (slower: "
+        "a diagnostic mode) for python -m tm.report",
+    )
     args = parser.parse_args(argv)
 
     pythons = parse_labelled(args.python, "python") or {
         "gil": str(ROOT / ".venv-gil" / "bin" / "python"),
-        "ft": str(ROOT / ".venv-ft" / "bin" / "python")}
+        "ft": str(ROOT / ".venv-ft" / "bin" / "python"),
+    }
     paths = parse_labelled(args.pythonpath, "pythonpath")
     interps = [Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
     args.load_python = args.load_python or interps[0].python
@@ -449,12 +548,20 @@ def driver_main(argv: list[str]) -> int:
             examples.append(example)
         else:
             print(f"skipped {example}: examples/{EXAMPLE_FILES[example][0]} does not exist")
-    data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(),
-            "cores": cpus, "path": args.path, "seconds": args.seconds,
-            "connections": args.connections, "rows": []}
-    print(f"{cpus} cores, commit {data['commit']}, {args.path}, {args.connections} connections, "
-          f"{args.seconds:g} s per configuration, load generator on {args.load_python}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    data = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit(),
+        "cores": cpus,
+        "path": args.path,
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "rows": [],
+    }
+    print(
+        f"{cpus} cores, commit {data['commit']}, {args.path}, {args.connections} connections, "
+        f"{args.seconds:g} s per configuration, load generator on {args.load_python}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     rows = []
     for interp in interps:
         for example in examples:
@@ -468,15 +575,28 @@ def driver_main(argv: list[str]) -> int:
                     print(f"  {example} {interp.label} {config_name(example, kind, n)}: FAILED {e}")
                     continue
                 results[(kind, n)] = r
-                print(f"  {example:12} {interp.label} ({interp.version}) "
-                      f"{config_name(example, kind, n):10} {fmt(r)}", flush=True)
-            rows.append({"example": example, "interpreter": f"{interp.label} {interp.version}",
-                         "results": results})
+                print(
+                    f"  {example:12} {interp.label} ({interp.version}) "
+                    f"{config_name(example, kind, n):10} {fmt(r)}",
+                    flush=True,
+                )
+            rows.append(
+                {
+                    "example": example,
+                    "interpreter": f"{interp.label} {interp.version}",
+                    "results": results,
+                }
+            )
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print_table(args, rows)
-    data["rows"] = [{"example": row["example"], "interpreter": row["interpreter"],
-                     "results": [dict(r, kind=k, n=n) for (k, n), r in row["results"].items()]}
-                    for row in rows]
+    data["rows"] = [
+        {
+            "example": row["example"],
+            "interpreter": row["interpreter"],
+            "results": [dict(r, kind=k, n=n) for (k, n), r in row["results"].items()],
+        }
+        for row in rows
+    ]
     write_outputs(args, data, interps)
     return 0
 

@@ -86,8 +86,9 @@ def serve_asyncio(workload: str, kind: str, workers: int, port: int) -> None:
             factory = workloads.asyncio_chat_factory(workloads.ChatRooms())
         else:
             factory = workloads.http_protocol_factory()
-        server = await loop.create_server(factory, "127.0.0.1", port, backlog=1024,
-                                          reuse_port=kind == "reuseport")
+        server = await loop.create_server(
+            factory, "127.0.0.1", port, backlog=1024, reuse_port=kind == "reuseport"
+        )
         print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -135,20 +136,30 @@ def load_http_main(argv: list[str]) -> int:
     if args.workload == "json":
         orders = [workloads.make_order(n) for n in range(64)]  # built before the clock starts
         latencies, elapsed, errors = _load.http_threads(
-            args.port, args.connections, args.seconds, lambda conn, i: "/api/order",
-            timeout=30, nodelay=True, require_200=True,
-            body=lambda conn, i: orders[(conn * 7 + i) % len(orders)])
+            args.port,
+            args.connections,
+            args.seconds,
+            lambda conn, i: "/api/order",
+            timeout=30,
+            nodelay=True,
+            require_200=True,
+            body=lambda conn, i: orders[(conn * 7 + i) % len(orders)],
+        )
     else:
         latencies, elapsed, errors = _load.http_threads(
-            args.port, args.connections, args.seconds,
-            lambda conn, i: f"/page?n={conn * 1000003 + i}", timeout=30, nodelay=True,
-            require_200=True)
+            args.port,
+            args.connections,
+            args.seconds,
+            lambda conn, i: f"/page?n={conn * 1000003 + i}",
+            timeout=30,
+            nodelay=True,
+            require_200=True,
+        )
     print(json.dumps(dict(_load.summary(latencies, elapsed, errors), units_total=len(latencies))))
     return 0
 
 
-def load_chat(port: int, connections: int, room_size: int, seconds: float,
-              warmup: float) -> dict:
+def load_chat(port: int, connections: int, room_size: int, seconds: float, warmup: float) -> dict:
     """Clients in rooms of room_size; each sends a line, waits for its own broadcast, sends the
     next. Counts every line delivered to any client (rate: lines/s) and each sender's round trip."""
     selector = selectors.DefaultSelector()
@@ -158,8 +169,17 @@ def load_chat(port: int, connections: int, room_size: int, seconds: float,
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         name = b"c%d" % c
         sock.sendall(b"JOIN %s room%d\n" % (name, c // room_size))
-        clients.append({"sock": sock, "name": name, "buf": b"", "seq": 0, "sent": 0.0,
-                        "joined": False, "expect": b""})
+        clients.append(
+            {
+                "sock": sock,
+                "name": name,
+                "buf": b"",
+                "seq": 0,
+                "sent": 0.0,
+                "joined": False,
+                "expect": b"",
+            }
+        )
     for client in clients:  # every member is in its room before anyone speaks
         sock = client["sock"]
         while b"\n" not in client["buf"]:
@@ -217,8 +237,9 @@ def load_chat(port: int, connections: int, room_size: int, seconds: float,
     for client in clients:
         client["sock"].close()
     selector.close()
-    result = _load.summary(latencies, seconds, errors, count="messages", rate="messages_per_s",
-                           cpu_share=cpu_share)
+    result = _load.summary(
+        latencies, seconds, errors, count="messages", rate="messages_per_s", cpu_share=cpu_share
+    )
     result["delivered"] = delivered
     result["units_total"] = messages_total
     result["rps"] = delivered / seconds  # the rate the tables compare: lines delivered per second
@@ -233,8 +254,11 @@ def load_chat_main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     args = parser.parse_args(argv)
-    print(json.dumps(load_chat(args.port, args.connections, args.room_size, args.seconds,
-                               args.warmup)))
+    print(
+        json.dumps(
+            load_chat(args.port, args.connections, args.room_size, args.seconds, args.warmup)
+        )
+    )
     return 0
 
 
@@ -305,17 +329,47 @@ def measure(args, interp, workload: str, row_server: str, kind: str, n: int) -> 
     port = 0
     try:
         for _ in range(processes):
-            cmd = [interp.python, ME, "serve", workload, server, kind, "--workers", str(n),
-                   "--port", str(port)]
+            cmd = [
+                interp.python,
+                ME,
+                "serve",
+                workload,
+                server,
+                kind,
+                "--workers",
+                str(n),
+                "--port",
+                str(port),
+            ]
             proc, port = scaling.start_server(cmd, env, r"^listening on (\d+)")
             servers.append(proc)
         if workload == "chat":
-            load = [args.load_python, ME, "load-chat", "--port", str(port), "--connections",
-                    str(args.chat_connections), "--room-size", str(args.room_size),
-                    "--seconds", str(args.seconds)]
+            load = [
+                args.load_python,
+                ME,
+                "load-chat",
+                "--port",
+                str(port),
+                "--connections",
+                str(args.chat_connections),
+                "--room-size",
+                str(args.room_size),
+                "--seconds",
+                str(args.seconds),
+            ]
         else:
-            load = [args.load_python, ME, "load-http", workload, "--port", str(port),
-                    "--connections", str(args.connections), "--seconds", str(args.seconds)]
+            load = [
+                args.load_python,
+                ME,
+                "load-http",
+                workload,
+                "--port",
+                str(port),
+                "--connections",
+                str(args.connections),
+                "--seconds",
+                str(args.seconds),
+            ]
         cpu_before = sum(cpu_seconds(s.pid) for s in servers)
         result = run_json(load, timeout=args.seconds + 120)
         cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
@@ -329,7 +383,7 @@ def measure(args, interp, workload: str, row_server: str, kind: str, n: int) -> 
     for out in outputs:
         for line in out.splitlines():
             if line.startswith("tm-stats "):
-                result["tm_stats"] = json.loads(line[len("tm-stats "):])
+                result["tm_stats"] = json.loads(line[len("tm-stats ") :])
     return result
 
 
@@ -354,12 +408,27 @@ def div(a: float | None, b: float | None) -> str:
 
 
 def print_table(rows: list[dict], ceilings: dict) -> None:
-    head = ["workload", "server", "stock", "tm x1", "tm x2", "2 procs", "ceiling 1 thr",
-            "ceiling 2 thr", "tm x2/x1", "ceiling x2/x1", "tm x2/2 procs", "tm x1/stock",
-            "tm x1/ceiling 1", "tm x2/ceiling 2"]
+    head = [
+        "workload",
+        "server",
+        "stock",
+        "tm x1",
+        "tm x2",
+        "2 procs",
+        "ceiling 1 thr",
+        "ceiling 2 thr",
+        "tm x2/x1",
+        "ceiling x2/x1",
+        "tm x2/2 procs",
+        "tm x1/stock",
+        "tm x1/ceiling 1",
+        "tm x2/ceiling 2",
+    ]
     print()
-    print("json, template: requests/s (p99 ms); chat: lines delivered/s (p99 ms of a message's "
-          "round trip); ceiling: the same work in plain threads, no reactor")
+    print(
+        "json, template: requests/s (p99 ms); chat: lines delivered/s (p99 ms of a message's "
+        "round trip); ceiling: the same work in plain threads, no reactor"
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
@@ -371,20 +440,42 @@ def print_table(rows: list[dict], ceilings: dict) -> None:
 
         c = ceilings.get(row["workload"], {})
         c1, c2 = c.get("1"), c.get("2")
-        cells = [row["workload"], row["server"], fmt(res.get(("stock", 1))),
-                 fmt(res.get(("tm", 1))), fmt(res.get(("tm", 2))), fmt(res.get(("reuseport", 2))),
-                 f"{c1:.0f}" if c1 else "-", f"{c2:.0f}" if c2 else "-",
-                 div(rps(("tm", 2)), rps(("tm", 1))), div(c2, c1),
-                 div(rps(("tm", 2)), rps(("reuseport", 2))),
-                 div(rps(("tm", 1)), rps(("stock", 1))),
-                 div(rps(("tm", 1)), c1), div(rps(("tm", 2)), c2)]
+        cells = [
+            row["workload"],
+            row["server"],
+            fmt(res.get(("stock", 1))),
+            fmt(res.get(("tm", 1))),
+            fmt(res.get(("tm", 2))),
+            fmt(res.get(("reuseport", 2))),
+            f"{c1:.0f}" if c1 else "-",
+            f"{c2:.0f}" if c2 else "-",
+            div(rps(("tm", 2)), rps(("tm", 1))),
+            div(c2, c1),
+            div(rps(("tm", 2)), rps(("reuseport", 2))),
+            div(rps(("tm", 1)), rps(("stock", 1))),
+            div(rps(("tm", 1)), c1),
+            div(rps(("tm", 2)), c2),
+        ]
         print("| " + " | ".join(cells) + " |")
     print()
-    print("server CPU per request (chat: per message broadcast to its room), us: the server "
-          "processes' utime+stime over the load / the requests answered; ceiling: the threads' "
-          "CPU / units of work. Less sensitive to a busy machine than the rates")
-    head = ["workload", "server", "ceiling 1 thr", "ceiling 2 thr", "stock", "tm x1", "tm x2",
-            "2 procs", "tm x1 - ceiling 1", "tm x2 - ceiling 2", "tm x1 - stock"]
+    print(
+        "server CPU per request (chat: per message broadcast to its room), us: the server "
+        "processes' utime+stime over the load / the requests answered; ceiling: the threads' "
+        "CPU / units of work. Less sensitive to a busy machine than the rates"
+    )
+    head = [
+        "workload",
+        "server",
+        "ceiling 1 thr",
+        "ceiling 2 thr",
+        "stock",
+        "tm x1",
+        "tm x2",
+        "2 procs",
+        "tm x1 - ceiling 1",
+        "tm x2 - ceiling 2",
+        "tm x1 - stock",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
@@ -401,24 +492,40 @@ def print_table(rows: list[dict], ceilings: dict) -> None:
         def diff(a, b):
             return f"{a - b:+.0f}" if a is not None and b is not None else "-"
 
-        cells = [row["workload"], row["server"], cell(c.get("cpu_us_1")), cell(c.get("cpu_us_2")),
-                 cell(us(("stock", 1))), cell(us(("tm", 1))), cell(us(("tm", 2))),
-                 cell(us(("reuseport", 2))), diff(us(("tm", 1)), c.get("cpu_us_1")),
-                 diff(us(("tm", 2)), c.get("cpu_us_2")), diff(us(("tm", 1)), us(("stock", 1)))]
+        cells = [
+            row["workload"],
+            row["server"],
+            cell(c.get("cpu_us_1")),
+            cell(c.get("cpu_us_2")),
+            cell(us(("stock", 1))),
+            cell(us(("tm", 1))),
+            cell(us(("tm", 2))),
+            cell(us(("reuseport", 2))),
+            diff(us(("tm", 1)), c.get("cpu_us_1")),
+            diff(us(("tm", 2)), c.get("cpu_us_2")),
+            diff(us(("tm", 1)), us(("stock", 1))),
+        ]
         print("| " + " | ".join(cells) + " |")
     print()
     print("tm statistics per run (tm.stats() in the server at exit):")
     for row in rows:
         for (kind, n), r in row["results"].items():
             if kind == "tm" and r.get("tm_stats"):
-                print(f"  {row['workload']:8} {row['server']:7} tm x{n} "
-                      f"{scaling.stats_line(r['tm_stats'])}")
-    chat = [(row, k, r) for row in rows if row["workload"] == "chat"
-            for k, r in row["results"].items()]
+                print(
+                    f"  {row['workload']:8} {row['server']:7} tm x{n} "
+                    f"{scaling.stats_line(r['tm_stats'])}"
+                )
+    chat = [
+        (row, k, r) for row in rows if row["workload"] == "chat" for k, r in row["results"].items()
+    ]
     if chat:
-        print("chat load generator CPU share (near 1.0: the generator, not the server, set the "
-              "pace):", ", ".join(f"{row['server']} {k[0]}{k[1]} {r.get('load_cpu_share')}"
-                                  for row, k, r in chat))
+        print(
+            "chat load generator CPU share (near 1.0: the generator, not the server, set the "
+            "pace):",
+            ", ".join(
+                f"{row['server']} {k[0]}{k[1]} {r.get('load_cpu_share')}" for row, k, r in chat
+            ),
+        )
 
 
 def driver_main(argv: list[str]) -> int:
@@ -429,33 +536,61 @@ def driver_main(argv: list[str]) -> int:
     parser.add_argument("--connections", type=int, default=8, help="HTTP connections")
     parser.add_argument("--chat-connections", type=int, default=16)
     parser.add_argument("--room-size", type=int, default=4)
-    parser.add_argument("--no-chat-nodelay", dest="chat_nodelay", action="store_false",
-                        help="skip the second Twisted chat row, whose server sets TCP_NODELAY")
-    parser.add_argument("--python", default=str(ROOT / ".venv-ft" / "bin" / "python"),
-                        help="the servers' and the ceiling's interpreter")
-    parser.add_argument("--pythonpath", default=None,
-                        help="prepended to PYTHONPATH for the servers (a dev overlay)")
+    parser.add_argument(
+        "--no-chat-nodelay",
+        dest="chat_nodelay",
+        action="store_false",
+        help="skip the second Twisted chat row, whose server sets TCP_NODELAY",
+    )
+    parser.add_argument(
+        "--python",
+        default=str(ROOT / ".venv-ft" / "bin" / "python"),
+        help="the servers' and the ceiling's interpreter",
+    )
+    parser.add_argument(
+        "--pythonpath", default=None, help="prepended to PYTHONPATH for the servers (a dev overlay)"
+    )
     parser.add_argument("--load-python", default=str(ROOT / ".venv-gil" / "bin" / "python"))
-    parser.add_argument("--out", default=str(ROOT / "out" / "server_workloads"),
-                        help="writes OUT.json")
+    parser.add_argument(
+        "--out", default=str(ROOT / "out" / "server_workloads"), help="writes OUT.json"
+    )
     args = parser.parse_args(argv)
     interp = scaling.Interpreter("servers", args.python, args.pythonpath)
-    print(f"{os.cpu_count()} cores, commit {scaling.commit()}, servers on {interp.version}, "
-          f"load generator on {args.load_python}, {args.seconds:g} s per configuration, "
-          f"{args.connections} HTTP connections, chat {args.chat_connections} clients in rooms of "
-          f"{args.room_size}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"{os.cpu_count()} cores, commit {scaling.commit()}, servers on {interp.version}, "
+        f"load generator on {args.load_python}, {args.seconds:g} s per configuration, "
+        f"{args.connections} HTTP connections, chat {args.chat_connections} clients in rooms of "
+        f"{args.room_size}, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     ceilings = {}
     for workload in args.workloads:
         try:
             ceilings[workload] = run_json(
-                [interp.python, ME, "ceiling", workload, "--threads", "1", "2", "--seconds",
-                 str(min(args.seconds, 2.0)), "--room-size", str(args.room_size)], interp.env())
+                [
+                    interp.python,
+                    ME,
+                    "ceiling",
+                    workload,
+                    "--threads",
+                    "1",
+                    "2",
+                    "--seconds",
+                    str(min(args.seconds, 2.0)),
+                    "--room-size",
+                    str(args.room_size),
+                ],
+                interp.env(),
+            )
         except (RuntimeError, subprocess.SubprocessError, json.JSONDecodeError) as e:
             print(f"  {workload} ceiling: FAILED {e}")
             continue
         c = ceilings[workload]
-        print(f"  {workload:8} ceiling 1 thread {c['1']:.0f}/s ({c['cpu_us_1']:.1f} us CPU a "
-              f"unit), 2 threads {c['2']:.0f}/s ({c['cpu_us_2']:.1f} us)", flush=True)
+        print(
+            f"  {workload:8} ceiling 1 thread {c['1']:.0f}/s ({c['cpu_us_1']:.1f} us CPU a "
+            f"unit), 2 threads {c['2']:.0f}/s ({c['cpu_us_2']:.1f} us)",
+            flush=True,
+        )
     rows = []
     for workload in args.workloads:
         servers = list(args.servers)
@@ -467,34 +602,58 @@ def driver_main(argv: list[str]) -> int:
                 configs.append(("reuseport", 2))
             results = {}
             for kind, n in configs:
-                name = STOCK[server] if kind == "stock" else (
-                    f"tm x{n}" if kind == "tm" else f"{n} procs")
+                name = (
+                    STOCK[server]
+                    if kind == "stock"
+                    else (f"tm x{n}" if kind == "tm" else f"{n} procs")
+                )
                 try:
                     results[(kind, n)] = measure(args, interp, workload, server, kind, n)
                 except (RuntimeError, subprocess.SubprocessError, json.JSONDecodeError) as e:
                     print(f"  {workload:8} {server:15} {name:8} FAILED {e}", flush=True)
                     continue
                 r = results[(kind, n)]
-                print(f"  {workload:8} {server:15} {name:8} {fmt(r)}, {r['cpu_us']:.0f} us CPU a "
-                      f"{'message' if workload == 'chat' else 'request'}", flush=True)
+                print(
+                    f"  {workload:8} {server:15} {name:8} {fmt(r)}, {r['cpu_us']:.0f} us CPU a "
+                    f"{'message' if workload == 'chat' else 'request'}",
+                    flush=True,
+                )
             rows.append({"workload": workload, "server": server, "results": results})
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print_table(rows, ceilings)
     out = pathlib.Path(args.out + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "commit": scaling.commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "interpreter": interp.version, "seconds": args.seconds, "ceilings": ceilings,
-        "rows": [{"workload": r["workload"], "server": r["server"],
-                  "results": [dict(v, kind=k, n=n) for (k, n), v in r["results"].items()]}
-                 for r in rows]}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "commit": scaling.commit(),
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "interpreter": interp.version,
+                "seconds": args.seconds,
+                "ceilings": ceilings,
+                "rows": [
+                    {
+                        "workload": r["workload"],
+                        "server": r["server"],
+                        "results": [dict(v, kind=k, n=n) for (k, n), v in r["results"].items()],
+                    }
+                    for r in rows
+                ],
+            },
+            indent=1,
+        )
+    )
     print(f"results: {out}")
     return 0
 
 
 def main(argv: list[str]) -> int:
-    modes = {"serve": serve_main, "load-http": load_http_main, "load-chat": load_chat_main,
-             "ceiling": ceiling_main}
+    modes = {
+        "serve": serve_main,
+        "load-http": load_http_main,
+        "load-chat": load_chat_main,
+        "ceiling": ceiling_main,
+    }
     if argv[:1] and argv[0] in modes:
         return modes[argv[0]](argv[1:])
     return driver_main(argv)

@@ -76,13 +76,24 @@ def main() -> int:
     args = parser.parse_args()
     gil = "GIL off" if sysconfig.get_config_var("Py_GIL_DISABLED") else "GIL"
     print(f"{cpus} cores, CPython {sys.version.split()[0]} ({gil}), {args.seconds} s per point")
-    print("| workload | " + " | ".join(f"{n} threads" for n in args.threads) + " | "
-          + " | ".join(f"x{n}/x1" for n in args.threads[1:]) + " |")
+    print(
+        "| workload | "
+        + " | ".join(f"{n} threads" for n in args.threads)
+        + " | "
+        + " | ".join(f"x{n}/x1" for n in args.threads[1:])
+        + " |"
+    )
     print("|---" * (2 * len(args.threads)) + "|")
     for name in args.workloads:
         rates = [units_per_second(WORKLOADS[name], n, args.seconds) for n in args.threads]
-        print(f"| {name} | " + " | ".join(f"{r:.0f}/s" for r in rates) + " | "
-              + " | ".join(f"{r / rates[0]:.2f}" for r in rates[1:]) + " |", flush=True)
+        print(
+            f"| {name} | "
+            + " | ".join(f"{r:.0f}/s" for r in rates)
+            + " | "
+            + " | ".join(f"{r / rates[0]:.2f}" for r in rates[1:])
+            + " |",
+            flush=True,
+        )
     return 0
 
 

@@ -54,6 +54,7 @@ PyPy-STM's published scaling (docs/DESIGN.md section 8):
 
 # ---- part 1: per-operation costs -------------------------------------------------------------
 
+
 class _Plain:
     pass
 
@@ -95,8 +96,7 @@ def op_costs(number, repeat, ops):
             return False
 
     null = _Null()
-    g = dict(tm=tm, v=v, d=d, o=o, box=box, pd=pd, po=po, noop=noop, decorated=decorated,
-             null=null)
+    g = dict(tm=tm, v=v, d=d, o=o, box=box, pd=pd, po=po, noop=noop, decorated=decorated, null=null)
 
     # Inside one transaction: `ops` operations per run_atomic, minus the empty transaction.
     def in_tx(body_src):
@@ -104,8 +104,12 @@ def op_costs(number, repeat, ops):
         ns = dict(g, _r=range(ops))
         exec(src, ns)
         body = ns["_body"]
-        total = _per_op("run_atomic(body)", {"run_atomic": tm.run_atomic, "body": body},
-                        max(1, number // ops), repeat)
+        total = _per_op(
+            "run_atomic(body)",
+            {"run_atomic": tm.run_atomic, "body": body},
+            max(1, number // ops),
+            repeat,
+        )
         plain = _per_op("body()", {"body": body}, max(1, number // ops), repeat)
         return total, plain
 
@@ -127,24 +131,53 @@ def op_costs(number, repeat, ops):
     row("read  Var.get()        | box.value", "v.get()", "box.value", "v.get()", "box.value")
     row("read  Dict[k]          | dict[k]", "d['k']", "pd['k']", "d['k']", "pd['k']")
     row("read  Object attribute | plain attribute", "o.attr", "po.attr", "o.attr", "po.attr")
-    row("write Var.set(x)       | box.value = x", "v.set(2)", "box.value = 2", "v.set(2)",
-        "box.value = 2")
-    row("write Dict[k] = x      | dict[k] = x", "d['k'] = 2", "pd['k'] = 2", "d['k'] = 2",
-        "pd['k'] = 2")
-    row("write Object attribute | plain attribute", "o.attr = 2", "po.attr = 2", "o.attr = 2",
-        "po.attr = 2")
-    rows.append({"op": "empty tm.run_atomic(f)   | f()", "managed_ns": empty_tx,
-                 "plain_ns": _per_op("noop()", g, number, repeat)})
-    rows.append({"op": "empty @tm.atomic f()     | f()",
-                 "managed_ns": _per_op("decorated()", g, number, repeat),
-                 "plain_ns": _per_op("noop()", g, number, repeat)})
-    rows.append({"op": "empty with tm.atomic()   | with ctx",
-                 "managed_ns": _per_op("with tm.atomic(): pass", g, number, repeat),
-                 "plain_ns": _per_op("with null: pass", g, number, repeat)})
+    row(
+        "write Var.set(x)       | box.value = x",
+        "v.set(2)",
+        "box.value = 2",
+        "v.set(2)",
+        "box.value = 2",
+    )
+    row(
+        "write Dict[k] = x      | dict[k] = x",
+        "d['k'] = 2",
+        "pd['k'] = 2",
+        "d['k'] = 2",
+        "pd['k'] = 2",
+    )
+    row(
+        "write Object attribute | plain attribute",
+        "o.attr = 2",
+        "po.attr = 2",
+        "o.attr = 2",
+        "po.attr = 2",
+    )
+    rows.append(
+        {
+            "op": "empty tm.run_atomic(f)   | f()",
+            "managed_ns": empty_tx,
+            "plain_ns": _per_op("noop()", g, number, repeat),
+        }
+    )
+    rows.append(
+        {
+            "op": "empty @tm.atomic f()     | f()",
+            "managed_ns": _per_op("decorated()", g, number, repeat),
+            "plain_ns": _per_op("noop()", g, number, repeat),
+        }
+    )
+    rows.append(
+        {
+            "op": "empty with tm.atomic()   | with ctx",
+            "managed_ns": _per_op("with tm.atomic(): pass", g, number, repeat),
+            "plain_ns": _per_op("with null: pass", g, number, repeat),
+        }
+    )
     return rows
 
 
 # ---- part 2: CPU-bound TransactionQueue ------------------------------------------------------
+
 
 def work(n):
     """Pure-Python CPU work touching no shared state."""
@@ -225,6 +258,7 @@ def scaling(items, n, rounds):
 
 # ---- driver ----------------------------------------------------------------------------------
 
+
 def measure(args):
     import tm
 
@@ -246,36 +280,52 @@ def measure(args):
 
 def show(res):
     kind = "free-threaded" if res["free_threaded"] else "GIL"
-    print(f"== CPython {res['python']} ({kind}, GIL {'on' if res['gil_enabled'] else 'off'}), "
-          f"{res['executable']}, tm {res['tm_version']}, {res['cpus']} CPUs, "
-          f"load {res['load_before']:.1f} -> {res['load_after']:.1f}")
-    print(f"{'operation: managed | plain':44} {'managed':>9} {'plain':>8} {'x':>6}"
-          f" {'in tx':>8} {'plain':>8} {'x':>6}")
+    print(
+        f"== CPython {res['python']} ({kind}, GIL {'on' if res['gil_enabled'] else 'off'}), "
+        f"{res['executable']}, tm {res['tm_version']}, {res['cpus']} CPUs, "
+        f"load {res['load_before']:.1f} -> {res['load_after']:.1f}"
+    )
+    print(
+        f"{'operation: managed | plain':44} {'managed':>9} {'plain':>8} {'x':>6}"
+        f" {'in tx':>8} {'plain':>8} {'x':>6}"
+    )
     for r in res["ops"]:
-        line = (f"{r['op']:44} {r['managed_ns']:8.0f}n {r['plain_ns']:7.0f}n "
-                f"{r['managed_ns'] / r['plain_ns']:6.1f}")
+        line = (
+            f"{r['op']:44} {r['managed_ns']:8.0f}n {r['plain_ns']:7.0f}n "
+            f"{r['managed_ns'] / r['plain_ns']:6.1f}"
+        )
         if "in_tx_ns" in r:
-            line += (f" {r['in_tx_ns']:7.0f}n {r['plain_loop_ns']:7.0f}n "
-                     f"{r['in_tx_ns'] / r['plain_loop_ns']:6.1f}")
+            line += (
+                f" {r['in_tx_ns']:7.0f}n {r['plain_loop_ns']:7.0f}n "
+                f"{r['in_tx_ns'] / r['plain_loop_ns']:6.1f}"
+            )
         print(line)
-    print("  (ns per operation, best of runs; 'in tx': inside one restartable transaction, per op,"
-          " the empty transaction subtracted; 'plain' beside it: the same loop on plain objects)")
+    print(
+        "  (ns per operation, best of runs; 'in tx': inside one restartable transaction, per op,"
+        " the empty transaction subtracted; 'plain' beside it: the same loop on plain objects)"
+    )
     s = res["scaling"]
     sec = s["seconds"]
     best = {k: min(v) for k, v in s["all_seconds"].items()}
-    print(f"CPU-bound: {res.get('items')} items x {s['per_item_us']:.0f} us of pure-Python work, "
-          f"one tm.Counter.add per item ({len(s['all_seconds']['single thread'])} rounds):")
+    print(
+        f"CPU-bound: {res.get('items')} items x {s['per_item_us']:.0f} us of pure-Python work, "
+        f"one tm.Counter.add per item ({len(s['all_seconds']['single thread'])} rounds):"
+    )
     print(f"  {'':28} {'median':>8}   {'vs single':>9}   {'best':>8}   {'vs single':>9}")
     for k, v in sec.items():
-        print(f"  {k:28} {v:7.3f}s   {sec['single thread'] / v:8.2f}x   {best[k]:7.3f}s   "
-              f"{best['single thread'] / best[k]:8.2f}x")
+        print(
+            f"  {k:28} {v:7.3f}s   {sec['single thread'] / v:8.2f}x   {best[k]:7.3f}s   "
+            f"{best['single thread'] / best[k]:8.2f}x"
+        )
     for label, t in (("median", sec), ("best", best)):
         single = t["single thread"]
         tq1, tq2 = t["TransactionQueue 1 worker"], t["TransactionQueue 2 workers"]
         th2 = t["threading.Thread x2"]
-        print(f"  2-vs-1 ratios ({label}): TransactionQueue 2 workers vs 1 worker "
-              f"{tq1 / tq2:.2f}x; threading.Thread x2 vs single thread {single / th2:.2f}x; "
-              f"TransactionQueue 1 worker vs single thread {100 * (tq1 / single - 1):+.1f}%")
+        print(
+            f"  2-vs-1 ratios ({label}): TransactionQueue 2 workers vs 1 worker "
+            f"{tq1 / tq2:.2f}x; threading.Thread x2 vs single thread {single / th2:.2f}x; "
+            f"TransactionQueue 1 worker vs single thread {100 * (tq1 / single - 1):+.1f}%"
+        )
 
 
 def child(py_spec, args):
@@ -283,9 +333,23 @@ def child(py_spec, args):
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    cmd = [py, str(pathlib.Path(__file__).resolve()), "--json", "--number", str(args.number),
-           "--repeat", str(args.repeat), "--ops", str(args.ops), "--items", str(args.items),
-           "--work", str(args.work), "--rounds", str(args.rounds)]
+    cmd = [
+        py,
+        str(pathlib.Path(__file__).resolve()),
+        "--json",
+        "--number",
+        str(args.number),
+        "--repeat",
+        str(args.repeat),
+        "--ops",
+        str(args.ops),
+        "--items",
+        str(args.items),
+        "--work",
+        str(args.work),
+        "--rounds",
+        str(args.rounds),
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{py} failed:\n{out.stderr}")
@@ -294,8 +358,12 @@ def child(py_spec, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", action="append", default=[],
-                        help="run on this interpreter (PY or PY=PYTHONPATH); repeatable")
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        help="run on this interpreter (PY or PY=PYTHONPATH); repeatable",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
     parser.add_argument("--number", type=int, default=200_000, help="timeit loop count")
     parser.add_argument("--repeat", type=int, default=5, help="timeit runs (best taken)")

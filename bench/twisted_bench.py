@@ -46,8 +46,9 @@ def interpreter_of(spec: str) -> tuple[str, str | None]:
 class Server:
     """One bench/twisted_servers.py process, started and stopped around one load run."""
 
-    def __init__(self, spec: str, reactor: str, workers: int, kind: str, scratch: str,
-                 root: str) -> None:
+    def __init__(
+        self, spec: str, reactor: str, workers: int, kind: str, scratch: str, root: str
+    ) -> None:
         python, pythonpath = interpreter_of(spec)
         env = dict(os.environ)
         env.pop("TM_WORKERS", None)  # the worker count is the command line's, nothing else
@@ -56,10 +57,23 @@ class Server:
         self.port_file = os.path.join(scratch, f"port-{time.monotonic_ns()}.json")
         self.log = open(self.port_file + ".log", "w+")
         self.process = subprocess.Popen(
-            [python, str(ROOT / "bench" / "twisted_servers.py"), "--reactor", reactor,
-             "--workers", str(workers), "--kind", kind, "--port-file", self.port_file,
-             "--root", root],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            [
+                python,
+                str(ROOT / "bench" / "twisted_servers.py"),
+                "--reactor",
+                reactor,
+                "--workers",
+                str(workers),
+                "--kind",
+                kind,
+                "--port-file",
+                self.port_file,
+                "--root",
+                root,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
 
     def wait_listening(self, timeout: float = 60.0) -> dict:
@@ -106,15 +120,32 @@ def make_static_root(scratch: str) -> tuple[str, list[str]]:
 
 def load(kind: str, port: int, args, paths: list[str]) -> dict:
     if kind == "echo":
-        command = [str(ROOT / "bench" / "echo_load.py"), "--port", str(port),
-                   "--connections", str(args.echo_connections), "--size", str(args.size),
-                   "--seconds", str(args.seconds)]
+        command = [
+            str(ROOT / "bench" / "echo_load.py"),
+            "--port",
+            str(port),
+            "--connections",
+            str(args.echo_connections),
+            "--size",
+            str(args.size),
+            "--seconds",
+            str(args.seconds),
+        ]
     else:
-        command = [str(ROOT / "bench" / "http_load.py"), "--port", str(port),
-                   "--path", *(paths if kind == "static" else ["/"]),
-                   "--connections", str(args.web_connections), "--seconds", str(args.seconds)]
-    done = subprocess.run([args.load_python, *command], capture_output=True, text=True,
-                          timeout=args.seconds + 60)
+        command = [
+            str(ROOT / "bench" / "http_load.py"),
+            "--port",
+            str(port),
+            "--path",
+            *(paths if kind == "static" else ["/"]),
+            "--connections",
+            str(args.web_connections),
+            "--seconds",
+            str(args.seconds),
+        ]
+    done = subprocess.run(
+        [args.load_python, *command], capture_output=True, text=True, timeout=args.seconds + 60
+    )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
     result = json.loads(done.stdout)
@@ -122,8 +153,15 @@ def load(kind: str, port: int, args, paths: list[str]) -> dict:
     return result
 
 
-def measure(spec: str, kind: str, reactor: str, workers: int, args, scratch: str,
-            static: tuple[str, list[str]]) -> dict:
+def measure(
+    spec: str,
+    kind: str,
+    reactor: str,
+    workers: int,
+    args,
+    scratch: str,
+    static: tuple[str, list[str]],
+) -> dict:
     server = Server(spec, reactor, workers, kind, scratch, static[0])
     try:
         info = server.wait_listening()
@@ -147,10 +185,18 @@ def label(config: tuple[str, int]) -> str:
 
 def commit() -> str:
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return head + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -165,11 +211,16 @@ def loadavg() -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", action="append", metavar="PY[=PYTHONPATH]",
-                        help="an interpreter to run the servers (repeat; default both venvs)")
+    parser.add_argument(
+        "--python",
+        action="append",
+        metavar="PY[=PYTHONPATH]",
+        help="an interpreter to run the servers (repeat; default both venvs)",
+    )
     parser.add_argument("--load-python", default=str(ROOT / ".venv-gil" / "bin" / "python"))
-    parser.add_argument("--kinds", nargs="+", choices=["echo", "web", "static"],
-                        default=["echo", "web", "static"])
+    parser.add_argument(
+        "--kinds", nargs="+", choices=["echo", "web", "static"], default=["echo", "web", "static"]
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=4.0, help="load per configuration")
     parser.add_argument("--rounds", type=int, default=1)
@@ -178,17 +229,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--web-connections", type=int, default=8)
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = parser.parse_args(argv)
-    pythons = args.python or [str(ROOT / ".venv-gil" / "bin" / "python"),
-                              str(ROOT / ".venv-ft" / "bin" / "python")]
+    pythons = args.python or [
+        str(ROOT / ".venv-gil" / "bin" / "python"),
+        str(ROOT / ".venv-ft" / "bin" / "python"),
+    ]
     configs = [("epoll", 1)] + [("tm", w) for w in args.workers]
 
     started = time.monotonic()
-    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}, "
-          f"{os.cpu_count()} cores, load average {loadavg()} at the start")
-    print(f"echo: {args.echo_connections} connections, {args.size}-byte messages; web: "
-          f"{args.web_connections} keep-alive connections, GET / (static: {len(STATIC_SIZES)} files "
-          f"of 1 KiB-1 MiB in turn); {args.seconds:g} s per "
-          f"configuration, {args.rounds} round(s); load generator {args.load_python}", flush=True)
+    print(
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}, "
+        f"{os.cpu_count()} cores, load average {loadavg()} at the start"
+    )
+    print(
+        f"echo: {args.echo_connections} connections, {args.size}-byte messages; web: "
+        f"{args.web_connections} keep-alive connections, GET / (static: {len(STATIC_SIZES)} files "
+        f"of 1 KiB-1 MiB in turn); {args.seconds:g} s per "
+        f"configuration, {args.rounds} round(s); load generator {args.load_python}",
+        flush=True,
+    )
 
     # (python, kind, config) -> the results of each round
     results: dict[tuple, list[dict]] = {}
@@ -202,24 +260,36 @@ def main(argv: list[str]) -> int:
                         results.setdefault((spec, kind, config), []).append(r)
                         where = interpreter_of(spec)[0]
                         if "failed" in r:
-                            print(f"  round {round_ + 1} {kind} {label(config)} on {where}: "
-                                  f"FAILED {r['failed']}", flush=True)
+                            print(
+                                f"  round {round_ + 1} {kind} {label(config)} on {where}: "
+                                f"FAILED {r['failed']}",
+                                flush=True,
+                            )
                             continue
-                        print(f"  round {round_ + 1} {kind:6} {label(config):6} {r['rate']:9.0f}/s "
-                              f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
-                              f"errors {r['errors']}"
-                              + (f" load-cpu {r['load_cpu_share']:.2f}" if "load_cpu_share" in r else "")
-                              + f"  python {r['server']['python']}"
-                              f"{'t' if r['server']['free_threaded'] else ''} tm {r['server']['tm']}"
-                              + (f" ({r['first_error']})" if r["errors"] else ""), flush=True)
+                        print(
+                            f"  round {round_ + 1} {kind:6} {label(config):6} {r['rate']:9.0f}/s "
+                            f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
+                            f"errors {r['errors']}"
+                            + (
+                                f" load-cpu {r['load_cpu_share']:.2f}"
+                                if "load_cpu_share" in r
+                                else ""
+                            )
+                            + f"  python {r['server']['python']}"
+                            f"{'t' if r['server']['free_threaded'] else ''} tm {r['server']['tm']}"
+                            + (f" ({r['first_error']})" if r["errors"] else ""),
+                            flush=True,
+                        )
 
     def summary(spec, kind, config):
         ok = [r for r in results[(spec, kind, config)] if "failed" not in r]
         if not ok:
             return None
-        return {"rate": statistics.median(r["rate"] for r in ok),
-                "p99_ms": statistics.median(r["p99_ms"] for r in ok),
-                "server": ok[0]["server"]}
+        return {
+            "rate": statistics.median(r["rate"] for r in ok),
+            "p99_ms": statistics.median(r["p99_ms"] for r in ok),
+            "server": ok[0]["server"],
+        }
 
     def ratio(a, b):
         return f"{a['rate'] / b['rate']:.2f}" if a and b and b["rate"] else "-"
@@ -239,15 +309,26 @@ def main(argv: list[str]) -> int:
             if known:
                 info = known["server"]
                 name = f"{info['python']}{'t' if info['free_threaded'] else ''}" + (
-                    " (GIL off)" if info["free_threaded"] and not info["gil_enabled"] else "")
-            rows.append([kind, name] + [cell(s[c]) for c in configs]
-                        + [ratio(s[last], s[first]), ratio(s[first], s[("epoll", 1)]),
-                           ratio(s[last], s[("epoll", 1)])])
+                    " (GIL off)" if info["free_threaded"] and not info["gil_enabled"] else ""
+                )
+            rows.append(
+                [kind, name]
+                + [cell(s[c]) for c in configs]
+                + [
+                    ratio(s[last], s[first]),
+                    ratio(s[first], s[("epoll", 1)]),
+                    ratio(s[last], s[("epoll", 1)]),
+                ]
+            )
     table = [["kind", "python"] + heads + ratio_heads] + rows
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     print()
     for row in table:
-        print("  ".join(v.rjust(w) if i > 1 else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                v.rjust(w) if i > 1 else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))
+            )
+        )
     if args.markdown:
         print()
         print("| " + " | ".join(table[0]) + " |")

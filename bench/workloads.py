@@ -54,19 +54,25 @@ def make_order(n: int, items: int = 30) -> bytes:
             "id": 100000 + n % 9973,
             "name": f"Customer {n % 9973} Example",
             "email": f"customer{n % 9973}@example.org",
-            "address": {"street": f"{n % 300 + 1} Long Street", "city": "Springfield",
-                        "zip": f"{10000 + n % 89999}", "country": countries[n % len(countries)]},
+            "address": {
+                "street": f"{n % 300 + 1} Long Street",
+                "city": "Springfield",
+                "zip": f"{10000 + n % 89999}",
+                "country": countries[n % len(countries)],
+            },
             "newsletter": n % 2 == 0,
         },
         "currency": "EUR",
         "coupon": coupons[n % len(coupons)],
         "items": [
-            {"sku": f"SKU-{(n * 7 + i * 131) % 100000:05d}",
-             "name": f"Product {(n + i) % 1000} in colour {i % 7}",
-             "quantity": 1 + (n + i) % 5,
-             "unit_price": round(1.99 + ((n * 31 + i * 17) % 20000) / 100, 2),
-             "weight_g": 50 + (n + 3 * i) % 2000,
-             "tags": ["gift", "sale"][: (n + i) % 3]}
+            {
+                "sku": f"SKU-{(n * 7 + i * 131) % 100000:05d}",
+                "name": f"Product {(n + i) % 1000} in colour {i % 7}",
+                "quantity": 1 + (n + i) % 5,
+                "unit_price": round(1.99 + ((n * 31 + i * 17) % 20000) / 100, 2),
+                "weight_g": 50 + (n + 3 * i) % 2000,
+                "tags": ["gift", "sale"][: (n + i) % 3],
+            }
             for i in range(items)
         ],
         "notes": "Please leave the parcel at the door. " * 2,
@@ -131,17 +137,30 @@ def json_api(body: bytes) -> bytes:
         cents = round(price * 100) * quantity
         subtotal += cents
         weight += grams * quantity
-        lines.append({"sku": sku, "name": _require(item, "name", str).title(),
-                      "quantity": quantity, "total_cents": cents, "gift": "gift" in tags})
+        lines.append(
+            {
+                "sku": sku,
+                "name": _require(item, "name", str).title(),
+                "quantity": quantity,
+                "total_cents": cents,
+                "gift": "gift" in tags,
+            }
+        )
     discount = subtotal * COUPONS.get(coupon, 0) // 100
     tax = (subtotal - discount) * COUNTRIES[country] // 100
     shipping = 0 if subtotal - discount >= 10000 else 490 + weight // 1000 * 150
     answer = {
-        "order_id": order_id, "status": "accepted", "currency": "EUR",
+        "order_id": order_id,
+        "status": "accepted",
+        "currency": "EUR",
         "customer": {"id": customer["id"], "email": customer["email"].lower()},
-        "lines": lines, "subtotal_cents": subtotal, "discount_cents": discount,
-        "tax_cents": tax, "shipping_cents": shipping,
-        "total_cents": subtotal - discount + tax + shipping, "weight_g": weight,
+        "lines": lines,
+        "subtotal_cents": subtotal,
+        "discount_cents": discount,
+        "tax_cents": tax,
+        "shipping_cents": shipping,
+        "total_cents": subtotal - discount + tax + shipping,
+        "weight_g": weight,
     }
     return json.dumps(answer, separators=(",", ":")).encode()
 
@@ -170,7 +189,7 @@ def compile_template(text: str):
     stack = [root]
     for match in _TOKEN.finditer(text):
         if match.start() > pos:
-            stack[-1].append(("text", text[pos:match.start()]))
+            stack[-1].append(("text", text[pos : match.start()]))
         pos = match.end()
         if match.group(1) is not None:
             expr, _, flt = match.group(1).partition("|")
@@ -240,13 +259,18 @@ def template_page(n: int, rows: int = 60) -> bytes:
         "title": f"Products, page {n % 1000}",
         "user": {"name": f"User {n % 977}", "email": f"user{n % 977}@example.org"},
         "nav": NAV,
-        "rows": [{"id": n * rows + i, "parity": "odd" if i % 2 else "even",
-                  "name": f"Product \"{(n + i) % 1000}\" <{i % 7}> & co",
-                  "sale": (n + i) % 4 == 0,
-                  "price": f"{((n * 31 + i * 17) % 20000) / 100:.2f} EUR",
-                  "stock": (n + 5 * i) % 120,
-                  "tags": ["new", "gift", "eco"][: (n + i) % 4]}
-                 for i in range(rows)],
+        "rows": [
+            {
+                "id": n * rows + i,
+                "parity": "odd" if i % 2 else "even",
+                "name": f'Product "{(n + i) % 1000}" <{i % 7}> & co',
+                "sale": (n + i) % 4 == 0,
+                "price": f"{((n * 31 + i * 17) % 20000) / 100:.2f} EUR",
+                "stock": (n + 5 * i) % 120,
+                "tags": ["new", "gift", "eco"][: (n + i) % 4],
+            }
+            for i in range(rows)
+        ],
         "footer": "(c) Example & Sons",
         "page": n,
     }
@@ -337,13 +361,20 @@ class _HttpMixin:
             end = head_end + 4 + length
             if len(self.buffer) < end:
                 return
-            body = self.buffer[head_end + 4:end]
+            body = self.buffer[head_end + 4 : end]
             self.buffer = self.buffer[end:]
             method, target, _ = request_line.split(b" ", 2)
             status, content_type, page = handle_http(method, target, body)
-            self.transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type
-                                 + b"\r\ncontent-length: " + str(len(page)).encode()
-                                 + b"\r\n\r\n" + page)
+            self.transport.write(
+                b"HTTP/1.1 "
+                + status
+                + b"\r\ncontent-type: "
+                + content_type
+                + b"\r\ncontent-length: "
+                + str(len(page)).encode()
+                + b"\r\n\r\n"
+                + page
+            )
 
     def connection_lost(self, exc) -> None:
         self.transport = None

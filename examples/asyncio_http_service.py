@@ -120,9 +120,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def reply(self, status: bytes, content_type: bytes, body: bytes, keep_alive: bool) -> None:
         self.transport.write(
-            b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type
-            + b"\r\ncontent-length: " + str(len(body)).encode()
-            + (b"" if keep_alive else b"\r\nconnection: close") + b"\r\n\r\n" + body
+            b"HTTP/1.1 "
+            + status
+            + b"\r\ncontent-type: "
+            + content_type
+            + b"\r\ncontent-length: "
+            + str(len(body)).encode()
+            + (b"" if keep_alive else b"\r\nconnection: close")
+            + b"\r\n\r\n"
+            + body
         )
         if not keep_alive:
             self.transport.close()

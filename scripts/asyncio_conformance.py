@@ -63,9 +63,17 @@ CLASSES = [
 CLASSES += [
     (module, "*", "module")
     for module in (
-        "test_streams", "test_ssl", "test_tasks", "test_taskgroups", "test_timeouts",
-        "test_locks", "test_queues", "test_base_events", "test_waitfor",
-        "test_eager_task_factory", "test_context",
+        "test_streams",
+        "test_ssl",
+        "test_tasks",
+        "test_taskgroups",
+        "test_timeouts",
+        "test_locks",
+        "test_queues",
+        "test_base_events",
+        "test_waitfor",
+        "test_eager_task_factory",
+        "test_context",
     )
 ]
 
@@ -85,10 +93,8 @@ _HELD_BY_THE_REACTOR = (
 KNOWN_MULTI_WORKER: dict[str, str] = {
     "test_taskgroups.TestTaskGroup.test_exception_refcycles_parent_task": _HELD_BY_THE_REACTOR,
     "test_taskgroups.TestTaskGroup.test_exception_refcycles_parent_task_wr": _HELD_BY_THE_REACTOR,
-    "test_taskgroups.TestEagerTaskTaskGroup.test_exception_refcycles_parent_task":
-        _HELD_BY_THE_REACTOR,
-    "test_taskgroups.TestEagerTaskTaskGroup.test_exception_refcycles_parent_task_wr":
-        _HELD_BY_THE_REACTOR,
+    "test_taskgroups.TestEagerTaskTaskGroup.test_exception_refcycles_parent_task": _HELD_BY_THE_REACTOR,
+    "test_taskgroups.TestEagerTaskTaskGroup.test_exception_refcycles_parent_task_wr": _HELD_BY_THE_REACTOR,
     "test_streams.StreamTests.test_open_connection_happy_eyeball_refcycles": _HELD_BY_THE_REACTOR,
     "test_streams.StreamTests.test_unhandled_exception": "timing-dependent with 2 workers: the "
     "test reads the exception handler's messages as soon as run_until_complete() returns; the "
@@ -147,8 +153,12 @@ def _tm_class(cls, factory, made):
 
     def new_loop():
         loop = tm_asyncio.new_event_loop()
-        made.append((type(loop).__module__ + "." + type(loop).__qualname__,
-                     f"{loop.workers}{'p' if getattr(loop, 'parallel', False) else ''}"))
+        made.append(
+            (
+                type(loop).__module__ + "." + type(loop).__qualname__,
+                f"{loop.workers}{'p' if getattr(loop, 'parallel', False) else ''}",
+            )
+        )
         return loop
 
     if factory == "module":
@@ -173,6 +183,7 @@ def _tm_class(cls, factory, made):
 
         namespace = {"setUp": setUp}
     elif factory == "asyncio_new_event_loop":
+
         def setUp(self):
             with mock.patch.object(asyncio, "new_event_loop", new_loop):
                 cls.setUp(self)
@@ -195,7 +206,8 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
         _tm_class(None, "module_classes", made)
     try:
         mod = importlib.import_module(
-            module if module.startswith("test.") else f"test.test_asyncio.{module}")
+            module if module.startswith("test.") else f"test.test_asyncio.{module}"
+        )
     except ImportError:  # a module this version does not have
         print(json.dumps({"missing": True}))
         return 0
@@ -261,15 +273,23 @@ def _child(module: str, name: str, factory: str, loop: str) -> int:
 
 
 def _run_class(python, module, name, factory, loop, workers, timeout, log):
-    env = dict(os.environ, TM_WORKERS=workers.rstrip("p"), PYTHONWARNINGS="ignore",
-               TM_ASYNCIO_PARALLEL="1" if workers.endswith("p") else "0")
+    env = dict(
+        os.environ,
+        TM_WORKERS=workers.rstrip("p"),
+        PYTHONWARNINGS="ignore",
+        TM_ASYNCIO_PARALLEL="1" if workers.endswith("p") else "0",
+    )
     cmd = [python, os.path.abspath(__file__), "--child", module, name, factory, loop]
     label = f"{module}.{name} [{loop}{', TM_WORKERS=' + str(workers) if loop == 'tm' else ''}]"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
         log.write(f"==== {label}: timed out after {timeout}s\n")
-        log.write((exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or ""))
+        log.write(
+            (exc.stderr or b"").decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else (exc.stderr or "")
+        )
         return None
     log.write(f"==== {label} rc={proc.returncode}\n{proc.stderr}\n")
     for line in reversed(proc.stdout.splitlines()):
@@ -292,9 +312,18 @@ def _fmt(counts):
 
 
 def _interpreter(python, workers_list, timeout, only=None) -> int:
-    version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0], 'free-threaded' if hasattr(sys, '_is_gil_enabled') and not sys._is_gil_enabled() else 'GIL')"],
-                             capture_output=True, text=True).stdout.strip()
-    probe = subprocess.run([python, "-c", "import test.test_asyncio.test_events"], capture_output=True)
+    version = subprocess.run(
+        [
+            python,
+            "-c",
+            "import sys; print(sys.version.split()[0], 'free-threaded' if hasattr(sys, '_is_gil_enabled') and not sys._is_gil_enabled() else 'GIL')",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    probe = subprocess.run(
+        [python, "-c", "import test.test_asyncio.test_events"], capture_output=True
+    )
     if probe.returncode != 0:
         print(f"\n== {python} ({version})")
         print(f"   the `test` package (test.test_asyncio) is missing from {python}: skipped")
@@ -304,8 +333,9 @@ def _interpreter(python, workers_list, timeout, only=None) -> int:
     rc = 0
     for workers in workers_list:
         mode = ", parallel mode (TM_ASYNCIO_PARALLEL=1)" if workers.endswith("p") else ""
-        print(f"\n== {python} ({version}), tm with TM_WORKERS={workers.rstrip('p')}{mode}",
-              flush=True)
+        print(
+            f"\n== {python} ({version}), tm with TM_WORKERS={workers.rstrip('p')}{mode}", flush=True
+        )
         log_path = os.path.join(ROOT, "build", f"asyncio-conformance-{venv}-w{workers}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         regressions, known, unchecked = [], [], []
@@ -320,30 +350,46 @@ def _interpreter(python, workers_list, timeout, only=None) -> int:
                 if only and not any(o in f"{module}.{name}" for o in only):
                     continue
                 if workers.endswith("p") and module in MODULES_HANGING_PARALLEL:
-                    print(f"   {module + '.' + name:50s} not run in parallel mode: "
-                          f"{MODULES_HANGING_PARALLEL[module]}", flush=True)
+                    print(
+                        f"   {module + '.' + name:50s} not run in parallel mode: "
+                        f"{MODULES_HANGING_PARALLEL[module]}",
+                        flush=True,
+                    )
                     continue
                 started = time.monotonic()
                 # The default loop does not read TM_WORKERS: one run per interpreter is enough.
                 if (module, name) not in default_results:
-                    default_results[(module, name)] = _run_class(python, module, name, factory, "default", workers, timeout, log)
+                    default_results[(module, name)] = _run_class(
+                        python, module, name, factory, "default", workers, timeout, log
+                    )
                 results = {"default": default_results[(module, name)]}
                 if results["default"] and results["default"].get("missing"):
                     print(f"   {module + '.' + name:50s} (not in this version)")
                     continue
-                results["tm"] = _run_class(python, module, name, factory, "tm", workers, timeout, log)
+                results["tm"] = _run_class(
+                    python, module, name, factory, "tm", workers, timeout, log
+                )
                 outcomes = {loop: (r or {}).get("outcomes") for loop, r in results.items()}
-                counts = {loop: (_counts(o) if o is not None else None) for loop, o in outcomes.items()}
+                counts = {
+                    loop: (_counts(o) if o is not None else None) for loop, o in outcomes.items()
+                }
                 for loop in counts:
                     if counts[loop]:
                         for k, v in counts[loop].items():
                             totals[loop][k] += v
-                print(f"   {module + '.' + name:50s} {_fmt(counts['default'])} {_fmt(counts['tm'])} {time.monotonic() - started:.0f}s", flush=True)
+                print(
+                    f"   {module + '.' + name:50s} {_fmt(counts['default'])} {_fmt(counts['tm'])} {time.monotonic() - started:.0f}s",
+                    flush=True,
+                )
                 tm_result = results["tm"] or {}
                 if outcomes["tm"] and tm_result.get("tm_loops", 0) == 0:
                     unchecked.append(f"{module}.{name}: the tm run made no tm loop")
-                elif tm_result.get("loop_kinds") and tm_result["loop_kinds"] != [f"tm_asyncio._loop.EventLoop workers={workers}"]:
-                    unchecked.append(f"{module}.{name}: tm loops made were {tm_result['loop_kinds']}")
+                elif tm_result.get("loop_kinds") and tm_result["loop_kinds"] != [
+                    f"tm_asyncio._loop.EventLoop workers={workers}"
+                ]:
+                    unchecked.append(
+                        f"{module}.{name}: tm loops made were {tm_result['loop_kinds']}"
+                    )
                 if outcomes["default"] is None:
                     continue
                 for test, outcome in sorted(outcomes["default"].items()):
@@ -354,8 +400,12 @@ def _interpreter(python, workers_list, timeout, only=None) -> int:
                             known.append(f"{key}: {got} (known: {known_list[key]})")
                         else:
                             regressions.append(f"{key}: {got}")
-        print(f"   {'total':50s} {_fmt(totals['default'])} {_fmt(totals['tm'])} {time.monotonic() - started_all:.0f}s")
-        print(f"   {len(regressions)} tests pass on the default loop and not on tm (details: {log_path})")
+        print(
+            f"   {'total':50s} {_fmt(totals['default'])} {_fmt(totals['tm'])} {time.monotonic() - started_all:.0f}s"
+        )
+        print(
+            f"   {len(regressions)} tests pass on the default loop and not on tm (details: {log_path})"
+        )
         for line in regressions:
             print(f"     {line}")
         print(f"   known exceptions listed: {len(known_list)}; seen in this run: {len(known)}")
@@ -374,13 +424,23 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return _child(*sys.argv[2:6])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", nargs="+", default=["1", "2"],
-                        help="tm worker counts, 'Np' for N in parallel mode (default: 1 2)")
+    parser.add_argument(
+        "--workers",
+        nargs="+",
+        default=["1", "2"],
+        help="tm worker counts, 'Np' for N in parallel mode (default: 1 2)",
+    )
     parser.add_argument("--timeout", type=int, default=300, help="seconds per class and loop")
-    parser.add_argument("--python", action="append", help="interpreters (default: .venv-gil, .venv-ft)")
-    parser.add_argument("--only", action="append", help="run only the classes whose module.Class contains this")
+    parser.add_argument(
+        "--python", action="append", help="interpreters (default: .venv-gil, .venv-ft)"
+    )
+    parser.add_argument(
+        "--only", action="append", help="run only the classes whose module.Class contains this"
+    )
     args = parser.parse_args()
-    pythons = args.python or [os.path.join(ROOT, v, "bin", "python") for v in (".venv-gil", ".venv-ft")]
+    pythons = args.python or [
+        os.path.join(ROOT, v, "bin", "python") for v in (".venv-gil", ".venv-ft")
+    ]
     rc = 0
     started = time.monotonic()
     for python in pythons:

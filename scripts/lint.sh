@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the sources: ruff over the Python (pyproject.toml's [tool.ruff]), mypy over the tm package
+# Checks the sources: ruff's linter and formatter (--check) over the Python (pyproject.toml's
+# [tool.ruff]), mypy over the tm package
 # ([tool.mypy]), clang-format (the root
 # .clang-format) over all C++, bindings included, and clang-tidy (the root .clang-tidy) over the
 # compile database of build/release. Pass files to check only those C++ files; --no-tidy skips
@@ -11,7 +12,9 @@ tidy=1
 if [[ ${1:-} == --no-tidy ]]; then tidy=0; shift; fi
 if (($# == 0)); then
   ruff=${TM_RUFF:-$root/.venv-tools/bin/ruff}
-  "$ruff" check --quiet bindings/tm twisted_plugin asyncio_loop tests/python examples bench scripts
+  py=(bindings/tm twisted_plugin asyncio_loop tests examples bench scripts)
+  "$ruff" check --quiet "${py[@]}"
+  "$ruff" format --check --quiet "${py[@]}"
   mypy=${TM_MYPY:-$root/.venv-tools/bin/mypy}
   "$mypy" --no-error-summary
 fi

@@ -69,11 +69,14 @@ _TIMING = "timing-dependent with 2 workers: "
 # other end (writeToDetectPeerDisconnection), asserting that it still has its transport. Under epoll
 # the other end's connectionLost cannot have run yet; with 2 workers it can have (the ends are on
 # two strands), the assertion fails and the test waits out its 120 s timeout.
-_PAIR = (_TIMING + "the two ends of the connection run on two strands, so the other end's "
-         "connectionLost can run before the test's step after the first end's, which asserts the "
-         "other end still has its transport (then the test waits out its 120 s timeout)")
-_CLOSED_FD = (_TIMING + "a descriptor closed by one strand while another strand's watcher still "
-              "reports on it")
+_PAIR = (
+    _TIMING + "the two ends of the connection run on two strands, so the other end's "
+    "connectionLost can run before the test's step after the first end's, which asserts the "
+    "other end still has its transport (then the test waits out its 120 s timeout)"
+)
+_CLOSED_FD = (
+    _TIMING + "a descriptor closed by one strand while another strand's watcher still reports on it"
+)
 # Builders listed whole: with more than one worker their tests fail at random, one or another per
 # run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER.
 # (test_process's ProcessTestsBuilder was listed until Twisted's Python transports shared a strand;
@@ -84,12 +87,18 @@ KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {
 }
 
 KNOWN_MULTI_WORKER = {
-    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_connectionLostAfterPausedTransport": (GIL_OFF,
-        _PAIR),
-    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (GIL_OFF,
-        _PAIR),
-    "twisted.internet.test.test_tcp.TCP6ClientTestsBuilder.test_addresses": (GIL_OFF,
-        _CLOSED_FD + " (accept on a listening socket closed at shutdown: EBADF)"),
+    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_connectionLostAfterPausedTransport": (
+        GIL_OFF,
+        _PAIR,
+    ),
+    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (
+        GIL_OFF,
+        _PAIR,
+    ),
+    "twisted.internet.test.test_tcp.TCP6ClientTestsBuilder.test_addresses": (
+        GIL_OFF,
+        _CLOSED_FD + " (accept on a listening socket closed at shutdown: EBADF)",
+    ),
 }
 
 
@@ -118,18 +127,24 @@ KNOWN_GLOBAL_MULTI_WORKER = {
     # the server (half-closed for writing) has not yet seen the client's end of stream. Under
     # epoll the server reads in a later iteration; with 2 workers the server's strand reads the
     # FIN on the other worker while the client's connectionLost chain runs.
-    "twisted.test.test_tcp.HalfCloseTests.testWriteCloseNotification": (GIL_OFF, _TIMING +
-        "the server's end of stream runs on its strand while the client's connectionLost chain "
-        "runs on the client's, which asserts the server has not seen it yet"),
+    "twisted.test.test_tcp.HalfCloseTests.testWriteCloseNotification": (
+        GIL_OFF,
+        _TIMING
+        + "the server's end of stream runs on its strand while the client's connectionLost chain "
+        "runs on the client's, which asserts the server has not seen it yet",
+    ),
     # ClosingFactory.buildProtocol calls stopListening, whose connectionLost Twisted defers with
     # callLater(0) on the port's strand; the test asserts the port is disconnected once the
     # client, on a strand of its own, has lost its connection. Where strands run in parallel
     # the client's loss can come first (an already-due timer runs before its strand's next poll,
     # which restored epoll's order with the GIL and with 1 worker). Plan: run a listening
     # port's deferred close on the strand of the connection whose callback stopped it.
-    "twisted.test.test_tcp.LoopbackTests.test_closePortInProtocolFactory": (GIL_OFF, _TIMING +
-        "the port's deferred connectionLost runs on its strand while the client's connectionLost "
-        "runs on another, in parallel"),
+    "twisted.test.test_tcp.LoopbackTests.test_closePortInProtocolFactory": (
+        GIL_OFF,
+        _TIMING
+        + "the port's deferred connectionLost runs on its strand while the client's connectionLost "
+        "runs on another, in parallel",
+    ),
 }
 
 # How many times, with more than one worker, an unlisted failure is run again alone before it
@@ -205,8 +220,15 @@ def counts(outcomes: dict[str, str], module: str) -> collections.Counter:
     return collections.Counter(o for k, o in outcomes.items() if k.startswith(module + "."))
 
 
-_TRIAL_OUTCOMES = {"[OK]": "pass", "[FAIL]": "fail", "[FAILURE]": "fail", "[ERROR]": "error",
-                   "[SKIPPED]": "skip", "[TODO]": "xfail", "[SUCCESS!?!]": "fail"}
+_TRIAL_OUTCOMES = {
+    "[OK]": "pass",
+    "[FAIL]": "fail",
+    "[FAILURE]": "fail",
+    "[ERROR]": "error",
+    "[SKIPPED]": "skip",
+    "[TODO]": "xfail",
+    "[SUCCESS!?!]": "fail",
+}
 
 
 def run_trial(reactor: str, names: list[str]) -> dict[str, str]:
@@ -217,7 +239,10 @@ def run_trial(reactor: str, names: list[str]) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="tm-conformance-") as scratch:
         out = subprocess.run(
             [trial, f"--reactor={reactor}", "--reporter=bwverbose", *names],
-            cwd=scratch, capture_output=True, text=True, timeout=1800,
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=1800,
         ).stdout
     rank = {"pass": 0, "skip": 0, "xfail": 0, "fail": 1, "error": 2}
     outcomes: dict[str, str] = {}
@@ -230,8 +255,9 @@ def run_trial(reactor: str, names: list[str]) -> dict[str, str]:
     return outcomes
 
 
-def settle_regressions(regressions: list[str], known: dict, ours: dict, rerun_passes,
-                       details=lambda key: "") -> tuple[list[str], int]:
+def settle_regressions(
+    regressions: list[str], known: dict, ours: dict, rerun_passes, details=lambda key: ""
+) -> tuple[list[str], int]:
     """Sorts the tests that pass on the baseline and not on tm (`regressions`, changed in place).
 
     With several workers an unlisted failure may be one more order that epoll never produces, or
@@ -245,8 +271,10 @@ def settle_regressions(regressions: list[str], known: dict, ours: dict, rerun_pa
         for key in list(unexplained):
             for attempt in range(1, RERUNS + 1):
                 if rerun_passes(key):
-                    print(f"timing-dependent, not listed: {key} failed "
-                          f"({ours.get(key, 'not run')}), then passed on rerun {attempt}")
+                    print(
+                        f"timing-dependent, not listed: {key} failed "
+                        f"({ours.get(key, 'not run')}), then passed on rerun {attempt}"
+                    )
                     if details(key):
                         print(details(key))
                     unexplained.remove(key)
@@ -274,23 +302,29 @@ def main_global(modules: list[str], verbose: bool) -> int:
     started = time.monotonic()
     base, ours = run_trial("epoll", modules), run_trial("tm", modules)
     free = " (free-threaded, GIL off)" if gil_off else ""
-    print(f"python {sys.version.split()[0]}{free}; trial --reactor=tm with "
-          f"{os.environ.get('TM_WORKERS', 'default')} workers against --reactor=epoll; "
-          f"{time.monotonic() - started:.0f} s")
+    print(
+        f"python {sys.version.split()[0]}{free}; trial --reactor=tm with "
+        f"{os.environ.get('TM_WORKERS', 'default')} workers against --reactor=epoll; "
+        f"{time.monotonic() - started:.0f} s"
+    )
     print(f"{'module':36} {'pass':>5} {'fail':>5} {'error':>5} {'skip':>5}   epoll p/f/e/s")
     for name in modules:
         c, b = counts(ours, name), counts(base, name)
-        print(f"{name:36} {c['pass']:5} {c['fail']:5} {c['error']:5} {c['skip']:5}   "
-              f"{b['pass']}/{b['fail']}/{b['error']}/{b['skip']}")
+        print(
+            f"{name:36} {c['pass']:5} {c['fail']:5} {c['error']:5} {c['skip']:5}   "
+            f"{b['pass']}/{b['fail']}/{b['error']}/{b['skip']}"
+        )
     regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
     unexplained, _ = settle_regressions(
         regressions, known, ours, lambda key: run_trial("tm", [key]).get(key) == "pass"
     )
     for key in sorted(k for k in known if ours.get(k) == "pass"):
         print(f"known exception now passes: {key}")
-    print(f"{len(regressions)} tests pass on epoll and not on tm: "
-          f"{len(regressions) - len(unexplained)} known multi-worker exceptions, "
-          f"{len(unexplained)} regressions")
+    print(
+        f"{len(regressions)} tests pass on epoll and not on tm: "
+        f"{len(regressions) - len(unexplained)} known multi-worker exceptions, "
+        f"{len(unexplained)} regressions"
+    )
     if verbose and unexplained:
         print("rerun with: trial --reactor=tm " + " ".join(unexplained))
     return 1 if unexplained else 0
@@ -302,8 +336,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--baseline", default="twisted.internet.epollreactor.EPollReactor")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--verbose", action="store_true", help="print each regression's traceback")
-    parser.add_argument("--global", dest="global_reactor", action="store_true",
-                        help="run GLOBAL_MODULES under trial --reactor=epoll and --reactor=tm")
+    parser.add_argument(
+        "--global",
+        dest="global_reactor",
+        action="store_true",
+        help="run GLOBAL_MODULES under trial --reactor=epoll and --reactor=tm",
+    )
     parser.add_argument("modules", nargs="*")
     args = parser.parse_args(argv)
     if args.workers is not None:
@@ -329,8 +367,10 @@ def main(argv: list[str]) -> int:
     ours_name = args.reactor.rsplit(".", 1)[-1]
     base, ours = result.outcomes[base_name], result.outcomes[ours_name]
     free = "" if getattr(sys, "_is_gil_enabled", lambda: True)() else " (free-threaded, GIL off)"
-    print(f"python {sys.version.split()[0]}{free}; {ours_name} with "
-          f"{os.environ.get('TM_WORKERS', 'default')} workers against {base_name}; {elapsed:.0f} s")
+    print(
+        f"python {sys.version.split()[0]}{free}; {ours_name} with "
+        f"{os.environ.get('TM_WORKERS', 'default')} workers against {base_name}; {elapsed:.0f} s"
+    )
     header = f"{'module':36} {'pass':>5} {'fail':>5} {'error':>5} {'skip':>5}   {base_name} p/f/e/s"
     print(header)
     totals, base_totals = collections.Counter(), collections.Counter()
@@ -338,11 +378,15 @@ def main(argv: list[str]) -> int:
         c, b = counts(ours, name), counts(base, name)
         totals.update(c)
         base_totals.update(b)
-        print(f"{name.removeprefix('twisted.internet.test.'):36} {c['pass']:5} {c['fail']:5} "
-              f"{c['error']:5} {c['skip']:5}   {b['pass']}/{b['fail']}/{b['error']}/{b['skip']}")
-    print(f"{'total':36} {totals['pass']:5} {totals['fail']:5} {totals['error']:5} "
-          f"{totals['skip']:5}   {base_totals['pass']}/{base_totals['fail']}/"
-          f"{base_totals['error']}/{base_totals['skip']}")
+        print(
+            f"{name.removeprefix('twisted.internet.test.'):36} {c['pass']:5} {c['fail']:5} "
+            f"{c['error']:5} {c['skip']:5}   {b['pass']}/{b['fail']}/{b['error']}/{b['skip']}"
+        )
+    print(
+        f"{'total':36} {totals['pass']:5} {totals['fail']:5} {totals['error']:5} "
+        f"{totals['skip']:5}   {base_totals['pass']}/{base_totals['fail']}/"
+        f"{base_totals['error']}/{base_totals['skip']}"
+    )
     gil_off = not getattr(sys, "_is_gil_enabled", lambda: True)()
     known = {
         key: f"{reason} [{where}]"
@@ -371,18 +415,21 @@ def main(argv: list[str]) -> int:
         return result.details[ours_name].get(key, "") if args.verbose else ""
 
     regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
-    unexplained, passed_on_rerun = settle_regressions(regressions, known, ours, rerun_passes,
-                                                      details)
+    unexplained, passed_on_rerun = settle_regressions(
+        regressions, known, ours, rerun_passes, details
+    )
     now_passing = sorted(
         k for k in known if k not in whole_builder and ran(k) and ours.get(k) == "pass"
     )
     for key in now_passing:
         print(f"known exception now passes: {key}")
     listed_and_ran = sum(ran(k) for k in known if k not in whole_builder)
-    print(f"{len(regressions)} tests pass on {base_name} and not on {ours_name}: "
-          f"{len(regressions) - len(unexplained)} known multi-worker exceptions, "
-          f"{len(unexplained)} regressions ({passed_on_rerun} more failed, then passed on a "
-          f"rerun); {len(now_passing)} of {listed_and_ran} known exceptions passed")
+    print(
+        f"{len(regressions)} tests pass on {base_name} and not on {ours_name}: "
+        f"{len(regressions) - len(unexplained)} known multi-worker exceptions, "
+        f"{len(unexplained)} regressions ({passed_on_rerun} more failed, then passed on a "
+        f"rerun); {len(now_passing)} of {listed_and_ran} known exceptions passed"
+    )
     return 1 if unexplained else 0
 
 

@@ -559,7 +559,11 @@ class EventLoop(_base_loop):
             # Debug mode's "created at" names the caller of create_task, as asyncio's: not this
             # frame (asyncio drops its own).
             traceback = getattr(task, "_source_traceback", None)
-            if traceback and traceback[-1].name == "create_task" and traceback[-1].filename == __file__:
+            if (
+                traceback
+                and traceback[-1].name == "create_task"
+                and traceback[-1].filename == __file__
+            ):
                 del traceback[-1]
             try:
                 return task
@@ -775,7 +779,9 @@ class EventLoop(_base_loop):
         # around run_until_complete(...) expects (test_events' test_connect_accepted_socket hung
         # in some runs when its reply and its end came on a strand of their own).
         if not self._parallel:
-            return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+            return super()._make_socket_transport(
+                sock, protocol, waiter, extra=extra, server=server
+            )
         if adoptable(sock):
             if server is not None:
                 return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
@@ -806,8 +812,14 @@ class EventLoop(_base_loop):
     ):
         if not self._parallel:
             return super()._make_ssl_transport(
-                rawsock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, extra=extra, server=server,
+                rawsock,
+                protocol,
+                sslcontext,
+                waiter,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                extra=extra,
+                server=server,
                 ssl_handshake_timeout=ssl_handshake_timeout,
                 ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
@@ -816,7 +828,12 @@ class EventLoop(_base_loop):
         # server's connections and a handler's backend connections native on their strands.
         self._ensure_fd_no_transport(rawsock)
         ssl_protocol = SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
@@ -838,7 +855,9 @@ class EventLoop(_base_loop):
     # -- Managed protocol factories (docs/MANAGED_STATE.md) -------------------------------------
 
     async def create_server(self, protocol_factory, *args, **kwargs):
-        return await super().create_server(manage_protocol_factory(protocol_factory), *args, **kwargs)
+        return await super().create_server(
+            manage_protocol_factory(protocol_factory), *args, **kwargs
+        )
 
     async def create_connection(self, protocol_factory, *args, **kwargs):
         return await super().create_connection(
@@ -877,4 +896,3 @@ class EventLoop(_base_loop):
         # the loop, and the loop holds the reactor: a cycle through C++ that the garbage collector
         # cannot see. asyncio's close() drops its ready queue; dropping the reactor does the same.
         self._core = self._strand = None
-

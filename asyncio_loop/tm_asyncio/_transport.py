@@ -304,9 +304,7 @@ class NativeStreamTransport(_FlowControlMixin):
         finally:
             if self._waiter is not None:
                 # asyncio wakes the waiter (create_connection's) once connection_made() has run.
-                self._loop.call_soon_threadsafe(
-                    _set_result_unless_cancelled, self._waiter, None
-                )
+                self._loop.call_soon_threadsafe(_set_result_unless_cancelled, self._waiter, None)
                 self._waiter = None
 
     def data_received(self, data: bytes) -> None:
@@ -412,7 +410,8 @@ class NativeStreamTransport(_FlowControlMixin):
         strand (tm_asyncio._tasks)."""
         with on_strand(self._native.strand):
             return self._loop._run_callback(
-                self._run_in_context, (context or self._context, fn, args),
+                self._run_in_context,
+                (context or self._context, fn, args),
                 exclusive=self._exclusive,
             )
 

@@ -18,6 +18,7 @@ from tm._race import (
     set_race_report,
     watch_races,
 )
+
 # The adapters' settings (tm._reactor), not exported: still importable as tm.<name>, which tests
 # and docs/TWISTED.md, docs/ASYNCIO.md use.
 from tm._environment import (

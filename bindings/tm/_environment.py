@@ -63,9 +63,7 @@ def _probability_and_seed(name: str) -> tuple[float, int] | None:
     except ValueError:
         raise ValueError(f"{name} must be probability[:seed], not {value!r}") from None
     if not 0.0 <= probability <= 1.0 or seed < 0:
-        raise ValueError(
-            f"{name} needs a probability in [0, 1] and a seed >= 0, not {value!r}"
-        )
+        raise ValueError(f"{name} needs a probability in [0, 1] and a seed >= 0, not {value!r}")
     return probability, seed
 
 

@@ -30,8 +30,13 @@ class LogError(Exception):
 def load(paths):
     """Reads conflict logs: {'headers', 'stats', 'conflicts', 'inevitable', 'workers'} (lists)."""
     out = {"headers": [], "stats": [], "conflicts": [], "inevitable": [], "workers": []}
-    key = {"header": "headers", "stats": "stats", "conflict": "conflicts",
-           "inevitable": "inevitable", "worker": "workers"}
+    key = {
+        "header": "headers",
+        "stats": "stats",
+        "conflict": "conflicts",
+        "inevitable": "inevitable",
+        "worker": "workers",
+    }
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -62,8 +67,9 @@ def _add(total, stats):
 
 def summarize(data):
     """Conflict sites merged by (site, other_site), costliest first, and the summed stats."""
-    sites = defaultdict(lambda: {"count": 0, "seconds_lost": 0.0, "causes": defaultdict(int),
-                                 "cells": set()})
+    sites = defaultdict(
+        lambda: {"count": 0, "seconds_lost": 0.0, "causes": defaultdict(int), "cells": set()}
+    )
     for c in data["conflicts"]:
         s = sites[(c.get("site") or "?", c.get("other_site") or "?")]
         s["count"] += c.get("count", 0)
@@ -85,8 +91,14 @@ def summarize(data):
 
 def summarize_inevitable(data):
     """Inevitability sites merged by (site, cause), the longest total hold first."""
-    sites = defaultdict(lambda: {"count": 0, "seconds_held": 0.0, "max_seconds_held": 0.0,
-                                 "details": defaultdict(int)})
+    sites = defaultdict(
+        lambda: {
+            "count": 0,
+            "seconds_held": 0.0,
+            "max_seconds_held": 0.0,
+            "details": defaultdict(int),
+        }
+    )
     for r in data.get("inevitable", []):
         s = sites[(r.get("site") or "?", r.get("cause") or "?")]
         s["count"] += r.get("count", 0)
@@ -112,28 +124,38 @@ def format_report(data, top=10):
     lines.append(f"tm report: {', '.join(logs)}")
     for h in data["headers"]:
         if not h.get("conflict_log"):
-            lines.append(f"  note: {h['log']} was written with the conflict log off: "
-                         "sites are empty (tm.set_conflict_log(True) or TM_CONFLICT_LOG)")
+            lines.append(
+                f"  note: {h['log']} was written with the conflict log off: "
+                "sites are empty (tm.set_conflict_log(True) or TM_CONFLICT_LOG)"
+            )
     commits = total.get("commits", 0)
     aborts = total.get("total_aborts", 0)
     lines.append("")
-    lines.append(f"transactions: {commits} commits ({total.get('read_only_commits', 0)} read-only), "
-                 f"{aborts} aborts, {_ms(total.get('seconds_aborted', 0.0))} lost to aborts")
+    lines.append(
+        f"transactions: {commits} commits ({total.get('read_only_commits', 0)} read-only), "
+        f"{aborts} aborts, {_ms(total.get('seconds_aborted', 0.0))} lost to aborts"
+    )
     by_cause = {k: v for k, v in total.get("aborts", {}).items() if v}
     if by_cause:
-        lines.append("aborts by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(by_cause.items())))
+        lines.append(
+            "aborts by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(by_cause.items()))
+        )
     lines.append("")
-    lines.append(f"inevitability: {total.get('inevitable_commits', 0)} inevitable commits "
-                 f"({100.0 * total.get('inevitable_commits', 0) / commits if commits else 0.0:.1f}% "
-                 f"of commits), {total.get('escalations', 0)} escalations after repeated aborts, "
-                 f"{_ms(total.get('seconds_inevitable', 0.0))} inevitable")
+    lines.append(
+        f"inevitability: {total.get('inevitable_commits', 0)} inevitable commits "
+        f"({100.0 * total.get('inevitable_commits', 0) / commits if commits else 0.0:.1f}% "
+        f"of commits), {total.get('escalations', 0)} escalations after repeated aborts, "
+        f"{_ms(total.get('seconds_inevitable', 0.0))} inevitable"
+    )
     lines.append("")
     if ranked:
         lines.append(f"costliest conflict sites (top {min(top, len(ranked))} of {len(ranked)}):")
         for i, s in enumerate(ranked[:top], 1):
             causes = ", ".join(f"{k} {v}" for k, v in sorted(s["causes"].items()))
             cells = ", ".join(sorted(s["cells"])) or "?"
-            lines.append(f"{i:3}. {s['count']} conflicts, {_ms(s['seconds_lost'])} lost ({causes}; {cells})")
+            lines.append(
+                f"{i:3}. {s['count']} conflicts, {_ms(s['seconds_lost'])} lost ({causes}; {cells})"
+            )
             lines.append(f"     aborted at   {s['site']}")
             lines.append(f"     conflicting  {s['other_site']}")
     else:
@@ -141,12 +163,16 @@ def format_report(data, top=10):
     inevitable = summarize_inevitable(data)
     lines.append("")
     if inevitable:
-        lines.append(f"costliest inevitability sites, by time the token was held "
-                     f"(top {min(top, len(inevitable))} of {len(inevitable)}):")
+        lines.append(
+            f"costliest inevitability sites, by time the token was held "
+            f"(top {min(top, len(inevitable))} of {len(inevitable)}):"
+        )
         for i, s in enumerate(inevitable[:top], 1):
             details = ", ".join(f"{k} {v}" for k, v in sorted(s["details"].items()))
-            lines.append(f"{i:3}. {s['count']} x {s['cause']}, {_ms(s['seconds_held'])} held "
-                         f"(longest {_ms(s['max_seconds_held'])}{'; ' + details if details else ''})")
+            lines.append(
+                f"{i:3}. {s['count']} x {s['cause']}, {_ms(s['seconds_held'])} held "
+                f"(longest {_ms(s['max_seconds_held'])}{'; ' + details if details else ''})"
+            )
             lines.append(f"     at  {s['site']}")
     else:
         lines.append("no inevitability sites recorded")
@@ -160,7 +186,8 @@ def format_report(data, top=10):
                 f"  {w['name']}: {w['start'] - t0:.3f}s..{w['end'] - t0:.3f}s, "
                 f"{st.get('commits', 0)} commits, {st.get('total_aborts', 0)} aborts, "
                 f"{_ms(st.get('seconds_aborted', 0.0))} lost, "
-                f"{st.get('inevitable_commits', 0)} inevitable ({_ms(st.get('seconds_inevitable', 0.0))})")
+                f"{st.get('inevitable_commits', 0)} inevitable ({_ms(st.get('seconds_inevitable', 0.0))})"
+            )
     return "\n".join(lines)
 
 
@@ -199,28 +226,51 @@ def write_png(data, path, top=10):
             if lost > 0:  # a zero-width bar still draws its edge
                 ax1.broken_barh([(w["start"] - t0, lost)], (i - 0.4, 0.35), color="tab:red")
             if inev > 0:
-                ax1.broken_barh([(w["start"] - t0 + lost, inev)], (i - 0.4, 0.35),
-                                color="tab:orange")
-            ax1.text(w["end"] - t0, i, f" {st.get('commits', 0)} commits, {st.get('total_aborts', 0)} aborts",
-                     va="center", fontsize=8)
+                ax1.broken_barh(
+                    [(w["start"] - t0 + lost, inev)], (i - 0.4, 0.35), color="tab:orange"
+                )
+            ax1.text(
+                w["end"] - t0,
+                i,
+                f" {st.get('commits', 0)} commits, {st.get('total_aborts', 0)} aborts",
+                va="center",
+                fontsize=8,
+            )
         ax1.set_yticks(range(len(workers)), [str(w["name"]) for w in workers])
         ax1.set_xlabel("seconds (blue: span; red: lost to aborts; orange: inevitable)")
     else:
-        ax1.text(0.5, 0.5, "no worker spans recorded (tm.worker_span / TransactionQueue)",
-                 ha="center", va="center", transform=ax1.transAxes)
+        ax1.text(
+            0.5,
+            0.5,
+            "no worker spans recorded (tm.worker_span / TransactionQueue)",
+            ha="center",
+            va="center",
+            transform=ax1.transAxes,
+        )
     ax1.set_title("workers")
     conflicts = ranked[:top]
-    _bar_panel(ax2, "costliest conflict sites",
-               [f"{os.path.basename(s['site'])} vs {os.path.basename(s['other_site'])}"
-                for s in conflicts],
-               [s["seconds_lost"] * 1e3 for s in conflicts],
-               color="tab:red", xlabel="ms lost", empty="no conflicts recorded")
+    _bar_panel(
+        ax2,
+        "costliest conflict sites",
+        [
+            f"{os.path.basename(s['site'])} vs {os.path.basename(s['other_site'])}"
+            for s in conflicts
+        ],
+        [s["seconds_lost"] * 1e3 for s in conflicts],
+        color="tab:red",
+        xlabel="ms lost",
+        empty="no conflicts recorded",
+    )
     held = inevitable[:top]
-    _bar_panel(ax3, "costliest inevitability sites",
-               [f"{os.path.basename(s['site'])} ({s['cause']})" for s in held],
-               [s["seconds_held"] * 1e3 for s in held],
-               color="tab:orange", xlabel="ms inevitable (token held)",
-               empty="no inevitability sites recorded")
+    _bar_panel(
+        ax3,
+        "costliest inevitability sites",
+        [f"{os.path.basename(s['site'])} ({s['cause']})" for s in held],
+        [s["seconds_held"] * 1e3 for s in held],
+        color="tab:orange",
+        xlabel="ms inevitable (token held)",
+        empty="no inevitability sites recorded",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -228,10 +278,13 @@ def write_png(data, path, top=10):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tm.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tm.report", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("logs", nargs="+", metavar="LOG", help="conflict log(s) to read")
-    parser.add_argument("--top", type=int, default=10,
-                        help="conflict and inevitability sites to show (10 each)")
+    parser.add_argument(
+        "--top", type=int, default=10, help="conflict and inevitability sites to show (10 each)"
+    )
     parser.add_argument("--png", help="where to write the chart (default: the first LOG + .png)")
     parser.add_argument("--no-png", action="store_true", help="write no chart")
     args = parser.parse_args(argv)
@@ -246,9 +299,12 @@ def main(argv=None):
         try:
             write_png(data, png, top=args.top)
         except ImportError as e:
-            print(f"\nno chart: matplotlib does not import on this interpreter "
-                  f"({sys.executable}: {e}), so no PNG timeline was written; install matplotlib "
-                  "for it to get one", file=sys.stdout)
+            print(
+                f"\nno chart: matplotlib does not import on this interpreter "
+                f"({sys.executable}: {e}), so no PNG timeline was written; install matplotlib "
+                "for it to get one",
+                file=sys.stdout,
+            )
         else:
             print(f"\nchart: {png}")
     return 0

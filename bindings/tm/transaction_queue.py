@@ -86,7 +86,11 @@ class TransactionQueue:
 
     def _worker(self):
         # Under the conflict log, each worker's span and stats go to the report's timeline.
-        span = _conflict_log.worker_span() if _core.conflict_log_enabled() else contextlib.nullcontext()
+        span = (
+            _conflict_log.worker_span()
+            if _core.conflict_log_enabled()
+            else contextlib.nullcontext()
+        )
         with span:
             self._work()
 

@@ -28,10 +28,12 @@ class Server:
     """An example server in a subprocess, listening on a port it chose and announced in the first
     line of its output that matches `ready` (group 1: the port)."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], start_timeout: float,
-                 ready: str = LISTENING) -> None:
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+    def __init__(
+        self, cmd: list[str], env: dict[str, str], start_timeout: float, ready: str = LISTENING
+    ) -> None:
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         # Both pipes are drained all along: twistd logs every request, and a full pipe would
         # stall the server under load.
         self.stdout: list[str] = []
@@ -39,9 +41,10 @@ class Server:
         self._ready = re.compile(ready)
         self._port: list[int] = []
         self._announced = threading.Event()
-        self._readers = [threading.Thread(target=self._drain, args=(pipe, lines), daemon=True)
-                         for pipe, lines in ((self.proc.stdout, self.stdout),
-                                             (self.proc.stderr, self.stderr))]
+        self._readers = [
+            threading.Thread(target=self._drain, args=(pipe, lines), daemon=True)
+            for pipe, lines in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))
+        ]
         for reader in self._readers:
             reader.start()
         if not self._announced.wait(start_timeout) or not self._port:
@@ -65,8 +68,9 @@ class Server:
 
     def printed(self, prefix: str):
         """The JSON value the server printed after `prefix` on a line of its stdout, else None."""
-        values = [json.loads(line[len(prefix):]) for line in self.stdout
-                  if line.startswith(prefix)]
+        values = [
+            json.loads(line[len(prefix) :]) for line in self.stdout if line.startswith(prefix)
+        ]
         return values[-1] if values else None
 
     def stop(self, timeout: float) -> int:
@@ -147,8 +151,10 @@ async def _chat_client(port, name, index, clients, messages, everyone_in, stall)
         if tail:
             error = f"unexpected bytes after /quit: {tail[:200]!r}"
     except (asyncio.TimeoutError, ConnectionError) as e:
-        error = (f"{type(e).__name__}: {e} while {phase}, after {count} of {expected_lines} "
-                 f"lines and {len(notices)} notices")
+        error = (
+            f"{type(e).__name__}: {e} while {phase}, after {count} of {expected_lines} "
+            f"lines and {len(notices)} notices"
+        )
         sender.cancel()
     finally:
         writer.close()
@@ -185,8 +191,10 @@ async def _drive_chat(port: int, clients: int, messages: int, stall: float) -> d
         await asyncio.wait_for(all_in.wait(), stall * 4)
 
     results = await asyncio.gather(
-        *(_chat_client(port, n, i, clients, messages, everyone_in, stall)
-          for i, n in enumerate(names)),
+        *(
+            _chat_client(port, n, i, clients, messages, everyone_in, stall)
+            for i, n in enumerate(names)
+        ),
         return_exceptions=True,
     )
     observed = {
@@ -198,7 +206,7 @@ async def _drive_chat(port: int, clients: int, messages: int, stall: float) -> d
     deadline = loop.time() + stall
     try:
         while True:
-            stats = json.loads((await _chat_admin(port, "/stats", stall))[len("* stats "):])
+            stats = json.loads((await _chat_admin(port, "/stats", stall))[len("* stats ") :])
             if not stats["users"] or loop.time() > deadline:
                 break
             await asyncio.sleep(0.05)
@@ -220,12 +228,20 @@ def expected_chat(clients: int, messages: int) -> dict:
         observed[name] = {
             "welcome": f"* welcome {name}",
             "notices": ["* users " + " ".join(names)],
-            "received": {other: [chat_text(k, j) for j in range(messages)]
-                         for k, other in enumerate(names) if other != name},
+            "received": {
+                other: [chat_text(k, j) for j in range(messages)]
+                for k, other in enumerate(names)
+                if other != name
+            },
             "error": None,
         }
-    stats = {"users": [], "sent_by": {n: messages for n in names}, "messages": clients * messages,
-             "joins": clients, "leaves": clients}
+    stats = {
+        "users": [],
+        "sent_by": {n: messages for n in names},
+        "messages": clients * messages,
+        "joins": clients,
+        "leaves": clients,
+    }
     return {"clients": observed, "stats": stats}
 
 
@@ -250,9 +266,10 @@ async def _http_client(port: int, index: int, requests: int, pipeline: int, stal
     try:
         targets = http_targets(index, requests)
         for start in range(0, len(targets), pipeline):
-            batch = targets[start:start + pipeline]
-            writer.write(b"".join(f"GET {t} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
-                                  for t in batch))
+            batch = targets[start : start + pipeline]
+            writer.write(
+                b"".join(f"GET {t} HTTP/1.1\r\nHost: test\r\n\r\n".encode() for t in batch)
+            )
             await writer.drain()
             for _ in batch:
                 status, headers, body = await _read_response(reader, stall)

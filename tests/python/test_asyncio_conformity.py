@@ -254,7 +254,9 @@ def _debug_messages(loop, caplog) -> list[str]:
 def _comparable(message: str) -> str:
     """message without what differs between two runs of one program: task numbers, durations,
     and the frames above the scenario in a source traceback (the test's own lines)."""
-    message = re.sub(r"took \d\.\d+ seconds", "took N seconds", re.sub(r"Task-\d+", "Task-N", message))
+    message = re.sub(
+        r"took \d\.\d+ seconds", "took N seconds", re.sub(r"Task-\d+", "Task-N", message)
+    )
     # A destroyed task's coroutine may or may not have been finalized first (collection order).
     message = re.sub(r"\(\) (running at|done, defined at) \S+", "() <state>", message)
     lines = message.splitlines()
@@ -482,9 +484,7 @@ def test_a_protocol_s_own_eager_task_runs_on_its_connection_s_strand_under_load(
         replies = loop.run_until_complete(asyncio.wait_for(main(), 60))
     finally:
         loop.close()
-    assert replies == [
-        b"".join(b"REQ %d %d\n" % (i, j) for j in range(50)) for i in range(16)
-    ]
+    assert replies == [b"".join(b"REQ %d %d\n" % (i, j) for j in range(50)) for i in range(16)]
     # Every step of every connection's task ran on that connection's strand.
     assert len(_StartsItsOwnTask.strands) == 16 * 50
     assert all(step is not None and step == made for made, step in _StartsItsOwnTask.strands)

@@ -276,6 +276,7 @@ def test_a_write_that_passes_the_high_water_mark_pauses_the_protocol_at_once(wor
 
     loop = tm_asyncio.EventLoop(workers=workers, parallel=workers > 1)
     try:
+
         async def main():
             server = await loop.create_server(factory, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
@@ -554,8 +555,9 @@ def test_a_loop_callback_and_an_inevitable_task_step_do_not_deadlock_on_the_loop
     import subprocess
 
     try:
-        done = subprocess.run([sys.executable, "-c", _LOCK_ORDER_SCENARIO],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, "-c", _LOCK_ORDER_SCENARIO], capture_output=True, text=True, timeout=30
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("the loop callback and the task step deadlocked")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -606,9 +608,7 @@ def test_sendfile_on_a_native_transport_uses_os_sendfile_in_order_with_writes(
     outcome: dict = {}
 
     async def main():
-        server = await loop.create_server(
-            lambda: _SendsAFile(loop, path, outcome), "127.0.0.1", 0
-        )
+        server = await loop.create_server(lambda: _SendsAFile(loop, path, outcome), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         received = await reader.read()  # to EOF: the server closes after the trailer

@@ -27,7 +27,9 @@ def test_build_info_knows_the_interpreter():
     assert info["gil_enabled"] is gil_now
 
 
-@pytest.mark.skipif(not FREE_THREADED, reason="only a free-threaded interpreter can keep the GIL off")
+@pytest.mark.skipif(
+    not FREE_THREADED, reason="only a free-threaded interpreter can keep the GIL off"
+)
 def test_gil_stays_off_after_importing_the_stack():
     # A fresh interpreter: an extension that re-enables the GIL does so at import time, and
     # pytest's own imports must not hide it. PYTHON_GIL is cleared so that nothing forces it.

@@ -153,9 +153,10 @@ def test_a_write_whose_commit_meets_the_inevitable_transaction_is_sent_once():
     def drive():
         try:
             address = ("127.0.0.1", port.getHost().port)
-            with socket.create_connection(address, 10) as a, socket.create_connection(
-                address, 10
-            ) as b:
+            with (
+                socket.create_connection(address, 10) as a,
+                socket.create_connection(address, 10) as b,
+            ):
                 # Both connections accepted first: an accept that touches the managed factory
                 # waits for A's token and would hold the second worker that B needs.
                 for _ in range(2):

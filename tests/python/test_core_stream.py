@@ -332,6 +332,7 @@ def test_writes_of_an_aborted_atomic_block_are_not_sent(run1):
         with tm.atomic():
             transport.write(b"LOST")
             raise Boom
+
     def restartable():
         transport.write(b"LOST AGAIN")
         raise Boom
@@ -698,7 +699,10 @@ def test_socket_options(run1):
 
     _, t = run_connection(run, Echo, Opt(run, b"x"))
     assert seen["nodelay"] != 0 and seen["keepalive"] != 0 and seen["nodelay off"] == 0
-    assert isinstance(seen["bad"], OSError) and seen["bad"].errno in (errno.ENOPROTOOPT, errno.EINVAL)
+    assert isinstance(seen["bad"], OSError) and seen["bad"].errno in (
+        errno.ENOPROTOOPT,
+        errno.EINVAL,
+    )
     assert seen["fileno"] > 2
     with pytest.raises(OSError) as info:
         t.get_option(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # closed

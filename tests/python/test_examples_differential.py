@@ -58,10 +58,14 @@ WORK_ROUNDS = 300
 
 # twisted_web_site runs as the README's main job runs it: under twistd, which logs to stdout
 # ("Site starting on PORT" once it listens) and leaves its shared state at /stats.
-TWISTD = [sys.executable, str(pathlib.Path(sys.executable).with_name("twistd")), "-n",
-          "--pidfile=", "--logfile=-"]
-TWISTD_WEB = ["web", "--class=twisted_web_site.resource",
-              "--listen", "tcp:0:interface=127.0.0.1"]
+TWISTD = [
+    sys.executable,
+    str(pathlib.Path(sys.executable).with_name("twistd")),
+    "-n",
+    "--pidfile=",
+    "--logfile=-",
+]
+TWISTD_WEB = ["web", "--class=twisted_web_site.resource", "--listen", "tcp:0:interface=127.0.0.1"]
 
 
 def command(example: str, runtime: str) -> tuple[list[str], str]:
@@ -76,14 +80,22 @@ def command(example: str, runtime: str) -> tuple[list[str], str]:
         runtime_args = ["--loop", "default"] if stock else ["--loop", "tm"]
     if not stock:
         runtime_args += ["--workers", str(WORKERS)]
-    return [sys.executable, str(ec.EXAMPLES / f"{example}.py"), *runtime_args, "--port", "0"], \
-        ec.LISTENING
+    return [
+        sys.executable,
+        str(ec.EXAMPLES / f"{example}.py"),
+        *runtime_args,
+        "--port",
+        "0",
+    ], ec.LISTENING
 
 
 def settings(runtime: str, round_: int) -> dict[str, str]:
     """The environment that selects the runtime's workers, abort injection and schedule noise."""
-    env = {"TM_EXAMPLE_WORK_ROUNDS": str(WORK_ROUNDS), "TM_ABORT_INJECTION": "0",
-           "TM_SCHEDULE_NOISE": "0"}
+    env = {
+        "TM_EXAMPLE_WORK_ROUNDS": str(WORK_ROUNDS),
+        "TM_ABORT_INJECTION": "0",
+        "TM_SCHEDULE_NOISE": "0",
+    }
     if runtime != "stock":
         env["TM_WORKERS"] = str(WORKERS)
     if injects(runtime):
@@ -108,8 +120,9 @@ def stop_signals_at_their_defaults():
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) == signal.SIG_IGN:
             saved[signum] = signal.SIG_IGN
-            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
-                          else signal.SIG_DFL)
+            signal.signal(
+                signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            )
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
@@ -125,8 +138,7 @@ def observe(example: str, runtime: str, round_: int = 0) -> dict:
         if example.endswith("chat"):
             observed = ec.drive_chat(server.port, CHAT_CLIENTS, CHAT_MESSAGES, STALL)
         else:
-            observed = ec.drive_http(server.port, HTTP_CLIENTS, HTTP_REQUESTS, HTTP_PIPELINE,
-                                     STALL)
+            observed = ec.drive_http(server.port, HTTP_CLIENTS, HTTP_REQUESTS, HTTP_PIPELINE, STALL)
     finally:
         status = server.stop(timeout=STALL * 2)
     if example == "twisted_web_site":
@@ -183,8 +195,12 @@ def expected_http(example: str) -> dict:
         stats = {
             "connections": HTTP_CLIENTS + 1,
             "requests": len(targets) + HTTP_CLIENTS + 1,
-            "hits": {"/": hello_hits, "/stats": 1, "/work": len(work),
-                     "other": len(targets) - len(work) - hello_hits + HTTP_CLIENTS},
+            "hits": {
+                "/": hello_hits,
+                "/stats": 1,
+                "/work": len(work),
+                "other": len(targets) - len(work) - hello_hits + HTTP_CLIENTS,
+            },
         }
     return {"clients": observed, "stats": stats}
 
@@ -209,8 +225,11 @@ def expected(example: str) -> dict:
 def check(observed: dict, example: str) -> None:
     want = expected(example)
     context = f"settings {observed['settings']}; server errors: {observed['server_errors'][:10]}"
-    failing = {name: _difference(got, want["clients"][name])
-               for name, got in observed["clients"].items() if got != want["clients"][name]}
+    failing = {
+        name: _difference(got, want["clients"][name])
+        for name, got in observed["clients"].items()
+        if got != want["clients"][name]
+    }
     assert not failing, (
         f"{len(failing)} of {len(want['clients'])} clients observed something else; first: "
         f"{next(iter(failing.items()))}; {context}"
@@ -230,8 +249,10 @@ def check_injection(observed: dict, runtime: str) -> int:
     assert stats is not None, f"the server reported no tm.stats(); {observed['settings']}"
     injected = stats["aborts"]["injected"]
     if injects(runtime):
-        assert injected > 0, (f"abort injection claimed but no abort injected in "
-                              f"{stats['commits']} commits; settings {observed['settings']}")
+        assert injected > 0, (
+            f"abort injection claimed but no abort injected in "
+            f"{stats['commits']} commits; settings {observed['settings']}"
+        )
     else:
         assert injected == 0, observed["settings"]
     return injected
@@ -239,8 +260,7 @@ def check_injection(observed: dict, runtime: str) -> int:
 
 def comparable(observed: dict) -> dict:
     """What must be the same under every runtime: not the logs, statistics or settings."""
-    return {k: v for k, v in observed.items()
-            if k not in ("server_errors", "tm_stats", "settings")}
+    return {k: v for k, v in observed.items() if k not in ("server_errors", "tm_stats", "settings")}
 
 
 def _difference(got: dict, want: dict) -> str:
@@ -257,9 +277,11 @@ def _difference(got: dict, want: dict) -> str:
                 if have != texts:
                     missing = len(set(texts) - set(have))
                     in_order = [t for t in have if t in texts] == [t for t in texts if t in have]
-                    parts.append(f"from {sender}: {len(have)} of {len(texts)} lines, {missing} "
-                                 f"missing, {len(have) - len(set(have))} duplicated, in order: "
-                                 f"{in_order}")
+                    parts.append(
+                        f"from {sender}: {len(have)} of {len(texts)} lines, {missing} "
+                        f"missing, {len(have) - len(set(have))} duplicated, in order: "
+                        f"{in_order}"
+                    )
                     break
             extra = set(got.get(key, {})) - set(want[key])
             if extra:
@@ -267,9 +289,10 @@ def _difference(got: dict, want: dict) -> str:
         elif key == "responses":
             have, need = got.get(key, []), want[key]
             bad = next((k for k, (h, n) in enumerate(zip(have, need)) if h != n), None)
-            parts.append(f"{len(have)} of {len(need)} responses"
-                         + (f", #{bad} is {have[bad]!r}, not {need[bad]!r}" if bad is not None
-                            else ""))
+            parts.append(
+                f"{len(have)} of {len(need)} responses"
+                + (f", #{bad} is {have[bad]!r}, not {need[bad]!r}" if bad is not None else "")
+            )
         else:
             parts.append(f"{key} {got.get(key)!r}, not {want[key]!r}")
     return "; ".join(parts)
@@ -298,16 +321,20 @@ def test_example_under_load(example, runtime):
     started = time.monotonic()
     round_ = 0
     while round_ < (1 if runtime == "stock" else TM_ROUNDS) or (
-            runtime != "stock" and time.monotonic() - started < SOAK_SECONDS):
+        runtime != "stock" and time.monotonic() - started < SOAK_SECONDS
+    ):
         observed = observe(example, runtime, round_)
         check(observed, example)
         if runtime != "stock":
             injected = check_injection(observed, runtime)
-            print(f"round {round_}: {injected} injected aborts, "
-                  f"{observed['tm_stats']['commits']} commits; {observed['settings']}")
+            print(
+                f"round {round_}: {injected} injected aborts, "
+                f"{observed['tm_stats']['commits']} commits; {observed['settings']}"
+            )
             # The differential comparison proper: tm gives what the stock runtime gives.
-            assert comparable(observed) == comparable(observe(example, "stock")), \
-                observed["settings"]
+            assert comparable(observed) == comparable(observe(example, "stock")), observed[
+                "settings"
+            ]
         round_ += 1
 
 
@@ -341,8 +368,13 @@ def test_abort_injection_from_environment(runtime, setting, injected):
     env.pop("TM_ABORT_INJECTION", None)
     if setting is not None:
         env["TM_ABORT_INJECTION"] = setting
-    out = subprocess.run([sys.executable, "-c", INJECTED_ABORTS, runtime], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", INJECTED_ABORTS, runtime],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     value, aborts = map(int, out.stdout.split())
     assert value == 200

@@ -123,7 +123,9 @@ def _words_objects(how: str) -> list[str]:
 
     out = subprocess.run(
         [sys.executable, "-c", _WORDS_OBJECTS, how],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.split("\n")[:3]

@@ -97,7 +97,9 @@ RUNS = {
     [(2, None, APPLIES), (1, None, False), (2, "0", False)],
     ids=["2-workers", "1-worker", "2-workers-turned-off"],
 )
-def test_a_parallel_run_makes_the_extension_types_immortal_first(runner, workers, setting, immortal):
+def test_a_parallel_run_makes_the_extension_types_immortal_first(
+    runner, workers, setting, immortal
+):
     run = textwrap.dedent(RUNS[runner])
     check = textwrap.dedent(
         """

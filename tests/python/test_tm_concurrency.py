@@ -11,6 +11,7 @@ import pytest
 
 import tm
 
+
 def test_bank_transfers_keep_the_total_with_audits_inside_transactions():
     n_accounts, total = 8, 8000
     accounts = [tm.Var(total // n_accounts) for _ in range(n_accounts)]
@@ -303,8 +304,16 @@ def test_refcounts_are_exact_for_log_queue_object_and_keys():
     tm.set_abort_injection(0.5, seed=8)
     try:
         for i in range(20):
-            tm.run_atomic(lambda: (log.append(x), q.put(x), setattr(o, "x", x),
-                                   d.__setitem__(x, x), s.add(x), v.set((x, x))))
+            tm.run_atomic(
+                lambda: (
+                    log.append(x),
+                    q.put(x),
+                    setattr(o, "x", x),
+                    d.__setitem__(x, x),
+                    s.add(x),
+                    v.set((x, x)),
+                )
+            )
             tm.run_atomic(lambda: (q.get(), x in log, o.x, d.get(x), x in s, v.get()))
     finally:
         tm.set_abort_injection(0)

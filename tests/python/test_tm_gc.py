@@ -60,8 +60,19 @@ def _collect():
         _queue,
         lambda b: _queue(b, take=True),
     ],
-    ids=["Var", "core.Var", "List", "Dict-value", "Dict-key", "Set", "Object", "Log", "core.Log",
-         "Queue", "Queue-taken"],
+    ids=[
+        "Var",
+        "core.Var",
+        "List",
+        "Dict-value",
+        "Dict-key",
+        "Set",
+        "Object",
+        "Log",
+        "core.Log",
+        "Queue",
+        "Queue-taken",
+    ],
 )
 def test_cycle_through_a_container_is_collected(make):
     b = Box()

@@ -97,10 +97,12 @@ def test_updates_from_many_threads_are_not_lost():
 
     def work(i):
         for n in range(per_thread):
+
             def step():
                 f.count += 1
                 f.users[(i, n)] = n
                 f.names.append(n)
+
             tm.atomic(step)()
 
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
@@ -123,4 +125,3 @@ def test_an_aborted_transaction_leaves_the_attributes_unchanged():
     with pytest.raises(RuntimeError):
         tm.atomic(fails)()
     assert f.count == 0 and "a" not in f.users
-

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 import tm
 
 keys = st.one_of(st.integers(-20, 20), st.text(max_size=2))
-values = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none(),
-                   st.tuples(st.integers(0, 3)))
+values = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none(), st.tuples(st.integers(0, 3)))
 SETTINGS = settings(max_examples=30, deadline=None)
 lists = st.lists(values, max_size=12)
 small_int_lists = st.lists(st.integers(-3, 3), max_size=6)
@@ -58,8 +57,14 @@ def test_dict_protocols(ref, other):
 
 
 @SETTINGS
-@given(lists, lists, st.integers(-3, 3), st.integers(-14, 14), st.integers(-14, 14),
-       st.sampled_from([None, 1, 2, -1, -2]))
+@given(
+    lists,
+    lists,
+    st.integers(-3, 3),
+    st.integers(-14, 14),
+    st.integers(-14, 14),
+    st.sampled_from([None, 1, 2, -1, -2]),
+)
 def test_list_protocols(ref, other, n, i, j, step):
     ours = tm.List(ref)
     assert ours == ref and ours == tm.List(ref) and (ours != ref) is False
@@ -126,8 +131,15 @@ def test_set_protocols(ref, other):
     for name in ("union", "intersection", "difference"):
         assert getattr(ours, name)(evens, iter(odds)) == getattr(ref, name)(evens, iter(odds))
     assert ours.symmetric_difference(list(other)) == ref.symmetric_difference(list(other))
-    for op in (operator.or_, operator.and_, operator.sub, operator.xor, operator.le,
-               operator.lt, operator.ior):
+    for op in (
+        operator.or_,
+        operator.and_,
+        operator.sub,
+        operator.xor,
+        operator.le,
+        operator.lt,
+        operator.ior,
+    ):
         with pytest.raises(TypeError):
             op(set(ref), list(other))
         with pytest.raises(TypeError):
@@ -157,16 +169,37 @@ def test_counter_protocols(a, b):
     assert c == a and int(c) == a and (c < b) == (a < b) and (c >= b) == (a >= b)
     # Everything but add() reads the value and behaves as that int: arithmetic gives plain
     # numbers, with ints, floats and other counters on either side.
-    for op in (operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
-               operator.truediv, divmod, operator.eq, operator.ne, operator.lt, operator.le,
-               operator.and_, operator.or_, operator.xor, _small_pow, _small_shift):
+    for op in (
+        operator.add,
+        operator.sub,
+        operator.mul,
+        operator.floordiv,
+        operator.mod,
+        operator.truediv,
+        divmod,
+        operator.eq,
+        operator.ne,
+        operator.lt,
+        operator.le,
+        operator.and_,
+        operator.or_,
+        operator.xor,
+        _small_pow,
+        _small_shift,
+    ):
         for other in (b, b + 0.5, tm.Counter(b)):
             expected = _result(op, a, getattr(other, "value", other))
             assert _result(op, c, other) == expected
             assert _result(op, other, c) == _result(op, getattr(other, "value", other), a)
     assert (-c, +c, abs(c), float(c), bool(c)) == (-a, a, abs(a), float(a), bool(a))
     assert (~c, round(c), round(c, -2), math.trunc(c), math.floor(c), math.ceil(c)) == (
-        ~a, round(a), round(a, -2), a, a, a)
+        ~a,
+        round(a),
+        round(a, -2),
+        a,
+        a,
+        a,
+    )
     assert operator.index(c) == a and f"{c:+,}" == f"{a:+,}"
     with pytest.raises(TypeError):
         c + "1"
@@ -256,8 +289,9 @@ class Managed(tm.Object):
 
 
 attr_ops = st.lists(
-    st.tuples(st.sampled_from(["set", "del", "get"]), st.sampled_from(["a", "b", "c", "_d"]),
-              values),
+    st.tuples(
+        st.sampled_from(["set", "del", "get"]), st.sampled_from(["a", "b", "c", "_d"]), values
+    ),
     max_size=30,
 )
 

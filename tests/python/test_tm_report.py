@@ -78,7 +78,10 @@ def conflict_log():
 def _report(*args):
     return subprocess.run(
         [sys.executable, "-m", "tm.report", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -108,7 +111,8 @@ def test_report_names_both_sides(conflict_log, tmp_path):
 def test_env_var_writes_the_log_at_exit(tmp_path):
     log = tmp_path / "env.log"
     prog = tmp_path / "prog.py"
-    prog.write_text(textwrap.dedent("""
+    prog.write_text(
+        textwrap.dedent("""
         import tm
         assert tm.conflict_log_enabled()
         q = tm.TransactionQueue()
@@ -119,10 +123,17 @@ def test_env_var_writes_the_log_at_exit(tmp_path):
             q.add(bump)
         q.run(workers=2)
         assert c.get() == 200
-    """))
+    """)
+    )
     env = dict(os.environ, TM_CONFLICT_LOG=str(log))
-    r = subprocess.run([sys.executable, str(prog)], env=env, capture_output=True, text=True,
-                       timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, str(prog)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     kinds = [json.loads(x)["kind"] for x in open(log, encoding="utf-8")]
     assert kinds[0] == "header" and "stats" in kinds
@@ -137,7 +148,8 @@ def test_reactor_workers_record_their_spans(tmp_path):
     # the tm reactor (here the asyncio loop, 2 workers) gets its workers in the timeline.
     log = tmp_path / "reactor.log"
     prog = tmp_path / "prog.py"
-    prog.write_text(textwrap.dedent("""
+    prog.write_text(
+        textwrap.dedent("""
         import asyncio, tm, tm_asyncio
         hits = tm.Counter()
         async def main():
@@ -148,13 +160,21 @@ def test_reactor_workers_record_their_spans(tmp_path):
         loop.run_until_complete(main())
         loop.close()
         assert hits == 200
-    """))
+    """)
+    )
     env = dict(os.environ, TM_CONFLICT_LOG=str(log))
-    r = subprocess.run([sys.executable, str(prog)], env=env, capture_output=True, text=True,
-                       timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, str(prog)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
-    workers = [rec for rec in map(json.loads, open(log, encoding="utf-8"))
-               if rec["kind"] == "worker"]
+    workers = [
+        rec for rec in map(json.loads, open(log, encoding="utf-8")) if rec["kind"] == "worker"
+    ]
     assert workers and all(w["name"].startswith("reactor worker ") for w in workers), workers
     assert all(w["start"] <= w["end"] and w["thread_id"] for w in workers)
     assert sum(w["stats"]["commits"] for w in workers) >= 200  # each task step is a transaction
@@ -199,9 +219,13 @@ def _inevitability_run():
         assert "k" in d  # DICT-CONTAINS (a method of tm.Dict written in Python)
     return {
         cause: _line_of(_inevitability_run, marker)
-        for cause, marker in [("first_access", "# FIRST-ACCESS"), ("io", "# IO"),
-                              ("explicit", "# EXPLICIT"), ("escalation", "# ESCALATION"),
-                              ("dict", "# DICT-CONTAINS")]
+        for cause, marker in [
+            ("first_access", "# FIRST-ACCESS"),
+            ("io", "# IO"),
+            ("explicit", "# EXPLICIT"),
+            ("escalation", "# ESCALATION"),
+            ("dict", "# DICT-CONTAINS"),
+        ]
     }
 
 
@@ -246,7 +270,11 @@ def test_report_prints_inevitability_sites(conflict_log, tmp_path):
     records = [json.loads(x) for x in open(log, encoding="utf-8")]
     assert records[0]["version"] == 2
     assert {r["cause"] for r in records if r["kind"] == "inevitable"} >= {
-        "first_access", "io", "explicit", "escalation"}
+        "first_access",
+        "io",
+        "explicit",
+        "escalation",
+    }
     png = tmp_path / "inev.png"
     r = _report(log, "--png", str(png), "--top", "3")
     assert r.returncode == 0, r.stderr
@@ -265,10 +293,16 @@ def test_report_prints_inevitability_sites(conflict_log, tmp_path):
 def test_report_reads_version_1_logs(tmp_path):
     # Logs written before inevitability sites existed have no "inevitable" records.
     log = tmp_path / "v1.log"
-    log.write_text("\n".join(json.dumps(r) for r in [
-        {"kind": "header", "format": "tm-conflict-log", "version": 1, "conflict_log": True},
-        {"kind": "stats", "commits": 3, "total_aborts": 0},
-    ]) + "\n")
+    log.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"kind": "header", "format": "tm-conflict-log", "version": 1, "conflict_log": True},
+                {"kind": "stats", "commits": 3, "total_aborts": 0},
+            ]
+        )
+        + "\n"
+    )
     r = _report(str(log), "--no-png")
     assert r.returncode == 0, r.stderr
     assert "no inevitability sites recorded" in r.stdout and "3 commits" in r.stdout
@@ -289,17 +323,48 @@ def test_png_chart_code_with_a_stand_in_matplotlib(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", mpl)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", plt)
     data = {
-        "headers": [], "stats": [], "workers": [
-            {"name": "w0", "start": 1.0, "end": 2.0,
-             "stats": {"commits": 3, "total_aborts": 1, "seconds_aborted": 0.1,
-                       "seconds_inevitable": 0.2}}],
-        "conflicts": [{"site": "/x/a.py:1", "other_site": "/x/b.py:2", "cause": "read_write",
-                       "count": 2, "seconds_lost": 0.004}],
+        "headers": [],
+        "stats": [],
+        "workers": [
+            {
+                "name": "w0",
+                "start": 1.0,
+                "end": 2.0,
+                "stats": {
+                    "commits": 3,
+                    "total_aborts": 1,
+                    "seconds_aborted": 0.1,
+                    "seconds_inevitable": 0.2,
+                },
+            }
+        ],
+        "conflicts": [
+            {
+                "site": "/x/a.py:1",
+                "other_site": "/x/b.py:2",
+                "cause": "read_write",
+                "count": 2,
+                "seconds_lost": 0.004,
+            }
+        ],
         "inevitable": [
-            {"site": "/x/a.py:9", "cause": "io", "detail": "open", "count": 1,
-             "seconds_held": 0.003, "max_seconds_held": 0.003},
-            {"site": "/x/c.py:5", "cause": "first_access", "detail": "read", "count": 4,
-             "seconds_held": 0.010, "max_seconds_held": 0.004}],
+            {
+                "site": "/x/a.py:9",
+                "cause": "io",
+                "detail": "open",
+                "count": 1,
+                "seconds_held": 0.003,
+                "max_seconds_held": 0.003,
+            },
+            {
+                "site": "/x/c.py:5",
+                "cause": "first_access",
+                "detail": "read",
+                "count": 4,
+                "seconds_held": 0.010,
+                "max_seconds_held": 0.004,
+            },
+        ],
     }
     out = tmp_path / "chart.png"
     assert report.write_png(data, str(out)) == str(out)
@@ -318,8 +383,12 @@ def test_report_says_plainly_when_matplotlib_is_missing(monkeypatch, tmp_path, c
     from tm import report
 
     log = tmp_path / "m.log"
-    log.write_text(json.dumps({"kind": "header", "format": "tm-conflict-log", "version": 2,
-                               "conflict_log": True}) + "\n")
+    log.write_text(
+        json.dumps(
+            {"kind": "header", "format": "tm-conflict-log", "version": 2, "conflict_log": True}
+        )
+        + "\n"
+    )
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     assert report.main([str(log)]) == 0
     out = capsys.readouterr().out

@@ -111,7 +111,9 @@ def test_functions_are_functions_and_classes_classes():
 
 @pytest.mark.parametrize("name", sorted(_stub()[1]))
 def test_class_members_match(name):
-    stub_members = {n for n in _members(_stub()[1][name]) if not (n.startswith("__") and n.endswith("__"))}
+    stub_members = {
+        n for n in _members(_stub()[1][name]) if not (n.startswith("__") and n.endswith("__"))
+    }
     runtime = _runtime_members(getattr(core, name))
     assert stub_members == runtime, (
         f"{name}: missing from stub {sorted(runtime - stub_members)}, "
@@ -135,8 +137,8 @@ def test_function_parameters_match():
             if params is None or isinstance(inspect.getattr_static(cls, mname), property):
                 continue
             stub = _stub_params(mnode)
-            assert stub[1:] == [p for p in params[1:] if not p.startswith("arg")] or len(stub) == len(
-                params
-            ), f"{cname}.{mname}: stub {stub}, module {params}"
+            assert stub[1:] == [p for p in params[1:] if not p.startswith("arg")] or len(
+                stub
+            ) == len(params), f"{cname}.{mname}: stub {stub}, module {params}"
             checked += 1
     assert checked > 30

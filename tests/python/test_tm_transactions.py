@@ -210,9 +210,15 @@ def test_ctrl_c_interrupts_a_blocked_wait_on_the_main_thread(wait):
     """)
     # Python turns SIGINT into KeyboardInterrupt only where SIGINT has its default disposition at
     # start-up; a test command run as a background job starts its children with SIGINT ignored.
-    r = subprocess.run([sys.executable, "-c", prog, wait], capture_output=True, text=True,
-                       timeout=60, check=False, restore_signals=True,
-                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    r = subprocess.run(
+        [sys.executable, "-c", prog, wait],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        restore_signals=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert r.returncode == 0 and "interrupted after" in r.stdout, (r.stdout, r.stderr)
 
 
@@ -355,8 +361,17 @@ def _every_type_workload():
         return v.get()
 
     results = [step(i) for i in range(40)]
-    return (results, dict(d.items()), list(lst), sorted(s), v.get(), int(c), list(log),
-            [q.get_nowait() for _ in range(q.qsize())], o.__getstate__())
+    return (
+        results,
+        dict(d.items()),
+        list(lst),
+        sorted(s),
+        v.get(),
+        int(c),
+        list(log),
+        [q.get_nowait() for _ in range(q.qsize())],
+        o.__getstate__(),
+    )
 
 
 def test_every_type_under_injected_aborts_matches_a_serial_run():

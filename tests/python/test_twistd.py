@@ -32,9 +32,21 @@ def test_twistd_web_serves_files_and_stops_on_sigterm(tmp_path, reactor):
     port = free_port()
     env = dict(os.environ, TM_WORKERS="2")
     server = subprocess.Popen(
-        [TWISTD, "-n", f"--reactor={reactor}", "web", "--listen", f"tcp:{port}:interface=127.0.0.1",
-         "--path", str(tmp_path / "www")],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            TWISTD,
+            "-n",
+            f"--reactor={reactor}",
+            "web",
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--path",
+            str(tmp_path / "www"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         body = None

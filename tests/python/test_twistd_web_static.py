@@ -120,10 +120,23 @@ def serve_and_load(reactor: str, root: str, tmp_path: pathlib.Path, work: list) 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     server = subprocess.Popen(
-        [TWISTD, "-n", f"--reactor={reactor}", "web",
-         "--listen", f"tcp:{port}:interface=127.0.0.1", "--path", root],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=default_signals, start_new_session=True,
+        [
+            TWISTD,
+            "-n",
+            f"--reactor={reactor}",
+            "web",
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--path",
+            root,
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_signals,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60  # twistd imports Twisted first: slow on a busy machine
@@ -174,11 +187,18 @@ def check(results: list, work: list) -> list[str]:
         if status != want_status:
             problems.append(f"{what}: status {status}, want {want_status} ({body[:200]!r})")
         elif want_body is not None and body != want_body:
-            kind = ("truncated" if len(body) < len(want_body) else
-                    "wrong bytes" if len(body) == len(want_body) else "too long")
+            kind = (
+                "truncated"
+                if len(body) < len(want_body)
+                else "wrong bytes"
+                if len(body) == len(want_body)
+                else "too long"
+            )
             problems.append(f"{what}: {kind}: {len(body)} bytes, want {len(want_body)}")
-        elif want_body is not None and method == "GET" and kept["Content-Length"] != str(
-            len(want_body)
+        elif (
+            want_body is not None
+            and method == "GET"
+            and kept["Content-Length"] != str(len(want_body))
         ):
             problems.append(f"{what}: Content-Length {kept['Content-Length']}")
     return problems
@@ -200,10 +220,12 @@ def test_twistd_web_serves_static_files_byte_exact_with_two_workers(site, tmp_pa
         results, elapsed, log = serve_and_load(reactor, root, tmp_path, work)
         outcomes[reactor] = results
         problems = check(results, work)
-        print(f"{reactor}: {len(work)} requests in {elapsed:.1f} s "
-              f"({len(work) / elapsed:.0f} req/s), {len(problems)} wrong")
-        assert not problems, f"--reactor={reactor}:\n" + "\n".join(problems[:20]) + (
-            "\n" + log[-4000:]
+        print(
+            f"{reactor}: {len(work)} requests in {elapsed:.1f} s "
+            f"({len(work) / elapsed:.0f} req/s), {len(problems)} wrong"
+        )
+        assert not problems, (
+            f"--reactor={reactor}:\n" + "\n".join(problems[:20]) + ("\n" + log[-4000:])
         )
         # A traceback in the log is Twisted reporting a fault, e.g. its Cooperator's
         # `list.remove(x): x not in list`, `NotPaused`, `TaskFailed`.

@@ -85,10 +85,22 @@ class Twistd:
         env.pop("TM_STRANDS", None)
         cwd.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, str(TWISTD), "-n", "--pidfile=", "--logfile=-",
-             f"--reactor={reactor}", *args],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            preexec_fn=default_signals, start_new_session=True,
+            [
+                sys.executable,
+                str(TWISTD),
+                "-n",
+                "--pidfile=",
+                "--logfile=-",
+                f"--reactor={reactor}",
+                *args,
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=default_signals,
+            start_new_session=True,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -110,8 +122,9 @@ class Twistd:
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    pytest.fail(f"twistd ({self.runtime}) did not listen on {port}:\n"
-                                + self.log()[-4000:])
+                    pytest.fail(
+                        f"twistd ({self.runtime}) did not listen on {port}:\n" + self.log()[-4000:]
+                    )
                 time.sleep(0.1)
 
     def stop(self) -> str:
@@ -124,8 +137,7 @@ class Twistd:
             self.proc.kill()
             self.proc.wait()
             self._reader.join(5)
-            pytest.fail(f"twistd ({self.runtime}) did not stop on SIGTERM:\n"
-                        + self.log()[-4000:])
+            pytest.fail(f"twistd ({self.runtime}) did not stop on SIGTERM:\n" + self.log()[-4000:])
         self._reader.join(5)
         log = self.log()
         assert "Traceback" not in log, f"twistd ({self.runtime}):\n" + log[-6000:]
@@ -196,8 +208,10 @@ zone = [
     CNAME("alias.corpus.test", "www.corpus.test"),
 ] + [A("h%02d.corpus.test" % i, "192.0.2.%d" % (100 + i), ttl=60 + i) for i in range(12)]
 """
-HOSTS = "192.0.2.200 cached.hosts.test\n2001:db8::200 cached.hosts.test\n" \
-        "198.51.100.7 other.hosts.test\n"
+HOSTS = (
+    "192.0.2.200 cached.hosts.test\n2001:db8::200 cached.hosts.test\n"
+    "198.51.100.7 other.hosts.test\n"
+)
 HOSTS_TTL = 3600  # what twisted.names.hosts.Resolver gives its answers
 # The upstream name server of the recursive lookups: any loopback address will do, and one that
 # a local resolver does not hold (they take 127.0.0.53 or 127.0.0.1) leaves port 53 free.
@@ -215,16 +229,25 @@ www IN AAAA 2001:db8:5::80
 """
 DNS_QUESTIONS = [
     *[("corpus.test", t) for t in (dns.A, dns.AAAA, dns.MX, dns.NS, dns.SOA, dns.TXT)],
-    ("www.corpus.test", dns.A), ("www.corpus.test", dns.AAAA), ("www.corpus.test", dns.MX),
-    ("alias.corpus.test", dns.A), ("mail.corpus.test", dns.A),
+    ("www.corpus.test", dns.A),
+    ("www.corpus.test", dns.AAAA),
+    ("www.corpus.test", dns.MX),
+    ("alias.corpus.test", dns.A),
+    ("mail.corpus.test", dns.A),
     *[(f"h{i:02d}.corpus.test", dns.A) for i in range(12)],
-    ("missing.corpus.test", dns.A), ("missing.corpus.test", dns.AAAA),
+    ("missing.corpus.test", dns.A),
+    ("missing.corpus.test", dns.AAAA),
     ("deep.missing.corpus.test", dns.MX),
-    ("cached.hosts.test", dns.A), ("cached.hosts.test", dns.AAAA), ("other.hosts.test", dns.A),
+    ("cached.hosts.test", dns.A),
+    ("cached.hosts.test", dns.AAAA),
+    ("other.hosts.test", dns.A),
 ]
 RECURSIVE_QUESTIONS = [
-    ("www.upstream.test", dns.A), ("www.upstream.test", dns.AAAA), ("upstream.test", dns.MX),
-    ("upstream.test", dns.SOA), ("missing.upstream.test", dns.A),
+    ("www.upstream.test", dns.A),
+    ("www.upstream.test", dns.AAAA),
+    ("upstream.test", dns.MX),
+    ("upstream.test", dns.SOA),
+    ("missing.upstream.test", dns.A),
 ]
 DNS_REPEATS = 5  # each question this often over each of UDP and TCP
 DNS_CLIENTS = 8  # threads per transport
@@ -245,8 +268,11 @@ def upstream(tmp_path_factory):
         return
     root = tmp_path_factory.mktemp("upstream")
     (root / "upstream.zone").write_text(BINDZONE)
-    server = Twistd("epoll", ["dns", "--bindzone", str(root / "upstream.zone"),
-                              "--interface", UPSTREAM, "--port", "53"], root / "run")
+    server = Twistd(
+        "epoll",
+        ["dns", "--bindzone", str(root / "upstream.zone"), "--interface", UPSTREAM, "--port", "53"],
+        root / "run",
+    )
     server.wait_listening(53, UPSTREAM)
     yield UPSTREAM
     server.stop()
@@ -286,7 +312,7 @@ def tcp_client(i: int, port: int, work: list) -> dict[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=STALL) as s:
         stream = s.makefile("rb")
         for start in range(0, len(work), DNS_PIPELINE):
-            batch = work[start:start + DNS_PIPELINE]
+            batch = work[start : start + DNS_PIPELINE]
             s.sendall(b"".join(struct.pack("!H", len(q)) + q for _, q in batch))
             for _ in batch:
                 (length,) = struct.unpack("!H", stream.read(2))
@@ -312,7 +338,9 @@ def dns_normalized(data: bytes, slack: float) -> bytes:
         return data
     for r in cached:
         ttl = HOSTS_TTL if r.name.name.endswith(b".hosts.test") else UPSTREAM_TTL
-        assert ttl - slack <= r.ttl <= ttl, f"{r}: ttl {r.ttl}, want at most {slack:.0f} s off {ttl}"
+        assert ttl - slack <= r.ttl <= ttl, (
+            f"{r}: ttl {r.ttl}, want at most {slack:.0f} s off {ttl}"
+        )
         r.ttl = 0
     message.auth = False
     return message.toStr()
@@ -326,16 +354,27 @@ def dns_outcomes(tmp_path_factory, upstream):
     (root / "resolv.conf").write_text(f"nameserver {upstream}\n")
     questions = DNS_QUESTIONS + (RECURSIVE_QUESTIONS if upstream else [])
     # Query ids are the queries' indexes: the same on every runtime, so answers compare whole.
-    queries = [(qid, dns_query(qid, *questions[qid % len(questions)]))
-               for qid in range(len(questions) * DNS_REPEATS * 2)]
+    queries = [
+        (qid, dns_query(qid, *questions[qid % len(questions)]))
+        for qid in range(len(questions) * DNS_REPEATS * 2)
+    ]
     random.Random(53).shuffle(queries)
     udp_work, tcp_work = queries[0::2], queries[1::2]
 
     def scenario(runtime: str) -> dict:
         port = free_port((socket.SOCK_STREAM, socket.SOCK_DGRAM))
-        args = ["dns", "--interface", "127.0.0.1", "--port", str(port),
-                "--pyzone", str(root / "corpus.py"), "--hosts-file", str(root / "hosts"),
-                "--cache"]
+        args = [
+            "dns",
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--pyzone",
+            str(root / "corpus.py"),
+            "--hosts-file",
+            str(root / "hosts"),
+            "--cache",
+        ]
         if upstream:
             args += ["--recursive", "--resolv-conf", str(root / "resolv.conf")]
         server = Twistd(runtime, args, root / runtime)
@@ -345,9 +384,13 @@ def dns_outcomes(tmp_path_factory, upstream):
             # UDP and TCP clients at once: UDP runs on Twisted's Python transports, TCP on tm's
             # native ones, and both reach the same DNSServerFactory and its cache.
             results = run_threads(
-                lambda i: udp_client(i, port, udp_work[i::DNS_CLIENTS]) if i < DNS_CLIENTS
-                else tcp_client(i, port, tcp_work[i - DNS_CLIENTS::DNS_CLIENTS]),
-                2 * DNS_CLIENTS)
+                lambda i: (
+                    udp_client(i, port, udp_work[i::DNS_CLIENTS])
+                    if i < DNS_CLIENTS
+                    else tcp_client(i, port, tcp_work[i - DNS_CLIENTS :: DNS_CLIENTS])
+                ),
+                2 * DNS_CLIENTS,
+            )
             elapsed = time.monotonic() - started
         finally:
             server.stop()
@@ -379,6 +422,7 @@ def test_twistd_dns_answers_as_on_epoll(runtime, dns_outcomes):
         message = dns.Message()
         message.fromStr(b"\0\0" + data)
         outcome[(name, qtype)] = (message.rCode, sorted(str(r.payload) for r in message.answers))
+
     def answered(question, prefix: str) -> bool:
         rcode, records = outcome[question]
         return rcode == dns.OK and any(r.startswith(prefix) for r in records)
@@ -393,9 +437,11 @@ def test_twistd_dns_answers_as_on_epoll(runtime, dns_outcomes):
     if runtime != "epoll":
         reference = dns_outcomes("epoll")
         wrong = sorted(k for k in answers if answers[k] != reference[k])
-        assert not wrong, (f"{len(wrong)} answers differ from epoll's, e.g. "
-                           f"{questions[wrong[0][1] % len(questions)]}: "
-                           f"{answers[wrong[0]]!r} != {reference[wrong[0]]!r}")
+        assert not wrong, (
+            f"{len(wrong)} answers differ from epoll's, e.g. "
+            f"{questions[wrong[0][1] % len(questions)]}: "
+            f"{answers[wrong[0]]!r} != {reference[wrong[0]]!r}"
+        )
 
 
 # -- twistd words -------------------------------------------------------------------------------
@@ -438,8 +484,7 @@ def irc_client(i: int, port: int, everyone_in: threading.Barrier, progress: dict
             raise ConnectionError("the server closed the connection")
 
         incoming = lines()
-        s.sendall(f"PASS {IRC_PASSWORD}\r\nNICK {nick}\r\nUSER {nick} 0 * :client {i}\r\n"
-                  .encode())
+        s.sendall(f"PASS {IRC_PASSWORD}\r\nNICK {nick}\r\nUSER {nick} 0 * :client {i}\r\n".encode())
         while f" 001 {nick} " not in next(incoming):  # RPL_WELCOME: logged in
             pass
         s.sendall(b"JOIN #room\r\n")
@@ -455,7 +500,7 @@ def irc_client(i: int, port: int, everyone_in: threading.Barrier, progress: dict
         text = [f"PRIVMSG #room :{irc_text(i, j)}\r\n" for j in range(IRC_MESSAGES)]
         # Bursts of five lines, so that the server reads several messages at once.
         for start in range(0, IRC_MESSAGES, 5):
-            s.sendall("".join(text[start:start + 5]).encode())
+            s.sendall("".join(text[start : start + 5]).encode())
         received = []
         while len(received) < (IRC_CLIENTS - 1) * IRC_MESSAGES:
             line = next(incoming)
@@ -476,9 +521,18 @@ def words_outcomes(tmp_path_factory):
         port = free_port()
         users = ":".join(f"u{i:02d}:{IRC_PASSWORD}" for i in range(IRC_CLIENTS))
         tac = root / f"words-{runtime}.tac"
-        tac.write_text(WORDS_TAC.format(args=[
-            "--irc-port", f"tcp:{port}:interface=127.0.0.1", "--auth", f"memory:{users}",
-            "--hostname", "corpus.test"]))
+        tac.write_text(
+            WORDS_TAC.format(
+                args=[
+                    "--irc-port",
+                    f"tcp:{port}:interface=127.0.0.1",
+                    "--auth",
+                    f"memory:{users}",
+                    "--hostname",
+                    "corpus.test",
+                ]
+            )
+        )
         server = Twistd(runtime, ["-y", str(tac)], root / runtime)
         try:
             server.wait_listening(port)
@@ -536,8 +590,9 @@ def test_twistd_words_channel_as_on_epoll(runtime, words_outcomes):
             if j != i:
                 want = [irc_text(j, k) for k in range(IRC_MESSAGES)]
                 assert by_sender[f"u{j:02d}"] == want, f"u{i:02d} got u{j:02d}'s out of order"
-    assert one_serialization([seen["received"] for seen in clients]) is not None, \
+    assert one_serialization([seen["received"] for seen in clients]) is not None, (
         "the clients saw the channel's messages in orders no one serialization gives"
+    )
     if runtime != "epoll":
         reference = words_outcomes("epoll")
         for i, (seen, want) in enumerate(zip(clients, reference)):
@@ -675,10 +730,13 @@ def stream_client(i: int, port: int, paths: list[str]) -> list[tuple]:
             conn.request("GET", path)
             response = conn.getresponse()
             body = response.read()
-            framing = (response.getheader("Content-Length"),
-                       response.getheader("Transfer-Encoding"))
-            out.append((path, response.status, framing, len(body),
-                        hashlib.sha256(body).hexdigest()))
+            framing = (
+                response.getheader("Content-Length"),
+                response.getheader("Transfer-Encoding"),
+            )
+            out.append(
+                (path, response.status, framing, len(body), hashlib.sha256(body).hexdigest())
+            )
     finally:
         conn.close()
     return out
@@ -693,12 +751,16 @@ def stream_outcomes(tmp_path_factory):
 
     def scenario(runtime: str) -> list:
         port = free_port()
-        server = Twistd(runtime, ["web", "--listen", f"tcp:{port}:interface=127.0.0.1",
-                                  "--path", str(root / "www")], root / runtime)
+        server = Twistd(
+            runtime,
+            ["web", "--listen", f"tcp:{port}:interface=127.0.0.1", "--path", str(root / "www")],
+            root / runtime,
+        )
         try:
             server.wait_listening(port)
-            return run_threads(lambda i: stream_client(i, port, paths[i::STREAM_CLIENTS]),
-                               STREAM_CLIENTS)
+            return run_threads(
+                lambda i: stream_client(i, port, paths[i::STREAM_CLIENTS]), STREAM_CLIENTS
+            )
         finally:
             server.stop()
 
@@ -713,7 +775,7 @@ def test_twistd_web_producer_resource_as_on_epoll(runtime, stream_outcomes):
             query = dict(kv.split("=") for kv in path.split("?")[1].split("&"))
             offset, want = int(query["offset"]), int(query["size"])
             assert (status, size) == (200, want), path
-            assert digest == hashlib.sha256(BLOB[offset:offset + want]).hexdigest(), path
+            assert digest == hashlib.sha256(BLOB[offset : offset + want]).hexdigest(), path
             if "length" in query:
                 assert (length, encoding) == (str(want), None), path
             else:
@@ -800,8 +862,12 @@ strports.service("tcp:{port}:interface=127.0.0.1", Tickets()).setServiceParent(a
 
 def amp_box(fields: dict[bytes, bytes]) -> bytes:
     """AMP's wire form: a 16-bit length before each key and value, an empty key at the end."""
-    return b"".join(struct.pack("!H", len(k)) + k + struct.pack("!H", len(v)) + v
-                    for k, v in fields.items()) + b"\0\0"
+    return (
+        b"".join(
+            struct.pack("!H", len(k)) + k + struct.pack("!H", len(v)) + v for k, v in fields.items()
+        )
+        + b"\0\0"
+    )
 
 
 def read_amp_box(stream) -> dict[bytes, bytes]:
@@ -830,7 +896,7 @@ def amp_calls(i: int) -> list[tuple[dict[bytes, bytes], dict[bytes, bytes]]]:
             ask[b"text"] = text.encode()
             want = {b"_answer": tag, b"text": text.encode()}
         elif kind == "Sum":
-            a, b = rng.randrange(-10**12, 10**12), rng.randrange(10**12)
+            a, b = rng.randrange(-(10**12), 10**12), rng.randrange(10**12)
             ask |= {b"a": str(a).encode(), b"b": str(b).encode()}
             want = {b"_answer": tag, b"total": str(a + b).encode()}
         elif kind == "Later":
@@ -841,8 +907,11 @@ def amp_calls(i: int) -> list[tuple[dict[bytes, bytes], dict[bytes, bytes]]]:
             want = {b"_answer": tag, b"ticket": None}
         else:
             ask[b"why"] = f"no {n}".encode()
-            want = {b"_error": tag, b"_error_code": b"REFUSED",
-                    b"_error_description": f"no {n}".encode()}
+            want = {
+                b"_error": tag,
+                b"_error_code": b"REFUSED",
+                b"_error_description": f"no {n}".encode(),
+            }
         calls.append((ask, want))
     return calls
 
@@ -855,7 +924,7 @@ def amp_client(i: int, port: int) -> dict:
     with socket.create_connection(("127.0.0.1", port), timeout=STALL) as s:
         stream = s.makefile("rb")
         for start in range(0, len(calls), AMP_WINDOW):
-            window = calls[start:start + AMP_WINDOW]
+            window = calls[start : start + AMP_WINDOW]
             s.sendall(b"".join(amp_box(ask) for ask, _ in window))
             for _ in window:
                 fields = read_amp_box(stream)

@@ -96,9 +96,7 @@ def test_calls_from_a_thread_run_in_the_reactor_thread_as_transactions(workers):
         seen.append((threading.current_thread(), tm.in_transaction()))
         reactor.stop()
 
-    reactor.callWhenRunning(
-        reactor.callInThread, reactor.callFromThread, record
-    )
+    reactor.callWhenRunning(reactor.callInThread, reactor.callFromThread, record)
     run_bounded(reactor, timeout=10)
     assert seen == [(threading.current_thread(), True)]
 
@@ -160,7 +158,6 @@ def test_events_share_one_strand_exactly_where_the_gil_is_enabled(monkeypatch):
     monkeypatch.setenv("TM_STRANDS", "two")
     with pytest.raises(ValueError, match="TM_STRANDS"):
         TMReactor(2)
-
 
 
 def test_header_names_are_cached_per_worker_thread_where_workers_run_in_parallel(monkeypatch):

@@ -577,4 +577,3 @@ def test_stop_listening_closes_the_port_and_logs_it():
     assert f"(TCP Port {number} Closed)" in messages
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", number), timeout=2).close()
-

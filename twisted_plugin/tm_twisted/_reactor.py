@@ -402,10 +402,14 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     def removeAll(self):
         with self._registry:
-            return self._removeAll(
-                [self._selectables[fd] for fd in self._reads],
-                [self._selectables[fd] for fd in self._writes],
-            ) + self._continuousPolling.removeAll() + self._tmNativeRemoveAll()
+            return (
+                self._removeAll(
+                    [self._selectables[fd] for fd in self._reads],
+                    [self._selectables[fd] for fd in self._writes],
+                )
+                + self._continuousPolling.removeAll()
+                + self._tmNativeRemoveAll()
+            )
 
     def getReaders(self):
         with self._registry:
@@ -467,9 +471,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         return super().adoptStreamPort(fileDescriptor, addressFamily, manage_factory(factory))
 
     def adoptStreamConnection(self, fileDescriptor, addressFamily, factory):
-        return super().adoptStreamConnection(
-            fileDescriptor, addressFamily, manage_factory(factory)
-        )
+        return super().adoptStreamConnection(fileDescriptor, addressFamily, manage_factory(factory))
 
     # -- IReactorDaemonize ----------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ class Service(asyncio.Protocol):
         self.buffer += data
         while (end := self.buffer.find(b"\n")) >= 0:
             self.requests.put_nowait(bytes(self.buffer[:end]))
-            del self.buffer[:end + 1]
+            del self.buffer[: end + 1]
 
     def eof_received(self):
         self.requests.put_nowait(None)
@@ -68,8 +68,9 @@ class Service(asyncio.Protocol):
             self.served += 1
             op, *args = line.split(b" ", 2)
             if op == b"HELLO":
-                await self.send(b"HI", b"hi %s, request %d of this connection"
-                                % (args[0], self.served))
+                await self.send(
+                    b"HI", b"hi %s, request %d of this connection" % (args[0], self.served)
+                )
             elif op == b"HASH":
                 digest = args[1]
                 for _ in range(int(args[0])):

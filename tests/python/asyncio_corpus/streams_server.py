@@ -23,7 +23,7 @@ PIECE = 64 * 1024
 async def reply(writer, kind, body):
     writer.write(b"%s %d\n" % (kind, len(body)))
     for start in range(0, len(body), PIECE):
-        writer.write(body[start:start + PIECE])
+        writer.write(body[start : start + PIECE])
         await writer.drain()
     await writer.drain()
 

@@ -54,8 +54,9 @@ async def pump(stdout, stdin):
 async def pipeline(data):
     number = await asyncio.create_subprocess_exec(*python(NUMBER), stdin=PIPE, stdout=PIPE)
     shout = await asyncio.create_subprocess_exec(*python(SHOUT), stdin=PIPE, stdout=PIPE)
-    _, _, output = await asyncio.gather(feed(data, number.stdin),
-                                        pump(number.stdout, shout.stdin), shout.stdout.read())
+    _, _, output = await asyncio.gather(
+        feed(data, number.stdin), pump(number.stdout, shout.stdin), shout.stdout.read()
+    )
     codes = await asyncio.gather(number.wait(), shout.wait())
     return b"EXIT %d %d\n" % tuple(codes) + output
 

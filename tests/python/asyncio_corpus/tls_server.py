@@ -29,7 +29,7 @@ PIECE = 64 * 1024
 async def reply(writer, kind, body):
     writer.write(b"%s %d\n" % (kind, len(body)))
     for start in range(0, len(body), PIECE):
-        writer.write(body[start:start + PIECE])
+        writer.write(body[start : start + PIECE])
         await writer.drain()
     await writer.drain()
 
@@ -65,8 +65,10 @@ async def serve(reader, writer):
             return
         elif op == b"PUTALL":
             data = await reader.read()
-            print(f"upload {args[0].decode()} {len(data)} {hashlib.sha256(data).hexdigest()}",
-                  flush=True)
+            print(
+                f"upload {args[0].decode()} {len(data)} {hashlib.sha256(data).hexdigest()}",
+                flush=True,
+            )
             return
         elif op == b"ABORT":
             writer.transport.abort()
