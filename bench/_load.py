@@ -1,6 +1,7 @@
 """What the load generators share: closed-loop connections on one selector (echo_load.py and
-asyncio_load.py), closed-loop keep-alive HTTP connections on threads (http_load.py and
-`scaling.py load`), and the summary of latencies they print.
+asyncio_load.py), closed-loop keep-alive HTTP connections on threads (http_load.py,
+`scaling.py load` and `server_workloads.py load-http`), the summary of latencies they print, and
+several generator processes sharing the connections, merged (run_processes).
 
 The scripts import it as their neighbour (Python puts a script's folder first on sys.path), so
 they keep running by path from anywhere, as twisted_bench.py, asyncio_bench.py and scaling.py start
@@ -9,8 +10,10 @@ them.
 
 from __future__ import annotations
 
+import json
 import selectors
 import socket
+import subprocess
 import threading
 import time
 from typing import Callable
@@ -48,6 +51,54 @@ def summary(
     result["errors"] = len(errors)
     result["first_error"] = errors[0] if errors else None
     return result
+
+
+def detailed(latencies: list[float], elapsed: float, errors: list) -> dict:
+    """summary() with what run_processes needs to merge it with other processes' results."""
+    return dict(
+        summary(latencies, elapsed, errors), latencies=latencies, elapsed=elapsed, all_errors=errors
+    )
+
+
+def run_processes(
+    command: Callable[[int, int], list[str]],
+    connections: int,
+    processes: int,
+    timeout: float | None = None,
+) -> dict:
+    """Shares connections among min(processes, connections) load generator processes and merges
+    their results: command(first, count) starts one with connections first..first+count-1, which
+    prints detailed() as one JSON line. The merged summary's rate is over the longest elapsed."""
+    k = max(1, min(processes, connections))
+    shares = [connections // k + (i < connections % k) for i in range(k)]
+    procs = [
+        subprocess.Popen(
+            command(sum(shares[:i]), share),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, share in enumerate(shares)
+    ]
+    parts = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            if proc.returncode:
+                raise RuntimeError(f"load generator failed: {err[-2000:]}")
+            parts.append(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed = max(p["elapsed"] for p in parts)
+    merged = summary(
+        [x for p in parts for x in p["latencies"]],
+        elapsed,
+        [e for p in parts for e in p["all_errors"]],
+    )
+    return dict(merged, elapsed=elapsed)
 
 
 class Connection:

@@ -8,7 +8,7 @@ the results as JSON and, where matplotlib imports (here or in one of the interpr
 
     python bench/scaling.py [--python gil=.venv-gil/bin/python --python ft=.venv-ft/bin/python]
         [--pythonpath ft=DIR:DIR ...] [--examples twisted_web asyncio_http] [--workers 1 2 16]
-        [--processes 2 16] [--seconds 5] [--connections 8] [--out out/scaling]
+        [--workers-for gil=1,2] [--processes 2 16] [--seconds 5] [--connections 8] [--out out/scaling]
 
 Internal modes (what the driver starts): `serve` (a server process) and `load` (the load generator).
 The README's main job (bench/main_job.py) and bench/server_workloads.py import this module for its
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 import _load
 
@@ -140,20 +141,16 @@ def serve_main(argv: list[str]) -> int:
 
 def load(port: int, path: str, connections: int, seconds: float, first: int = 0) -> dict:
     """The summary, with what run_load needs to merge it with other load processes' results."""
-    latencies, elapsed, errors = _load.http_threads(
-        port,
-        connections,
-        seconds,
-        lambda conn, i: path.replace("{n}", f"{first + conn}.{i}"),
-        timeout=30,
-        nodelay=True,
-        require_200=True,
-    )
-    return dict(
-        _load.summary(latencies, elapsed, errors),
-        latencies=latencies,
-        elapsed=elapsed,
-        all_errors=errors,
+    return _load.detailed(
+        *_load.http_threads(
+            port,
+            connections,
+            seconds,
+            lambda conn, i: path.replace("{n}", f"{first + conn}.{i}"),
+            timeout=30,
+            nodelay=True,
+            require_200=True,
+        )
     )
 
 
@@ -196,7 +193,8 @@ class Interpreter:
         return env
 
 
-def start_server(cmd: list[str], env: dict, port_pattern: str) -> tuple[subprocess.Popen, int]:
+def spawn_server(cmd: list[str], env: dict) -> subprocess.Popen:
+    """A server process in a session of its own; await_port reads its output."""
     server = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -206,7 +204,13 @@ def start_server(cmd: list[str], env: dict, port_pattern: str) -> tuple[subproce
         cwd=ROOT,
         start_new_session=True,
     )
-    seen = []
+    server.lines, server.reader = [], None
+    return server
+
+
+def await_port(server: subprocess.Popen, cmd: list[str], port_pattern: str) -> int:
+    """The port in the server's first line that matches port_pattern (within 60 s)."""
+    seen = server.lines
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = server.stdout.readline()
@@ -216,100 +220,114 @@ def start_server(cmd: list[str], env: dict, port_pattern: str) -> tuple[subproce
         match = re.search(port_pattern, line)
         if match:
             # Keep reading its output (twistd logs every request): a full pipe would stall it.
-            server.lines = seen
             server.reader = threading.Thread(target=lambda: seen.extend(server.stdout), daemon=True)
             server.reader.start()
-            return server, int(match.group(1))
+            return int(match.group(1))
     server.kill()
     raise RuntimeError(f"server did not start: {' '.join(cmd)}\n{''.join(seen)[-3000:]}")
 
 
-def stop_server(server: subprocess.Popen) -> str:
-    """SIGTERM, then the rest of its output (where `serve` prints tm-stats)."""
-    server.send_signal(signal.SIGTERM)
+def start_server(cmd: list[str], env: dict, port_pattern: str) -> tuple[subprocess.Popen, int]:
+    server = spawn_server(cmd, env)
+    return server, await_port(server, cmd, port_pattern)
+
+
+def start_servers(
+    command: Callable[[int], list[str]], count: int, env: dict, port_pattern: str
+) -> tuple[list[subprocess.Popen], int]:
+    """count servers sharing one port (SO_REUSEPORT): command(0) binds a free port and prints it,
+    command(port) starts each of the others on it, all at once (16 start-ups one after the other
+    would take longer than the measurement)."""
+    servers: list[subprocess.Popen] = []
     try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-    server.reader.join(timeout=10)
-    return "".join(server.lines)
+        first, port = start_server(command(0), env, port_pattern)
+        servers.append(first)
+        servers += [spawn_server(command(port), env) for _ in range(count - 1)]
+        for server in servers[1:]:
+            await_port(server, command(port), port_pattern)
+    except BaseException:
+        for server in servers:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        raise
+    return servers, port
+
+
+def stop_servers(servers: list[subprocess.Popen]) -> list[str]:
+    """SIGTERM to all, then the rest of each one's output (where `serve` prints tm-stats)."""
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+    for server in servers:
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        if server.reader:
+            server.reader.join(timeout=10)
+    return ["".join(server.lines) for server in servers]
+
+
+def stop_server(server: subprocess.Popen) -> str:
+    return stop_servers([server])[0]
 
 
 def run_load(args, port: int) -> dict:
     """The load generator: --load-processes processes sharing --connections, merged."""
-    k = max(1, min(args.load_processes, args.connections))
-    shares = [args.connections // k + (i < args.connections % k) for i in range(k)]
-    procs = [
-        subprocess.Popen(
-            [
-                args.load_python,
-                str(pathlib.Path(__file__).resolve()),
-                "load",
-                "--port",
-                str(port),
-                "--path",
-                args.path,
-                "--connections",
-                str(share),
-                "--seconds",
-                str(args.seconds),
-                "--first",
-                str(sum(shares[:i])),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i, share in enumerate(shares)
-    ]
-    parts = []
-    for proc in procs:
-        out, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"load generator failed: {err[-2000:]}")
-        parts.append(json.loads(out))
-    elapsed = max(p["elapsed"] for p in parts)
-    merged = _load.summary(
-        [x for p in parts for x in p["latencies"]],
-        elapsed,
-        [e for p in parts for e in p["all_errors"]],
+    me = str(pathlib.Path(__file__).resolve())
+    return _load.run_processes(
+        lambda first, count: [
+            args.load_python,
+            me,
+            "load",
+            "--port",
+            str(port),
+            "--path",
+            args.path,
+            "--connections",
+            str(count),
+            "--seconds",
+            str(args.seconds),
+            "--first",
+            str(first),
+        ],
+        args.connections,
+        args.load_processes,
     )
-    return dict(merged, elapsed=elapsed)
 
 
 def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
     """One configuration: kind stock (1 process), tm (n workers) or reuseport (n processes)."""
     me = str(pathlib.Path(__file__).resolve())
-    processes = n if kind == "reuseport" else 1
-    servers = []
-    port = 0
+    extra = {}
     result_log = None
+    if args.conflict_log and kind == "tm":  # the log of this run, for python -m tm.report
+        log = pathlib.Path(args.conflict_log) / f"{example}-{interp.label}-tm{n}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        extra["TM_CONFLICT_LOG"] = str(log)
+        result_log = str(log)
+    servers, port = start_servers(
+        lambda port: [
+            interp.python,
+            me,
+            "serve",
+            example,
+            kind,
+            "--workers",
+            str(n),
+            "--port",
+            str(port),
+        ],
+        n if kind == "reuseport" else 1,
+        interp.env(extra),
+        r"^listening on (\d+)",
+    )
     try:
-        for _ in range(processes):
-            cmd = [
-                interp.python,
-                me,
-                "serve",
-                example,
-                kind,
-                "--workers",
-                str(n),
-                "--port",
-                str(port),
-            ]
-            extra = {}
-            if args.conflict_log and kind == "tm":  # the log of this run, for python -m tm.report
-                log = pathlib.Path(args.conflict_log) / f"{example}-{interp.label}-tm{n}.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                extra["TM_CONFLICT_LOG"] = str(log)
-                result_log = str(log)
-            server, port = start_server(cmd, interp.env(extra), r"^listening on (\d+)")
-            servers.append(server)
         result = run_load(args, port)
         dead = [s for s in servers if s.poll() is not None]
     finally:
-        outputs = [stop_server(s) for s in servers]
+        outputs = stop_servers(servers)
     if dead:
         raise RuntimeError("the server exited under load:\n" + "".join(dead[0].lines)[-1500:])
     for out in outputs:
@@ -321,9 +339,9 @@ def measure(args, interp: Interpreter, example: str, kind: str, n: int) -> dict:
     return result
 
 
-def configurations(args) -> list[tuple[str, int]]:
+def configurations(args, label: str) -> list[tuple[str, int]]:
     configs = [("stock", 1)]
-    configs += [("tm", w) for w in args.workers]
+    configs += [("tm", w) for w in args.workers_for.get(label, args.workers)]
     configs += [("reuseport", n) for n in args.processes]
     return configs
 
@@ -507,6 +525,14 @@ def driver_main(argv: list[str]) -> int:
         "--examples", nargs="+", default=list(EXAMPLE_FILES), choices=list(EXAMPLE_FILES)
     )
     parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, 2, cpus}))
+    parser.add_argument(
+        "--workers-for",
+        action="append",
+        default=[],
+        metavar="LABEL=N,N...",
+        help="that interpreter's tm worker counts, instead of --workers (gil=1,2: "
+        "with the GIL only processes scale)",
+    )
     parser.add_argument("--processes", type=int, nargs="*", default=sorted({2, cpus}))
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
@@ -541,6 +567,10 @@ def driver_main(argv: list[str]) -> int:
     paths = parse_labelled(args.pythonpath, "pythonpath")
     interps = [Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
     args.load_python = args.load_python or interps[0].python
+    args.workers_for = {
+        label: [int(n) for n in counts.split(",")]
+        for label, counts in parse_labelled(args.workers_for, "workers-for").items()
+    }
 
     examples = []
     for example in args.examples:
@@ -566,7 +596,7 @@ def driver_main(argv: list[str]) -> int:
     for interp in interps:
         for example in examples:
             results = {}
-            for kind, n in configurations(args):
+            for kind, n in configurations(args, interp.label):
                 if (kind, n) in results:
                     continue
                 try:

@@ -1,22 +1,25 @@
 """Server workloads (bench/workloads.py: a JSON API, a template page, a chat broadcast) on the stock
-reactor or loop, on tm at 1 and 2 workers and as 2 processes sharing the port, beside the
-interpreter's ceiling: the same per-request work in 1 and 2 plain threads with no reactor. One run.
+reactor or loop, on tm at --workers workers (default 1 and 2) and as --processes processes sharing
+the port (default 2), beside the interpreter's ceiling: the same per-request work in plain threads
+with no reactor, as many as each of those counts. One run.
 
 Never a pass/fail test. The servers run on one interpreter (--python, default the free-threaded
 venv), each in its own process; the load generator runs in another (--load-python, default the
-GIL venv), closed loop: keep-alive HTTP connections, a thread each (bench/_load.py), for json and
-template; for chat, line-protocol clients on one selector, in rooms of --room-size, each waiting
-for its own broadcast line before it sends the next. The ceiling runs the work of one request (one
-broadcast for chat) in plain threads of the servers' interpreter (bench/thread_scaling.py's
-units_per_second), without sockets, HTTP or Twisted: the most any server could get from that work
-on this interpreter with 1 and 2 threads.
+GIL venv), closed loop: keep-alive HTTP connections, a thread each (bench/_load.py), shared among
+--load-processes processes (default 1; more where one cannot keep many server workers busy), for
+json and template; for chat, line-protocol clients on one selector, in rooms of --room-size, each
+waiting for its own broadcast line before it sends the next. The ceiling runs the work of one
+request (one broadcast for chat) in plain threads of the servers' interpreter
+(bench/thread_scaling.py's units_per_second), without sockets, HTTP or Twisted: the most any
+server could get from that work on this interpreter with that many threads.
 
     python bench/server_workloads.py [--workloads json template chat] [--servers twisted asyncio]
-        [--seconds 3] [--connections 8] [--python .venv-ft/bin/python]
-        [--load-python .venv-gil/bin/python] [--out out/server_workloads]
+        [--workers 1 2] [--processes 2] [--seconds 3] [--connections 8] [--load-processes 1]
+        [--python .venv-ft/bin/python] [--load-python .venv-gil/bin/python]
+        [--out out/server_workloads]
 
 Prints a table per unit (requests/s; chat: lines delivered/s) with the ratios measured side by side
-and writes OUT.json. 2 processes are not run for chat: two processes would hold two disjoint sets
+and writes OUT.json. Processes are not run for chat: two processes would hold two disjoint sets
 of rooms, a different program. Twisted leaves Nagle's algorithm on where asyncio turns it off, so
 chat on Twisted runs twice: as written, and as `twisted+nodelay`, whose protocol calls
 transport.setTcpNoDelay(True) (TM_BENCH_NODELAY=1).
@@ -132,7 +135,9 @@ def load_http_main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--first", type=int, default=0, help="number of the first connection")
     args = parser.parse_args(argv)
+    first = args.first
     if args.workload == "json":
         orders = [workloads.make_order(n) for n in range(64)]  # built before the clock starts
         latencies, elapsed, errors = _load.http_threads(
@@ -143,19 +148,19 @@ def load_http_main(argv: list[str]) -> int:
             timeout=30,
             nodelay=True,
             require_200=True,
-            body=lambda conn, i: orders[(conn * 7 + i) % len(orders)],
+            body=lambda conn, i: orders[((first + conn) * 7 + i) % len(orders)],
         )
     else:
         latencies, elapsed, errors = _load.http_threads(
             args.port,
             args.connections,
             args.seconds,
-            lambda conn, i: f"/page?n={conn * 1000003 + i}",
+            lambda conn, i: f"/page?n={(first + conn) * 1000003 + i}",
             timeout=30,
             nodelay=True,
             require_200=True,
         )
-    print(json.dumps(dict(_load.summary(latencies, elapsed, errors), units_total=len(latencies))))
+    print(json.dumps(_load.detailed(latencies, elapsed, errors)))
     return 0
 
 
@@ -324,60 +329,69 @@ def run_json(cmd: list[str], env: dict | None = None, timeout: float = 120) -> d
 def measure(args, interp, workload: str, row_server: str, kind: str, n: int) -> dict:
     server, _, variant = row_server.partition("+")
     env = interp.env({"TM_BENCH_NODELAY": "1" if variant == "nodelay" else "0"})
-    processes = n if kind == "reuseport" else 1
-    servers = []
-    port = 0
+    servers, port = scaling.start_servers(
+        lambda port: [
+            interp.python,
+            ME,
+            "serve",
+            workload,
+            server,
+            kind,
+            "--workers",
+            str(n),
+            "--port",
+            str(port),
+        ],
+        n if kind == "reuseport" else 1,
+        env,
+        r"^listening on (\d+)",
+    )
     try:
-        for _ in range(processes):
-            cmd = [
-                interp.python,
-                ME,
-                "serve",
-                workload,
-                server,
-                kind,
-                "--workers",
-                str(n),
-                "--port",
-                str(port),
-            ]
-            proc, port = scaling.start_server(cmd, env, r"^listening on (\d+)")
-            servers.append(proc)
-        if workload == "chat":
-            load = [
-                args.load_python,
-                ME,
-                "load-chat",
-                "--port",
-                str(port),
-                "--connections",
-                str(args.chat_connections),
-                "--room-size",
-                str(args.room_size),
-                "--seconds",
-                str(args.seconds),
-            ]
-        else:
-            load = [
-                args.load_python,
-                ME,
-                "load-http",
-                workload,
-                "--port",
-                str(port),
-                "--connections",
-                str(args.connections),
-                "--seconds",
-                str(args.seconds),
-            ]
         cpu_before = sum(cpu_seconds(s.pid) for s in servers)
-        result = run_json(load, timeout=args.seconds + 120)
+        if workload == "chat":
+            result = run_json(
+                [
+                    args.load_python,
+                    ME,
+                    "load-chat",
+                    "--port",
+                    str(port),
+                    "--connections",
+                    str(args.chat_connections),
+                    "--room-size",
+                    str(args.room_size),
+                    "--seconds",
+                    str(args.seconds),
+                ],
+                timeout=args.seconds + 120,
+            )
+        else:
+            result = _load.run_processes(
+                lambda first, count: [
+                    args.load_python,
+                    ME,
+                    "load-http",
+                    workload,
+                    "--port",
+                    str(port),
+                    "--connections",
+                    str(count),
+                    "--seconds",
+                    str(args.seconds),
+                    "--first",
+                    str(first),
+                ],
+                args.connections,
+                args.load_processes,
+                timeout=args.seconds + 120,
+            )
+            result["units_total"] = result["requests"]
         cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
         result["server_cpu_s"] = cpu
         result["cpu_us"] = cpu / max(result["units_total"], 1) * 1e6
         dead = [s for s in servers if s.poll() is not None]
     finally:
-        outputs = [scaling.stop_server(s) for s in servers]
+        outputs = scaling.stop_servers(servers)
     if dead:
         raise RuntimeError("the server exited under load:\n" + "".join(dead[0].lines)[-1500:])
     for out in outputs:
@@ -403,27 +417,29 @@ def fmt(r: dict | None) -> str:
     return text + (f" [{r['errors']} errors]" if r["errors"] else "")
 
 
+def ceiling_counts(workers: list[int], processes: list[int]) -> list[int]:
+    """The thread counts of the ceiling: one for each count of workers or processes."""
+    return sorted(set(workers) | set(processes))
+
+
 def div(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
 
-def print_table(rows: list[dict], ceilings: dict) -> None:
-    head = [
-        "workload",
-        "server",
-        "stock",
-        "tm x1",
-        "tm x2",
-        "2 procs",
-        "ceiling 1 thr",
-        "ceiling 2 thr",
-        "tm x2/x1",
-        "ceiling x2/x1",
-        "tm x2/2 procs",
-        "tm x1/stock",
-        "tm x1/ceiling 1",
-        "tm x2/ceiling 2",
-    ]
+def print_table(rows: list[dict], ceilings: dict, workers: list[int], processes: list[int]) -> None:
+    counts = ceiling_counts(workers, processes)
+    shared = [n for n in processes if n in workers]
+    head = (
+        ["workload", "server", "stock"]
+        + [f"tm x{w}" for w in workers]
+        + [f"{n} procs" for n in processes]
+        + [f"ceiling {n} thr" for n in counts]
+        + [f"tm x{w}/x1" for w in workers if w != 1 and 1 in workers]
+        + [f"ceiling x{n}/x1" for n in counts if n != 1 and 1 in counts]
+        + [f"tm x{n}/{n} procs" for n in shared]
+        + (["tm x1/stock"] if 1 in workers else [])
+        + [f"tm x{w}/ceiling {w}" for w in workers]
+    )
     print()
     print(
         "json, template: requests/s (p99 ms); chat: lines delivered/s (p99 ms of a message's "
@@ -439,23 +455,16 @@ def print_table(rows: list[dict], ceilings: dict) -> None:
             return r["rps"] if r else None
 
         c = ceilings.get(row["workload"], {})
-        c1, c2 = c.get("1"), c.get("2")
-        cells = [
-            row["workload"],
-            row["server"],
-            fmt(res.get(("stock", 1))),
-            fmt(res.get(("tm", 1))),
-            fmt(res.get(("tm", 2))),
-            fmt(res.get(("reuseport", 2))),
-            f"{c1:.0f}" if c1 else "-",
-            f"{c2:.0f}" if c2 else "-",
-            div(rps(("tm", 2)), rps(("tm", 1))),
-            div(c2, c1),
-            div(rps(("tm", 2)), rps(("reuseport", 2))),
-            div(rps(("tm", 1)), rps(("stock", 1))),
-            div(rps(("tm", 1)), c1),
-            div(rps(("tm", 2)), c2),
-        ]
+        ceiling = {n: c.get(str(n)) for n in counts}
+        cells = [row["workload"], row["server"], fmt(res.get(("stock", 1)))]
+        cells += [fmt(res.get(("tm", w))) for w in workers]
+        cells += [fmt(res.get(("reuseport", n))) for n in processes]
+        cells += [f"{ceiling[n]:.0f}" if ceiling[n] else "-" for n in counts]
+        cells += [div(rps(("tm", w)), rps(("tm", 1))) for w in workers if w != 1 and 1 in workers]
+        cells += [div(ceiling[n], ceiling[1]) for n in counts if n != 1 and 1 in counts]
+        cells += [div(rps(("tm", n)), rps(("reuseport", n))) for n in shared]
+        cells += [div(rps(("tm", 1)), rps(("stock", 1)))] if 1 in workers else []
+        cells += [div(rps(("tm", w)), ceiling[w]) for w in workers]
         print("| " + " | ".join(cells) + " |")
     print()
     print(
@@ -463,19 +472,15 @@ def print_table(rows: list[dict], ceilings: dict) -> None:
         "processes' utime+stime over the load / the requests answered; ceiling: the threads' "
         "CPU / units of work. Less sensitive to a busy machine than the rates"
     )
-    head = [
-        "workload",
-        "server",
-        "ceiling 1 thr",
-        "ceiling 2 thr",
-        "stock",
-        "tm x1",
-        "tm x2",
-        "2 procs",
-        "tm x1 - ceiling 1",
-        "tm x2 - ceiling 2",
-        "tm x1 - stock",
-    ]
+    head = (
+        ["workload", "server"]
+        + [f"ceiling {n} thr" for n in counts]
+        + ["stock"]
+        + [f"tm x{w}" for w in workers]
+        + [f"{n} procs" for n in processes]
+        + [f"tm x{w} - ceiling {w}" for w in workers]
+        + (["tm x1 - stock"] if 1 in workers else [])
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
@@ -492,19 +497,12 @@ def print_table(rows: list[dict], ceilings: dict) -> None:
         def diff(a, b):
             return f"{a - b:+.0f}" if a is not None and b is not None else "-"
 
-        cells = [
-            row["workload"],
-            row["server"],
-            cell(c.get("cpu_us_1")),
-            cell(c.get("cpu_us_2")),
-            cell(us(("stock", 1))),
-            cell(us(("tm", 1))),
-            cell(us(("tm", 2))),
-            cell(us(("reuseport", 2))),
-            diff(us(("tm", 1)), c.get("cpu_us_1")),
-            diff(us(("tm", 2)), c.get("cpu_us_2")),
-            diff(us(("tm", 1)), us(("stock", 1))),
-        ]
+        cells = [row["workload"], row["server"]]
+        cells += [cell(c.get(f"cpu_us_{n}")) for n in counts]
+        cells += [cell(us(("stock", 1)))] + [cell(us(("tm", w))) for w in workers]
+        cells += [cell(us(("reuseport", n))) for n in processes]
+        cells += [diff(us(("tm", w)), c.get(f"cpu_us_{w}")) for w in workers]
+        cells += [diff(us(("tm", 1)), us(("stock", 1)))] if 1 in workers else []
         print("| " + " | ".join(cells) + " |")
     print()
     print("tm statistics per run (tm.stats() in the server at exit):")
@@ -532,8 +530,34 @@ def driver_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="tm worker counts, one configuration each",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="*",
+        default=[2],
+        help="counts of stock processes sharing the port (json, template)",
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--ceiling-seconds",
+        type=float,
+        default=None,
+        help="per thread count of the ceiling (default: --seconds, 2 at most)",
+    )
     parser.add_argument("--connections", type=int, default=8, help="HTTP connections")
+    parser.add_argument(
+        "--load-processes",
+        type=int,
+        default=1,
+        help="HTTP load generator processes, sharing the connections",
+    )
     parser.add_argument("--chat-connections", type=int, default=16)
     parser.add_argument("--room-size", type=int, default=4)
     parser.add_argument(
@@ -556,9 +580,14 @@ def driver_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     interp = scaling.Interpreter("servers", args.python, args.pythonpath)
+    if args.ceiling_seconds is None:
+        args.ceiling_seconds = min(args.seconds, 2.0)
+    counts = ceiling_counts(args.workers, args.processes)
     print(
         f"{os.cpu_count()} cores, commit {scaling.commit()}, servers on {interp.version}, "
-        f"load generator on {args.load_python}, {args.seconds:g} s per configuration, "
+        f"tm workers {' '.join(map(str, args.workers))}, processes "
+        f"{' '.join(map(str, args.processes)) or '-'}, load generator on {args.load_python} "
+        f"({args.load_processes} processes for HTTP), {args.seconds:g} s per configuration, "
         f"{args.connections} HTTP connections, chat {args.chat_connections} clients in rooms of "
         f"{args.room_size}, load average {os.getloadavg()[0]:.2f}",
         flush=True,
@@ -573,22 +602,26 @@ def driver_main(argv: list[str]) -> int:
                     "ceiling",
                     workload,
                     "--threads",
-                    "1",
-                    "2",
+                    *map(str, counts),
                     "--seconds",
-                    str(min(args.seconds, 2.0)),
+                    str(args.ceiling_seconds),
                     "--room-size",
                     str(args.room_size),
                 ],
                 interp.env(),
+                timeout=120 + len(counts) * args.ceiling_seconds,
             )
         except (RuntimeError, subprocess.SubprocessError, json.JSONDecodeError) as e:
             print(f"  {workload} ceiling: FAILED {e}")
             continue
         c = ceilings[workload]
         print(
-            f"  {workload:8} ceiling 1 thread {c['1']:.0f}/s ({c['cpu_us_1']:.1f} us CPU a "
-            f"unit), 2 threads {c['2']:.0f}/s ({c['cpu_us_2']:.1f} us)",
+            f"  {workload:8} ceiling "
+            + ", ".join(
+                f"{n} thread{'s' if n > 1 else ''} {c[str(n)]:.0f}/s ({c[f'cpu_us_{n}']:.1f} us CPU "
+                f"a unit)"
+                for n in counts
+            ),
             flush=True,
         )
     rows = []
@@ -597,9 +630,9 @@ def driver_main(argv: list[str]) -> int:
         if workload == "chat" and args.chat_nodelay and "twisted" in servers:
             servers.insert(servers.index("twisted") + 1, "twisted+nodelay")
         for server in servers:
-            configs = [("stock", 1), ("tm", 1), ("tm", 2)]
+            configs = [("stock", 1)] + [("tm", w) for w in args.workers]
             if workload != "chat":
-                configs.append(("reuseport", 2))
+                configs += [("reuseport", n) for n in args.processes]
             results = {}
             for kind, n in configs:
                 name = (
@@ -620,7 +653,7 @@ def driver_main(argv: list[str]) -> int:
                 )
             rows.append({"workload": workload, "server": server, "results": results})
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
-    print_table(rows, ceilings)
+    print_table(rows, ceilings, args.workers, args.processes)
     out = pathlib.Path(args.out + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -630,6 +663,12 @@ def driver_main(argv: list[str]) -> int:
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "interpreter": interp.version,
                 "seconds": args.seconds,
+                "ceiling_seconds": args.ceiling_seconds,
+                "workers": args.workers,
+                "processes": args.processes,
+                "connections": args.connections,
+                "load_processes": args.load_processes,
+                "load_python": args.load_python,
                 "ceilings": ceilings,
                 "rows": [
                     {

@@ -4,7 +4,7 @@ Never a pass/fail test. Runs each workload in 1, 2, ... N threads for a fixed ti
 work done per second and its ratio to one thread. On a free-threaded CPython this is the most any
 reactor can get from N workers for the same work; bench/scaling.py's tm figures are read against it.
 
-    python bench/thread_scaling.py [--threads 1 2 4 8 16] [--seconds 1]
+    python bench/thread_scaling.py [--threads 1 2 4 8 16] [--seconds 1] [--json OUT.json]
 
 Workloads:
   sha256     the /work page of examples/twisted_web_site.py: 2000 rounds of CPython's own SHA-256
@@ -15,6 +15,7 @@ Workloads:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import sysconfig
@@ -73,7 +74,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, 2, cpus}))
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--json", metavar="PATH", help="also writes the rates there")
     args = parser.parse_args()
+    results = {}
     gil = "GIL off" if sysconfig.get_config_var("Py_GIL_DISABLED") else "GIL"
     print(f"{cpus} cores, CPython {sys.version.split()[0]} ({gil}), {args.seconds} s per point")
     print(
@@ -86,6 +89,7 @@ def main() -> int:
     print("|---" * (2 * len(args.threads)) + "|")
     for name in args.workloads:
         rates = [units_per_second(WORKLOADS[name], n, args.seconds) for n in args.threads]
+        results[name] = {str(n): rate for n, rate in zip(args.threads, rates)}
         print(
             f"| {name} | "
             + " | ".join(f"{r:.0f}/s" for r in rates)
@@ -94,6 +98,19 @@ def main() -> int:
             + " |",
             flush=True,
         )
+    if args.json:
+        data = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cores": cpus,
+            "python": sys.version.split()[0],
+            "gil": gil,
+            "seconds": args.seconds,
+            "threads": args.threads,
+            "units_per_second": results,
+        }
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+        print(f"results: {args.json}")
     return 0
 
 
