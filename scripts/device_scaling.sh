@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The scaling benchmark (bench/scaling.py) on a many-core machine lent without network.
+# The scaling benchmarks (bench/scaling.py, bench/thread_scaling.py, bench/server_workloads.py) on a
+# many-core machine lent without network.
 #
 #   scripts/device_scaling.sh pack           here: writes out/device-bundle.tar.gz (< 64 MiB)
 #   scripts/device_scaling.sh run [BUNDLE]   there (or here, to check it): unpacks and runs
@@ -11,16 +12,34 @@
 #   - Twisted and its dependencies, copied from each venv (their files as the RECORD lists them);
 #   - bench/ and examples/ of the same commit.
 # `run` unpacks it into $TM_DEVICE_DIR (default: a temporary folder), installs each wheel by
-# unzipping it beside those packages, and runs bench/scaling.py for both interpreters with
-# workers TM_DEVICE_WORKERS (default "1 2 4 8 16"), processes TM_DEVICE_PROCESSES (default
-# "2 8 16"), TM_DEVICE_SECONDS per configuration (default 4). Results go to $OUT if set (the
-# device machine's return folder), else out/device-scaling/: scaling.json, scaling.txt and, where
-# matplotlib imports (it is not carried), scaling.png; `bench/scaling.py plot scaling.json x.png`
-# draws it afterwards here.
+# unzipping it beside those packages, and runs the steps named in TM_DEVICE_STEPS (default
+# "scaling threads workloads"), in that order, each printing a UTC timestamp when it starts and
+# ends; a step that fails is reported and the next one runs (the exit status says if any failed):
+#   scaling    bench/scaling.py on both interpreters: stock, tm at TM_DEVICE_WORKERS (default
+#              "1 2 4 8 16"; the GIL interpreter TM_DEVICE_GIL_WORKERS, default "1 2": with the
+#              GIL only processes scale), TM_DEVICE_PROCESSES (default "2 8 16") processes
+#              sharing the port; TM_DEVICE_SECONDS (default 3) per configuration.
+#   threads    bench/thread_scaling.py on the free-threaded interpreter, TM_DEVICE_THREADS
+#              (default "1 2 4 8 16") threads, TM_DEVICE_THREADS_SECONDS (default 1) a point.
+#   workloads  bench/server_workloads.py, servers on the free-threaded interpreter: workloads
+#              TM_DEVICE_WORKLOADS (default "json template chat"), tm at
+#              TM_DEVICE_WORKLOADS_WORKERS (default: TM_DEVICE_WORKERS), processes
+#              TM_DEVICE_WORKLOADS_PROCESSES (default: TM_DEVICE_PROCESSES),
+#              TM_DEVICE_WORKLOADS_SECONDS (default 2) per configuration, the ceiling
+#              TM_DEVICE_CEILING_SECONDS (default 1) per thread count.
+# The load generators run on the free-threaded interpreter (their threads run in parallel):
+# TM_DEVICE_LOAD_PROCESSES processes (default 4) sharing TM_DEVICE_CONNECTIONS keep-alive
+# connections (default twice the cores, at least 8). Results go to $OUT if set (the device
+# machine's return folder), else out/device-scaling/, two files a step: scaling.json/.txt,
+# threads.json/.txt, workloads.json/.txt (and scaling.png where matplotlib imports: it is not
+# carried; `bench/scaling.py plot scaling.json x.png` draws it afterwards here).
 #
-# On the lent machine: carry out/device-bundle.tar.gz and run `scripts/device_scaling.sh run`
-# (36 configurations of about 4 s plus server start-up: 3-5 minutes on 16 cores; set
-# TM_DEVICE_SECONDS lower if the lease is short).
+# On the lent machine: carry out/device-bundle.tar.gz and run
+#   TM_DEVICE_LOAD_PROCESSES=4 scripts/device_scaling.sh run
+# With the defaults on 16 cores, about 7 minutes: scaling 30 configurations (ft: 2 examples x 9,
+# gil: 2 x 6) x (3 s + 1-2 s of start-up) = 2.5 min; threads 10 points x 1 s = 15 s; workloads
+# 54 configurations (json, template: 2 servers x 9; chat: 3 rows x 6) x (2 s + 1-2 s) = 3-3.5 min,
+# and its ceiling 3 x 5 x 1 s = 20 s. Lower the seconds, or drop a step, if the lease is shorter.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -145,12 +164,27 @@ pack() {
   if ((size >= 64 * 1024 * 1024)); then log "too large for the device (64 MiB)"; exit 1; fi
 }
 
+# step NAME COMMAND...: runs COMMAND, its output (with the step's start and end) to the terminal and
+# to $results/NAME.txt; a failure is reported and recorded in $failed, never fatal.
+step() {
+  local name=$1 started
+  shift
+  started=$(date +%s)
+  log "$name: start $(date -u '+%Y-%m-%d %H:%M:%S UTC')" 2>&1 | tee "$results/$name.txt" >&2
+  local rc=0
+  "$@" 2>&1 | tee -a "$results/$name.txt" || rc=$?
+  log "$name: end $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(($(date +%s) - started)) s, exit $rc" \
+    2>&1 | tee -a "$results/$name.txt" >&2
+  ((rc == 0)) || failed+=("$name")
+}
+
 run() {
   local bundle=${1:-$bundle_default}
   local dir=${TM_DEVICE_DIR:-$(mktemp -d)}
-  local results=${OUT:-$root/out/device-scaling}
+  results=${OUT:-$root/out/device-scaling}
+  failed=()
   mkdir -p "$dir" "$results"
-  log "unpacking $bundle into $dir"
+  log "unpacking $bundle into $dir ($(date -u '+%H:%M:%S UTC'))"
   tar -C "$dir" -xzf "$bundle"
   local args=()
   for flavour in gil ft; do
@@ -166,16 +200,42 @@ run() {
       "$dir/site-$flavour" || { log "$flavour: the bundle does not import"; exit 1; }
     args+=(--python "$flavour=$python" --pythonpath "$flavour=$dir/site-$flavour")
   done
-  log "$(nproc) cores; commit $(cat "$dir/COMMIT"); results in $results"
+  local ft="$dir/python-ft/bin/python" bench="$dir/project/bench" cores
+  cores=$(nproc)
+  log "$cores cores; commit $(cat "$dir/COMMIT"); results in $results"
   export TM_COMMIT
   TM_COMMIT=$(cat "$dir/COMMIT")
-  # The load generator on the free-threaded interpreter: its threads run in parallel.
-  # shellcheck disable=SC2086
-  "$dir/python-ft/bin/python" "$dir/project/bench/scaling.py" "${args[@]}" \
-    --load-python "$dir/python-ft/bin/python" --load-processes "${TM_DEVICE_LOAD_PROCESSES:-2}" \
-    --workers ${TM_DEVICE_WORKERS:-1 2 4 8 16} --processes ${TM_DEVICE_PROCESSES:-2 8 16} \
-    --seconds "${TM_DEVICE_SECONDS:-4}" --out "$results/scaling" 2>&1 | tee "$results/scaling.txt"
+  local workers=${TM_DEVICE_WORKERS:-1 2 4 8 16} processes=${TM_DEVICE_PROCESSES:-2 8 16}
+  local gil_workers=${TM_DEVICE_GIL_WORKERS:-1 2}
+  # The load generators on the free-threaded interpreter: their threads run in parallel.
+  local load=(--load-python "$ft" --load-processes "${TM_DEVICE_LOAD_PROCESSES:-4}"
+    --connections "${TM_DEVICE_CONNECTIONS:-$((cores * 2 > 8 ? cores * 2 : 8))}")
+  for name in ${TM_DEVICE_STEPS:-scaling threads workloads}; do
+    case $name in
+      scaling)
+        # shellcheck disable=SC2086
+        step scaling "$ft" "$bench/scaling.py" "${args[@]}" "${load[@]}" \
+          --workers $workers --workers-for "gil=${gil_workers// /,}" --processes $processes \
+          --seconds "${TM_DEVICE_SECONDS:-3}" --out "$results/scaling" ;;
+      threads)
+        # shellcheck disable=SC2086
+        step threads "$ft" "$bench/thread_scaling.py" --threads ${TM_DEVICE_THREADS:-1 2 4 8 16} \
+          --seconds "${TM_DEVICE_THREADS_SECONDS:-1}" --json "$results/threads.json" ;;
+      workloads)
+        # shellcheck disable=SC2086
+        step workloads "$ft" "$bench/server_workloads.py" --python "$ft" \
+          --pythonpath "$dir/site-ft" "${load[@]}" \
+          --workloads ${TM_DEVICE_WORKLOADS:-json template chat} \
+          --workers ${TM_DEVICE_WORKLOADS_WORKERS:-$workers} \
+          --processes ${TM_DEVICE_WORKLOADS_PROCESSES:-$processes} \
+          --seconds "${TM_DEVICE_WORKLOADS_SECONDS:-2}" \
+          --ceiling-seconds "${TM_DEVICE_CEILING_SECONDS:-1}" --out "$results/workloads" ;;
+      *) log "unknown step $name (scaling, threads, workloads)"; failed+=("$name") ;;
+    esac
+  done
   [[ -n ${TM_DEVICE_DIR:-} ]] || rm -rf "$dir"
+  log "done $(date -u '+%H:%M:%S UTC'); results in $results: $(cd "$results" && echo *)"
+  if ((${#failed[@]})); then log "failed: ${failed[*]}"; exit 1; fi
 }
 
 case ${1:-} in
