@@ -75,46 +75,12 @@ def main_job(args, interps: list[scaling.Interpreter]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    cpus = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--python",
-        action="append",
-        default=[],
-        help="LABEL=PYTHON (repeatable); the servers run on the last one; "
-        "default gil and ft from the project's venvs",
-    )
-    parser.add_argument(
-        "--pythonpath",
-        action="append",
-        default=[],
-        help="LABEL=PATH, prepended to PYTHONPATH for that interpreter's servers",
-    )
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
-    parser.add_argument("--path", default="/work?n={n}")
-    parser.add_argument(
-        "--load-processes",
-        type=int,
-        default=1,
-        help="load generator processes (sharing the connections)",
-    )
-    parser.add_argument(
-        "--load-python",
-        default=None,
-        help="the load generator's interpreter (default: the first --python)",
+    scaling.add_run_arguments(
+        parser, "LABEL=PYTHON (repeatable); the servers run on the last one", [1, 2]
     )
     args = parser.parse_args(argv)
-
-    pythons = scaling.parse_labelled(args.python, "python") or {
-        "gil": str(scaling.ROOT / ".venv-gil" / "bin" / "python"),
-        "ft": str(scaling.ROOT / ".venv-ft" / "bin" / "python"),
-    }
-    paths = scaling.parse_labelled(args.pythonpath, "pythonpath")
-    interps = [scaling.Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
-    args.load_python = args.load_python or interps[0].python
-    return main_job(args, interps)
+    return main_job(args, scaling.interpreters(args))
 
 
 if __name__ == "__main__":

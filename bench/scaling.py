@@ -505,15 +505,17 @@ def parse_labelled(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def driver_main(argv: list[str]) -> int:
+def add_run_arguments(
+    parser: argparse.ArgumentParser, python_help: str, workers: list[int]
+) -> None:
+    """The arguments of a run of servers under load that the driver here and bench/main_job.py
+    share: the interpreters, worker counts, load and load generator."""
     cpus = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--python",
         action="append",
         default=[],
-        help="LABEL=PYTHON, an interpreter that runs the servers (repeatable); "
-        "default gil and ft from the project's venvs",
+        help=f"{python_help}; default gil and ft from the project's venvs",
     )
     parser.add_argument(
         "--pythonpath",
@@ -521,19 +523,7 @@ def driver_main(argv: list[str]) -> int:
         default=[],
         help="LABEL=PATH, prepended to PYTHONPATH for that interpreter's servers",
     )
-    parser.add_argument(
-        "--examples", nargs="+", default=list(EXAMPLE_FILES), choices=list(EXAMPLE_FILES)
-    )
-    parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, 2, cpus}))
-    parser.add_argument(
-        "--workers-for",
-        action="append",
-        default=[],
-        metavar="LABEL=N,N...",
-        help="that interpreter's tm worker counts, instead of --workers (gil=1,2: "
-        "with the GIL only processes scale)",
-    )
-    parser.add_argument("--processes", type=int, nargs="*", default=sorted({2, cpus}))
+    parser.add_argument("--workers", type=int, nargs="+", default=workers)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=max(8, 2 * cpus))
     parser.add_argument("--path", default="/work?n={n}")
@@ -548,6 +538,41 @@ def driver_main(argv: list[str]) -> int:
         default=None,
         help="the load generator's interpreter (default: the first --python)",
     )
+
+
+def interpreters(args: argparse.Namespace) -> list[Interpreter]:
+    """The interpreters add_run_arguments' --python and --pythonpath name (gil and ft from the
+    project's venvs by default); sets args.load_python's default, the first of them."""
+    pythons = parse_labelled(args.python, "python") or {
+        "gil": str(ROOT / ".venv-gil" / "bin" / "python"),
+        "ft": str(ROOT / ".venv-ft" / "bin" / "python"),
+    }
+    paths = parse_labelled(args.pythonpath, "pythonpath")
+    interps = [Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
+    args.load_python = args.load_python or interps[0].python
+    return interps
+
+
+def driver_main(argv: list[str]) -> int:
+    cpus = os.cpu_count() or 1
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_run_arguments(
+        parser,
+        "LABEL=PYTHON, an interpreter that runs the servers (repeatable)",
+        sorted({1, 2, cpus}),
+    )
+    parser.add_argument(
+        "--examples", nargs="+", default=list(EXAMPLE_FILES), choices=list(EXAMPLE_FILES)
+    )
+    parser.add_argument(
+        "--workers-for",
+        action="append",
+        default=[],
+        metavar="LABEL=N,N...",
+        help="that interpreter's tm worker counts, instead of --workers (gil=1,2: "
+        "with the GIL only processes scale)",
+    )
+    parser.add_argument("--processes", type=int, nargs="*", default=sorted({2, cpus}))
     parser.add_argument(
         "--out", default=str(ROOT / "out" / "scaling"), help="writes OUT.json and OUT.png"
     )
@@ -560,13 +585,7 @@ def driver_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
-    pythons = parse_labelled(args.python, "python") or {
-        "gil": str(ROOT / ".venv-gil" / "bin" / "python"),
-        "ft": str(ROOT / ".venv-ft" / "bin" / "python"),
-    }
-    paths = parse_labelled(args.pythonpath, "pythonpath")
-    interps = [Interpreter(label, py, paths.get(label)) for label, py in pythons.items()]
-    args.load_python = args.load_python or interps[0].python
+    interps = interpreters(args)
     args.workers_for = {
         label: [int(n) for n in counts.split(",")]
         for label, counts in parse_labelled(args.workers_for, "workers-for").items()
