@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a fresh Debian machine; quick when already set up.
 #
-#   1. Debian packages: Boost (Asio, Context), GoogleTest, Google Benchmark, clang-format/-tidy.
+#   1. Debian packages: Boost (Asio, header-only), GoogleTest, Google Benchmark, clang-format/-tidy.
 #   2. A free-threaded CPython (scripts/ft_python.sh: found, or built once into the cache).
 #   3. One virtual environment per interpreter: .venv-gil (the default python3, with the GIL) and
 #      .venv-ft (free-threaded), each with Twisted, pytest, hypothesis, uvloop where it installs,
@@ -12,7 +12,7 @@ cd "$root"
 log() { printf '== %s\n' "$*" >&2; }
 
 debian_packages=(build-essential cmake ninja-build pkg-config dpkg-dev
-                 libboost-dev libboost-context-dev libgtest-dev libgmock-dev libbenchmark-dev
+                 libboost-dev libgtest-dev libgmock-dev libbenchmark-dev
                  clang-format clang-tidy
                  libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev libsqlite3-dev
                  libreadline-dev uuid-dev libncurses-dev libgdbm-dev)
