@@ -138,7 +138,7 @@ class PyReactor {
   // The reactor's own locks are taken with the GIL released: a worker dropping a callable
   // needs the GIL while it may hold them.
   void post(py::object fn, std::optional<reactor::Strand> strand, bool fresh) {
-    auto callback = python_callback(std::move(fn));
+    auto callback = python_callback_once(std::move(fn));
     py::gil_scoped_release release;
     if (strand) {
       reactor_.post(*strand, std::move(callback));

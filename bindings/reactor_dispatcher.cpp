@@ -88,6 +88,10 @@ void PyCallable::operator()() const {
   holder_->fn();
 }
 
+void PyCallable::release() const noexcept {
+  holder_->fn = py::object();
+}
+
 void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
                                 reactor::EventCallback callback) {
   AttachedScope attach;
@@ -102,14 +106,30 @@ void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
   run_irrevocable(callback);
 }
 
+namespace {
+
+void call_reporting(const PyCallable& callable) {
+  try {
+    callable();
+  } catch (py::error_already_set& error) {
+    if (error.matches(abort_exception())) throw;  // the runtime's own signal: never swallowed
+    error.discard_as_unraisable(py::reinterpret_borrow<py::object>(callable.get()));
+  }
+}
+
+}  // namespace
+
 reactor::Callback python_callback(py::object fn) {
   return [callable = PyCallable(std::move(fn))](stm::Transaction& /*tx*/) {
-    try {
-      callable();
-    } catch (py::error_already_set& error) {
-      if (error.matches(abort_exception())) throw;  // the runtime's own signal: never swallowed
-      error.discard_as_unraisable(py::reinterpret_borrow<py::object>(callable.get()));
-    }
+    call_reporting(callable);
+  };
+}
+
+reactor::Callback python_callback_once(py::object fn) {
+  return [callable = PyCallable(std::move(fn))](stm::Transaction& /*tx*/) {
+    // An abort signal propagates with the reference kept: the reactor's own path drops it.
+    call_reporting(callable);
+    callable.release();
   };
 }
 

@@ -24,6 +24,8 @@ class PyCallable {
   /// py::error_already_set.
   void operator()() const;
   py::handle get() const noexcept { return holder_->fn.ptr(); }
+  /// Drops the reference now, for every copy; the caller has a thread state attached.
+  void release() const noexcept;
 
  private:
   struct Holder {
@@ -49,5 +51,12 @@ class PythonDispatcher final : public reactor::Dispatcher {
 /// reports an exception that escapes it through sys.unraisablehook (the adapters catch and
 /// report user exceptions the way their stock loops do before this point).
 reactor::Callback python_callback(py::object fn);
+
+/// As python_callback, for a callable the reactor runs once (Reactor.post): the reference is
+/// dropped inside the transaction, right after the call, rather than wherever the reactor lets go
+/// of the callback after the commit. asyncio drops a handle it ran before its next callback; the
+/// commit can wake another strand, which must not find the finished callable (a task, its
+/// exception) still referenced from here.
+reactor::Callback python_callback_once(py::object fn);
 
 }  // namespace tmr::bindings

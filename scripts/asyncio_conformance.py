@@ -83,12 +83,14 @@ CLASSES += [
 KNOWN_EXCEPTIONS: dict[str, str] = {}
 # Known with more than one worker, serial or parallel (never with one: it must equal asyncio).
 _HELD_BY_THE_REACTOR = (
-    "with 2 workers, the reactor drops its reference to a callback it ran (the Handle of a task's "
-    "step, and so the task and its exception) on the worker that ran it, just after its "
-    "transaction ended; the test's task can run on the other worker in between, and "
-    "gc.get_referrers(exc) then still sees the finished task's exception group (3 of 20 runs "
-    "of the scenario in parallel mode; the loop's own frames no longer hold it). Plan: release "
-    "the posted callable before the commit that wakes other strands"
+    "with 2 workers on 3.13t, under load (0 to 8 of 200 runs of the scenario): the finished "
+    "task's step wrapper (asyncio's C TaskStepMethWrapper) stays referenced by no object the "
+    "collector sees until the loop runs a few more iterations (gc.collect() does not free it), so "
+    "gc.get_referrers(exc) still sees the task's exception group. The reactor's own reference to "
+    "a posted callback is dropped inside its transaction. Suspect: free-threaded CPython's biased "
+    "reference counting (an object released by another thread than its creator is freed when its "
+    "creator next runs Python). Plan: confirm with a build that logs that queue, then have a "
+    "worker that goes idle merge its queue first"
 )
 KNOWN_MULTI_WORKER: dict[str, str] = {
     "test_taskgroups.TestTaskGroup.test_exception_refcycles_parent_task": _HELD_BY_THE_REACTOR,
