@@ -32,6 +32,8 @@ import selectors
 import signal
 import sys
 import threading
+import warnings
+import weakref
 from asyncio import events
 
 import tm
@@ -48,6 +50,7 @@ from tm_asyncio._compat import (
 )
 from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrderedSocketTransport
 from tm_asyncio._managed import manage_protocol_factory
+from tm_asyncio._rebinding import shared_rebindings
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
@@ -168,12 +171,18 @@ class EventLoop(_base_loop):
         self._strand = self._core.make_strand()
         self._workers = self._core.workers  # kept: close() drops the reactor
         self._serial = self._workers == 1
+        # Chosen by the program, parallel mode stays on for a server that rebinds shared
+        # variables (a warning says so); chosen here, such a server serves serially.
+        self._parallel_chosen = parallel is not None or bool(os.environ.get("TM_ASYNCIO_PARALLEL"))
         if parallel is None:
             # TM_ASYNCIO_PARALLEL=1 or 0 decides; unset, parallel where it can pay: the GIL would
             # run the connections' callbacks one at a time anyway (DESIGN.md section 6).
             setting = os.environ.get("TM_ASYNCIO_PARALLEL", "")
             parallel = setting == "1" if setting else not _reactor.gil_enabled()
         self._parallel = parallel and not self._serial
+        # Protocol factories of servers whose connections run on the loop's strand: their
+        # handlers rebind a variable every connection shares (_serve_serially_if_rebinding).
+        self._serial_factories: weakref.WeakSet = weakref.WeakSet()
         # Tasks started on a connection's strand (start_server's handler) run there too, so a
         # task and the transport it drives share a strand; TM_ASYNCIO_TASK_STRANDS=0 keeps every
         # task on the loop's strand (docs/ASYNCIO.md).
@@ -783,7 +792,7 @@ class EventLoop(_base_loop):
                 sock, protocol, waiter, extra=extra, server=server
             )
         if adoptable(sock):
-            if server is not None:
+            if server is not None and not self._serves_serially(server):
                 return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
             strand = _tasks.connection_strand()
             if strand is not None:
@@ -855,9 +864,9 @@ class EventLoop(_base_loop):
     # -- Managed protocol factories (docs/MANAGED_STATE.md) -------------------------------------
 
     async def create_server(self, protocol_factory, *args, **kwargs):
-        return await super().create_server(
-            manage_protocol_factory(protocol_factory), *args, **kwargs
-        )
+        protocol_factory = manage_protocol_factory(protocol_factory)
+        self._serve_serially_if_rebinding(protocol_factory)
+        return await super().create_server(protocol_factory, *args, **kwargs)
 
     async def create_connection(self, protocol_factory, *args, **kwargs):
         return await super().create_connection(
@@ -865,9 +874,9 @@ class EventLoop(_base_loop):
         )
 
     async def create_unix_server(self, protocol_factory, *args, **kwargs):
-        return await super().create_unix_server(
-            manage_protocol_factory(protocol_factory), *args, **kwargs
-        )
+        protocol_factory = manage_protocol_factory(protocol_factory)
+        self._serve_serially_if_rebinding(protocol_factory)
+        return await super().create_unix_server(protocol_factory, *args, **kwargs)
 
     async def create_unix_connection(self, protocol_factory, *args, **kwargs):
         return await super().create_unix_connection(
@@ -878,6 +887,46 @@ class EventLoop(_base_loop):
         return await super().connect_accepted_socket(
             manage_protocol_factory(protocol_factory), *args, **kwargs
         )
+
+    # -- Servers whose handlers rebind shared variables (tm_asyncio._rebinding) -----------------
+
+    def _serve_serially_if_rebinding(self, protocol_factory) -> None:
+        """In parallel mode, a server whose handlers rebind a module global or a variable of an
+        enclosing function, which every connection shares, would lose updates (``hits += 1`` from
+        two connections at once): unless the program chose parallel mode itself, its connections
+        run on the loop's strand, one callback at a time, as asyncio runs them. Either way a
+        RuntimeWarning names what is rebound and where."""
+        if not self._parallel:
+            return
+        rebound = shared_rebindings(protocol_factory)
+        if not rebound:
+            return
+        what = ", ".join(rebound)
+        if not self._parallel_chosen:
+            try:
+                self._serial_factories.add(protocol_factory)
+            except TypeError:  # a callable without weak references: left in parallel mode
+                pass
+            else:
+                warnings.warn(
+                    f"tm_asyncio: the handlers of {protocol_factory!r} rebind {what}, which every "
+                    "connection shares: its connections run one callback at a time on the loop's "
+                    "strand, as on asyncio's loop, not in parallel (keep it in a tm type, "
+                    "docs/MANAGED_STATE.md; TM_ASYNCIO_PARALLEL=1 runs them in parallel anyway)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return
+        warnings.warn(
+            f"tm_asyncio: the handlers of {protocol_factory!r} rebind {what}, which every "
+            "connection shares; in parallel mode concurrent connections can lose updates to it "
+            "(keep it in a tm type, docs/MANAGED_STATE.md)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def _serves_serially(self, server) -> bool:
+        return bool(self._serial_factories) and server._protocol_factory in self._serial_factories
 
     def close(self) -> None:
         if self._thread_id is not None:  # running (is_running() may say otherwise: above)

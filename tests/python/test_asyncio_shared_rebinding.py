@@ -1,0 +1,175 @@
+"""A server whose handlers rebind a variable every connection shares (tm_asyncio._rebinding).
+
+In parallel mode ``hits += 1`` on a module global or a closure variable from two connections at
+once loses updates. The loop reads the handlers' code when the server is made: where parallel
+mode was the loop's own choice, such a server serves serially on the loop's strand and says so;
+where the program chose it, the loop only warns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import pytest
+
+import tm
+import tm_asyncio
+from tm_asyncio import _loop
+from tm_asyncio._rebinding import shared_rebindings
+from tm_asyncio._transport import NativeStreamTransport
+
+served = 0
+
+
+class GlobalCounting(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        global served
+        served += 1
+
+
+class AttributeCounting(asyncio.Protocol):
+    def __init__(self, server=None) -> None:
+        self.server = server
+
+    def data_received(self, data: bytes) -> None:
+        mine = 0
+        mine += 1
+        self.server.hits += 1  # a managed object's attribute: transactional
+
+
+class Server:
+    def __init__(self) -> None:
+        self.hits = 0
+
+    def make_protocol(self):
+        return AttributeCounting(self)
+
+
+def counting_handler():
+    hits = 0
+
+    async def handle(reader, writer):
+        nonlocal hits
+        hits += 1
+
+    return handle
+
+
+def per_call_handler():
+    limit = 10
+
+    async def handle(reader, writer):
+        seen = 0
+
+        def bump():
+            nonlocal seen  # the handler's own variable, one per connection
+            seen += 1
+
+        bump()
+        return limit
+
+    return handle
+
+
+def test_rebinding_a_global_in_a_protocol_method_is_found():
+    for factory in (GlobalCounting, lambda: GlobalCounting(), functools.partial(GlobalCounting)):
+        (found,) = shared_rebindings(factory)
+        assert found.startswith("global served (") and __file__ in found
+
+
+def test_rebinding_an_enclosing_function_s_variable_is_found():
+    (found,) = shared_rebindings(counting_handler())
+    assert found.startswith("nonlocal hits (")
+
+
+def test_locals_attributes_per_call_cells_and_library_code_are_not_reported():
+    assert shared_rebindings(AttributeCounting) == []
+    assert shared_rebindings(Server().make_protocol) == []
+    assert shared_rebindings(per_call_handler()) == []
+    assert shared_rebindings(asyncio.Protocol) == []
+    assert shared_rebindings(asyncio.StreamReaderProtocol) == []
+
+
+@pytest.fixture
+def loop_choosing_parallel(monkeypatch):
+    """A 2-worker loop that chose parallel mode itself, as on a free-threaded interpreter with
+    TM_ASYNCIO_PARALLEL unset (the GIL build is made to choose it too, to test the rule there)."""
+    monkeypatch.delenv("TM_ASYNCIO_PARALLEL", raising=False)
+    monkeypatch.setattr(_loop._reactor, "gil_enabled", lambda: False)
+    loop = tm_asyncio.EventLoop(workers=2)
+    assert loop.parallel
+    yield loop
+    loop.close()
+
+
+async def _serve_clients(handler, clients: int) -> list[type]:
+    """start_server(handler), `clients` clients at once that each send a line and wait for the
+    server to close; returns the type of each connection's transport."""
+    transports: list[type] = []
+
+    async def handle(reader, writer):
+        transports.append(type(writer.transport))
+        await handler(reader, writer)
+        await reader.readline()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def client():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"x\n")
+        await reader.read()
+        writer.close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    server.close()
+    await server.wait_closed()
+    return transports
+
+
+def test_a_server_rebinding_a_closure_variable_serves_serially_and_says_so(loop_choosing_parallel):
+    hits = 0
+
+    async def bump(reader, writer):
+        nonlocal hits
+        hits += 1
+
+    with pytest.warns(RuntimeWarning, match=r"rebind nonlocal hits \(.*run one callback at a time"):
+        transports = loop_choosing_parallel.run_until_complete(
+            asyncio.wait_for(_serve_clients(bump, 40), 30)
+        )
+    assert hits == 40
+    assert len(transports) == 40
+    assert not any(issubclass(t, NativeStreamTransport) for t in transports)
+
+
+def test_a_server_without_shared_rebinding_stays_parallel(loop_choosing_parallel, recwarn):
+    hits = tm.Counter()
+
+    async def bump(reader, writer):
+        hits.add(1)
+
+    transports = loop_choosing_parallel.run_until_complete(
+        asyncio.wait_for(_serve_clients(bump, 8), 30)
+    )
+    assert hits.value == 8
+    assert all(issubclass(t, NativeStreamTransport) for t in transports)
+    assert not [w for w in recwarn if "rebind" in str(w.message)]
+
+
+def test_parallel_mode_chosen_by_the_program_stays_on_with_a_warning():
+    loop = tm_asyncio.EventLoop(workers=2, parallel=True)
+    count = 0
+
+    async def bump(reader, writer):
+        nonlocal count
+        count += 1
+
+    try:
+        with pytest.warns(RuntimeWarning, match=r"rebind nonlocal count .*can lose updates"):
+            transports = loop.run_until_complete(asyncio.wait_for(_serve_clients(bump, 4), 30))
+    finally:
+        loop.close()
+    assert all(issubclass(t, NativeStreamTransport) for t in transports)
