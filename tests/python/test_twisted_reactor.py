@@ -4,9 +4,11 @@ Each test runs a fresh reactor in a subprocess-free way (TMReactor instances are
 is bounded by a delayed stop, so a hang fails the test instead of blocking the suite.
 """
 
+import gc
 import socket
 import sys
 import threading
+import weakref
 
 import pytest
 from twisted.internet import defer, protocol
@@ -65,6 +67,27 @@ def test_delayed_calls_run_in_time_order_and_cancel(workers):
     run_bounded(reactor, timeout=10)
     assert order == [0.01, 0.03, "moved", 0.05]
     assert reactor.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_spent_delayed_call_is_freed(workers):
+    # The native timer holds its callable, which holds the DelayedCall: a call that kept its
+    # timer once called or cancelled was a cycle through C++ that gc cannot collect.
+    reactor = TMReactor(workers)
+    spent = []
+
+    def first():
+        cancelled = reactor.callLater(5.0, spent.append, "never")
+        cancelled.cancel()
+        spent.append(weakref.ref(cancelled))
+        reactor.callLater(0.05, reactor.stop)
+
+    spent.append(weakref.ref(reactor.callLater(0, first)))
+    run_bounded(reactor, timeout=10)
+    called, cancelled = spent
+    gc.collect()
+    assert called() is None
+    assert cancelled() is None
 
 
 @pytest.mark.parametrize("workers", WORKERS)

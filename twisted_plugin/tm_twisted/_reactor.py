@@ -228,6 +228,11 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             return
         with self._registry:
             self._delayedCalls.discard(call)
+        # The native timer holds its callable, which holds the call: once spent (called or
+        # cancelled) the call lets go of the timer, or the pair is a cycle through C++ that the
+        # garbage collector cannot see, and every DelayedCall ever made stays alive (and the
+        # free-threaded collector, which scans the whole heap, slows down with them).
+        del call._tmTimer
         with _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
             call.called = 1
             call.func(*call.args, **call.kw)
@@ -235,7 +240,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def _cancelCallLater(self, call: base.DelayedCall) -> None:
         with self._registry:
             self._delayedCalls.discard(call)
-        call._tmTimer.cancel()
+        call.__dict__.pop("_tmTimer").cancel()  # spent: see _runDelayedCall
 
     def _moveCallLaterSooner(self, call: base.DelayedCall) -> None:
         call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
