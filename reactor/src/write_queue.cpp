@@ -4,6 +4,11 @@
 
 namespace tmr::reactor {
 
+namespace {
+// Slots a drained queue keeps for the next burst (a moved-from std::string each).
+constexpr std::size_t kKeptCapacity = 16;
+}  // namespace
+
 void WriteQueue::set_limits(std::size_t high, std::size_t low) {
   if (low > high) throw std::invalid_argument("WriteQueue::set_limits: low water above high");
   high_ = high;
@@ -21,9 +26,16 @@ FlowSignal WriteQueue::push(std::string data) {
 }
 
 void WriteQueue::take_batch(std::vector<std::string>& out, std::size_t max_chunks) {
-  while (!chunks_.empty() && max_chunks-- > 0) {
-    out.push_back(std::move(chunks_.front()));
-    chunks_.pop_front();
+  while (head_ < chunks_.size() && max_chunks-- > 0) out.push_back(std::move(chunks_[head_++]));
+  if (head_ == chunks_.size()) {
+    // Drained: start over at the front, and give back what a burst grew.
+    chunks_.clear();
+    head_ = 0;
+    if (chunks_.capacity() > kKeptCapacity) chunks_.shrink_to_fit();
+  } else if (head_ >= kKeptCapacity && head_ * 2 >= chunks_.size()) {
+    // A backlog taken a batch at a time: drop the taken half so that the vector stays bounded.
+    chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
   }
 }
 
@@ -45,6 +57,8 @@ bool WriteQueue::hold_paused() {
 
 FlowSignal WriteQueue::clear() {
   chunks_.clear();
+  chunks_.shrink_to_fit();
+  head_ = 0;
   size_ = 0;
   if (paused_) {
     paused_ = false;

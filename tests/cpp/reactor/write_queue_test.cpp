@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
 #include <mutex>
 #include <sstream>
 
+#include "reactor/detail/stream_connection.hpp"
 #include "reactor/tcp_transport.hpp"
 #include "stm/stm.hpp"
 #include "test_util.hpp"
@@ -49,6 +51,37 @@ TEST(WriteQueue, HeldPauseResumesAtTheLowWaterMark) {
   EXPECT_EQ(q.consumed(1), FlowSignal::resume);  // 4 <= low
   EXPECT_FALSE(q.hold_paused());                 // 4 <= low: nothing to wait for
   EXPECT_FALSE(q.paused());
+}
+
+// Chunks leave in the order they came, whatever the batches and the pushes between them (the
+// queue is a vector with a head index: taking part of it and pushing more must keep the order).
+TEST(WriteQueue, ChunksLeaveInOrderAcrossPartialBatchesAndPushes) {
+  WriteQueue q;
+  int pushed = 0;
+  int taken = 0;
+  std::size_t bytes = 0;
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 7 + round % 40; ++i) {
+      const auto chunk = std::to_string(pushed++);
+      bytes += chunk.size();
+      q.push(chunk);
+    }
+    std::vector<std::string> batch;
+    q.take_batch(batch, 3 + round % 20);
+    for (const auto& chunk : batch) {
+      ASSERT_EQ(chunk, std::to_string(taken++));
+      q.consumed(chunk.size());
+      bytes -= chunk.size();
+    }
+    EXPECT_EQ(q.size(), bytes);
+    EXPECT_EQ(q.idle(), taken == pushed);
+  }
+  while (!q.idle()) {
+    std::vector<std::string> batch;
+    q.take_batch(batch);
+    for (const auto& chunk : batch) ASSERT_EQ(chunk, std::to_string(taken++));
+  }
+  EXPECT_EQ(taken, pushed);
 }
 
 // The core promise: writes requested by aborted attempts never reach the wire; committed ones
@@ -169,6 +202,62 @@ TEST(WriteQueue, WritesFromManyStrandsKeepCommitOrder) {
   const auto got = client.recv_exactly(expect.size());
   stm::set_abort_injection(0.0);
   EXPECT_EQ(got, expect);
+}
+
+using TcpConnection = detail::StreamConnection<boost::asio::ip::tcp>;
+
+// Holds the accepted connection's transport.
+struct Member : StreamHandler {
+  std::shared_ptr<StreamTransport> t;
+  std::atomic<bool> ready{false};
+  void on_connected(stm::Transaction& tx, const std::shared_ptr<StreamTransport>& tr) override {
+    t = tr;
+    tx.on_commit([this] { ready = true; });
+  }
+  void on_data(stm::Transaction&, std::span<const char>) override {}
+};
+
+// Several committers, one connection: what transactions on other strands commit while its
+// flush is pending goes out in one socket write per 64 chunks, in commit order.
+TEST(WriteQueue, CommitsWhileAFlushIsPendingShareOneSend) {
+  static stm::TVar<std::uint64_t> next(0);
+  stm::atomically([](stm::Transaction& tx) { next.store(tx, 0); });  // --gtest_repeat
+  auto member = std::make_shared<Member>();
+  RunningReactor r(2);
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return member; });
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  ASSERT_TRUE(wait_until([&] { return member->ready.load(); }));
+  auto* connection = dynamic_cast<TcpConnection*>(member->t.get());
+  ASSERT_NE(connection, nullptr);
+  // Hold the connection's strand (an event that touches no shared state and waits), so that
+  // its flush waits while the writes commit on the other worker.
+  std::atomic<bool> holding{false}, release{false};
+  struct Release {
+    std::atomic<bool>& flag;
+    ~Release() { flag = true; }  // also when an assertion returns early
+  } releaser{release};
+  r->post(member->t->strand(), [&](stm::Transaction&) {
+    holding = true;
+    while (!release.load()) std::this_thread::sleep_for(1ms);
+  });
+  ASSERT_TRUE(wait_until([&] { return holding.load(); }));
+  constexpr int kWrites = 200;
+  std::string expect;
+  for (int i = 1; i <= kWrites; ++i) expect += std::to_string(i) + "\n";
+  for (int i = 0; i < kWrites; ++i) {
+    r->post(
+        [&](stm::Transaction& tx) {
+          const auto n = next.load(tx) + 1;
+          next.store(tx, n);
+          member->t->write(std::to_string(n) + "\n");
+        },
+        StrandChoice::fresh);
+  }
+  ASSERT_TRUE(wait_until([&] { return member->t->write_buffer_size() == expect.size(); }));
+  EXPECT_EQ(connection->sends(), 0u);
+  release = true;
+  EXPECT_EQ(client.recv_exactly(expect.size()), expect);
+  EXPECT_LE(connection->sends(), static_cast<std::uint64_t>((kWrites + 63) / 64));
 }
 
 // A slow reader: the producer is paused above the high water mark and resumed below the low

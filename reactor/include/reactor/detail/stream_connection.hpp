@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -176,6 +177,9 @@ class StreamConnection final : public StreamTransport,
   const asio::strand<asio::io_context::executor_type>& strand_exec() const noexcept {
     return strand_->exec;
   }
+  /// Writes to the socket so far (each a writev of up to 64 committed chunks, or the rest of
+  /// one): with the writes committed, it shows how much the flushes coalesced.
+  std::uint64_t sends() const noexcept { return sends_.load(std::memory_order_relaxed); }
 
   // ---- StreamTransport ----
 
@@ -433,6 +437,7 @@ class StreamConnection final : public StreamTransport,
       n = batch_written_ == 0 ? socket_->write_some(buffers_, ec)
                               : socket_->write_some(buffers_after(batch_written_), ec);
     }
+    sends_.fetch_add(1, std::memory_order_relaxed);
     if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
     batch_written_ += n;
     const bool done = ec || batch_written_ == batch_size_;
@@ -597,6 +602,7 @@ class StreamConnection final : public StreamTransport,
   std::atomic<int> native_{-1};  // the descriptor for native_handle(); -1 once closed
   // True while flow_ may hold signals: lets the strand skip mu_ before each read.
   std::atomic<bool> flow_pending_{false};
+  std::atomic<std::uint32_t> sends_{0};  // socket writes, for sends()
 
   mutable std::mutex mu_;
   // Everything below is guarded by mu_. It is the meeting point of committing threads (which
