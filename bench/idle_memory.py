@@ -21,6 +21,7 @@ Internal mode: `serve KIND WORKERS` (the server).
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import pathlib
 import re
@@ -30,6 +31,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -165,6 +167,14 @@ def close_all(socks: list[socket.socket]) -> None:
     socks.clear()
 
 
+def drain(stream, tail: collections.deque) -> None:
+    """Reads the server's output to its end, keeping the last lines. A server whose output nobody
+    reads blocks once the pipe is full: an accept loop that logs each EMFILE retry stopped the
+    server that way, closes and all."""
+    for line in stream:
+        tail.append(line)
+
+
 def measure(python: str, kind: str, workers: int, connections: int, env: dict) -> dict:
     server = subprocess.Popen(
         [python, ME, "serve", kind, str(workers)],
@@ -176,11 +186,13 @@ def measure(python: str, kind: str, workers: int, connections: int, env: dict) -
         start_new_session=True,
     )
     socks: list[socket.socket] = []
+    output: collections.deque = collections.deque(maxlen=40)
     try:
         line = server.stdout.readline()
         match = re.search(r"listening on (\d+)", line)
         if not match:
             raise RuntimeError(f"server did not start: {line}{server.stdout.read()[-2000:]}")
+        threading.Thread(target=drain, args=(server.stdout, output), daemon=True).start()
         port, pid = int(match.group(1)), server.pid
         idle_fds = open_fds(pid)
         for _ in range(2):  # warm: the code paths of accepting and closing, the allocators' pools
@@ -212,6 +224,10 @@ def measure(python: str, kind: str, workers: int, connections: int, env: dict) -
         closed = settle(pid)
         if server.poll() is not None:
             raise RuntimeError("the server exited")
+    except RuntimeError as e:
+        if output:
+            raise RuntimeError(f"{e}; the server's last output:\n{''.join(output)}") from e
+        raise
     finally:
         close_all(socks)
         server.send_signal(signal.SIGTERM)

@@ -111,12 +111,22 @@ class NativeStreamTransport(_FlowControlMixin):
         self._extra.setdefault("sockname", _address(sock.getsockname))
         self._extra.setdefault("peername", _address(sock.getpeername))
         _set_nodelay(sock)
-        # The reactor gets a descriptor of its own for the socket, so that the socket object
-        # stays usable as asyncio's does (socket options set through it after the transport was
-        # made, as connect_accepted_socket's callers do), and is closed with the connection.
-        self._sock = sock
-        self._extra["socket"] = TransportSocket(sock)
-        fd = os.dup(sock.fileno())
+        self._sock_kind = (sock.family, sock.type, sock.proto)
+        if server is not None:
+            # A connection the server accepted: no one else holds its socket object, so the
+            # reactor takes the descriptor itself, and get_extra_info("socket") makes a socket
+            # object when asked (_socket()). Not one descriptor more per connection: a server
+            # of N connections needs N descriptors under RLIMIT_NOFILE, as asyncio's does.
+            self._sock = None
+            fd = sock.detach()
+        else:
+            # The caller's socket (connect_accepted_socket, a connection it made) stays usable,
+            # as asyncio's does (socket options set through it after the transport was made):
+            # the reactor gets a descriptor of its own, and the socket is closed with the
+            # connection.
+            self._sock = sock
+            self._extra["socket"] = TransportSocket(sock)
+            fd = os.dup(sock.fileno())
         if server is not None:
             with loop._lock:
                 _server_call(server._attach, self)
@@ -135,7 +145,35 @@ class NativeStreamTransport(_FlowControlMixin):
 
     def __repr__(self) -> str:
         state = "closed" if self._lost else "closing" if self._closing else "open"
-        return f"<NativeStreamTransport {state} fd={self._sock.fileno()}>"
+        return f"<NativeStreamTransport {state} fd={self._native.fileno()}>"
+
+    def _socket(self) -> socket.socket:
+        """The connection's socket object: the caller's, or for an accepted connection one made
+        on first use over a duplicate of the reactor's descriptor (closed with the connection).
+        Raises OSError once the connection is closed."""
+        sock = self._sock
+        if sock is not None:
+            return sock
+        fd = self._native.fileno()
+        if fd < 0:
+            raise OSError(9, "the connection is closed")
+        sock = socket.socket(*self._sock_kind, fileno=os.dup(fd))
+        with self._loop._lock:  # two strands asking at once keep the first one's
+            if self._sock is None and not self._lost:
+                self._sock = sock
+                return sock
+        sock.close()
+        if self._sock is None:
+            raise OSError(9, "the connection is closed")
+        return self._sock
+
+    def get_extra_info(self, name, default=None):
+        if name == "socket" and "socket" not in self._extra:
+            try:
+                self._extra.setdefault("socket", TransportSocket(self._socket()))
+            except OSError:
+                return default
+        return super().get_extra_info(name, default)
 
     # -- asyncio.Transport ----------------------------------------------------------------------
 
@@ -272,7 +310,9 @@ class NativeStreamTransport(_FlowControlMixin):
         self.pause_reading()
         try:
             await self._sent()
-            return await self._loop.sock_sendfile(self._sock, file, offset, count, fallback=False)
+            return await self._loop.sock_sendfile(
+                self._socket(), file, offset, count, fallback=False
+            )
         finally:
             self._sendfile_in_progress = False
             if resume_reading:
@@ -364,7 +404,10 @@ class NativeStreamTransport(_FlowControlMixin):
             # As asyncio's transports: the protocol goes (the C++ connection may keep this
             # handler a while longer, and the protocol must not live on through it).
             self._protocol = None
-            self._sock.close()
+            with self._loop._lock:
+                sock, self._sock = self._sock, None
+            if sock is not None:
+                sock.close()
             server, self._server = self._server, None
             if server is not None:
                 with self._loop._lock:
