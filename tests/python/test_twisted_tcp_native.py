@@ -328,6 +328,104 @@ def test_producers_are_paused_and_resumed(workers, source):
         assert server.calls == PullSource.chunks + 1
 
 
+@implementer(IPushProducer)
+class KeepingUp(Echo):
+    """An echo that registers itself as a streaming producer for its whole life, as
+    twisted.web's HTTPChannel does; its answers never fill the buffer."""
+
+    def connectionMade(self):
+        self.pauses = 0
+        self.transport.registerProducer(self, True)
+
+    def pauseProducing(self):
+        self.pauses += 1
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+    def connectionLost(self, reason):
+        self.factory.done.append(self)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_streaming_producer_that_keeps_up_costs_no_drain_reports(workers, monkeypatch):
+    # FileDescriptor.doWrite's tail does nothing for a streaming producer that is not paused:
+    # the native transport is not asked to report those drains (a transaction each).
+    drains = []
+    drained = _native_stream.NativeStream._drained
+    monkeypatch.setattr(
+        _native_stream.NativeStream, "_drained", lambda self: (drains.append(1), drained(self))
+    )
+    reactor = Reactor(workers)
+    factory = protocol.Factory.forProtocol(KeepingUp)
+    factory.done = []
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+    def client():
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as s:
+            for i in range(50):
+                message = b"request %d;" % i
+                s.sendall(message)
+                got = b""
+                while len(got) < len(message):
+                    got += s.recv(4096)
+                assert got == message
+
+    check = in_thread(reactor, client)
+    run_bounded(reactor, timeout=30)
+    check()
+    (server,) = factory.done
+    assert server.pauses == 0
+    assert drains == []
+
+
+@implementer(IPullProducer)
+class PullThenClose(protocol.Protocol):
+    """Registers a pull producer and closes at once: the producer is still asked for more (as
+    FileDescriptor.doWrite's tail asks it), and the connection closes once it unregisters."""
+
+    def connectionMade(self):
+        self.calls = 0
+        self.transport.registerProducer(self, False)
+        self.transport.loseConnection()
+
+    def resumeProducing(self):
+        self.calls += 1
+        if self.calls == 1:
+            return  # registerProducer's call: nothing written, nothing pending
+        self.transport.write(b"last words")
+        self.transport.unregisterProducer()
+
+    def stopProducing(self):
+        pass
+
+    def connectionLost(self, reason):
+        self.factory.done.append(self)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_lose_connection_resumes_a_pull_producer_with_nothing_pending(workers):
+    reactor = Reactor(workers)
+    factory = protocol.Factory.forProtocol(PullThenClose)
+    factory.done = []
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    got = {}
+
+    def client():
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as s:
+            got["data"] = recv_all(s)
+
+    check = in_thread(reactor, client)
+    run_bounded(reactor, timeout=30)
+    check()
+    (server,) = factory.done
+    assert server.calls == 2
+    assert got["data"] == b"last words"
+
+
 @pytest.mark.parametrize("workers", WORKERS)
 def test_bytes_written_after_lose_connection_in_the_same_callback_are_sent(workers):
     reactor = Reactor(workers)

@@ -17,8 +17,11 @@ transaction wrote at its commit, in commit order.
 - Producers follow twisted.internet.abstract.FileDescriptor: a streaming producer is paused by the
   write() that makes more than ``bufferSize`` bytes pending (the native buffer plus the bytes of
   the running transaction, counted until it commits), and resumed (a pull producer asked for
-  more) once everything has been handed to the kernel. While a producer is registered the native
-  write buffer limits are (0, 0), so that the transport hears of every drain.
+  more) once everything has been handed to the kernel. The native transport reports a drain only
+  when one was asked for (``resume_when_drained`` at the commit of the transaction that needs it):
+  when FileDescriptor.doWrite's tail would act on the empty buffer (a pull producer, a paused
+  one, a close waiting for the producer), never for a streaming producer that keeps up, so a
+  response that fits the buffer costs no pause or drain transaction.
 
 Known differences from twisted.internet.tcp: bytes written after loseConnection() from another
 strand, once the close has reached the native transport, are dropped (in the same callback they
@@ -47,10 +50,9 @@ def available() -> bool:
     return hasattr(_reactor, "tcp_adopt") and hasattr(_reactor, "tcp_adopt_listener")
 
 
-# Native write buffer limits: without a producer the transport ignores flow control (Twisted's
-# write never refuses bytes); with one, (0, 0) reports every time the buffer empties.
+# Native write buffer limits: the transport never pauses the writer by itself (Twisted's write
+# never refuses bytes); the low mark 0 makes resume_when_drained() report the empty buffer.
 NO_PRODUCER_LIMITS = (1 << 40, 0)
-_DRAIN_LIMITS = (0, 0)
 
 
 # Linux's TCP_INFO and TCP_CLOSE (include/net/tcp_states.h), for NativeStream._wasReset.
@@ -101,7 +103,8 @@ class NativeStream(_LogOwner):
     _heldEOF = False
     _heldLost = None
     _uncommitted = 0
-    _drainWatch = False
+    _hooked = False
+    _drainWanted = False
     _wrote = False
 
     def __init__(self, reactor) -> None:
@@ -223,7 +226,8 @@ class NativeStream(_LogOwner):
         pass  # the producer is paused by write() itself, as FileDescriptor does
 
     def resume_writing(self) -> None:
-        if not self._lost and self._drainWatch:
+        # Only after resume_when_drained() (_armDrain): the limits never pause the writer.
+        if not self._lost:
             self._guard(self._drained)
 
     # -- reading: pauseProducing / resumeProducing -------------------------------------------------
@@ -316,15 +320,26 @@ class NativeStream(_LogOwner):
             self._writeDisconnected or self._aborting or self._lost
         )
 
+    def _hook(self) -> bool:
+        """Hooks _committed to the running transaction's commit, once; False outside one."""
+        if not tm.in_transaction():
+            return False
+        if not self._hooked:
+            self._hooked = True
+            tm.on_commit(self._committed)
+        return True
+
     def _count(self, n: int) -> None:
         """Keeps the bytes of the running transaction counted until it commits."""
-        if tm.in_transaction():
-            if not self._uncommitted:
-                tm.on_commit(self._committed)
+        if self._hook():
             self._uncommitted += n
 
     def _committed(self) -> None:
+        self._hooked = False
         self._uncommitted = 0
+        if self._drainWanted:
+            self._drainWanted = False
+            self._armDrain()
 
     def _pending(self) -> int:
         return self._native.write_buffer_size() + self._uncommitted
@@ -335,6 +350,30 @@ class NativeStream(_LogOwner):
                 self.producerPaused = True
                 self.producer.pauseProducing()
 
+    def _needsDrain(self) -> bool:
+        """Whether FileDescriptor.doWrite's tail would act once the buffer is empty: resume a
+        pull or paused producer, or close a disconnecting transport past its producer."""
+        return self.producer is not None and (
+            not self.streamingProducer or self.producerPaused or bool(self.disconnecting)
+        )
+
+    def _wantDrain(self) -> None:
+        """One _drained once everything written so far, the running transaction's bytes
+        included, has reached the kernel."""
+        if self._hook():
+            self._drainWanted = True
+        else:
+            self._armDrain()
+
+    def _armDrain(self) -> None:
+        """After the commit: asks the native transport for resume_writing() at the empty buffer,
+        or runs _drained at once (posted) when it is empty already."""
+        if self._lost or self._native is None:
+            return
+        if not self._native.resume_when_drained():
+            self._post(self._drained)
+        # else resume_writing() follows (or connection_lost, when the transport is closing)
+
     def write(self, data: bytes) -> None:
         _dataMustBeBytes(data)
         if not self._writable():
@@ -344,6 +383,8 @@ class NativeStream(_LogOwner):
             self._native.write(data)
             self._count(len(data))
             self._maybePauseProducer()
+            if self.producer is not None and self._needsDrain():
+                self._wantDrain()
 
     def writeSequence(self, iovec) -> None:
         for i in iovec:
@@ -356,6 +397,8 @@ class NativeStream(_LogOwner):
             self._native.write(data)
             self._count(len(data))
         self._maybePauseProducer()
+        if data and self.producer is not None and self._needsDrain():
+            self._wantDrain()
 
     @property
     def _tempDataBuffer(self) -> list:
@@ -374,26 +417,6 @@ class NativeStream(_LogOwner):
         elif self.disconnecting and self.connected:
             self._closeAfterWrites()
 
-    def _watchDrain(self, on: bool) -> None:
-        self._drainWatch = on
-        if self._native is not None and not self._lost:
-            self._native.set_write_buffer_limits(*(_DRAIN_LIMITS if on else NO_PRODUCER_LIMITS))
-            if on and self._native.write_buffer_size() and not self._uncommitted:
-                # Bytes already queued under the old limits give no drain signal: look again.
-                self._pollDrain()
-
-    def _pollDrain(self) -> None:
-        if self._lost or not self._drainWatch:
-            return
-        if self._native.write_buffer_size() == 0:
-            self._post(self._drained)
-        else:
-            self.reactor._core.call_at(
-                _reactor.monotonic() + 0.005,
-                lambda: self._guard(self._pollDrain),
-                strand=_strand(self),
-            )
-
     # -- the consumer: registerProducer ------------------------------------------------------------
 
     def registerProducer(self, producer, streaming: bool) -> None:
@@ -408,13 +431,18 @@ class NativeStream(_LogOwner):
         self.producer = producer
         self.streamingProducer = streaming
         self.producerPaused = False
-        self._watchDrain(True)
         if not streaming:
             producer.resumeProducing()
+        if (
+            self.producer is producer
+            and self._native is not None
+            and self._needsDrain()
+            and self._pending()
+        ):
+            self._wantDrain()  # bytes written before: their drain resumes the producer
 
     def unregisterProducer(self) -> None:
         self.producer = None
-        self._watchDrain(False)
         if self.connected and self.disconnecting:
             self._closeAfterWrites()
 
@@ -437,7 +465,10 @@ class NativeStream(_LogOwner):
             self.disconnecting = 1
             if self.producer is None or (self.streamingProducer and not self.producerPaused):
                 self._closeAfterWrites()
-            # else: closed once the producer is unregistered or the buffer drains (_drained)
+            elif self._native is not None:
+                # Closed once the producer is unregistered; the drain resumes it first, as
+                # FileDescriptor's doWrite does (at once when nothing is pending).
+                self._wantDrain()
 
     def loseWriteConnection(self) -> None:
         if not self.connected or self._writeDisconnecting or self._lost:
@@ -603,7 +634,7 @@ class _TransportSocket(socket.socket):
         except BaseException:
             os.close(dup)
             raise
-        self._owner = owner
+        self._owner: NativeStream | None = owner
 
     def close(self) -> None:
         owner, self._owner = self.__dict__.get("_owner"), None
