@@ -124,3 +124,33 @@ def test_a_task_made_outside_callbacks_runs_on_the_main_strand(global_tm_reactor
     task.coiterate(work()).addCallback(lambda _: reactor.stop())
     run_bounded(reactor, timeout=10)
     assert ran_on == [reactor._mainStrand] * 5
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_tick_is_posted_and_stopping_the_cooperator_cancels_it(global_tm_reactor, workers):
+    # A strand's Cooperator ticks by posts on its strand, not delayed calls; stop() (or the last
+    # task leaving) cancels a tick not yet run, as cancelling Twisted's delayed call does.
+    reactor = global_tm_reactor(workers)
+    strand = reactor._core.make_strand()
+    stepped = []
+    seen = {}
+
+    def work(name):
+        while True:
+            stepped.append(name)
+            yield None
+
+    def start():
+        before = reactor.getDelayedCalls()  # run_bounded's guard
+        task.cooperate(work("stopped"))
+        cooperator = task._theCooperator._cooperatorHere()
+        seen["pending"] = cooperator._delayedCall
+        seen["new delayed calls"] = [c for c in reactor.getDelayedCalls() if c not in before]
+        cooperator.stop()
+        reactor.callLater(0.05, reactor.stop)
+
+    reactor._core.post(start, strand=strand)
+    run_bounded(reactor, timeout=10)
+    assert isinstance(seen["pending"], _cooperators._PostedTick)
+    assert seen["new delayed calls"] == []
+    assert stepped == []

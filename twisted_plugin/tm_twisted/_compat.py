@@ -74,10 +74,6 @@ except ImportError:  # no pyOpenSSL: no startTLS, as twisted.internet.tcp
 
 # -- twisted.internet.task ------------------------------------------------------------------------
 
-# The delay of the global Cooperator's ticks, so that a per-strand one ticks as Twisted's does.
-_EPSILON = task._EPSILON
-
-
 def globalCooperator() -> object:
     """task._theCooperator, which task.cooperate and task.coiterate read at each call."""
     return task._theCooperator
@@ -128,7 +124,6 @@ __all__ = [
     "_BaseTCPClient",
     "_ContinuousPolling",
     "_DEFAULT_DELAYED_CALL_LOGGING_HANDLER",
-    "_EPSILON",
     "_LogOwner",
     "_NO_FILEDESC",
     "_TLSClientMixin",

@@ -12,7 +12,7 @@ paused, resumed and stopped those tasks: blocks sent out of order, tasks lost fr
 
 Here `task._theCooperator` (what `task.cooperate` and `task.coiterate` read at each call) is a
 `StrandCooperators`: `cooperate()` gives the iterator to the Cooperator of the calling strand, whose
-ticks are timers on that strand. A task made by a connection is therefore stepped, paused, resumed
+ticks are posted on that strand. A task made by a connection is therefore stepped, paused, resumed
 and stopped on the connection's strand, one call at a time, as on epoll's one thread. A call to a
 task from another strand (or from outside the reactor's callbacks) is posted to the task's strand,
 and `cooperate()` outside any callback uses the reactor's main strand. With one strand (a GIL
@@ -25,9 +25,10 @@ import functools
 import threading
 
 from twisted.internet import task
+from twisted.python import log
 
 from tm import _reactor
-from tm_twisted._compat import _EPSILON, globalCooperator, setGlobalCooperator
+from tm_twisted._compat import globalCooperator, setGlobalCooperator
 
 
 class StrandCooperator(task.Cooperator):
@@ -39,8 +40,13 @@ class StrandCooperator(task.Cooperator):
         self._tmStrand = strand
         self._tmOwner = owner
 
-    def _schedule(self, tick):
-        return self._tmReactor._callLaterOn(self._tmStrand, _EPSILON, tick)
+    def _schedule(self, tick) -> "_PostedTick":
+        # Twisted's scheduler is callLater(_EPSILON): due at once. A post on the strand runs as
+        # soon, behind what the strand has queued, without a DelayedCall, the reactor's list of
+        # them and a native timer: a static file's response is a tick per 64 KiB block.
+        posted = _PostedTick(tick)
+        self._tmReactor._core.post(posted.run, strand=self._tmStrand)
+        return posted
 
     def _onStrand(self) -> bool:
         strand = _reactor.current_strand()  # None outside callbacks; Strand == None raises
@@ -69,6 +75,28 @@ class StrandCooperator(task.Cooperator):
     def _tick(self) -> None:
         super()._tick()
         self._tmOwner._forgetIfIdle(self)
+
+
+class _PostedTick:
+    """A Cooperator tick posted on its strand; cancel() (the Cooperator's, when its last task
+    leaves or it stops) makes it do nothing. An exception is logged, as the reactor logs one
+    from a delayed call."""
+
+    __slots__ = ("_tick",)
+
+    def __init__(self, tick) -> None:
+        self._tick = tick
+
+    def run(self) -> None:
+        tick, self._tick = self._tick, None
+        if tick is not None:
+            try:
+                tick()
+            except BaseException:
+                log.err(None, "Unhandled error in a Cooperator tick")
+
+    def cancel(self) -> None:
+        self._tick = None
 
 
 class StrandCooperators:
