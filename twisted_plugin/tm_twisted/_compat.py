@@ -74,6 +74,7 @@ except ImportError:  # no pyOpenSSL: no startTLS, as twisted.internet.tcp
 
 # -- twisted.internet.task ------------------------------------------------------------------------
 
+
 def globalCooperator() -> object:
     """task._theCooperator, which task.cooperate and task.coiterate read at each call."""
     return task._theCooperator
