@@ -119,22 +119,9 @@ _LOST_ON_ITS_STRAND = (
 )
 # Tests that hang (not merely fail) in parallel mode: skipped there so that the rest of their
 # module runs, and listed in KNOWN_PARALLEL.
-HANGS_PARALLEL: dict[str, str] = {
-    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data": "hangs in parallel mode: "
-    "every run with the GIL (3.11, TM_ASYNCIO_PARALLEL=1), and the module timed out in 1 of 2 "
-    "runs on 3.13t (the test itself not yet confirmed as the one there); it passes serially. The "
-    "peer shuts TLS down while the server still sends its trailing data, and the server's side "
-    "never completes: the scenario of issue 18's TLS trailing-data report. "
-    "Plan: reproduce in tests/python/test_asyncio_differential.py's TLS case with the GIL in "
-    "parallel mode, then follow the native transport's close after the peer's close_notify",
-}
-# Whole modules not run in parallel mode, with the reason.
-MODULES_HANGING_PARALLEL: dict[str, str] = {
-    "test_ssl": "a test hangs in parallel mode (3.13t: the module timed out in 2 of 3 runs even "
-    "with test_remote_shutdown_receives_trailing_data skipped; 3.11: that test hangs every run). "
-    "Plan: find the hanging tests with the module's tests one by one under a time limit, then "
-    "follow the native transport's TLS shutdown (issue 18's TLS trailing-data report)",
-}
+HANGS_PARALLEL: dict[str, str] = {}
+# Whole modules not run in parallel mode, with the reason (none at present).
+MODULES_HANGING_PARALLEL: dict[str, str] = {}
 KNOWN_PARALLEL: dict[str, str] = {
     **HANGS_PARALLEL,
     "test_server.TestServer2.test_abort_clients": _LOST_ON_ITS_STRAND.format("abort_clients()"),

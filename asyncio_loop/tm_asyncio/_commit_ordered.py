@@ -39,6 +39,16 @@ _CLOSE = object()  # close(), likewise
 _BYTES = (bytes, bytearray, memoryview)
 
 
+class _Lost:
+    """The connection_lost() asyncio's transport makes once its buffer drained, held behind the
+    writes the same transaction made (CommitOrderedSocketTransport._call_connection_lost)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc) -> None:
+        self.exc = exc
+
+
 class _HeldUntilCommit:
     """The holding and releasing every transport here shares (a mixin before asyncio's class)."""
 
@@ -84,11 +94,17 @@ class _HeldUntilCommit:
                     super().write_eof()
                 elif item is _CLOSE:
                     super().close()
+                elif isinstance(item, _Lost):
+                    # Closing already: with the held bytes sent, the connection ends now; with
+                    # some of them buffered, asyncio's transport ends it once they are sent.
+                    if not self._buffer:
+                        super()._call_connection_lost(item.exc)
                 else:
                     self._release(item)
             # Paused by write() for held bytes that asyncio's write() then sent at once: it gives
             # no resume for a buffer it never filled.
-            self._maybe_resume_protocol()
+            if self._loop is not None:
+                self._maybe_resume_protocol()
 
     def _release(self, item) -> None:
         super().write(item)
@@ -126,6 +142,18 @@ class CommitOrderedSocketTransport(_HeldUntilCommit, _SelectorSocketTransport):
         if not (self.is_closing() or self._eof_held):
             self._eof_held = True
             self._hold(_EOF)
+
+    def _call_connection_lost(self, exc) -> None:
+        # A closing transport whose buffer drains calls its protocol's resume_writing() and, if the
+        # buffer is still empty after it, ends the connection at once. A resume_writing() that
+        # writes (a TLS protocol's close_notify, held back while it was paused) has those bytes
+        # held to the commit here, after asyncio's transport found its buffer empty: the end
+        # waits behind them, or the bytes would be dropped (the peer of a TLS connection closing
+        # with its backlog still queued never saw the close_notify, and waited for it).
+        if self._held:
+            self._hold(_Lost(exc))
+            return
+        super()._call_connection_lost(exc)
 
     def _send_buffer_size(self) -> int:
         size = getattr(self, "_tm_send_buffer", None)

@@ -23,8 +23,12 @@ broadcast from another connection's handler) is counted once it commits, and the
 comes in a callback of the connection's own, so that the protocol's flow control runs on one
 strand only.
 
-Differences from asyncio's selector transport, consequences of sending at commit: write() after
-close() is ignored.
+write() after close() follows asyncio: the bytes are still sent while those written before the
+close are (asyncio appends them to its buffer until it drains: a TLS protocol's close_notify,
+written when the drain resumes it), and ignored when asyncio's buffer would have been empty at
+close(): the committed bytes all handed to the kernel, and the running transaction's own writes
+no more than the socket's send buffer holds (asyncio's write() hands the kernel what it takes at
+once).
 loop.sendfile() waits until every byte written before it has been sent, then hands the file to
 os.sendfile() on the socket, as asyncio's transports do (write() raises until it is done).
 """
@@ -91,6 +95,8 @@ class NativeStreamTransport(_FlowControlMixin):
         self._waiter = waiter
         self._server = server
         self._closing = False
+        self._writes_dropped = False  # closed with nothing left to send: later writes ignored
+        self._send_buffer: int | None = None  # SO_SNDBUF, read once when needed
         self._eof_written = False
         self._reading_paused = False
         self._uncommitted = 0  # bytes written by the running transaction, sent at its commit
@@ -210,7 +216,7 @@ class NativeStreamTransport(_FlowControlMixin):
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._sendfile_in_progress:
             raise RuntimeError("unable to write; sendfile is in progress")
-        if data:
+        if data and not self._writes_dropped:
             self._native.write(data)
             if tm.in_transaction() and self._owns_flow_control():
                 if not self._uncommitted:
@@ -235,12 +241,16 @@ class NativeStreamTransport(_FlowControlMixin):
 
     def close(self) -> None:
         if not self._closing:
+            # asyncio's close() with an empty buffer makes later writes no-ops; with bytes still
+            # buffered, those writes join them until the buffer drains (module docstring).
+            self._writes_dropped = self._nothing_buffered()
             self._start_closing()
             self._native.close()
 
     def abort(self) -> None:
         if self._lost_reason is None:
             self._lost_reason = (None,)
+        self._writes_dropped = True
         self._start_closing()
         self._native.abort()
 
@@ -273,6 +283,23 @@ class NativeStreamTransport(_FlowControlMixin):
     def get_write_buffer_size(self) -> int:
         # What asyncio's transport would hold: also what this transaction wrote and has not sent.
         return self._native.write_buffer_size() + self._uncommitted
+
+    def _nothing_buffered(self) -> bool:
+        """Whether asyncio's buffer would be empty now (module docstring: write() after close())."""
+        if self._native.write_buffer_size():
+            return False
+        if self._send_buffer is None:
+            self._send_buffer = 0
+            fd = self._native.fileno()
+            if fd >= 0:  # a socket object over the reactor's descriptor, only to read it
+                sock = socket.socket(*self._sock_kind, fileno=fd)
+                try:
+                    self._send_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+                except OSError:
+                    pass
+                finally:
+                    sock.detach()
+        return self._uncommitted <= self._send_buffer
 
     def _owns_flow_control(self) -> bool:
         """Whether this callback may pause the protocol itself: one of the connection's own, or,
@@ -382,7 +409,9 @@ class NativeStreamTransport(_FlowControlMixin):
             self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
             return False
         if not keep_open:
-            self._start_closing()  # the native transport closes when this returns false
+            # The native transport closes when this returns false, as asyncio's close() would.
+            self._writes_dropped = self._nothing_buffered()
+            self._start_closing()
         return keep_open
 
     def connection_lost(self, exc) -> None:

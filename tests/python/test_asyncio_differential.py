@@ -53,6 +53,9 @@ import tm_asyncio
 CORPUS = pathlib.Path(__file__).resolve().with_name("asyncio_corpus")
 # runtime: (loop, TM_WORKERS); the default loop ignores TM_WORKERS, but every child gets it set.
 RUNTIMES = {"default": ("default", "1"), "tm-1": ("tm", "1"), "tm-2": ("tm", "2")}
+# Parallel mode also where it is not the default (with the GIL): TM_ASYNCIO_PARALLEL=1, for the
+# scenarios that check what only parallel mode does differently.
+PARALLEL_RUNTIMES = {"tm-2p": ("tm", "2")}
 LOOP_CLASSES = {
     "default": "asyncio.unix_events._UnixSelectorEventLoop",
     "tm": "tm_asyncio._loop.EventLoop",
@@ -70,9 +73,10 @@ def default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def child_environment(workers: str) -> dict[str, str]:
+def child_environment(workers: str, parallel: bool = False) -> dict[str, str]:
     """This process's environment with tm and tm_asyncio importable as here (the overlay in
-    development), no TM_* setting but TM_WORKERS, and no asyncio debug mode."""
+    development), no TM_* setting but TM_WORKERS (and TM_ASYNCIO_PARALLEL=1 if `parallel`), and
+    no asyncio debug mode."""
     paths = [
         str(pathlib.Path(tm.__file__).parents[1]),
         str(pathlib.Path(tm_asyncio.__file__).parents[1]),
@@ -85,6 +89,8 @@ def child_environment(workers: str) -> dict[str, str]:
         if not k.startswith("TM_") and k not in ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE")
     }
     env.update(PYTHONPATH=os.pathsep.join(paths), TM_WORKERS=workers)
+    if parallel:
+        env["TM_ASYNCIO_PARALLEL"] = "1"
     return env
 
 
@@ -93,12 +99,12 @@ class Program:
     stderr are drained all along."""
 
     def __init__(self, runtime: str, program: str, args: list[str], cwd: pathlib.Path) -> None:
-        loop, workers = RUNTIMES[runtime]
+        loop, workers = {**RUNTIMES, **PARALLEL_RUNTIMES}[runtime]
         self.runtime, self.program = runtime, program
         self.proc = subprocess.Popen(
             [sys.executable, str(CORPUS / "run.py"), loop, str(CORPUS / program), *args],
             cwd=cwd,
-            env=child_environment(workers),
+            env=child_environment(workers, runtime in PARALLEL_RUNTIMES),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -163,7 +169,7 @@ class Program:
             )
         for reader in self._readers:
             reader.join(5)
-        loop = RUNTIMES[self.runtime][0]
+        loop = {**RUNTIMES, **PARALLEL_RUNTIMES}[self.runtime][0]
         assert self.stdout[:1] == [f"runner: loop {LOOP_CLASSES[loop]}\n"], self.output()
         assert (self.proc.returncode, "".join(self.stderr)) == (0, ""), self.output()
         assert self.stdout[-1:] == ["stopped\n"], self.output()
@@ -677,6 +683,111 @@ def test_tls_server_as_on_the_default_loop(runtime, tls_outcomes):
         assert seen["printed"] == reference["printed"], "the uploads the server read"
         for i, (got, want) in enumerate(zip(seen["clients"], reference["clients"])):
             assert got == want, f"client {i}"
+
+
+TLS_TRAILING_CLIENTS = 6
+
+
+def tls_trailing(port: int, context: ssl.SSLContext, i: int) -> dict:
+    """DUMPs TLS_DUMP bytes and sends its close_notify as soon as the first of them arrive, the
+    server's close (right after its write) waiting for them to drain; then reads to the end of
+    the stream. The server must still send every byte, then its own close_notify: the peer's
+    close_notify ends the server's shutdown, and the close_notify it owes back is written when
+    the drain resumes the TLS protocol, after the close (issue 18 saw 4.0 of 4.5 MB)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=STALL) as sock:
+
+        def flush() -> None:
+            if pending := outgoing.read():
+                sock.sendall(pending)
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                data = sock.recv(65536)
+                assert data, "the server closed during the handshake"
+                incoming.write(data)
+        tls.write(b"DUMP t%d %d\n" % (i, TLS_DUMP))
+        flush()
+        received, end, notified = b"", None, False
+        while end is None:
+            try:
+                data = sock.recv(65536)
+            except OSError as e:
+                end = type(e).__name__
+                break
+            if data:
+                incoming.write(data)
+            else:
+                incoming.write_eof()
+            while end is None:
+                try:
+                    received += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    end = "close_notify"
+                except ssl.SSLError as e:
+                    end = type(e).__name__
+            if received and not notified:
+                notified = True
+                try:
+                    tls.unwrap()
+                except ssl.SSLWantReadError:
+                    pass  # its close_notify is sent; the server's comes after the data
+                flush()
+            if not data and end is None:
+                end = "eof"
+        header, _, body = received.partition(b"\n")
+        return {
+            "header": header,
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "end": end,
+        }
+
+
+@pytest.fixture(scope="module")
+def tls_trailing_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tls-trailing")
+    cert, key = make_certificate(root)
+    context = ssl.create_default_context(cafile=str(cert))
+
+    def scenario(runtime: str) -> dict:
+        server = Program(runtime, "tls_server.py", ["0", str(cert), str(key)], root)
+        try:
+            clients = run_threads(
+                lambda i: tls_trailing(server.port, context, i), TLS_TRAILING_CLIENTS
+            )
+        finally:
+            printed = server.stop()
+        return {"clients": clients, "printed": sorted(printed)}
+
+    return Outcomes(scenario)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
+def test_tls_server_sends_its_trailing_data_after_the_peers_close_notify(
+    runtime, tls_trailing_outcomes
+):
+    seen = tls_trailing_outcomes(runtime)
+    if runtime == "default":
+        assert seen["clients"] == [
+            {
+                "header": b"DATA %d" % TLS_DUMP,
+                "size": TLS_DUMP,
+                "sha256": hashlib.sha256(shake(b"t%d" % i, TLS_DUMP)).hexdigest(),
+                "end": "close_notify",
+            }
+            for i in range(TLS_TRAILING_CLIENTS)
+        ]
+    else:
+        assert seen == tls_trailing_outcomes("default")
 
 
 def tls_dropped(port: int, context: ssl.SSLContext, kind: str) -> tuple:

@@ -896,3 +896,118 @@ def test_a_udp_endpoint_sends_what_a_transaction_sent_at_its_commit(loop):
         "early": None,
         "received": [b"one", b"two"],
     }
+
+
+class _TrailerOnResume(asyncio.Protocol):
+    """Writes `size` bytes and closes at once (server side: on the first data; client side: the
+    test does it), then writes TRAILER in the resume_writing() that the drain brings, as a TLS
+    protocol writes the close_notify it held back while paused."""
+
+    def __init__(self, loop, size=0):
+        self.size = size
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(b"x" * self.size)
+        self.transport.close()
+
+    def resume_writing(self):
+        self.transport.write(b"TRAILER")
+
+    def connection_lost(self, exc):
+        self.lost.get_loop().call_soon_threadsafe(self.lost.set_result, exc)
+
+
+def _read_to_the_end(sock):
+    sock.settimeout(20)
+    received = b""
+    while chunk := sock.recv(1 << 20):
+        received += chunk
+    return received
+
+
+_BIG = 8 << 20  # more than loopback's socket buffers take: the close waits for the drain
+
+
+@pytest.mark.timeout(60)
+def test_a_closing_loop_strand_connection_sends_what_its_resume_writes(loop):
+    """asyncio's transport (a loop-strand client in parallel mode) ends a closing connection once
+    its buffer is empty after the drain's resume_writing(); what that resume writes is held to
+    its commit, and the end waits for it (test_ssl's test_remote_shutdown_receives_trailing_data
+    hung: the peer never got the close_notify)."""
+    from tm_asyncio._commit_ordered import CommitOrderedSocketTransport
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    async def main():
+        transport, protocol = await loop.create_connection(
+            lambda: _TrailerOnResume(loop), "127.0.0.1", port
+        )
+        peer, _ = listener.accept()
+        kind = type(transport).__name__
+        transport.write(b"x" * _BIG)
+        transport.close()
+        with peer:
+            received = await loop.run_in_executor(None, _read_to_the_end, peer)
+        return kind, received, await protocol.lost
+
+    with listener:
+        kind, received, exc = _run(loop, main(), timeout=45)
+    assert kind == CommitOrderedSocketTransport.__name__
+    assert (len(received), received[-8:], exc) == (_BIG + 7, b"xTRAILER", None)
+
+
+@pytest.mark.timeout(60)
+def test_a_closing_native_connection_sends_what_its_resume_writes(loop):
+    """A native transport closed with bytes still to send takes writes until they are sent, as
+    asyncio's buffer does: the resume_writing() of the drain writes TRAILER after close(), and
+    it arrives before the end of the stream (a TLS server's close_notify after the peer's)."""
+    made = []
+
+    def factory():
+        made.append(_TrailerOnResume(loop, _BIG))
+        return made[-1]
+
+    async def main():
+        server, port = await _serve(loop, factory)
+        peer = socket.create_connection(("127.0.0.1", port))
+        with peer:
+            peer.sendall(b"go")
+            await asyncio.sleep(0.2)  # the reply fills the buffers before the peer reads
+            received = await loop.run_in_executor(None, _read_to_the_end, peer)
+        while not made:
+            await asyncio.sleep(0.01)
+        exc = await made[0].lost
+        server.close()
+        await server.wait_closed()
+        return type(made[0].transport).__name__, received, exc
+
+    kind, received, exc = _run(loop, main(), timeout=45)
+    assert kind == NativeStreamTransport.__name__
+    assert (len(received), received[-8:], exc) == (_BIG + 7, b"xTRAILER", None)
+
+
+@pytest.mark.timeout(60)
+def test_a_write_after_closing_with_nothing_to_send_is_ignored(loop):
+    """asyncio's close() with an empty buffer makes later writes no-ops; the native transport's
+    too, though its close reaches the socket only at the commit."""
+
+    class CloseThenWrite(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.close()
+            transport.write(b"ignored")
+
+    async def main():
+        server, port = await _serve(loop, CloseThenWrite)
+        peer = socket.create_connection(("127.0.0.1", port))
+        with peer:
+            received = await loop.run_in_executor(None, _read_to_the_end, peer)
+        server.close()
+        await server.wait_closed()
+        return received
+
+    assert _run(loop, main()) == b""

@@ -23,10 +23,10 @@ transaction wrote at its commit, in commit order.
   one, a close waiting for the producer), never for a streaming producer that keeps up, so a
   response that fits the buffer costs no pause or drain transaction.
 
-Known differences from twisted.internet.tcp: bytes written after loseConnection() from another
-strand, once the close has reached the native transport, are dropped (in the same callback they
-are sent: the close is issued after the transaction's writes); writeConnectionLost follows the
-shutdown request, not its completion.
+Known differences from twisted.internet.tcp: writeConnectionLost follows the shutdown request,
+not its completion. Bytes written after loseConnection() are sent until the connection has
+closed, from any strand, as Twisted sends them until its doWrite closes it: the native transport
+takes the writes that commit before its close is carried out.
 """
 
 from __future__ import annotations

@@ -52,13 +52,17 @@ class StreamTransport {
  public:
   virtual ~StreamTransport() = default;
 
-  /// Queues `data` for sending. Ignored after close or abort.
+  /// Queues `data` for sending. Ignored after abort() or shutdown_write() and once the connection
+  /// is closed. A write that commits after close() but before the close is carried out (while
+  /// the bytes before it are being sent, or from the handler's last on_resume_writing) is sent
+  /// before the close, as stock transports send what is written before their buffer drains.
   virtual void write(std::string data) = 0;
   void write(std::string_view data) { write(std::string(data)); }
   void write(const char* data) { write(std::string(data)); }
   /// Half-close: shuts down the sending side once pending writes are sent.
   virtual void shutdown_write() = 0;
-  /// Orderly close: sends pending writes, then closes. on_closed(ec = {}) follows.
+  /// Orderly close: sends pending writes (and those that commit before it is carried out, see
+  /// write()), then closes. on_closed(ec = {}) follows.
   virtual void close() = 0;
   /// Abortive close: drops pending writes and closes at once. on_closed(connection_aborted).
   virtual void abort() = 0;

@@ -250,5 +250,63 @@ TEST(StreamTransport, DataAndEofWhilePausedAreDeliveredOnResume) {
   EXPECT_EQ(h->eof_after, 5 + rest.size());
 }
 
+// close() waits for the bytes before it: what the handler writes in the resume that the drain
+// brings, and what commits while the close waits, is still sent before the end of the stream
+// (asyncio's transport appends to its buffer until it drains, a TLS protocol's close_notify
+// among them; Twisted sends what is written before its doWrite closes). Once the connection is
+// closed, writes are ignored.
+struct ResumeWritesTrailer : StreamHandler {
+  std::shared_ptr<StreamTransport> transport;  // strand-local
+  std::atomic<int> resumes{0};
+  std::atomic<bool> closed{false};
+  void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& t) override {
+    transport = t;
+  }
+  void on_data(stm::Transaction&, std::span<const char>) override {
+    transport->write(std::string(4 * 1024 * 1024, 'x'));  // far above the high water mark
+    transport->close();
+  }
+  void on_resume_writing(stm::Transaction& tx) override {
+    transport->write(std::string("trailer"));
+    tx.on_commit([this] { resumes.fetch_add(1); });
+  }
+  void on_closed(stm::Transaction& tx, std::error_code) override {
+    tx.on_commit([this] { closed = true; });
+  }
+};
+
+TEST(StreamTransport, WritesOfTheResumeAfterCloseAreSentBeforeTheEnd) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  RunningReactor r(2);
+  auto h = std::make_shared<ResumeWritesTrailer>();
+  auto t = unix_adopt(*r, fds[0], h);
+  Client peer(fds[1]);
+  peer.send("go");
+  const std::string got = peer.recv_all();
+  EXPECT_EQ(h->resumes.load(), 1);
+  ASSERT_EQ(got.size(), 4u * 1024 * 1024 + 7);
+  EXPECT_EQ(got.substr(got.size() - 8), "xtrailer");
+  ASSERT_TRUE(wait_until([&] { return h->closed.load(); }));
+  t->write("after the end");  // ignored, no effect
+  EXPECT_EQ(t->write_buffer_size(), 0u);
+}
+
+TEST(StreamTransport, WriteCommittedWhileTheCloseWaitsIsSent) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  RunningReactor r(2);
+  auto h = std::make_shared<Counting>();
+  auto t = unix_adopt(*r, fds[0], h);
+  Client peer(fds[1]);
+  ASSERT_TRUE(wait_until([&] { return t->native_handle() == fds[0]; }));
+  t->write(std::string(4 * 1024 * 1024, 'x'));  // the peer reads nothing yet: the close waits
+  t->close();
+  t->write("tail");
+  const std::string got = peer.recv_all();
+  ASSERT_EQ(got.size(), 4u * 1024 * 1024 + 4);
+  EXPECT_EQ(got.substr(got.size() - 5), "xtail");
+}
+
 }  // namespace
 }  // namespace tmr::reactor

@@ -159,7 +159,7 @@ class StreamConnection final : public StreamTransport,
           self->closed_ = true;
           {
             std::lock_guard lock(self->mu_);
-            self->closing_ = true;
+            self->closing_ = self->ended_ = true;
             self->queue_.clear();
           }
           boost::system::error_code ignored;
@@ -208,7 +208,7 @@ class StreamConnection final : public StreamTransport,
       if (self->reactor_.shutting_down()) return;
       {
         std::lock_guard lock(self->mu_);
-        self->closing_ = true;
+        self->closing_ = self->ended_ = true;
         self->queue_.clear();
       }
       asio::post(self->strand_->exec, [self] {
@@ -287,7 +287,7 @@ class StreamConnection final : public StreamTransport,
   void destroy_now() noexcept override {
     {
       std::lock_guard lock(mu_);  // later requests from the user become no-ops
-      closing_ = close_requested_ = write_shut_ = true;
+      closing_ = close_requested_ = write_shut_ = ended_ = true;
       flush_scheduled_ = true;
     }
     closed_ = true;
@@ -316,7 +316,11 @@ class StreamConnection final : public StreamTransport,
 
   void enqueue(std::string data) {
     std::unique_lock lock(mu_);
-    if (closing_ || write_shut_) return;  // like Twisted: writes after close are dropped
+    // Dropped once the connection is aborted or over, or its sending side shut. After close()
+    // they are still sent while the close waits for the bytes before it, as a stock reactor's
+    // and asyncio's transports send what is written before their buffer drains (a TLS
+    // protocol's close_notify, written when the drain resumes it).
+    if (ended_ || write_shut_) return;
     if (queue_.push(std::move(data)) == FlowSignal::pause) record_flow(FlowSignal::pause);
     schedule_flush(lock);
   }
@@ -397,23 +401,32 @@ class StreamConnection final : public StreamTransport,
   // whole, then waits for writability, or does the close or shutdown that waited for the drain.
   void write_queued() {
     std::unique_lock lock(mu_);
-    while (!queue_.idle()) {
-      queue_.take_batch(inflight_);
-      writing_ = true;
-      lock.unlock();
-      buffers_.clear();
-      batch_size_ = 0;
-      batch_written_ = 0;
-      for (const auto& chunk : inflight_) {
-        buffers_.emplace_back(asio::buffer(chunk));
-        batch_size_ += chunk.size();
+    for (;;) {
+      while (!queue_.idle()) {
+        queue_.take_batch(inflight_);
+        writing_ = true;
+        lock.unlock();
+        buffers_.clear();
+        batch_size_ = 0;
+        batch_written_ = 0;
+        for (const auto& chunk : inflight_) {
+          buffers_.emplace_back(asio::buffer(chunk));
+          batch_size_ += chunk.size();
+        }
+        if (!continue_batch()) return;
+        lock.lock();
       }
-      if (!continue_batch()) return;
-      lock.lock();
-    }
-    if (close_requested_) {
+      if (!close_requested_) break;
+      // The last drain before the loss: its handler may still write (asyncio's resume_writing(),
+      // Twisted's resumeProducing()), and what it writes is sent before the close, as a stock
+      // transport looks at its buffer again after resuming its writer.
       lock.unlock();
-      deliver_flow();  // the last drain before the loss
+      deliver_flow();
+      if (closed_) return;
+      lock.lock();
+      if (writing_ || flush_scheduled_) return;  // a flush those writes scheduled closes later
+      if (!queue_.idle()) continue;
+      lock.unlock();
       finish_close({}, true);
       return;
     }
@@ -565,7 +578,7 @@ class StreamConnection final : public StreamTransport,
     closed_ = true;
     {
       std::lock_guard lock(mu_);
-      closing_ = true;
+      closing_ = ended_ = true;
       queue_.clear();
     }
     boost::system::error_code ignored;
@@ -607,7 +620,7 @@ class StreamConnection final : public StreamTransport,
   mutable std::mutex mu_;
   // Everything below is guarded by mu_. It is the meeting point of committing threads (which
   // append and request) and the strand (which drains and closes). Invariants: bytes enter
-  // queue_ in commit order; once closing_ or write_shut_ no byte enters; flush_scheduled_ or
+  // queue_ in commit order; once ended_ or write_shut_ no byte enters; flush_scheduled_ or
   // writing_ is true whenever queue_ is not idle and the connection is open, connected
   // and has its handler (start_* flushes once it does).
   WriteQueue queue_;
@@ -621,6 +634,7 @@ class StreamConnection final : public StreamTransport,
   bool flush_scheduled_ = false;
   bool close_requested_ = false;
   bool closing_ = false;
+  bool ended_ = false;  // aborted or closed: no byte enters any more (closing_ is set too)
   bool write_shut_ = false;
   bool shutdown_done_ = false;
   std::string local_address_;
