@@ -30,6 +30,7 @@ from __future__ import annotations
 
 
 import socket
+from typing import Any
 
 import tm
 from tm_asyncio._compat import _SelectorDatagramTransport, _SelectorSocketTransport
@@ -49,7 +50,12 @@ class _Lost:
         self.exc = exc
 
 
-class _HeldUntilCommit:
+# To the type checker the mixin has asyncio's transport behind it (untyped: tm_asyncio._compat), as
+# it has in the classes below at run time.
+_TransportBase: Any = object
+
+
+class _HeldUntilCommit(_TransportBase):
     """The holding and releasing every transport here shares (a mixin before asyncio's class)."""
 
     def __init__(self, *args, **kwargs) -> None:

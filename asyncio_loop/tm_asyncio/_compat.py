@@ -6,9 +6,16 @@ from here only, so a Python upgrade has one file to check: each name below, and 
 attributes and hooks listed at the end (which cannot be imported: they are attributes of asyncio's
 classes that tm_asyncio's subclasses override or read). Written against CPython 3.11 and 3.13
 (the GIL and free-threaded interpreters the project tests); each name exists in 3.11 to 3.14.
+
+For the type checker (mypy, scripts/lint.sh) the private names are ``Any``: typeshed declares few
+of them, and none of the private attributes that tm_asyncio's subclasses read and override (the
+list at the end), so typed they would only report what this module already documents. The public
+names (SSLProtocol, TransportSocket, the timeouts) keep their types.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from asyncio import (
     base_events,
@@ -27,24 +34,24 @@ from asyncio import (
 
 # The base class of tm_asyncio's EventLoop: the Unix loop (signals, subprocesses, Unix sockets,
 # sendfile) whose selector-based I/O EventLoop replaces with the reactor's (3.4+).
-_UnixSelectorEventLoop = unix_events._UnixSelectorEventLoop
+_UnixSelectorEventLoop: Any = unix_events._UnixSelectorEventLoop
 
 # -- asyncio.events -------------------------------------------------------------------------------
 
 # The per-thread running loop, given to a reactor worker thread that runs the loop's callbacks
 # (EventLoop._take_loop_thread_state); also exported as asyncio._get/_set_running_loop (3.7+).
-_get_running_loop = events._get_running_loop
-_set_running_loop = events._set_running_loop
+_get_running_loop: Any = events._get_running_loop
+_set_running_loop: Any = events._set_running_loop
 
 # -- asyncio.tasks --------------------------------------------------------------------------------
 
 # asyncio's pure-Python task, the base of ConnectionTask (its steps run on a connection's strand,
 # which the C task cannot be told about) and a task type the loop recognizes beside asyncio.Task
 # (3.4+).
-_PyTask = tasks._PyTask
+_PyTask: Any = tasks._PyTask  # type: ignore[attr-defined]
 # The pure-Python task's step (the name-mangled Task.__step), which a task scheduling its first
 # step calls: the loop recognizes it to route the step to the task's strand (3.4+).
-_PY_TASK_STEP = tasks._PyTask._Task__step
+_PY_TASK_STEP: Any = tasks._PyTask._Task__step  # type: ignore[attr-defined]
 
 
 def task_hooks() -> tuple:
@@ -63,17 +70,17 @@ def set_task_hooks(enter_task, leave_task) -> None:
 
 # Wakes create_connection's waiter once connection_made() has run, as asyncio's transports do
 # (3.4+).
-_set_result_unless_cancelled = futures._set_result_unless_cancelled
+_set_result_unless_cancelled: Any = futures._set_result_unless_cancelled  # type: ignore[attr-defined]
 
 # -- asyncio.base_events --------------------------------------------------------------------------
 
 # TCP_NODELAY on a new connection's socket, as asyncio's socket transports set it (3.7+).
-_set_nodelay = base_events._set_nodelay
+_set_nodelay: Any = base_events._set_nodelay  # type: ignore[attr-defined]
 
 # -- asyncio.constants ----------------------------------------------------------------------------
 
 # A native transport's _sendfile_compatible: loop.sendfile may use os.sendfile on its socket (3.7+).
-_SendfileMode = constants._SendfileMode
+_SendfileMode: Any = constants._SendfileMode
 # The defaults of create_connection's and create_server's TLS timeouts (3.11+).
 SSL_HANDSHAKE_TIMEOUT = constants.SSL_HANDSHAKE_TIMEOUT
 SSL_SHUTDOWN_TIMEOUT = constants.SSL_SHUTDOWN_TIMEOUT
@@ -82,14 +89,14 @@ SSL_SHUTDOWN_TIMEOUT = constants.SSL_SHUTDOWN_TIMEOUT
 
 # Base of the native stream transport: write-buffer limits and the protocol's pause/resume
 # calls, as asyncio's own transports have them (3.4+).
-_FlowControlMixin = transports._FlowControlMixin
+_FlowControlMixin: Any = transports._FlowControlMixin
 
 # -- asyncio.selector_events ----------------------------------------------------------------------
 
 # Bases of the commit-ordered transports (tm_asyncio._commit_ordered): asyncio's socket and
 # datagram transports, whose writes are held until the writing transaction commits (3.4+).
-_SelectorSocketTransport = selector_events._SelectorSocketTransport
-_SelectorDatagramTransport = selector_events._SelectorDatagramTransport
+_SelectorSocketTransport: Any = selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+_SelectorDatagramTransport: Any = selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]
 
 # -- asyncio.sslproto -----------------------------------------------------------------------------
 

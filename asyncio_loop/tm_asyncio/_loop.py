@@ -24,6 +24,7 @@ parallel with other connections' (tm_asyncio._transport).
 from __future__ import annotations
 
 import asyncio
+import asyncio.log
 import functools
 import heapq
 import itertools
@@ -34,6 +35,7 @@ import sys
 import threading
 import warnings
 import weakref
+from typing import Any, Callable
 from asyncio import events
 
 import tm
@@ -54,7 +56,7 @@ from tm_asyncio._rebinding import shared_rebindings
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
-_base_loop = _UnixSelectorEventLoop
+_base_loop: Any = _UnixSelectorEventLoop
 _READ = 1
 _WRITE = 2
 # How long stop() waits, at most, for connection strands to settle (parallel mode).
@@ -70,6 +72,7 @@ class _PostedHandle(events.Handle):
     """A call_soon handle that is itself what the reactor calls: no wrapper object per callback."""
 
     __slots__ = ()
+    _loop: EventLoop  # Handle's (asyncio's private attribute: typeshed omits it)
 
     def __call__(self) -> None:
         loop = self._loop
@@ -84,7 +87,7 @@ class _PostedHandle(events.Handle):
         finally:
             # As Handle._run and asyncio's _run_once do: a frame kept by an exception's traceback
             # (through f_back) must not keep the handle, and so the task or future it ran, alive.
-            self = None  # noqa: PLW0642
+            self = None  # type: ignore[assignment]  # noqa: PLW0642
 
 
 class _UnraisableHook:
@@ -158,6 +161,8 @@ class EventLoop(_base_loop):
     ``TM_ASYNCIO_TASK_STRANDS=0`` keeps tasks on the loop's strand); otherwise callbacks run on
     the workers one at a time.
     """
+
+    _current_handle: events.Handle | None  # BaseEventLoop's: the handle running (debug mode)
 
     def __init__(
         self, selector=None, *, workers: int | None = None, parallel: bool | None = None
@@ -278,7 +283,7 @@ class EventLoop(_base_loop):
         for call in calls:
             call()
 
-    def _on_main_thread(self, fn, *args):
+    def _on_main_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) on the main thread, which runs the reactor's tick while workers run callbacks.
 
         A coroutine on a worker calling add_signal_handler (asyncio's usual way to handle SIGTERM)
@@ -362,7 +367,7 @@ class EventLoop(_base_loop):
                 return
             self._run_locked(self._invoke_handle, handle)
         finally:
-            handle = None  # see _PostedHandle.__call__
+            handle = None  # type: ignore[assignment]  # see _PostedHandle.__call__
 
     def _run_locked(self, fn, *args):
         """fn(*args) as a loop thread, under the loop lock, its transaction made inevitable first.
@@ -464,7 +469,7 @@ class EventLoop(_base_loop):
             self._leave_run(exc)
         finally:
             self._current_handle = None
-            handle = None
+            handle = None  # type: ignore[assignment]  # see _PostedHandle.__call__
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -555,7 +560,7 @@ class EventLoop(_base_loop):
         if (
             self._task_strands
             and _tasks.connection_strand() is not None
-            and not self._lock._is_owned()
+            and not self._lock._is_owned()  # type: ignore[attr-defined]  # RLock's, private
             and self._core is not None
             and self._core.in_worker()
         ):
@@ -657,10 +662,10 @@ class EventLoop(_base_loop):
         due.sort(key=lambda item: item[:2])
         try:
             for _, _, timer in due:
-                timer._scheduled = False
+                timer._scheduled = False  # type: ignore[attr-defined]  # asyncio's, private
                 self._run_handle(timer)
         finally:
-            due = timer = None  # see _PostedHandle.__call__
+            due = timer = None  # type: ignore[assignment]  # see _PostedHandle.__call__
 
     def _timer_handle_cancelled(self, handle) -> None:
         with self._timer_lock:
@@ -745,7 +750,7 @@ class EventLoop(_base_loop):
 
     @staticmethod
     def _fd_of(fd) -> int:
-        return selectors._fileobj_to_fd(fd)
+        return selectors._fileobj_to_fd(fd)  # type: ignore[attr-defined]  # selectors' private
 
     def _add_reader(self, fd, callback, *args):
         with self._lock:  # connection strands call it too (a handler's sock_* call, sendfile)
@@ -944,4 +949,4 @@ class EventLoop(_base_loop):
         # Callbacks still queued in the reactor (call_soon after stop(), a watcher's release) hold
         # the loop, and the loop holds the reactor: a cycle through C++ that the garbage collector
         # cannot see. asyncio's close() drops its ready queue; dropping the reactor does the same.
-        self._core = self._strand = None
+        self._core = self._strand = None  # type: ignore[assignment]

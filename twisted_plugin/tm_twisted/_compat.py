@@ -58,7 +58,7 @@ try:
     )
     from twisted.internet.interfaces import ITLSTransport
 except ImportError:  # no pyOpenSSL: no startTLS, as twisted.internet.tcp
-    from zope.interface import Interface as ITLSTransport  # type: ignore[assignment]
+    from zope.interface import Interface as ITLSTransport
 
     _startTLS = None
 

@@ -35,6 +35,7 @@ import os
 import socket
 import sys
 import threading
+from typing import Any, Callable
 
 from twisted.internet import error
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -95,8 +96,9 @@ class NativeStream(_LogOwner):
     bufferSize = 2**2**2**2
     logstr = "Uninitialized"
     addressFamily = socket.AF_INET
-    protocol = None
-    _native = None
+    protocol: Any = None  # the Twisted protocol, once built
+    # The native transport from connection_made on; None before, where a call can come earlier.
+    _native: _reactor.StreamTransport = None  # type: ignore[assignment]
     _pysock = None
     _paused = False
     _readClosed = False
@@ -133,7 +135,7 @@ class NativeStream(_LogOwner):
     # while Twisted still sends bytes written after loseConnection() in the same callback.
     _depth = 0
     _dispatchThread = None
-    _deferred = ()
+    _deferred: tuple[Callable[[], object], ...] = ()
 
     def _enter(self) -> None:
         if self._depth == 0:

@@ -58,6 +58,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         workers of different strands change concurrently.
     """
 
+    _justStopped: bool  # ReactorBase's run state (set by stop(), read by the shutdown here)
+
     def __init__(self, workers: int | None = None) -> None:
         _reactor.abort_injection_from_environment()  # TM_ABORT_INJECTION, for differential tests
         # On a GIL interpreter every event shares one strand: the epoll reactor's order, since

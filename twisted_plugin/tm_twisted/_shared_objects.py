@@ -36,14 +36,14 @@ _patched: set[str] = set()
 
 
 def _manage_after_init(cls: type) -> None:
-    original = cls.__init__
+    original = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
 
     @functools.wraps(original)
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
         tm.manage(self)
 
-    cls.__init__ = __init__
+    cls.__init__ = __init__  # type: ignore[misc]
 
 
 def _patch(module) -> None:

@@ -15,6 +15,7 @@ import errno
 import os
 import socket
 import sys
+from typing import Any
 
 from twisted.internet import address, error, tcp
 from twisted.internet.interfaces import (
@@ -117,7 +118,10 @@ class Server(_TLSServerMixin, Connection):
 
     _addressType = address.IPv4Address
 
-    def __init__(self, port: "Port", sessionno: int, reactor) -> None:
+    # The listening Port; an AdoptedServer names itself while its protocol is built.
+    server: Any
+
+    def __init__(self, port: Port | None, sessionno: int, reactor) -> None:
         Connection.__init__(self, reactor)
         self.server = port
         self.sessionno = sessionno
@@ -190,7 +194,7 @@ class AdoptedServer(Server):
         self.factory = self._factory
         self._realPortNumber = self._localPort
         peer = self._native.peer_address()
-        if peer is not None:
+        if isinstance(peer, tuple):  # (host, port, ...), or None once reset
             self.sessionno = peer[1]  # as tcp.Server._fromConnectedSocket
         Server._nativeConnected(self)
         self.server = None
@@ -206,8 +210,9 @@ class Port(tcp.Port):
     """A listening TCP port (twisted.internet.tcp.Port): the socket is made and bound here, as
     Twisted makes it, and accepted on by the C++ reactor."""
 
-    _listener = None
+    _listener: _reactor.StreamListener | None = None
     _reading = False
+    _preexistingSocket: socket.socket | None  # tcp.Port's: the socket adoptStreamPort was given
     _portSocket = None
     _accepting = None
 
@@ -542,7 +547,9 @@ class Connector(tcp.Connector):
     """IConnector for native clients (twisted.internet.tcp.Connector)."""
 
     def _makeTransport(self) -> Client:
-        return Client(self.host, self.port, self.bindAddress, self, self.reactor)
+        # Twisted's _BaseTCPClient.__init__, first in Client's bases, takes these (to mypy,
+        # Twisted's classes are untyped: it sees NativeStream's).
+        return Client(self.host, self.port, self.bindAddress, self, self.reactor)  # type: ignore[call-arg]
 
 
 __all__ = ["Client", "Connection", "Connector", "Port", "Server"]

@@ -10,6 +10,7 @@ its reading instead of watching a descriptor.
 from __future__ import annotations
 
 import socket
+import threading
 
 from twisted.internet import error
 
@@ -25,6 +26,8 @@ class NativeTCPMixin:
     listenSSL/connectSSL wrap the factory in TLSMemoryBIOFactory and call listenTCP/connectTCP.
     The native transports and ports count as readers for getReaders/removeAll, so that
     disconnectAll closes them at shutdown as it closes Twisted's."""
+
+    _registry: threading.RLock  # TMReactor's lock of its bookkeeping (TMReactor.__init__)
 
     def _tmNativeSet(self) -> dict:
         native = self.__dict__.get("_tmNative")
