@@ -49,6 +49,7 @@ import pytest
 
 import tm
 import tm_asyncio
+from differential_helpers import Outcomes, default_signals, run_threads
 
 CORPUS = pathlib.Path(__file__).resolve().with_name("asyncio_corpus")
 # runtime: (loop, TM_WORKERS); the default loop ignores TM_WORKERS, but every child gets it set.
@@ -64,13 +65,6 @@ START_TIMEOUT = 60  # interpreter start-up and imports on a loaded 2-core machin
 STOP_TIMEOUT = 30
 FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 STALL = 20  # a bound on each socket operation: a lost reply fails the test instead of hanging it
-
-
-def default_signals() -> None:
-    # A test runner started in the background has SIGINT ignored and a child inherits that; the
-    # programs stop on SIGTERM, which must not be ignored either.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def child_environment(workers: str, parallel: bool = False) -> dict[str, str]:
@@ -174,45 +168,6 @@ class Program:
         assert (self.proc.returncode, "".join(self.stderr)) == (0, ""), self.output()
         assert self.stdout[-1:] == ["stopped\n"], self.output()
         return self.stdout[2:-1]
-
-
-def run_threads(target, count: int) -> list:
-    """Runs target(index) on `count` threads at once; their results in index order."""
-    results: list = [None] * count
-    errors: list = []
-
-    def body(i: int) -> None:
-        try:
-            results[i] = target(i)
-        except BaseException as e:  # reported below, with the client's index
-            errors.append((i, e))
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=STALL * 6)
-    assert not any(t.is_alive() for t in threads), "a client is stuck"
-    if errors:
-        i, e = errors[0]
-        raise AssertionError(f"client {i}: {e!r} ({len(errors)} clients failed)") from e
-    return results
-
-
-class Outcomes:
-    """Runs a program's scenario once per runtime and test session (the default loop's is the
-    reference of the tm runs) and remembers what the clients observed."""
-
-    def __init__(self, scenario) -> None:
-        self._scenario = scenario
-        self._seen: dict[str, object] = {}
-
-    def __call__(self, runtime: str):
-        if runtime not in self._seen:
-            started = time.monotonic()
-            self._seen[runtime] = self._scenario(runtime)
-            print(f"{runtime}: {time.monotonic() - started:.1f} s")
-        return self._seen[runtime]
 
 
 def framed(kind: bytes, body: bytes) -> tuple[bytes, str]:

@@ -44,19 +44,14 @@ import http.client
 import pytest
 from twisted.names import dns
 
+from differential_helpers import Outcomes, default_signals, run_threads
+
 TWISTD = pathlib.Path(sys.executable).with_name("twistd")
 # (reactor, TM_WORKERS): epoll ignores TM_WORKERS, but every child gets it set explicitly.
 RUNTIMES = {"epoll": ("epoll", "1"), "tm-1": ("tm", "1"), "tm-2": ("tm", "2")}
 START_TIMEOUT = 60  # interpreter start-up and Twisted's imports on a loaded 2-core machine
 STOP_TIMEOUT = 30
 STALL = 15  # a bound on each socket operation: a lost answer fails the test instead of hanging it
-
-
-def default_signals() -> None:
-    # A test runner started in the background has SIGINT ignored and a child inherits that;
-    # twistd installs its SIGINT handler only where the disposition is the default.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def free_port(kinds=(socket.SOCK_STREAM,)) -> int:
@@ -143,45 +138,6 @@ class Twistd:
         assert "Traceback" not in log, f"twistd ({self.runtime}):\n" + log[-6000:]
         assert ("TMReactor" in log) == (RUNTIMES[self.runtime][0] == "tm"), log[-2000:]
         return log
-
-
-def run_threads(target, count: int, *args) -> list:
-    """Runs target(index, *args) on `count` threads at once; their results in index order."""
-    results: list = [None] * count
-    errors: list = []
-
-    def body(i: int) -> None:
-        try:
-            results[i] = target(i, *args)
-        except BaseException as e:  # reported below, with the client's index
-            errors.append((i, e))
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a client is stuck"
-    if errors:
-        i, e = errors[0]
-        raise AssertionError(f"client {i}: {e!r} ({len(errors)} clients failed)") from e
-    return results
-
-
-class Outcomes:
-    """Runs an application's scenario once per runtime and test session (epoll's is the
-    reference of the tm runs) and remembers what the clients observed."""
-
-    def __init__(self, scenario) -> None:
-        self._scenario = scenario
-        self._seen: dict[str, object] = {}
-
-    def __call__(self, runtime: str):
-        if runtime not in self._seen:
-            started = time.monotonic()
-            self._seen[runtime] = self._scenario(runtime)
-            print(f"{runtime}: {time.monotonic() - started:.1f} s")
-        return self._seen[runtime]
 
 
 # -- twistd dns ---------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ Requests, one per line; every reply is a header line "KIND LENGTH" and LENGTH by
 
 import asyncio
 import hashlib
-import signal
 import sys
+
+from serving import port_argument, serve_until_sigterm
 
 
 class Service(asyncio.Protocol):
@@ -87,15 +88,8 @@ class Service(asyncio.Protocol):
 
 
 async def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(Service, "127.0.0.1", port)
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
-        await stop.wait()
-    print("stopped", flush=True)
+    server = await asyncio.get_running_loop().create_server(Service, "127.0.0.1", port_argument())
+    await serve_until_sigterm(server)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ Requests, one per line; every reply is a header line "KIND LENGTH" and LENGTH by
 
 import asyncio
 import hashlib
-import signal
-import sys
+
+from serving import close_stream, port_argument, serve_until_sigterm
 
 PIECE = 64 * 1024
 
@@ -62,22 +62,12 @@ async def handle(reader, writer):
     try:
         await serve(reader, writer)
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except ConnectionError:
-            pass
+        await close_stream(writer)
 
 
 async def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
-        await stop.wait()
-    print("stopped", flush=True)
+    server = await asyncio.start_server(handle, "127.0.0.1", port_argument())
+    await serve_until_sigterm(server)
 
 
 if __name__ == "__main__":

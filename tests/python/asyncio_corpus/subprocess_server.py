@@ -14,8 +14,9 @@ Requests, one per line, each followed by N bytes of input; every reply is a head
 """
 
 import asyncio
-import signal
 import sys
+
+from serving import close_stream, port_argument, serve_until_sigterm
 
 NUMBER = r"""
 import sys
@@ -80,22 +81,12 @@ async def handle(reader, writer):
             await writer.drain()
         await writer.drain()
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except ConnectionError:
-            pass
+        await close_stream(writer)
 
 
 async def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
-        await stop.wait()
-    print("stopped", flush=True)
+    server = await asyncio.start_server(handle, "127.0.0.1", port_argument())
+    await serve_until_sigterm(server)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ Requests, one per line; every reply is a header line "KIND LENGTH" and LENGTH by
 
 import asyncio
 import hashlib
-import signal
 import ssl
 import sys
+
+from serving import close_stream, serve_until_sigterm
 
 PIECE = 64 * 1024
 
@@ -86,11 +87,7 @@ async def handle(reader, writer):
     except (ConnectionError, ssl.SSLError) as e:
         print(f"connection error {type(e).__name__}", flush=True)
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (ConnectionError, ssl.SSLError):
-            pass
+        await close_stream(writer, (ConnectionError, ssl.SSLError))
 
 
 async def main():
@@ -98,12 +95,7 @@ async def main():
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certfile, keyfile)
     server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=context)
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
-        await stop.wait()
-    print("stopped", flush=True)
+    await serve_until_sigterm(server)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""What the corpus's servers share: their port argument, the lines a test reads from them
+("listening on PORT" once listening, "stopped" at the end), the stop on SIGTERM, and the close of
+a stream connection. Plain asyncio, nothing of tm: the servers import it as their neighbour
+(run.py and each server sit in this folder, which Python puts first on sys.path)."""
+
+import asyncio
+import signal
+import sys
+
+
+def port_argument() -> int:
+    """The port to listen on: the first argument, 0 (any free port) without one."""
+    return int(sys.argv[1]) if len(sys.argv) > 1 else 0
+
+
+async def serve_until_sigterm(server: asyncio.Server) -> None:
+    """Prints the port the server listens on, serves until SIGTERM, closes the server and prints
+    "stopped"."""
+    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with server:
+        await stop.wait()
+    print("stopped", flush=True)
+
+
+async def close_stream(
+    writer: asyncio.StreamWriter, errors: tuple[type[BaseException], ...] = (ConnectionError,)
+) -> None:
+    """Closes a stream connection and waits for the close; the peer may have reset it already."""
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except errors:
+        pass
