@@ -75,7 +75,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--json", metavar="PATH", help="also writes the rates there")
+    parser.add_argument(
+        "--immortal-types",
+        action="store_true",
+        help="first make the extension types immortal, as tm does before a run with more than "
+        "one worker (docs/TUNING.md, 'Extension types'); needs tm importable",
+    )
     args = parser.parse_args()
+    if args.immortal_types:
+        from tm._shared_types import immortalize_extension_types
+
+        changed = immortalize_extension_types(max(args.threads))
+        print(f"extension types made immortal first: {changed}")
     results = {}
     gil = "GIL off" if sysconfig.get_config_var("Py_GIL_DISABLED") else "GIL"
     print(f"{cpus} cores, CPython {sys.version.split()[0]} ({gil}), {args.seconds} s per point")
