@@ -27,8 +27,8 @@ ctest_build() {
 }
 
 mkdir -p "$root/build"
-banner "lint: ruff, clang-format"
-"$root/scripts/lint.sh" --no-tidy || failed+=("lint (ruff, clang-format)")
+banner "lint: ruff (lint and format), mypy, clang-format, clang-tidy (the folders it is clean over)"
+"$root/scripts/lint.sh" --tidy-clean || failed+=("lint")
 
 ctest_build release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ctest_build asan -DCMAKE_BUILD_TYPE=Debug -DTM_SANITIZE="address;undefined" -DTM_BUILD_BENCH=OFF
@@ -114,4 +114,4 @@ if ((${#failed[@]})); then
   printf 'FAILED: %s\n' "${failed[@]}"
   exit 1
 fi
-echo "all suites passed: lint (ruff, clang-format), ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension), Twisted conformance (GIL, free-threaded) and asyncio conformance (GIL, free-threaded; 1 and 2 workers, 2 in parallel mode)"
+echo "all suites passed: lint (ruff, mypy, clang-format, clang-tidy), ctest (release, asan, tsan), pytest (GIL, free-threaded, ASan extension), Twisted conformance (GIL, free-threaded) and asyncio conformance (GIL, free-threaded; 1 and 2 workers, 2 in parallel mode)"

@@ -32,11 +32,11 @@ void Transaction::become_inevitable() {
   // Freeze what we read so far, then check that it is still what we saw.
   for (const ReadEntry& e : reads_) e.cell->inev_mark_.store(gen, std::memory_order_seq_cst);
   for (const ReadEntry& e : reads_) {
-    std::uint64_t l;
+    std::uint64_t l = 0;
     for (unsigned spins = 0; ((l = e.cell->lock_.load(std::memory_order_seq_cst)) & 1) != 0;)
       ++spins < 64 ? detail::cpu_relax() : std::this_thread::yield();
     if ((l >> 1) != e.version) {
-      rec_->stats.bump(rec_->stats.ns_inevitable, detail::now_ns() - inev_start_ns_);
+      detail::bump(rec_->stats.ns_inevitable, detail::now_ns() - inev_start_ns_);
       release_inevitable();
       conflict(AbortCause::read_write, e.cell,
                e.cell->writer_site_.load(std::memory_order_relaxed));

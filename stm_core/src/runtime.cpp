@@ -34,7 +34,7 @@ struct Registry {
 };
 
 Registry& registry() {
-  static Registry* r = new Registry;  // leaked on purpose: used by thread-exit destructors
+  static auto* r = new Registry;  // leaked on purpose: used by thread-exit destructors
   return *r;
 }
 
@@ -84,6 +84,8 @@ struct RecordHolder {
     }
     rec->index = r.next_index++;
   }
+  RecordHolder(const RecordHolder&) = delete;
+  RecordHolder& operator=(const RecordHolder&) = delete;
   ~RecordHolder() {
     try_reclaim(*rec);
     Registry& r = registry();
@@ -107,7 +109,7 @@ struct ConflictKey {
   }
 };
 struct ConflictValue {
-  const char* name;
+  const char* name = nullptr;
   std::uint64_t count = 0, ns = 0;
 };
 std::mutex conflicts_mu;

@@ -123,7 +123,7 @@ void Transaction::begin() {
   }
   if (consecutive_aborts_ >= g.escalation_threshold.load(std::memory_order_relaxed)) {
     escalated_ = true;
-    rec_->stats.bump(rec_->stats.escalations);
+    detail::bump(rec_->stats.escalations);
     become_inevitable();  // empty read set: cannot fail
   }
 }
@@ -140,15 +140,15 @@ Transaction::WriteEntry* Transaction::find_write(Cell* cell) noexcept {
     auto it = windex_.find(cell);
     return it == windex_.end() ? nullptr : &writes_[it->second];
   }
-  for (auto it = writes_.rbegin(); it != writes_.rend(); ++it)
-    if (it->cell == cell) return &*it;
-  return nullptr;
+  const auto it = std::find_if(writes_.rbegin(), writes_.rend(),
+                               [cell](const WriteEntry& w) { return w.cell == cell; });
+  return it == writes_.rend() ? nullptr : &*it;
 }
 
 void Transaction::rebuild_index() {
   windex_.clear();
   bloom_ = 0;
-  for (std::uint32_t i = 0; i < writes_.size(); ++i) bloom_ |= detail::bloom_bit(writes_[i].cell);
+  for (const WriteEntry& w : writes_) bloom_ |= detail::bloom_bit(w.cell);
   if (writes_.size() >= detail::write_index_threshold)
     for (std::uint32_t i = 0; i < writes_.size(); ++i) windex_[writes_[i].cell] = i;
 }
@@ -190,9 +190,10 @@ void Transaction::store_slow(Cell& cell, void* payload) {
   const char* site = site_.load(std::memory_order_relaxed);
   if (bloom_ & detail::bloom_bit(&cell)) {
     if (WriteEntry* w = find_write(&cell)) {
-      if (or_else_depth_ > 0)
+      if (or_else_depth_ > 0) {
         undo_.push_back(
             UndoEntry{static_cast<std::uint32_t>(w - writes_.data()), w->value, w->site});
+      }
       w->value = payload;
       w->site = site;
       return;
@@ -200,10 +201,11 @@ void Transaction::store_slow(Cell& cell, void* payload) {
   }
   writes_.push_back(WriteEntry{&cell, payload, site, 0});
   bloom_ |= detail::bloom_bit(&cell);
-  if (writes_.size() == detail::write_index_threshold)
+  if (writes_.size() == detail::write_index_threshold) {
     rebuild_index();
-  else if (writes_.size() > detail::write_index_threshold)
+  } else if (writes_.size() > detail::write_index_threshold) {
     windex_[&cell] = static_cast<std::uint32_t>(writes_.size() - 1);
+  }
 }
 
 void Transaction::merge(Cell& cell, MergeFn fn, std::uintptr_t arg, MergeDiscardFn discard) {
@@ -237,7 +239,7 @@ bool Transaction::validate_entry(const ReadEntry& e) noexcept {
 }
 
 bool Transaction::validate() noexcept {
-  for (const ReadEntry& e : reads_) {
+  for (const ReadEntry& e : reads_) {  // NOLINT(readability-use-anyofallof): notes the cell
     if (!validate_entry(e)) {
       conflict_cell_ = e.cell;
       return false;
@@ -256,9 +258,10 @@ bool Transaction::extend() noexcept {
 void Transaction::unlock_all(std::size_t writes_locked, std::size_t merges_locked) noexcept {
   for (std::size_t i = 0; i < writes_locked; ++i)
     writes_[i].cell->lock_.store(writes_[i].old_lock, std::memory_order_release);
-  for (std::size_t i = 0; i < merges_locked; ++i)
+  for (std::size_t i = 0; i < merges_locked; ++i) {
     if (merges_[i].old_lock != ~0ull)
       merges_[i].cell->lock_.store(merges_[i].old_lock, std::memory_order_release);
+  }
 }
 
 void Transaction::commit_update() {
@@ -288,8 +291,8 @@ void Transaction::commit_update() {
   if (!merges_.empty()) {
     std::stable_sort(merges_.begin(), merges_.end(),
                      [](const MergeEntry& a, const MergeEntry& b) { return a.cell < b.cell; });
-    for (std::size_t i = 0; i < merges_.size(); ++i) {
-      Cell* c = merges_[i].cell;
+    for (MergeEntry& m : merges_) {
+      Cell* c = m.cell;
       std::uint64_t l = c->lock_.load(std::memory_order_relaxed);
       if (l == self) continue;  // written by us, or an earlier merge entry locked it
       for (unsigned spins = 0;;) {
@@ -300,7 +303,7 @@ void Transaction::commit_update() {
         }
         if (c->lock_.compare_exchange_weak(l, self, std::memory_order_seq_cst)) break;
       }
-      merges_[i].old_lock = l;
+      m.old_lock = l;
     }
   }
   // 3. Do not overwrite what the inevitable transaction read (Dekker with load_inevitable: we
@@ -309,16 +312,18 @@ void Transaction::commit_update() {
     const std::uint64_t gen = g.inev_gen.load(std::memory_order_seq_cst);
     if (gen != 0) {
       auto marked = [gen](Cell* c) { return c->inev_mark_.load(std::memory_order_seq_cst) == gen; };
-      for (const WriteEntry& w : writes_)
+      for (const WriteEntry& w : writes_) {
         if (marked(w.cell)) {
           unlock_all(writes_.size(), merges_.size());
           conflict(AbortCause::inevitable, w.cell, nullptr);
         }
-      for (const MergeEntry& m : merges_)
+      }
+      for (const MergeEntry& m : merges_) {
         if (marked(m.cell)) {
           unlock_all(writes_.size(), merges_.size());
           conflict(AbortCause::inevitable, m.cell, nullptr);
         }
+      }
     }
   }
   // 4. Commit version; validate unless nobody committed since our snapshot. The inevitable
@@ -399,11 +404,11 @@ void Transaction::commit() {
   const std::uint64_t ticket = hook_ticket_;
 
   detail::StatCounters& st = rec_->stats;
-  st.bump(st.commits);
-  if (read_only) st.bump(st.read_only_commits);
+  detail::bump(st.commits);
+  if (read_only) detail::bump(st.read_only_commits);
   if (inevitable_) {
-    st.bump(st.inevitable_commits);
-    st.bump(st.ns_inevitable, detail::now_ns() - inev_start_ns_);
+    detail::bump(st.inevitable_commits);
+    detail::bump(st.ns_inevitable, detail::now_ns() - inev_start_ns_);
     release_inevitable();
   }
   std::vector<std::function<void()>> hooks;
@@ -416,7 +421,7 @@ void Transaction::commit() {
     std::unordered_set<void*> published;
     for (const WriteEntry& w : writes_) published.insert(w.value);
     for (const Draft& d : drafts_)
-      if (!published.count(d.payload)) drafts.push_back(d);
+      if (!published.contains(d.payload)) drafts.push_back(d);
   }
   finish_attempt();
   for (const Draft& d : drafts) d.release(d.payload);
@@ -469,11 +474,11 @@ void Transaction::handle_abort(AbortCause cause) {
   const std::uint64_t ns = detail::now_ns() - start_ns_;
   detail::StatCounters& st = rec_->stats;
   if (inevitable_) {
-    st.bump(st.ns_inevitable, detail::now_ns() - inev_start_ns_);
+    detail::bump(st.ns_inevitable, detail::now_ns() - inev_start_ns_);
     release_inevitable();
   }
-  st.bump(st.aborts[static_cast<std::size_t>(cause)]);
-  st.bump(st.ns_aborted, ns);
+  detail::bump(st.aborts[static_cast<std::size_t>(cause)]);
+  detail::bump(st.ns_aborted, ns);
   if (cause == AbortCause::read_write || cause == AbortCause::write_write ||
       cause == AbortCause::inevitable)
     record_conflict(cause, ns);
@@ -500,10 +505,11 @@ void Transaction::handle_abort(AbortCause cause) {
   if (cause == AbortCause::retry) {
     std::vector<ReadEntry> reads;
     reads.swap(retry_reads_);
-    if (const auto deadline = std::exchange(retry_deadline_, std::nullopt))
+    if (const auto deadline = std::exchange(retry_deadline_, std::nullopt)) {
       wait_for_change_until(reads, *deadline);
-    else
+    } else {
       wait_for_change(reads);
+    }
   } else {
     backoff(cause);
   }
@@ -514,7 +520,7 @@ void Transaction::handle_abort(AbortCause cause) {
 void Transaction::abandon() {
   if (!active_) return;
   if (inevitable_) {
-    rec_->stats.bump(rec_->stats.ns_inevitable, detail::now_ns() - inev_start_ns_);
+    detail::bump(rec_->stats.ns_inevitable, detail::now_ns() - inev_start_ns_);
     release_inevitable();
   }
   for (const MergeEntry& m : merges_)
@@ -546,10 +552,10 @@ void Transaction::backoff(AbortCause cause) {
   for (std::uint64_t i = 0; i < spins; ++i) detail::cpu_relax();
 }
 
-bool Transaction::any_changed(const std::vector<ReadEntry>& reads) const noexcept {
-  for (const ReadEntry& e : reads)
-    if (e.cell->lock_.load(std::memory_order_seq_cst) != (e.version << 1)) return true;
-  return false;
+bool Transaction::any_changed(const std::vector<ReadEntry>& reads) noexcept {
+  return std::any_of(reads.begin(), reads.end(), [](const ReadEntry& e) {
+    return e.cell->lock_.load(std::memory_order_seq_cst) != (e.version << 1);
+  });
 }
 
 void Transaction::wait_for_change(const std::vector<ReadEntry>& reads) {

@@ -24,7 +24,7 @@ class Log {
   Log(const Log&) = delete;
   Log& operator=(const Log&) = delete;
   ~Log() {
-    const std::uint64_t n = reinterpret_cast<std::uintptr_t>(size_.unsafe_peek());
+    const auto n = reinterpret_cast<std::uintptr_t>(size_.unsafe_peek());
     for (std::uint64_t i = 0; i < n; ++i) slot(i)->~T();
     for (auto& c : chunks_) ::operator delete(c.load(std::memory_order_relaxed));
   }
@@ -64,7 +64,7 @@ class Log {
   static constexpr int kChunks = 40;
   static std::pair<int, std::uint64_t> locate(std::uint64_t i) noexcept {
     const std::uint64_t j = i / 64 + 1;
-    const int k = std::bit_width(j) - 1;
+    const int k = static_cast<int>(std::bit_width(j)) - 1;
     return {k, i - 64 * ((std::uint64_t{1} << k) - 1)};
   }
   T* slot(std::uint64_t i) const {
@@ -75,7 +75,7 @@ class Log {
   static void* merge_append(void* current, std::uintptr_t arg) {
     auto* p = reinterpret_cast<Pending*>(arg);
     Log* log = p->log;
-    const std::uint64_t n = reinterpret_cast<std::uintptr_t>(current);
+    const auto n = reinterpret_cast<std::uintptr_t>(current);
     auto [k, off] = locate(n);
     void* chunk = log->chunks_[k].load(std::memory_order_relaxed);
     if (chunk == nullptr) {

@@ -37,12 +37,14 @@ class TMap {
       : root_(new Table(round_up(buckets)), &release_table, name) {}
   TMap(const TMap&) = delete;
   TMap& operator=(const TMap&) = delete;
+  ~TMap() = default;
 
   std::optional<V> get(Transaction& tx, const K& key) const {
     const Entries* e = bucket_entries(tx, key);
-    if (e != nullptr)
+    if (e != nullptr) {
       for (const auto& [k, v] : *e)
         if (eq_(k, key)) return v;
+    }
     return std::nullopt;
   }
   bool contains(Transaction& tx, const K& key) const { return get(tx, key).has_value(); }
@@ -53,12 +55,13 @@ class TMap {
     Cell& b = bucket(tx, key);
     const auto* old = static_cast<const Entries*>(b.load(tx));
     auto* next = old ? new Entries(*old) : new Entries;
-    for (auto& [k, v] : *next)
+    for (auto& [k, v] : *next) {
       if (eq_(k, key)) {
         v = std::move(value);
         b.store(tx, next);
         return false;
       }
+    }
     next->emplace_back(key, std::move(value));
     b.store(tx, next);
     size_.add(tx, 1);
@@ -70,7 +73,7 @@ class TMap {
     Cell& b = bucket(tx, key);
     const auto* old = static_cast<const Entries*>(b.load(tx));
     if (old == nullptr) return false;
-    for (std::size_t i = 0; i < old->size(); ++i)
+    for (std::size_t i = 0; i < old->size(); ++i) {
       if (eq_((*old)[i].first, key)) {
         auto* next = new Entries(*old);
         next->erase(next->begin() + static_cast<std::ptrdiff_t>(i));
@@ -78,6 +81,7 @@ class TMap {
         size_.add(tx, -1);
         return true;
       }
+    }
     return false;
   }
 
@@ -87,19 +91,21 @@ class TMap {
   std::vector<std::pair<K, V>> items(Transaction& tx) const {
     std::vector<std::pair<K, V>> out;
     auto* t = static_cast<Table*>(root_.load(tx));
-    for (auto& b : t->buckets)
+    for (auto& b : t->buckets) {
       if (auto* e = static_cast<const Entries*>(b->load(tx)))
         out.insert(out.end(), e->begin(), e->end());
+    }
     return out;
   }
 
   void clear(Transaction& tx) {
     auto* t = static_cast<Table*>(root_.load(tx));
-    for (auto& b : t->buckets)
+    for (auto& b : t->buckets) {
       if (auto* e = static_cast<const Entries*>(b->load(tx))) {
         size_.add(tx, -static_cast<std::int64_t>(e->size()));
         b->store(tx, nullptr);
       }
+    }
   }
 
  private:
@@ -125,17 +131,19 @@ class TMap {
     if (size_.unsafe_peek() <= static_cast<std::int64_t>(2 * n)) return;
     // Owned here until the root store takes it: a load below may abort the attempt.
     auto bigger = std::make_unique<Table>(2 * n);
-    for (auto& b : t->buckets)
-      if (auto* e = static_cast<const Entries*>(b->load(tx)))
-        for (const auto& kv : *e) {
-          Cell& nb = *bigger->buckets[hash_(kv.first) & (2 * n - 1)];
-          auto* ne = static_cast<Entries*>(nb.unsafe_peek());
-          if (ne == nullptr) {
-            ne = new Entries;
-            nb.unsafe_reset(ne);  // private until the root store commits
-          }
-          ne->push_back(kv);
+    for (auto& b : t->buckets) {
+      auto* e = static_cast<const Entries*>(b->load(tx));
+      if (e == nullptr) continue;
+      for (const auto& kv : *e) {
+        Cell& nb = *bigger->buckets[hash_(kv.first) & (2 * n - 1)];
+        auto* ne = static_cast<Entries*>(nb.unsafe_peek());
+        if (ne == nullptr) {
+          ne = new Entries;
+          nb.unsafe_reset(ne);  // private until the root store commits
         }
+        ne->push_back(kv);
+      }
+    }
     root_.store(tx, bigger.release());
   }
 

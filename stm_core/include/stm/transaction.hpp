@@ -146,10 +146,10 @@ class Transaction {
                                bool ticketed);
   void finish_attempt() noexcept;
   void release_drafts(bool committed) noexcept;
-  void wait_for_change(const std::vector<ReadEntry>& reads);
-  void wait_for_change_until(const std::vector<ReadEntry>& reads,
-                             std::chrono::steady_clock::time_point deadline);
-  bool any_changed(const std::vector<ReadEntry>& reads) const noexcept;
+  static void wait_for_change(const std::vector<ReadEntry>& reads);
+  static void wait_for_change_until(const std::vector<ReadEntry>& reads,
+                                    std::chrono::steady_clock::time_point deadline);
+  static bool any_changed(const std::vector<ReadEntry>& reads) noexcept;
   void backoff(AbortCause cause);
   void record_conflict(AbortCause cause, std::uint64_t ns);
   void rollback_to(const Checkpoint& cp);

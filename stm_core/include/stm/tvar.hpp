@@ -15,14 +15,17 @@ namespace tmr::stm {
 /// retired on replacement and deleted by deferred reclamation.
 template <class T>
 class TVar {
+  // T may itself be a pointer (TVar<Node*>): its size is the one meant.
+  static constexpr std::size_t value_size = sizeof(T);  // NOLINT(bugprone-sizeof-expression)
   static constexpr bool inline_value =
-      std::is_trivially_copyable_v<T> && sizeof(T) <= sizeof(void*);
+      std::is_trivially_copyable_v<T> && value_size <= sizeof(void*);
 
  public:
   explicit TVar(T initial = T{}, const char* name = nullptr)
       : cell_(encode(std::move(initial)), inline_value ? nullptr : &release, name) {}
   TVar(const TVar&) = delete;
   TVar& operator=(const TVar&) = delete;
+  ~TVar() = default;
 
   T load(Transaction& tx) const { return decode(cell_.load(tx)); }
   void store(Transaction& tx, T value) { cell_.store(tx, encode(std::move(value))); }
@@ -45,7 +48,7 @@ class TVar {
   static void* encode(T value) {
     if constexpr (inline_value) {
       std::uintptr_t bits = 0;
-      std::memcpy(&bits, &value, sizeof(T));
+      std::memcpy(&bits, &value, value_size);
       return reinterpret_cast<void*>(bits);
     } else {
       return new T(std::move(value));
@@ -55,7 +58,7 @@ class TVar {
     if constexpr (inline_value) {
       T value;
       const auto bits = reinterpret_cast<std::uintptr_t>(word);
-      std::memcpy(&value, &bits, sizeof(T));
+      std::memcpy(&value, &bits, value_size);
       return value;
     } else {
       return *static_cast<const T*>(word);

@@ -58,10 +58,11 @@ struct StatCounters {
   std::atomic<std::uint64_t> commits{0}, read_only_commits{0}, ns_aborted{0}, ns_inevitable{0},
       inevitable_commits{0}, escalations{0};
   std::atomic<std::uint64_t> aborts[abort_cause_count]{};
-  void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
 };
+/// Adds to a counter of StatCounters: its owner is its only writer.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
 
 struct Retired {
   void* payload;

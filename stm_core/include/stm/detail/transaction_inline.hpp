@@ -15,7 +15,8 @@ inline std::uint64_t bloom_bit(const void* p) noexcept {
 }  // namespace detail
 
 inline void* Transaction::load(Cell& cell) {
-  const bool slow = inevitable_ || inject_countdown_ >= 0 || (bloom_ & detail::bloom_bit(&cell));
+  const bool slow =
+      inevitable_ || inject_countdown_ >= 0 || (bloom_ & detail::bloom_bit(&cell)) != 0;
   if (!slow) {
     // Optimistic read: the value is consistent when the lock word is the same, unlocked, and no
     // newer than the snapshot before and after reading it.
