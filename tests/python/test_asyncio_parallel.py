@@ -599,7 +599,12 @@ def test_a_loop_callback_and_an_inevitable_task_step_do_not_deadlock_on_the_loop
 
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _LOCK_ORDER_SCENARIO], capture_output=True, text=True, timeout=30
+            [sys.executable, "-c", _LOCK_ORDER_SCENARIO],
+            capture_output=True,
+            text=True,
+            # A deadlock never ends; a loaded machine (CI's other jobs) can take tens of seconds
+            # to start the child and run its three connections.
+            timeout=120,
         )
     except subprocess.TimeoutExpired:
         pytest.fail("the loop callback and the task step deadlocked")
