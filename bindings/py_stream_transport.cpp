@@ -82,12 +82,19 @@ void init_stream_transport_class(py::module_& m) {
           "Sends pending writes, then closes; connection_lost(None) follows.")
       .def(
           "abort",
-          [](const PyStreamTransport& t) {
+          [](const PyStreamTransport& t, bool reset) {
             auto transport = t.get();
             py::gil_scoped_release release;
-            transport->abort();
+            if (reset) {
+              transport->abort();
+            } else {
+              transport->abort_keeping_sent();
+            }
           },
-          "Drops pending writes and resets; connection_lost(ConnectionAbortedError) follows.")
+          py::arg("reset") = true,
+          "Drops pending writes and resets (Twisted's abortConnection); with reset=False hands the "
+          "kernel what it takes now of the pending writes, drops the rest and closes without a "
+          "reset (asyncio's transport.abort()). connection_lost(ConnectionAbortedError) follows.")
       .def(
           "pause_reading",
           [](const PyStreamTransport& t) {

@@ -254,7 +254,7 @@ class NativeStreamTransport(_FlowControlMixin):
             self._lost_reason = (None,)
         self._writes_dropped = True
         self._start_closing()
-        self._native.abort()
+        self._native.abort(reset=False)
 
     def _force_close(self, exc) -> None:
         # asyncio's transports have it and SSLProtocol calls it: on a fatal TLS error (a failed
@@ -265,7 +265,7 @@ class NativeStreamTransport(_FlowControlMixin):
         if self._lost_reason is None:
             self._lost_reason = (exc,)
         self._start_closing()
-        self._native.abort()
+        self._native.abort(reset=False)
 
     def _start_closing(self) -> None:
         self._closing = True
@@ -512,7 +512,7 @@ class NativeStreamTransport(_FlowControlMixin):
             self._report(exc, message)
         self._lost_reason = (exc,)
         self._start_closing()
-        self._native.abort()
+        self._native.abort(reset=False)
 
     def __del__(self, _warn=warnings.warn) -> None:
         if getattr(self, "_native", None) is not None and not self._closing:

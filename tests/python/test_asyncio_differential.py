@@ -18,7 +18,9 @@ tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_async
 
 Each program runs as a child process on the default loop and on tm_asyncio with TM_WORKERS=1
 and 2 (on a free-threaded interpreter 2 workers run parallel mode: each connection on a strand
-of its own), driven from this process by 16 or more concurrent clients over loopback. Every byte
+of its own; the TLS server's scenarios of trailing data and dropped connections also run in
+parallel mode with the GIL, "tm-2p"), driven from this process by 16 or more concurrent clients
+over loopback. Every byte
 a client receives is recorded (headers as they came, bodies by length and SHA-256), and what the
 server prints; a tm run must give exactly what the default loop's run gave, which must also be
 what the protocol defines. The default loop's run of each program is made once per test session.
@@ -63,7 +65,6 @@ LOOP_CLASSES = {
 }
 START_TIMEOUT = 60  # interpreter start-up and imports on a loaded 2-core machine
 STOP_TIMEOUT = 30
-FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 STALL = 20  # a bound on each socket operation: a lost reply fails the test instead of hanging it
 
 
@@ -781,26 +782,7 @@ def tls_dropped_outcomes(tmp_path_factory):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(
-    "runtime",
-    [
-        "default",
-        "tm-1",
-        pytest.param(
-            "tm-2",
-            marks=pytest.mark.xfail(
-                FREE_THREADED,
-                strict=False,
-                reason="parallel mode's native transport aborts with a reset (SO_LINGER 0 in the C++ "
-                "StreamConnection::abort, reactor/include/reactor/detail/stream_connection.hpp), "
-                "where asyncio's transport.abort() and SSLProtocol's _force_close() close the "
-                "socket: the peer gets ConnectionResetError instead of the end of the stream; "
-                "and the abort, at the step's commit, also drops the reply the step wrote before "
-                "it, which asyncio had handed to the kernel at write()",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
 def test_tls_server_drops_connections_as_on_the_default_loop(runtime, tls_dropped_outcomes):
     seen = tls_dropped_outcomes(runtime)
     if runtime == "default":

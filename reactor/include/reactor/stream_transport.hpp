@@ -64,8 +64,17 @@ class StreamTransport {
   /// Orderly close: sends pending writes (and those that commit before it is carried out, see
   /// write()), then closes. on_closed(ec = {}) follows.
   virtual void close() = 0;
-  /// Abortive close: drops pending writes and closes at once. on_closed(connection_aborted).
+  /// Abortive close, as Twisted's abortConnection: drops pending writes and closes at once with
+  /// a reset (SO_LINGER 0: RST, and what the kernel still buffers is dropped too).
+  /// on_closed(connection_aborted).
   virtual void abort() = 0;
+  /// Abortive close, as asyncio's transport.abort(): the pending writes are handed to the kernel
+  /// as far as it takes them now (asyncio's write() hands bytes to the kernel at once, so those
+  /// written before the abort are there already), the rest is dropped, and the socket is closed
+  /// without SO_LINGER 0: the peer gets those bytes, then the end of the stream (a reset only
+  /// where received bytes are left unread, as the kernel does on any close).
+  /// on_closed(connection_aborted).
+  virtual void abort_keeping_sent() = 0;
   /// Stops / restarts delivering on_data (back-pressure toward the peer).
   virtual void pause_reading() = 0;
   virtual void resume_reading() = 0;

@@ -366,6 +366,55 @@ TEST(TcpTransport, AbortDropsPendingWritesAndResets) {
   EXPECT_EQ(errno, ECONNRESET);
 }
 
+// abort_keeping_sent() (asyncio's transport.abort()): the reply written in the same transaction
+// reaches the kernel and the peer, then an orderly end of stream, not a reset; a queue the kernel
+// cannot take is cut short (what it took arrives, the rest is dropped), still without a reset.
+TEST(TcpTransport, AbortKeepingSentHandsTheKernelWhatItTakesAndEndsWithoutReset) {
+  struct Aborting : StreamHandler {
+    explicit Aborting(std::size_t n) : size(n) {}
+    const std::size_t size;
+    std::shared_ptr<StreamTransport> t;
+    std::atomic<bool> closed{false};
+    std::error_code ec;
+    void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& tr) override {
+      t = tr;
+    }
+    void on_data(stm::Transaction&, std::span<const char>) override {
+      t->write(std::string(size, 'r'));
+      t->abort_keeping_sent();
+      t->write("after the abort");  // dropped
+    }
+    void on_closed(stm::Transaction& tx, std::error_code e) override {
+      tx.on_commit([this, e] {
+        ec = e;
+        closed = true;
+      });
+    }
+  };
+  for (const std::size_t size : {std::size_t{5}, std::size_t{64} * 1024 * 1024}) {
+    auto h = std::make_shared<Aborting>(size);
+    RunningReactor r(2);
+    auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return h; });
+    auto client = Client::tcp("127.0.0.1", listener->port());
+    client.send("go");
+    ASSERT_TRUE(wait_until([&] { return h->closed.load(); }));
+    EXPECT_EQ(h->ec, std::errc::connection_aborted);
+    std::string got;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::recv(client.fd(), buf, sizeof buf, 0)) > 0)
+      got.append(buf, static_cast<std::size_t>(n));
+    EXPECT_EQ(n, 0) << "expected an orderly end of stream, got errno " << errno;
+    if (size == 5) {
+      EXPECT_EQ(got, "rrrrr");
+    } else {
+      EXPECT_GT(got.size(), 0u);
+      EXPECT_LT(got.size(), size);  // far more than the kernel buffers: the rest was dropped
+      EXPECT_EQ(got.find_first_not_of('r'), std::string::npos);
+    }
+  }
+}
+
 TEST(TcpTransport, InvalidAddressFailsWithErrorCodeOrThrows) {
   RunningReactor r(1);
   std::error_code ec;

@@ -222,6 +222,17 @@ class StreamConnection final : public StreamTransport,
     });
   }
 
+  void abort_keeping_sent() override {
+    at_commit([self = this->shared_from_this()] {
+      if (self->reactor_.shutting_down()) return;
+      {
+        std::lock_guard lock(self->mu_);
+        self->closing_ = self->ended_ = true;  // the queue stays for hand_over_and_close
+      }
+      asio::post(self->strand_->exec, [self] { self->hand_over_and_close(); });
+    });
+  }
+
   void pause_reading() override {
     at_commit([self = this->shared_from_this()] {
       if (self->reactor_.shutting_down()) return;
@@ -570,6 +581,43 @@ class StreamConnection final : public StreamTransport,
     }
     if (ec == asio::error::operation_aborted) return;
     finish_close(ec, true);
+  }
+
+  // On the strand: abort_keeping_sent's end. What the kernel takes now of the bytes not yet
+  // written (the rest of a batch waiting for writability, then the queue) is handed to it, with
+  // non-blocking writes until it refuses; then a plain close.
+  void hand_over_and_close() {
+    if (closed_) return;
+    if (connected_ && socket_ && socket_->is_open()) {
+      std::vector<std::string> pending;
+      if (writing_) {
+        // The batch in flight, less what the kernel took; its wait for writability ends
+        // with the close below.
+        std::size_t skip = batch_written_;
+        for (auto& chunk : inflight_) {
+          if (skip >= chunk.size()) {
+            skip -= chunk.size();
+            continue;
+          }
+          pending.push_back(chunk.substr(skip));
+          skip = 0;
+        }
+      }
+      {
+        std::lock_guard lock(mu_);
+        while (!queue_.idle()) queue_.take_batch(pending);
+      }
+      boost::system::error_code ec;
+      if (!socket_->non_blocking()) socket_->non_blocking(true, ec);
+      for (const auto& chunk : pending) {
+        std::size_t done = 0;
+        while (!ec && done < chunk.size()) {
+          done += socket_->write_some(asio::buffer(chunk.data() + done, chunk.size() - done), ec);
+        }
+        if (ec) break;  // would_block (the kernel is full) or an error: the rest is dropped
+      }
+    }
+    finish_close(std::make_error_code(std::errc::connection_aborted), true);
   }
 
   // On the strand: the single exit. Closes the socket and tells the handler once.
