@@ -19,7 +19,7 @@
 
 #include <climits>
 #include <cstdint>
-#include <cstdio>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -126,7 +126,7 @@ class SkipSet {
   bool contains(Ctx c, int key) const {
     Node* x = head_;
     for (int l = MaxLevel - 1; l >= 0; --l) {
-      Node* n;
+      Node* n = nullptr;
       while ((n = x->next[l].get(c)) != nullptr && n->key < key) x = n;
       if (n != nullptr && n->key == key) return true;
     }
@@ -163,11 +163,10 @@ class SkipSet {
   long check(int lo, int hi) const {
     long n = 0;
     int prev = INT_MIN;
-    for (Node* x = head_->next[0].peek(); x != nullptr; x = x->next[0].peek(), ++n)
-      if (x->key <= prev || x->key < lo || x->key >= hi)
-        return -1;
-      else
-        prev = x->key;
+    for (Node* x = head_->next[0].peek(); x != nullptr; x = x->next[0].peek(), ++n) {
+      if (x->key <= prev || x->key < lo || x->key >= hi) return -1;
+      prev = x->key;
+    }
     for (int l = 1; l < MaxLevel; ++l) {
       Node* lower = head_->next[0].peek();
       for (Node* x = head_->next[l].peek(); x != nullptr; x = x->next[l].peek()) {
@@ -255,7 +254,7 @@ struct Ops {
   }
   static bool insert(Set& s, int key) {
     Node* spare = nullptr;
-    bool done;
+    bool done = false;
     if constexpr (M == Mode::stm) {
       done = stm::atomically([&](stm::Transaction& tx) { return s.insert(tx, key, spare); });
       if (!done && spare != nullptr) Stm::destroy(spare);  // allocated by an aborted attempt
@@ -350,7 +349,7 @@ void run_intset(benchmark::State& state, Make make) {
   for (auto _ : state) {
     const std::uint64_t r = next_random(rng);
     const int key = static_cast<int>((r >> 8) % static_cast<std::uint64_t>(range));
-    const unsigned op = static_cast<unsigned>(r % 100);
+    const auto op = static_cast<unsigned>(r % 100);
     if (op < 10) {
       if (O::insert(*S::set, key)) ++net;
     } else if (op < 20) {
@@ -365,13 +364,14 @@ void run_intset(benchmark::State& state, Make make) {
       // Aborts per committed operation, over all threads (the engine's statistics).
       const stm::Stats st = stm::total_stats();
       state.counters["aborts_per_op"] =
-          st.commits ? static_cast<double>(st.total_aborts()) / st.commits : 0.0;
+          st.commits ? static_cast<double>(st.total_aborts()) / static_cast<double>(st.commits)
+                     : 0.0;
     }
     long expected = size;
     for (auto& slot : S::slots) expected += slot.net;
     const long got = O::check(*S::set, range);
     if (got != expected) {
-      std::fprintf(stderr, "intset check failed: size %ld, expected %ld\n", got, expected);
+      std::cerr << "intset check failed: size " << got << ", expected " << expected << "\n";
       state.SkipWithError("intset structure check failed (unsorted, lost or duplicated keys)");
     }
     delete S::set;

@@ -78,7 +78,7 @@ static void BM_Bank(benchmark::State& state) {
   std::mt19937 rng(state.thread_index() + 1);
   // Google Benchmark synchronizes threads at the start of the loop.
   for (auto _ : state) {
-    const int a = rng() % 1024, b = rng() % 1024;
+    const auto a = static_cast<int>(rng() % 1024), b = static_cast<int>(rng() % 1024);
     stm::atomically([&](stm::Transaction& tx) {
       auto& x = *bank_cells->v[a];
       auto& y = *bank_cells->v[b];
@@ -101,7 +101,7 @@ static void BM_BankMutex(benchmark::State& state) {
   if (state.thread_index() == 0) mutex_accounts = new std::vector<long>(1024);
   std::mt19937 rng(state.thread_index() + 1);
   for (auto _ : state) {
-    const int a = rng() % 1024, b = rng() % 1024;
+    const auto a = static_cast<int>(rng() % 1024), b = static_cast<int>(rng() % 1024);
     std::lock_guard<std::mutex> lock(bank_mu);
     (*mutex_accounts)[a] -= 1;
     (*mutex_accounts)[b] += 1;

@@ -88,11 +88,13 @@ TEST(Atomically, ConcurrentIncrementsAreAtomic) {
   stm::TVar<long> counter(0);
   const int per_thread = scaled(20000);
   std::vector<std::thread> threads;
-  for (int t = 0; t < 2; ++t)
+  threads.reserve(2);
+  for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < per_thread; ++i)
         stm::atomically([&](stm::Transaction& tx) { counter.store(tx, counter.load(tx) + 1); });
     });
+  }
   for (auto& t : threads) t.join();
   EXPECT_EQ(2L * per_thread, counter.load());
 }

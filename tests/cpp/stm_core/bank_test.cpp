@@ -19,16 +19,18 @@ void run_bank(int threads, double injection) {
   constexpr int accounts = 32;
   constexpr long initial = 1000;
   std::vector<std::unique_ptr<stm::TVar<long>>> acct;
+  acct.reserve(accounts);
   for (int i = 0; i < accounts; ++i) acct.push_back(std::make_unique<stm::TVar<long>>(initial));
   std::atomic<long> bad_audits{0}, audits{0}, inevitable_transfers{0};
   stm::set_abort_injection(injection, 7);
   const int ops = scaled(20000);
   std::vector<std::thread> pool;
+  pool.reserve(threads);
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       std::mt19937 rng(t + 1);
       for (int i = 0; i < ops; ++i) {
-        const int op = rng() % 100;
+        const auto op = static_cast<int>(rng() % 100);
         if (op < 10) {
           stm::atomically([&](stm::Transaction& tx) {
             long sum = 0;
@@ -37,8 +39,9 @@ void run_bank(int threads, double injection) {
           });
           audits.fetch_add(1);
         } else {
-          const int from = rng() % accounts, to = rng() % accounts;
-          const long amount = rng() % 50;
+          const auto from = static_cast<int>(rng() % accounts),
+                     to = static_cast<int>(rng() % accounts);
+          const auto amount = static_cast<long>(rng() % 50);
           const bool inevitable = op < 12;
           stm::atomically([&](stm::Transaction& tx) {
             if (inevitable) tx.become_inevitable();

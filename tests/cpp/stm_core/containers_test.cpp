@@ -16,10 +16,12 @@ TEST(Counter, ConcurrentAddsNeverConflictAndSumExactly) {
   stm::Counter c(0, "counter");
   const int per = scaled(20000);
   std::vector<std::thread> pool;
-  for (int t = 0; t < 2; ++t)
+  pool.reserve(2);
+  for (int t = 0; t < 2; ++t) {
     pool.emplace_back([&] {
       for (int i = 0; i < per; ++i) stm::atomically([&](stm::Transaction& tx) { c.add(tx, 2); });
     });
+  }
   for (auto& th : pool) th.join();
   EXPECT_EQ(4L * per, c.get());
   const auto s = stm::total_stats();
@@ -41,13 +43,16 @@ TEST(Log, AppendsNeverConflictAndAllArrive) {
   stm::Log<std::string> log;
   const int per = scaled(5000);
   std::vector<std::thread> pool;
-  for (int t = 0; t < 2; ++t)
+  pool.reserve(2);
+  for (int t = 0; t < 2; ++t) {
     pool.emplace_back([&, t] {
-      for (int i = 0; i < per; ++i)
+      for (int i = 0; i < per; ++i) {
         stm::atomically([&](stm::Transaction& tx) {
           log.append(tx, std::to_string(t) + ":" + std::to_string(i));
         });
+      }
     });
+  }
   for (auto& th : pool) th.join();
   const auto s = stm::total_stats();
   EXPECT_EQ(0u,
@@ -89,13 +94,16 @@ TEST(TMap, PutGetEraseGrowAndConcurrentDisjointKeys) {
   stm::TMap<std::string, int> m(4);
   const int per = scaled(3000);
   std::vector<std::thread> pool;
-  for (int t = 0; t < 2; ++t)
+  pool.reserve(2);
+  for (int t = 0; t < 2; ++t) {
     pool.emplace_back([&, t] {
-      for (int i = 0; i < per; ++i)
+      for (int i = 0; i < per; ++i) {
         stm::atomically([&](stm::Transaction& tx) {
           EXPECT_TRUE(m.put(tx, std::to_string(t) + "/" + std::to_string(i), i));
         });
+      }
     });
+  }
   for (auto& th : pool) th.join();
   stm::atomically([&](stm::Transaction& tx) {
     EXPECT_EQ(2 * per, m.size(tx));
@@ -129,21 +137,23 @@ TEST(TVector, PushGetSetPopAndConcurrentAppends) {
   stm::TVector<long> v;
   const int per = scaled(3000);
   std::vector<std::thread> pool;
-  for (int t = 0; t < 2; ++t)
+  pool.reserve(2);
+  for (int t = 0; t < 2; ++t) {
     pool.emplace_back([&] {
       for (int i = 0; i < per; ++i)
         stm::atomically([&](stm::Transaction& tx) { v.push_back(tx, i); });
     });
+  }
   for (auto& th : pool) th.join();
   stm::atomically([&](stm::Transaction& tx) {
-    ASSERT_EQ(static_cast<std::uint64_t>(2 * per), v.size(tx));
+    ASSERT_EQ(2 * static_cast<std::uint64_t>(per), v.size(tx));
     long sum = 0;
     for (std::uint64_t i = 0; i < v.size(tx); ++i) sum += v.get(tx, i);
     EXPECT_EQ(2L * per * (per - 1) / 2, sum);
     v.set(tx, 0, -5);
     EXPECT_EQ(-5, v.get(tx, 0));
     EXPECT_EQ(per - 1, v.pop_back(tx));
-    EXPECT_THROW(v.get(tx, 2 * per), std::out_of_range);
+    EXPECT_THROW(v.get(tx, 2 * static_cast<std::uint64_t>(per)), std::out_of_range);
   });
   stm::reclaim();
 }

@@ -17,18 +17,18 @@ namespace {
 // parallel run, ends in the same state as the sequential run.
 struct Op {
   std::vector<int> bits;
-  int counter;
-  long amount;
+  int counter = 0;
+  long amount = 0;
 };
 
 std::vector<Op> make_script(int n, int bits, int counters, unsigned seed) {
   std::mt19937 rng(seed);
   std::vector<Op> ops(n);
   for (auto& op : ops) {
-    const int k = 1 + rng() % 6;
-    for (int i = 0; i < k; ++i) op.bits.push_back(rng() % bits);
-    op.counter = rng() % counters;
-    op.amount = rng() % 1000;
+    const int k = 1 + static_cast<int>(rng() % 6);
+    for (int i = 0; i < k; ++i) op.bits.push_back(static_cast<int>(rng() % bits));
+    op.counter = static_cast<int>(rng() % counters);
+    op.amount = static_cast<long>(rng() % 1000);
   }
   return ops;
 }
@@ -70,10 +70,12 @@ TEST(Flipper, ParallelEqualsSequential) {
   stm::set_abort_injection(0.05, 99);
   constexpr int threads = 3;
   std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t)
+  pool.reserve(threads);
+  for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       for (std::size_t i = t; i < script.size(); i += threads) par.apply(script[i]);
     });
+  }
   for (auto& th : pool) th.join();
   stm::set_abort_injection(0.0);
   EXPECT_EQ(seq.observe(), par.observe());

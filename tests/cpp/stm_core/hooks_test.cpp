@@ -73,9 +73,10 @@ TEST(Hooks, OrderedAcrossThreads) {
   std::vector<long> log;
   const int ops = scaled(5000);
   std::vector<std::thread> pool;
-  for (int t = 0; t < 2; ++t)
+  pool.reserve(2);
+  for (int t = 0; t < 2; ++t) {
     pool.emplace_back([&] {
-      for (int i = 0; i < ops; ++i)
+      for (int i = 0; i < ops; ++i) {
         stm::atomically([&](stm::Transaction& tx) {
           const long s = seq.load(tx);
           seq.store(tx, s + 1);
@@ -84,7 +85,9 @@ TEST(Hooks, OrderedAcrossThreads) {
             log.push_back(s);
           });
         });
+      }
     });
+  }
   for (auto& th : pool) th.join();
   ASSERT_EQ(static_cast<std::size_t>(2 * ops), log.size());
   for (std::size_t i = 0; i < log.size(); ++i) ASSERT_EQ(static_cast<long>(i), log[i]);

@@ -17,6 +17,7 @@ namespace stm = tmr::stm;
 TEST(Irrevocability, NeverAbortsAtMostOneHooksOnceInOrder) {
   stm::TVar<long> seq(0);
   std::vector<std::unique_ptr<stm::TVar<int>>> cells;
+  cells.reserve(8);
   for (int i = 0; i < 8; ++i) cells.push_back(std::make_unique<stm::TVar<int>>(0));
   std::atomic<int> holders{0}, max_holders{0}, inevitable_aborts{0}, inevitable_commits{0};
   std::mutex log_mu;
@@ -24,12 +25,13 @@ TEST(Irrevocability, NeverAbortsAtMostOneHooksOnceInOrder) {
   const int ops = scaled(5000);
   stm::set_abort_injection(0.1, 3);
   std::vector<std::thread> pool;
+  pool.reserve(3);
   for (int t = 0; t < 3; ++t) {
     pool.emplace_back([&, t] {
       std::mt19937 rng(t + 11);
       for (int i = 0; i < ops; ++i) {
         const bool inevitable = rng() % 10 == 0;
-        const int c = rng() % 8;
+        const auto c = static_cast<int>(rng() % 8);
         stm::atomically([&](stm::Transaction& tx) {
           bool was_inevitable = false;
           if (inevitable) {

@@ -18,6 +18,8 @@ struct Payload {
   long magic = kMagic;
   long value;
   explicit Payload(long v) : value(v) { live.fetch_add(1); }
+  Payload(const Payload&) = delete;
+  Payload& operator=(const Payload&) = delete;
   ~Payload() {
     magic = 0;
     live.fetch_sub(1);
@@ -46,15 +48,18 @@ TEST(Reclamation, ReplacedPayloadsReleasedOnlyWhenUnreachable) {
       stop = true;
     });
     std::vector<std::thread> readers;
-    for (int r = 0; r < 2; ++r)
+    readers.reserve(2);
+    for (int r = 0; r < 2; ++r) {
       readers.emplace_back([&] {
-        while (!stop)
+        while (!stop) {
           stm::atomically([&](stm::Transaction& tx) {
             auto* p = static_cast<Payload*>(cell.load(tx));
             for (int k = 0; k < 50; ++k)
               if (p->magic != Payload::kMagic) bad.fetch_add(1);
           });
+        }
       });
+    }
     writer.join();
     for (auto& r : readers) r.join();
     stm::reclaim();  // also collects what exited threads retired
@@ -93,14 +98,17 @@ TEST(Reclamation, PrivatizationAfterQuiesce) {
   std::atomic<bool> stop{false};
   std::atomic<long> bad{0};
   std::vector<std::thread> readers;
-  for (int r = 0; r < 2; ++r)
+  readers.reserve(2);
+  for (int r = 0; r < 2; ++r) {
     readers.emplace_back([&] {
-      while (!stop)
+      while (!stop) {
         stm::atomically([&](stm::Transaction& tx) {
           Node* n = head.load(tx);
           if (n != nullptr && n->a.load(tx) != n->b.load(tx)) bad.fetch_add(1);
         });
+      }
     });
+  }
   const int rounds = scaled(3000);
   for (int i = 0; i < rounds; ++i) {
     Node* mine = stm::atomically([&](stm::Transaction& tx) {

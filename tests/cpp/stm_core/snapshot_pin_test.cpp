@@ -18,6 +18,8 @@ std::atomic<long> live{0};
 struct Payload {
   long value;
   explicit Payload(long v) : value(v) { live.fetch_add(1); }
+  Payload(const Payload&) = delete;
+  Payload& operator=(const Payload&) = delete;
   ~Payload() { live.fetch_sub(1); }
 };
 

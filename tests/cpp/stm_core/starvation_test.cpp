@@ -16,20 +16,23 @@ namespace stm = tmr::stm;
 TEST(Starvation, LongTransactionCommitsAgainstShortWriters) {
   constexpr int n = 256;
   std::vector<std::unique_ptr<stm::TVar<long>>> cells;
+  cells.reserve(n);
   for (int i = 0; i < n; ++i) cells.push_back(std::make_unique<stm::TVar<long>>(10));
   std::atomic<bool> stop{false};
   std::vector<std::thread> writers;
-  for (int w = 0; w < 2; ++w)
+  writers.reserve(2);
+  for (int w = 0; w < 2; ++w) {
     writers.emplace_back([&, w] {
       std::mt19937 rng(w);
       while (!stop) {
-        const int a = rng() % n, b = rng() % n;
+        const auto a = static_cast<int>(rng() % n), b = static_cast<int>(rng() % n);
         stm::atomically([&](stm::Transaction& tx) {
           cells[a]->store(tx, cells[a]->load(tx) - 1);
           cells[b]->store(tx, cells[b]->load(tx) + 1);
         });
       }
     });
+  }
   stm::TVar<long> result(0);
   const auto before = stm::thread_stats();
   for (int round = 0; round < 5; ++round) {

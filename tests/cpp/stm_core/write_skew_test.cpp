@@ -48,21 +48,23 @@ TEST(WriteSkew, EqualityInvariantHoldsInsideTransactions) {
   std::atomic<bool> stop{false};
   const int ops = scaled(30000);
   std::thread writer([&] {
-    for (int i = 0; i < ops; ++i)
+    for (int i = 0; i < ops; ++i) {
       stm::atomically([&](stm::Transaction& tx) {
         const long v = x.load(tx) + 1;
         x.store(tx, v);
         y.store(tx, v);
       });
+    }
     stop = true;
   });
   std::thread reader([&] {
-    while (!stop)
+    while (!stop) {
       stm::atomically([&](stm::Transaction& tx) {
         const long a = x.load(tx);
         const long b = y.load(tx);
         if (a != b) violations.fetch_add(1);
       });
+    }
   });
   writer.join();
   reader.join();
