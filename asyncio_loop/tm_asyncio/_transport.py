@@ -290,6 +290,12 @@ class NativeStreamTransport(_FlowControlMixin):
         """Whether asyncio's buffer would be empty now (module docstring: write() after close())."""
         if self._native.write_buffer_size():
             return False
+        if self._protocol_paused:
+            # The drain's resume_writing() is on its way (the native buffer emptied on the
+            # strand; its signal comes as the strand's next event). asyncio's transport calls it
+            # before its buffer is empty, and what it writes then (a TLS protocol's close_notify)
+            # is sent before the end: so later writes are still taken.
+            return False
         if self._send_buffer is None:
             self._send_buffer = 0
             fd = self._native.fileno()
