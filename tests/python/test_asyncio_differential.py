@@ -707,23 +707,27 @@ def tls_trailing(port: int, context: ssl.SSLContext, i: int) -> dict:
         }
 
 
-@pytest.fixture(scope="module")
-def tls_trailing_outcomes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tls-trailing")
+def tls_server_outcomes(tmp_path_factory, folder: str, client, count: int) -> Outcomes:
+    """The outcomes of `count` clients at once, client(port, context, i), against the corpus's
+    TLS server, per runtime: what each client saw and what the server printed."""
+    root = tmp_path_factory.mktemp(folder)
     cert, key = make_certificate(root)
     context = ssl.create_default_context(cafile=str(cert))
 
     def scenario(runtime: str) -> dict:
         server = Program(runtime, "tls_server.py", ["0", str(cert), str(key)], root)
         try:
-            clients = run_threads(
-                lambda i: tls_trailing(server.port, context, i), TLS_TRAILING_CLIENTS
-            )
+            clients = run_threads(lambda i: client(server.port, context, i), count)
         finally:
             printed = server.stop()
         return {"clients": clients, "printed": sorted(printed)}
 
     return Outcomes(scenario)
+
+
+@pytest.fixture(scope="module")
+def tls_trailing_outcomes(tmp_path_factory):
+    return tls_server_outcomes(tmp_path_factory, "tls-trailing", tls_trailing, TLS_TRAILING_CLIENTS)
 
 
 @pytest.mark.timeout(300)
@@ -764,21 +768,12 @@ def tls_dropped(port: int, context: ssl.SSLContext, kind: str) -> tuple:
 
 @pytest.fixture(scope="module")
 def tls_dropped_outcomes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tls-dropped")
-    cert, key = make_certificate(root)
-    context = ssl.create_default_context(cafile=str(cert))
-
-    def scenario(runtime: str) -> dict:
-        server = Program(runtime, "tls_server.py", ["0", str(cert), str(key)], root)
-        try:
-            clients = run_threads(
-                lambda i: tls_dropped(server.port, context, ("plain", "abort")[i % 2]), 8
-            )
-        finally:
-            printed = server.stop()
-        return {"clients": clients, "printed": sorted(printed)}
-
-    return Outcomes(scenario)
+    return tls_server_outcomes(
+        tmp_path_factory,
+        "tls-dropped",
+        lambda port, context, i: tls_dropped(port, context, ("plain", "abort")[i % 2]),
+        8,
+    )
 
 
 @pytest.mark.timeout(300)
