@@ -81,7 +81,7 @@ def _visit(obj, found: dict[str, None], seen: set[int], depth: int) -> None:
             return
         if not _is_program_code(obj):
             return
-        _read_code(obj.__code__, frozenset(obj.__code__.co_freevars), found)
+        loaded = _read_code(obj.__code__, frozenset(obj.__code__.co_freevars), found)
         for cell in obj.__closure__ or ():
             try:
                 contents = cell.cell_contents
@@ -89,32 +89,31 @@ def _visit(obj, found: dict[str, None], seen: set[int], depth: int) -> None:
                 continue
             if isinstance(contents, type) or callable(contents):
                 _visit(contents, found, seen, depth - 1)
-        for name in _global_names(obj.__code__):
+        for name in loaded:
             value = obj.__globals__.get(name)
             if isinstance(value, (type, types.FunctionType)):
                 _visit(value, found, seen, depth - 1)
 
 
-def _read_code(code: types.CodeType, shared_cells: frozenset[str], found: dict[str, None]) -> None:
+def _read_code(
+    code: types.CodeType, shared_cells: frozenset[str], found: dict[str, None]
+) -> set[str]:
     """Records code's rebinding of globals and of shared_cells: the free variables that the
-    function object holding code closes over (bound once, when the server's factory was made)."""
+    function object holding code closes over (bound once, when the server's factory was made).
+    Returns the global names the code (its inner functions' included) loads."""
+    loaded = set()
     for instruction in dis.get_instructions(code):
-        if instruction.opname in _GLOBAL_STORES:
+        if instruction.opname == "LOAD_GLOBAL":
+            loaded.add(instruction.argval)
+        elif instruction.opname in _GLOBAL_STORES:
             found[f"global {instruction.argval} ({_where(code, instruction)})"] = None
         elif instruction.opname in _CELL_STORES and instruction.argval in shared_cells:
             found[f"nonlocal {instruction.argval} ({_where(code, instruction)})"] = None
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             # An inner function's cells are its maker's: shared only where they pass through.
-            _read_code(const, shared_cells & frozenset(const.co_freevars), found)
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    names = {i.argval for i in dis.get_instructions(code) if i.opname == "LOAD_GLOBAL"}
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
+            loaded |= _read_code(const, shared_cells & frozenset(const.co_freevars), found)
+    return loaded
 
 
 def _where(code: types.CodeType, instruction: dis.Instruction) -> str:
