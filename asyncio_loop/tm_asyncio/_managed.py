@@ -16,7 +16,7 @@ import tm
 
 
 def _shared_objects(protocol_factory) -> list:
-    connected_cb = _start_server_callback(protocol_factory)
+    connected_cb = start_server_callback(protocol_factory)
     if connected_cb is not None:
         return _shared_objects(connected_cb)
     if inspect.ismethod(protocol_factory):
@@ -28,7 +28,7 @@ def _shared_objects(protocol_factory) -> list:
     return []
 
 
-def _start_server_callback(protocol_factory):
+def start_server_callback(protocol_factory):
     """The client_connected_cb behind asyncio.start_server's (or start_unix_server's) protocol
     factory, a closure over it; None for any other factory. Every connection's handler is that
     callback, so what it shares (a bound method's object, a partial's arguments) is what the
@@ -54,4 +54,4 @@ def manage_protocol_factory(protocol_factory):
     return protocol_factory
 
 
-__all__ = ["manage_protocol_factory"]
+__all__ = ["manage_protocol_factory", "start_server_callback"]

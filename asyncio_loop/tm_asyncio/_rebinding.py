@@ -34,6 +34,8 @@ import sysconfig
 import types
 from pathlib import Path
 
+from tm_asyncio._managed import start_server_callback
+
 _GLOBAL_STORES = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
 _CELL_STORES = frozenset({"STORE_DEREF", "DELETE_DEREF"})
 # How many hops from the factory (a class from a function naming it, a method from its class...).
@@ -75,7 +77,7 @@ def _visit(obj, found: dict[str, None], seen: set[int], depth: int) -> None:
             if isinstance(member, types.FunctionType):
                 _visit(member, found, seen, depth)
     elif isinstance(obj, types.FunctionType):
-        handler = _start_server_handler(obj)
+        handler = start_server_callback(obj)
         if handler is not None:  # asyncio.start_server's factory: what runs is the handler
             _visit(handler, found, seen, depth)
             return
@@ -119,15 +121,6 @@ def _read_code(
 def _where(code: types.CodeType, instruction: dis.Instruction) -> str:
     line = instruction.positions.lineno if instruction.positions else None
     return f"{code.co_filename}:{line or code.co_firstlineno}"
-
-
-def _start_server_handler(factory: types.FunctionType):
-    """The client_connected_cb behind asyncio.start_server's (or start_unix_server's) factory."""
-    code = factory.__code__
-    if factory.__module__ != "asyncio.streams" or "client_connected_cb" not in code.co_freevars:
-        return None
-    assert factory.__closure__ is not None  # it has free variables
-    return factory.__closure__[code.co_freevars.index("client_connected_cb")].cell_contents
 
 
 @functools.cache
