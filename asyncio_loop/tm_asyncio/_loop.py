@@ -906,29 +906,28 @@ class EventLoop(_base_loop):
         rebound = shared_rebindings(protocol_factory)
         if not rebound:
             return
-        what = ", ".join(rebound)
-        if not self._parallel_chosen:
+        what = (
+            f"tm_asyncio: the handlers of {protocol_factory!r} rebind {', '.join(rebound)}, "
+            "which every connection shares"
+        )
+        serial = not self._parallel_chosen
+        if serial:
             try:
                 self._serial_factories.add(protocol_factory)
             except TypeError:  # a callable without weak references: left in parallel mode
-                pass
-            else:
-                warnings.warn(
-                    f"tm_asyncio: the handlers of {protocol_factory!r} rebind {what}, which every "
-                    "connection shares: its connections run one callback at a time on the loop's "
-                    "strand, as on asyncio's loop, not in parallel (keep it in a tm type, "
-                    "docs/MANAGED_STATE.md; TM_ASYNCIO_PARALLEL=1 runs them in parallel anyway)",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                return
-        warnings.warn(
-            f"tm_asyncio: the handlers of {protocol_factory!r} rebind {what}, which every "
-            "connection shares; in parallel mode concurrent connections can lose updates to it "
-            "(keep it in a tm type, docs/MANAGED_STATE.md)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+                serial = False
+        if serial:
+            consequence = (
+                ": its connections run one callback at a time on the loop's strand, as on "
+                "asyncio's loop, not in parallel (keep it in a tm type, docs/MANAGED_STATE.md; "
+                "TM_ASYNCIO_PARALLEL=1 runs them in parallel anyway)"
+            )
+        else:
+            consequence = (
+                "; in parallel mode concurrent connections can lose updates to it (keep it in a "
+                "tm type, docs/MANAGED_STATE.md)"
+            )
+        warnings.warn(what + consequence, RuntimeWarning, stacklevel=3)
 
     def _serves_serially(self, server) -> bool:
         return bool(self._serial_factories) and server._protocol_factory in self._serial_factories
