@@ -200,6 +200,8 @@ class EventLoop(_base_loop):
         # changes: the loop's callbacks run one at a time under it.
         self._lock = threading.RLock()
         self._watchers: dict[int, _reactor.FdWatcher] = {}
+        # The connection strand of each descriptor registered from one (_watcher).
+        self._watcher_strands: dict[int, Any] = {}
         # Armed timers by key, each with its C++ timer and its place in call order, and a heap of
         # (when, order, key) over them: a firing timer runs every other one due with it, as
         # asyncio's iteration runs all due timers before the callbacks they schedule. Call_at()
@@ -682,13 +684,20 @@ class EventLoop(_base_loop):
     # -- descriptors ----------------------------------------------------------------------------
 
     def _watcher(self, fd: int) -> _reactor.FdWatcher:
+        """fd's watcher, made on the strand of the callback that registers fd.
+
+        A descriptor registered from a connection's strand (a handler task's subprocess pipes,
+        its pidfd, a sock_* call) belongs to what that task reads: its callbacks run on the same
+        strand, one at a time with the task's steps, as in asyncio's one thread. On the loop's
+        strand, the pipes' data_received fed the StreamReader the task read at the same moment.
+        """
         watcher = self._watchers.get(fd)
         if watcher is None:
-            try:  # on the loop's strand, where the binding lets us choose it
-                watcher = self._core.watch_fd(fd, strand=self._strand)
-            except TypeError:
-                watcher = self._core.watch_fd(fd)
+            strand = _tasks.connection_strand() if self._task_strands else None
+            watcher = self._core.watch_fd(fd, strand=self._strand if strand is None else strand)
             self._watchers[fd] = watcher
+            if strand is not None:
+                self._watcher_strands[fd] = strand
         return watcher
 
     def _sync_watcher(self, fd: int) -> None:
@@ -701,30 +710,47 @@ class EventLoop(_base_loop):
         if reader is None and writer is None:
             if watcher is not None:
                 del self._watchers[fd]
+                self._watcher_strands.pop(fd, None)
                 watcher.release()
             return
         watcher = self._watcher(fd)
+        strand = self._watcher_strands.get(fd)
         if reader is not None and not watcher.has_reader:
-            watcher.add_reader(functools.partial(self._fd_ready, fd, _READ))
+            watcher.add_reader(functools.partial(self._fd_ready, fd, _READ, strand))
         elif reader is None and watcher.has_reader:
             watcher.remove_reader()
         if writer is not None and not watcher.has_writer:
-            watcher.add_writer(functools.partial(self._fd_ready, fd, _WRITE))
+            watcher.add_writer(functools.partial(self._fd_ready, fd, _WRITE, strand))
         elif writer is None and watcher.has_writer:
             watcher.remove_writer()
 
-    def _fd_ready(self, fd: int, event: int) -> None:
+    def _fd_ready(self, fd: int, event: int, strand=None) -> None:
         """The watcher saw fd ready: queue its handle behind the callbacks already queued.
 
         asyncio runs the callbacks that were ready before a poll ahead of the I/O callbacks that
-        poll found; posting the I/O callback to the loop's strand keeps that order. The watcher is
-        level-triggered, so one queued run per descriptor and direction is enough.
+        poll found; posting the I/O callback to the watcher's strand (the loop's, or the
+        connection's that registered fd) keeps that order. The watcher is level-triggered, so one
+        queued run per descriptor and direction is enough.
         """
         key = (fd, event)
         if key in self._io_pending:
             return
         self._io_pending.add(key)
-        self._core.post(functools.partial(self._run_io, fd, event), self._strand)
+        if strand is None:
+            self._core.post(functools.partial(self._run_io, fd, event), self._strand)
+            return
+        with self._task_steps_lock:  # stop() waits for it, as for a task step there
+            self._task_steps_queued += 1
+        self._core.post(functools.partial(self._run_io_on, strand, fd, event), strand)
+
+    def _run_io_on(self, strand, fd: int, event: int) -> None:
+        """_run_io on a connection's strand: what its handle queues stays there (_post_handle)."""
+        try:
+            with _tasks.on_strand(strand):
+                self._run_io(fd, event)
+        finally:
+            with self._task_steps_lock:
+                self._task_steps_queued -= 1
 
     def _run_io(self, fd: int, event: int) -> None:
         self._io_pending.discard((fd, event))
@@ -945,6 +971,7 @@ class EventLoop(_base_loop):
         for watcher in list(self._watchers.values()):
             watcher.release()
         self._watchers.clear()
+        self._watcher_strands.clear()
         # Callbacks still queued in the reactor (call_soon after stop(), a watcher's release) hold
         # the loop, and the loop holds the reactor: a cycle through C++ that the garbage collector
         # cannot see. asyncio's close() drops its ready queue; dropping the reactor does the same.

@@ -846,23 +846,8 @@ def subprocess_outcomes(tmp_path_factory):
     return Outcomes(scenario), [replies for _, replies in plans]
 
 
-# In parallel mode (tm-2 on a free-threaded interpreter) a handler's subprocess pipes are read on
-# the loop's strand while the handler's task reads the StreamReader they feed on its connection's
-# strand: the two run at once, and a reply then differs from the default loop's (pipe output lost)
-# or feed_data() resizes the buffer the task holds a view of (BufferError); 2 to 3 of 6 runs on
-# 3.13t on the 2-core VM. docs/ASYNCIO.md "Limits" has the plan.
-_SUBPROCESS_PIPES_RACE = pytest.mark.xfail(
-    not getattr(sys, "_is_gil_enabled", lambda: True)(),
-    reason="a handler's subprocess pipes are read on the loop's strand beside its task",
-    strict=False,
-)
-
-
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(
-    "runtime",
-    [pytest.param(r, marks=_SUBPROCESS_PIPES_RACE) if r == "tm-2" else r for r in RUNTIMES],
-)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
 def test_subprocess_pipeline_server_as_on_the_default_loop(runtime, subprocess_outcomes):
     outcomes, expected = subprocess_outcomes
     seen = outcomes(runtime)
