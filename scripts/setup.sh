@@ -60,6 +60,17 @@ make_venv() {
   echo "$wanted" >"$stamp"
 }
 
+# install_corpus_peers DIR: third-party asyncio frameworks the differential corpus runs unmodified
+# (tests/python/asyncio_corpus). Apart from make_venv, so that adding one never rebuilds a venv.
+corpus_peers=("aiohttp>=3.9")
+install_corpus_peers() {
+  local dir=$1 stamp="$1/.tm-corpus"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "${corpus_peers[*]}" ]]; then return; fi
+  log "installing the corpus's frameworks into $dir: ${corpus_peers[*]}"
+  pip_quiet "$dir" --prefer-binary "${corpus_peers[@]}" || return 1
+  echo "${corpus_peers[*]}" >"$stamp"
+}
+
 # install_project DIR: (re)installs tm-reactor when any tracked or new source file changed.
 install_project() {
   local dir=$1 stamp="$1/.tm-project"
@@ -87,6 +98,8 @@ make_tools_venv() {
 
 make_venv "$root/.venv-gil" "$gil_python"
 make_venv "$root/.venv-ft" "$ft_python"
+install_corpus_peers "$root/.venv-gil"
+install_corpus_peers "$root/.venv-ft"
 install_project "$root/.venv-gil"
 install_project "$root/.venv-ft"
 make_tools_venv "$root/.venv-tools"

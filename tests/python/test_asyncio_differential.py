@@ -14,7 +14,10 @@ tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_async
   uploads of up to 4.5 MB that the client ends with close_notify, a TCP half-close or both, each
   of which the server must read to its last byte (issue 18 saw 4.0 of 4.5 MB arrive);
 - subprocess_server.py: every request runs a pipeline of `python -c` filters
-  (asyncio.create_subprocess_exec, pipes pumped by the server, communicate()).
+  (asyncio.create_subprocess_exec, pipes pumped by the server, communicate());
+- aiohttp_server.py: an aiohttp web application (the framework's own server and protocol, which
+  start a task per connection eagerly), over keep-alive HTTP/1.1: JSON, streamed and chunked
+  responses, request bodies read in chunks, large bodies, timers, redirects and error answers.
 
 Each program runs as a child process on the default loop and on tm_asyncio with TM_WORKERS=1
 and 2 (on a free-threaded interpreter 2 workers run parallel mode: each connection on a strand
@@ -34,6 +37,8 @@ stderr.
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import pathlib
 import random
@@ -850,6 +855,117 @@ def subprocess_outcomes(tmp_path_factory):
 @pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
 def test_subprocess_pipeline_server_as_on_the_default_loop(runtime, subprocess_outcomes):
     outcomes, expected = subprocess_outcomes
+    seen = outcomes(runtime)
+    if runtime == "default":
+        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
+            assert got == want, f"client {i} on the default loop"
+    else:
+        assert_same(seen, outcomes("default"))
+
+
+# -- 5. an aiohttp web application --------------------------------------------------------------
+
+AIOHTTP_CLIENTS, AIOHTTP_REQUESTS = 16, 40  # 640 requests over keep-alive connections
+
+
+def aiohttp_client_plan(i: int) -> list[tuple[tuple, tuple]]:
+    """Client i's requests (method, path, body, content type) and the replies they must get
+    (status, content type, Location, body length and SHA-256)."""
+    rng = random.Random(f"aiohttp {i}")
+    plan = []
+
+    def reply(status: int, kind: str | None, body: bytes, location: str | None = None) -> tuple:
+        return status, kind, location, len(body), hashlib.sha256(body).hexdigest()
+
+    for n in range(AIOHTTP_REQUESTS):
+        op = rng.choice(["hello", "json", "stream", "upload", "blob", "sleep", "other"])
+        if op == "hello":
+            name = f"client{i}-{n}"
+            request = ("GET", f"/hello/{name}", None, None)
+            expected = reply(200, "text/plain; charset=utf-8", f"hello {name}".encode())
+        elif op == "json":
+            numbers = [rng.randrange(-(10**9), 10**9) for _ in range(rng.randrange(300))]
+            body = json.dumps({"numbers": numbers}).encode()
+            request = ("POST", "/json", body, "application/json")
+            answer = {"n": len(numbers), "sum": sum(numbers), "max": max(numbers, default=None)}
+            expected = reply(200, "application/json; charset=utf-8", json.dumps(answer).encode())
+        elif op == "stream":
+            count, size = rng.randrange(1, 30), rng.choice([1, 100, 5000, 70000])
+            data = b"".join(shake(b"chunk %d" % k, size) for k in range(count))
+            request = ("GET", f"/stream?n={count}&size={size}", None, None)
+            expected = reply(200, "application/octet-stream", data)
+        elif op == "upload":
+            size = rng.choice([0, rng.randrange(10000), rng.randrange(2 << 20)])
+            data = shake(b"upload %d.%d" % (i, n), size)
+            request = ("POST", "/upload", data, "application/octet-stream")
+            text = f"{size} {hashlib.sha256(data).hexdigest()}".encode()
+            expected = reply(200, "text/plain; charset=utf-8", text)
+        elif op == "blob":
+            seed, size = f"b{i}.{n}", rng.choice([0, rng.randrange(4096), rng.randrange(1 << 20)])
+            request = ("GET", f"/blob?seed={seed}&size={size}", None, None)
+            # aiohttp sends no Content-Type with an empty body
+            kind = "application/octet-stream" if size else None
+            expected = reply(200, kind, shake(seed.encode(), size))
+        elif op == "sleep":
+            text = f"slept-{i}-{n}"
+            request = ("GET", f"/sleep?ms={rng.randrange(5)}&text={text}", None, None)
+            expected = reply(200, "text/plain; charset=utf-8", text[::-1].encode())
+        else:
+            path = rng.choice(["/redirect/x", "/bad", "/missing"])
+            request = ("GET", path, None, None)
+            if path == "/redirect/x":
+                expected = reply(302, "text/plain; charset=utf-8", b"302: Found", "/hello/x")
+            elif path == "/bad":
+                expected = reply(400, "text/plain; charset=utf-8", b"no good")
+            else:
+                expected = reply(404, "text/plain; charset=utf-8", b"404: Not Found")
+        plan.append((request, expected))
+    return plan
+
+
+def http_client(port: int, plan: list) -> list[tuple]:
+    """Runs a plan over one keep-alive connection; each reply as aiohttp_client_plan records it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=STALL)
+    replies = []
+    try:
+        for (method, path, body, kind), _ in plan:
+            connection.request(method, path, body, {"Content-Type": kind} if kind else {})
+            response = connection.getresponse()
+            data = response.read()
+            replies.append(
+                (
+                    response.status,
+                    response.getheader("Content-Type"),
+                    response.getheader("Location"),
+                    len(data),
+                    hashlib.sha256(data).hexdigest(),
+                )
+            )
+    finally:
+        connection.close()
+    return replies
+
+
+@pytest.fixture(scope="module")
+def aiohttp_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aiohttp")
+    plans = [aiohttp_client_plan(i) for i in range(AIOHTTP_CLIENTS)]
+
+    def scenario(runtime: str) -> dict:
+        server = Program(runtime, "aiohttp_server.py", ["0"], root)
+        try:
+            clients = run_threads(lambda i: http_client(server.port, plans[i]), AIOHTTP_CLIENTS)
+        finally:
+            printed = server.stop()
+        return {"clients": clients, "printed": printed}
+
+    return Outcomes(scenario), [[expected for _, expected in plan] for plan in plans]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
+def test_aiohttp_application_as_on_the_default_loop(runtime, aiohttp_outcomes):
+    outcomes, expected = aiohttp_outcomes
     seen = outcomes(runtime)
     if runtime == "default":
         for i, (got, want) in enumerate(zip(seen["clients"], expected)):
