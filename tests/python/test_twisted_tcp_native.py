@@ -526,6 +526,44 @@ def test_addresses_of_both_ends(workers):
     assert seen["nodelay after"] is True and seen["keepalive"] is True
 
 
+@pytest.mark.parametrize("workers", WORKERS)
+def test_sockets_run_without_nagle_until_the_program_asks_for_it(workers):
+    """Both ends' sockets have TCP_NODELAY set (a commit's writes leave in one gathered write;
+    Nagle's hold behind an unacknowledged segment stalled a chat broadcast 40 ms a message), while
+    getTcpNoDelay() reports Twisted's default, False; setTcpNoDelay(False) turns Nagle on."""
+    reactor = Reactor(workers)
+    seen = {}
+
+    def nodelay(transport) -> int:
+        return transport.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    class Server(protocol.Protocol):
+        def connectionMade(self):
+            seen["server"] = (self.transport.getTcpNoDelay(), nodelay(self.transport))
+            self.transport.setTcpNoDelay(False)
+            seen["server off"] = (self.transport.getTcpNoDelay(), nodelay(self.transport))
+            self.transport.setTcpNoDelay(True)
+            seen["server on"] = (self.transport.getTcpNoDelay(), nodelay(self.transport))
+            self.transport.loseConnection()
+
+    class Client(protocol.Protocol):
+        def connectionMade(self):
+            seen["client"] = (self.transport.getTcpNoDelay(), nodelay(self.transport))
+
+        def connectionLost(self, reason):
+            reactor.stop()
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
+    reactor.connectTCP("127.0.0.1", port.getHost().port, protocol.ClientFactory.forProtocol(Client))
+    run_bounded(reactor, timeout=20)
+    assert seen == {
+        "server": (False, 1),
+        "server off": (False, 0),
+        "server on": (True, 1),
+        "client": (False, 1),
+    }
+
+
 def test_ipv6_addresses():
     try:
         with socket.socket(socket.AF_INET6) as s:

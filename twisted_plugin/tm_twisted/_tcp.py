@@ -46,7 +46,7 @@ from tm_twisted._compat import (
     _TLSConnectionMixin,
     _TLSServerMixin,
 )
-from tm_twisted._native_stream import NO_PRODUCER_LIMITS, NativeStream
+from tm_twisted._native_stream import NO_PRODUCER_LIMITS, NativeStream, sendWithoutNagle
 
 if platformType != "posix" or sys.platform == "cygwin":  # pragma: no cover
     raise ImportError("tm_twisted native TCP transports need a POSIX platform")
@@ -504,6 +504,7 @@ class Client(_BaseTCPClient, _BaseBaseClient, _TLSClientMixin, Connection):
         if self._lost or not hasattr(self, "connector"):
             native.abort()
             return
+        sendWithoutNagle(native)
         native.set_write_buffer_limits(*NO_PRODUCER_LIMITS)
         # As BaseClient.doConnect inside doWrite: an exception drops the connection.
         self._guard(self._connectDone)
