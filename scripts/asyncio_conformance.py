@@ -83,14 +83,16 @@ CLASSES += [
 KNOWN_EXCEPTIONS: dict[str, str] = {}
 # Known with more than one worker, serial or parallel (never with one: it must equal asyncio).
 _HELD_BY_THE_REACTOR = (
-    "with 2 workers on 3.13t, under load (0 to 8 of 200 runs of the scenario): the finished "
-    "task's step wrapper (asyncio's C TaskStepMethWrapper) stays referenced by no object the "
-    "collector sees until the loop runs a few more iterations (gc.collect() does not free it), so "
-    "gc.get_referrers(exc) still sees the task's exception group. The reactor's own reference to "
-    "a posted callback is dropped inside its transaction. Suspect: free-threaded CPython's biased "
-    "reference counting (an object released by another thread than its creator is freed when its "
-    "creator next runs Python). Plan: confirm with a build that logs that queue, then have a "
-    "worker that goes idle merge its queue first"
+    "with 2 workers on 3.13t, under load (7 to 25 of 200-300 runs of the scenario): the Handle "
+    "that ran the finished task's last step, and through it asyncio's TaskStepMethWrapper, the "
+    "task and its exception group, outlive the step. Read from the Handle's reference-count "
+    "fields: local count 1 on the worker that created it, shared count -1 flagged QUEUED. The "
+    "other worker dropped the last reference, and free-threaded CPython's biased reference "
+    "counting frees such an object only when its creating thread next runs Python, while that "
+    "worker waits idle in the reactor (gc.collect() does not merge another thread's queue). On "
+    "asyncio's loop one thread makes and drops every handle. Plan: keep a strand's events on the "
+    "worker that ran its previous one (what the static-file profile in docs/BENCHMARKS.md also "
+    "asks for), so that a loop-strand handle is dropped by the thread that made it"
 )
 _NOT_ACCEPTED_YET = (
     "timing-dependent with 2 workers on a busy machine: the listening socket's readiness comes "
@@ -110,14 +112,14 @@ KNOWN_MULTI_WORKER: dict[str, str] = {
     "test_taskgroups.TestEagerTaskTaskGroup.test_exception_refcycles_parent_task_wr": _HELD_BY_THE_REACTOR,
     "test_streams.StreamTests.test_open_connection_happy_eyeball_refcycles": _HELD_BY_THE_REACTOR,
     "test_streams.StreamTests.test_unhandled_exception": _NOT_ACCEPTED_YET.format(
-        "the client connects, writes, closes and waits for its close, then main() closes the "
+        "The client connects, writes, closes and waits for its close, then main() closes the "
         "server; the handler never ran, so no 'Unhandled exception' message"
     ),
     "test_streams.StreamTests.test_unhandled_exceptions": _NOT_ACCEPTED_YET.format(
-        "its 3.11 name (test_unhandled_exception)"
+        "Its 3.11 name (test_unhandled_exception)"
     ),
     "test_server.TestServer2.test_wait_closed_basic": _NOT_ACCEPTED_YET.format(
-        "the test counts sleep(0) iterations between open_connection() returning and srv.close(), "
+        "The test counts sleep(0) iterations between open_connection() returning and srv.close(), "
         "expecting the server to have accepted the connection by then (3 of 8 and 1 of 8 runs of "
         "the class failed, serial and parallel; 0 of 8 with 1 worker)"
     ),
