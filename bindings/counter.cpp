@@ -17,7 +17,7 @@ class Counter {
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());  // the deferred op keeps the counter alive
-        tx_state().deferred.push_back(
+        tx_state().deferred.emplace_back(
             [keep, delta, this](stm::Transaction& t) { c_.add(t, delta); });
       } else {
         c_.add(tx, delta);
@@ -49,7 +49,7 @@ void init_counter(py::module_& m) {
                       "inevitability; reading the value is an ordinary transactional read.")
       .def(py::init<std::int64_t>(), py::arg("initial") = 0)
       .def(
-          "add", [](py::object self, std::int64_t d) { self.cast<Counter&>().add(self, d); },
+          "add", [](const py::object& self, std::int64_t d) { self.cast<Counter&>().add(self, d); },
           py::arg("delta") = 1, "Adds delta (merged at commit).")
       .def("get", &Counter::get, "The value.")
       .def_property_readonly("value", &Counter::get, "The value.")
@@ -66,7 +66,7 @@ void init_counter(py::module_& m) {
              return self;
            })
       .def("__repr__", [](Counter& c) { return "tm.Counter(" + std::to_string(c.get()) + ")"; })
-      .def("__reduce__", [](py::object self) {
+      .def("__reduce__", [](const py::object& self) {
         return py::make_tuple(self.get_type(), py::make_tuple(self.cast<Counter&>().get()));
       });
 }

@@ -51,12 +51,13 @@ class Dict {
     transact(this, Access::read, [&](stm::Transaction& tx) {
       py::list l;
       for (const PyMap::Entry* e : map_.entries(tx)) {
-        if (what == 0)
+        if (what == 0) {
           l.append(py::handle(e->key.get()));
-        else if (what == 1)
+        } else if (what == 1) {
           l.append(py::handle(e->value.get()));
-        else
+        } else {
           l.append(py::make_tuple(py::handle(e->key.get()), py::handle(e->value.get())));
+        }
       }
       out = std::move(l);
     });

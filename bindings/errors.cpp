@@ -31,7 +31,7 @@ void raise_abort(stm::AbortCause cause) noexcept {
 }
 
 bool abort_pending() noexcept {
-  return PyErr_Occurred() != nullptr && PyErr_ExceptionMatches(g_abort);
+  return PyErr_Occurred() != nullptr && PyErr_ExceptionMatches(g_abort) != 0;
 }
 
 void init_errors(py::module_& m) {
@@ -42,6 +42,8 @@ void init_errors(py::module_& m) {
   if (g_abort == nullptr) throw py::error_already_set();
   m.attr("TransactionAbort") =
       py::handle(g_abort);  // the module keeps a reference; g_abort another
+  // pybind11's translators take the exception_ptr by value (void (*)(std::exception_ptr)).
+  // NOLINTNEXTLINE(performance-unnecessary-value-param)
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

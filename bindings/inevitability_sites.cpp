@@ -60,17 +60,18 @@ std::string definition_site(PyObject* fn) {
   for (int i = 0; i < 3 && f; ++i) {
     if (py::hasattr(f, "__code__")) {
       py::object code = f.attr("__code__");
-      std::string file = py::str(code.attr("co_filename")).cast<std::string>();
+      auto file = py::str(code.attr("co_filename")).cast<std::string>();
       const std::string* skip = g_internal_prefix.load(std::memory_order_acquire);
       if (skip != nullptr && file.compare(0, skip->size(), *skip) == 0) return {};  // tm's own
       return file + ":" + std::to_string(code.attr("co_firstlineno").cast<long>());
     }
-    if (py::hasattr(f, "__func__"))
+    if (py::hasattr(f, "__func__")) {
       f = f.attr("__func__");
-    else if (py::hasattr(f, "func"))
+    } else if (py::hasattr(f, "func")) {
       f = f.attr("func");  // functools.partial
-    else
+    } else {
       break;
+    }
   }
   return {};
 }
@@ -134,9 +135,10 @@ std::vector<InevitabilitySite> inevitability_sites() {
   std::vector<InevitabilitySite> out;
   {
     std::lock_guard<std::mutex> lock(g_inev_mu);
-    for (const auto& [key, t] : g_inev_sites)
+    for (const auto& [key, t] : g_inev_sites) {
       out.push_back(
           {std::get<0>(key), std::get<1>(key), std::get<2>(key), t.count, t.ns_held, t.ns_max});
+    }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     return std::tie(a.ns_held, a.count) > std::tie(b.ns_held, b.count);

@@ -35,7 +35,7 @@ class Log {
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
-        tx_state().deferred.push_back(
+        tx_state().deferred.emplace_back(
             [keep, ref, this](stm::Transaction& t) { log_.append(t, ref); });
       } else {
         log_.append(tx, ref);
@@ -104,7 +104,7 @@ class Queue {
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
-        tx_state().deferred.push_back([keep, slot, this](stm::Transaction& t) {
+        tx_state().deferred.emplace_back([keep, slot, this](stm::Transaction& t) {
           q_.put(t, slot);
           unfinished_.add(t, 1);
         });
@@ -190,7 +190,8 @@ void init_log(py::module_& m) {
   py::class_<Log>(m, "Log", "An append-only log: append() never conflicts.", gc_support<Log>())
       .def(py::init<>())
       .def(
-          "append", [](py::object self, py::object x) { self.cast<Log&>().append(self, x); },
+          "append",
+          [](const py::object& self, const py::object& x) { self.cast<Log&>().append(self, x); },
           py::arg("item"), "Appends item (merged at commit, in commit order).")
       .def("__len__", &Log::size)
       .def("_at", &Log::at, py::arg("index"))
@@ -202,9 +203,8 @@ void init_log(py::module_& m) {
       .def(py::init<std::int64_t>(), py::arg("maxsize") = 0)
       .def(
           "put",
-          [](py::object self, py::object x, bool block, std::optional<double> timeout) {
-            self.cast<Queue&>().put(self, x, block, timeout);
-          },
+          [](const py::object& self, const py::object& x, bool block,
+             std::optional<double> timeout) { self.cast<Queue&>().put(self, x, block, timeout); },
           py::arg("item"), py::arg("block") = true, py::arg("timeout") = py::none(),
           "Appends item (merged at commit); a full bounded queue blocks or raises queue.Full.")
       .def("get", &Queue::get, py::arg("block") = true, py::arg("timeout") = py::none(),

@@ -79,33 +79,39 @@ class PyMap {
     return gone.value;
   }
   std::int64_t size(stm::Transaction& tx) {
-    if (tx_state().snapshot > 0)
+    if (tx_state().snapshot > 0) {
       return static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(
           tx.apply_own_merges(size_.cell(), size_.cell().unsafe_peek())));
+    }
     return size_.get(tx);
   }
   /// Every entry (reads every bucket), in insertion order for an ordered map.
   std::vector<const Entry*> entries(stm::Transaction& tx) {
     std::vector<const Entry*> out;
-    auto* t = static_cast<const Table*>(load_cell(tx, root_));
-    for (const auto& b : t->buckets)
-      if (auto* e = static_cast<const Entries*>(load_cell(tx, *b)))
+    const auto* t = static_cast<const Table*>(load_cell(tx, root_));
+    for (const auto& b : t->buckets) {
+      if (const auto* e = static_cast<const Entries*>(load_cell(tx, *b))) {
         for (const Entry& x : *e) out.push_back(&x);
-    if (ordered_)
+      }
+    }
+    if (ordered_) {
       std::sort(out.begin(), out.end(),
                 [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
+    }
     return out;
   }
   /// Cyclic GC (gc.hpp): visits the committed keys and values.
   int gc_traverse(visitproc visit, void* arg) const {
     const auto* t = static_cast<const Table*>(root_.unsafe_peek());
     if (t == nullptr) return 0;
-    for (const auto& b : t->buckets)
-      if (const auto* e = static_cast<const Entries*>(b->unsafe_peek()))
+    for (const auto& b : t->buckets) {
+      if (const auto* e = static_cast<const Entries*>(b->unsafe_peek())) {
         for (const Entry& x : *e) {
           Py_VISIT(x.key.get());
           Py_VISIT(x.value.get());
         }
+      }
+    }
     return 0;
   }
   /// Cyclic GC: empties an unreachable map without a transaction.
@@ -116,12 +122,13 @@ class PyMap {
     size_.cell().unsafe_reset(nullptr);
   }
   void clear(stm::Transaction& tx) {
-    auto* t = static_cast<const Table*>(tx.load(root_));
-    for (const auto& b : t->buckets)
-      if (auto* e = static_cast<const Entries*>(tx.load(*b)); e != nullptr && !e->empty()) {
+    const auto* t = static_cast<const Table*>(tx.load(root_));
+    for (const auto& b : t->buckets) {
+      if (const auto* e = static_cast<const Entries*>(tx.load(*b)); e != nullptr && !e->empty()) {
         size_.add(tx, -static_cast<std::int64_t>(e->size()));
         store_cell(tx, *b, new Entries);
       }
+    }
   }
 
  private:
@@ -152,10 +159,10 @@ class PyMap {
     return -1;
   }
   stm::Cell& bucket(stm::Transaction& tx, Py_hash_t h) {
-    auto* t = static_cast<const Table*>(load_cell(tx, root_));
+    const auto* t = static_cast<const Table*>(load_cell(tx, root_));
     return *t->buckets[static_cast<std::size_t>(h) & (t->buckets.size() - 1)];
   }
-  Entries& writable(stm::Transaction& tx, stm::Cell& b) {
+  static Entries& writable(stm::Transaction& tx, stm::Cell& b) {
     if (void* own = own_draft(b)) return *static_cast<Entries*>(own);
     const auto* old = static_cast<const Entries*>(tx.load(b));
     auto* copy = old ? new Entries(*old) : new Entries;
@@ -166,12 +173,13 @@ class PyMap {
   // so no conflict with adders), or when the target bucket is crowded with distinct hashes (many
   // inserts inside one transaction, whose size is not committed yet).
   bool maybe_grow(stm::Transaction& tx, const Entries* target) {
-    auto* t = static_cast<const Table*>(tx.load(root_));
+    const auto* t = static_cast<const Table*>(tx.load(root_));
     const std::size_t n = t->buckets.size();
     bool crowded = false;
-    if (target != nullptr && target->size() >= 8 && n < (std::size_t{1} << 22))
+    if (target != nullptr && target->size() >= 8 && n < (std::size_t{1} << 22)) {
       for (const Entry& x : *target)
         if (x.hash != target->front().hash) crowded = true;
+    }
     if (!crowded && size_.unsafe_peek() <= static_cast<std::int64_t>(2 * n)) return false;
     auto* bigger = new Table(4 * n);
     const std::size_t mask = 4 * n - 1;

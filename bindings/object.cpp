@@ -48,7 +48,7 @@ PyObject* load_attr(TObject* self, PyObject* name) {
   if (stm::current_transaction() != nullptr) keep_alive_handle(reinterpret_cast<PyObject*>(self));
   transact(Access::read, [&](stm::Transaction& tx) {
     Py_CLEAR(out);
-    auto* t = static_cast<const AttrTable*>(load_cell(tx, *self->table));
+    const auto* t = static_cast<const AttrTable*>(load_cell(tx, *self->table));
     if (stm::Cell* c = find_slot(t, name)) {
       out = static_cast<PyObject*>(load_cell(tx, *c));
       Py_XINCREF(out);
@@ -63,7 +63,7 @@ bool store_attr(TObject* self, PyObject* name, PyObject* value) {
   if (stm::current_transaction() != nullptr) keep_alive_handle(reinterpret_cast<PyObject*>(self));
   transact(Access::write, [&](stm::Transaction& tx) {
     ok = true;
-    auto* t = static_cast<const AttrTable*>(tx.load(*self->table));
+    const auto* t = static_cast<const AttrTable*>(tx.load(*self->table));
     stm::Cell* c = find_slot(t, name);
     if (c == nullptr) {
       if (value == nullptr) {
@@ -125,6 +125,8 @@ PyObject* tobject_getattro(PyObject* self, PyObject* name) {
     return r;
   }
   if (descr != nullptr) return descr;
+  // CPython's own message, from its formatter (variadic, as the C API's are).
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg)
   PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%U'", tp->tp_name, name);
   return nullptr;
 }
@@ -140,6 +142,7 @@ int tobject_setattro(PyObject* self, PyObject* name, PyObject* value) {
   }
   try {
     if (!store_attr(reinterpret_cast<TObject*>(self), name, value)) {
+      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg): as in tobject_getattro
       PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%U'",
                    Py_TYPE(self)->tp_name, name);
       return -1;
@@ -171,7 +174,7 @@ int tobject_init(PyObject* self, PyObject* args, PyObject* kwargs) {
     return -1;
   }
   if (kwargs == nullptr) return 0;
-  PyObject *k, *v;
+  PyObject *k = nullptr, *v = nullptr;
   Py_ssize_t pos = 0;
   while (PyDict_Next(kwargs, &pos, &k, &v))
     if (tobject_setattro(self, k, v) < 0) return -1;
@@ -214,10 +217,11 @@ PyObject* tobject_getstate(PyObject* self, PyObject*) {
     if (stm::current_transaction() != nullptr) keep_alive_handle(self);
     transact(Access::read, [&](stm::Transaction& tx) {
       out = py::dict();
-      auto* t = static_cast<const AttrTable*>(load_cell(tx, *o->table));
-      for (const Slot& s : *t)
+      const auto* t = static_cast<const AttrTable*>(load_cell(tx, *o->table));
+      for (const Slot& s : *t) {
         if (auto* v = static_cast<PyObject*>(load_cell(tx, *s.cell)))
           out[py::handle(s.name.get())] = py::handle(v);
+      }
     });
     return out.release().ptr();
   } catch (const stm::AbortSignal& s) {
@@ -233,7 +237,7 @@ PyObject* tobject_setstate(PyObject* self, PyObject* state) {
     PyErr_SetString(PyExc_TypeError, "tm.Object.__setstate__ expects a dict");
     return nullptr;
   }
-  PyObject *k, *v;
+  PyObject *k = nullptr, *v = nullptr;
   Py_ssize_t pos = 0;
   while (PyDict_Next(state, &pos, &k, &v))
     if (tobject_setattro(self, k, v) < 0) return nullptr;
@@ -242,15 +246,18 @@ PyObject* tobject_setstate(PyObject* self, PyObject* state) {
 
 // object.__dir__ plus the transactional attributes, which live outside the instance __dict__.
 PyObject* tobject_dir(PyObject* self, PyObject*) {
-  PyObject* names =
-      PyObject_CallMethod(reinterpret_cast<PyObject*>(&PyBaseObject_Type), "__dir__", "O", self);
+  PyObject* object_dir =
+      PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyBaseObject_Type), "__dir__");
+  if (object_dir == nullptr) return nullptr;
+  PyObject* names = PyObject_CallOneArg(object_dir, self);
+  Py_DECREF(object_dir);
   if (names == nullptr) return nullptr;
   PyObject* state = tobject_getstate(self, nullptr);
   if (state == nullptr) {
     Py_DECREF(names);
     return nullptr;
   }
-  PyObject *k, *v;
+  PyObject *k = nullptr, *v = nullptr;
   Py_ssize_t pos = 0;
   int failed = 0;
   while (failed == 0 && PyDict_Next(state, &pos, &k, &v)) failed = PyList_Append(names, k);
@@ -265,17 +272,18 @@ PyMethodDef tobject_methods[] = {
     {"__setstate__", tobject_setstate, METH_O, "Sets attributes from a dict."},
     {nullptr, nullptr, 0, nullptr}};
 
-PyType_Slot tobject_slots[] = {
-    {Py_tp_doc, const_cast<char*>("A base class whose instance attributes are transactional.")},
-    {Py_tp_new, reinterpret_cast<void*>(tobject_new)},
-    {Py_tp_init, reinterpret_cast<void*>(tobject_init)},
-    {Py_tp_dealloc, reinterpret_cast<void*>(tobject_dealloc)},
-    {Py_tp_traverse, reinterpret_cast<void*>(tobject_traverse)},
-    {Py_tp_clear, reinterpret_cast<void*>(tobject_clear)},
-    {Py_tp_getattro, reinterpret_cast<void*>(tobject_getattro)},
-    {Py_tp_setattro, reinterpret_cast<void*>(tobject_setattro)},
-    {Py_tp_methods, tobject_methods},
-    {0, nullptr}};
+char tobject_doc[] = "A base class whose instance attributes are transactional.";
+
+PyType_Slot tobject_slots[] = {{Py_tp_doc, tobject_doc},
+                               {Py_tp_new, reinterpret_cast<void*>(tobject_new)},
+                               {Py_tp_init, reinterpret_cast<void*>(tobject_init)},
+                               {Py_tp_dealloc, reinterpret_cast<void*>(tobject_dealloc)},
+                               {Py_tp_traverse, reinterpret_cast<void*>(tobject_traverse)},
+                               {Py_tp_clear, reinterpret_cast<void*>(tobject_clear)},
+                               {Py_tp_getattro, reinterpret_cast<void*>(tobject_getattro)},
+                               {Py_tp_setattro, reinterpret_cast<void*>(tobject_setattro)},
+                               {Py_tp_methods, tobject_methods},
+                               {0, nullptr}};
 
 PyType_Spec tobject_spec = {"tm._core.Object", sizeof(TObject), 0,
                             Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,

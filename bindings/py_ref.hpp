@@ -76,8 +76,14 @@ class PyRef {
   }
   PyRef(const PyRef& o) noexcept : p_(o.p_) { Py_XINCREF(p_); }
   PyRef(PyRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  PyRef& operator=(PyRef o) noexcept {
-    std::swap(p_, o.p_);
+  PyRef& operator=(const PyRef& o) noexcept {
+    PyRef copy(o);
+    std::swap(p_, copy.p_);
+    return *this;
+  }
+  PyRef& operator=(PyRef&& o) noexcept {
+    PyRef moved(std::move(o));
+    std::swap(p_, moved.p_);
     return *this;
   }
   ~PyRef() {

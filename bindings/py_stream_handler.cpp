@@ -40,12 +40,12 @@ PyObject* PyStreamHandler::method(Method m) const {
 template <class... Args>
 py::object PyStreamHandler::call(Method m, Args&&... args) {
   PyObject* fn = method(m);
-  if (fn == Py_None) return py::object();
+  if (fn == Py_None) return {};
   try {
     return py::reinterpret_borrow<py::object>(fn)(std::forward<Args>(args)...);
   } catch (py::error_already_set& error) {
     report_unraisable(error, fn);
-    return py::object();
+    return {};
   }
 }
 

@@ -148,8 +148,8 @@ void init_stream_listener(py::module_& m) {
 
   m.def(
       "tcp_listen",
-      [](py::object reactor, const std::string& host, int port, py::object factory, int backlog,
-         bool reuse_address, bool reuse_port, bool v6_only, py::object on_error) {
+      [](const py::object& reactor, const std::string& host, int port, py::object factory,
+         int backlog, bool reuse_address, bool reuse_port, bool v6_only, py::object on_error) {
         auto& r = native_reactor(reactor);
         const auto p = port_number(port);
         return listen(std::move(factory), std::move(on_error), false, backlog, reuse_address,
@@ -166,7 +166,7 @@ void init_stream_listener(py::module_& m) {
 
   m.def(
       "tcp_adopt_listener",
-      [](py::object reactor, int fd, py::object factory, int backlog, bool reuse_address,
+      [](const py::object& reactor, int fd, py::object factory, int backlog, bool reuse_address,
          bool reuse_port, bool v6_only, py::object on_error) {
         auto& r = native_reactor(reactor);
         return listen(std::move(factory), std::move(on_error), false, backlog, reuse_address,
@@ -183,7 +183,7 @@ void init_stream_listener(py::module_& m) {
 
   m.def(
       "unix_listen",
-      [](py::object reactor, const std::string& path, py::object factory, int backlog,
+      [](const py::object& reactor, const std::string& path, py::object factory, int backlog,
          py::object on_error) {
         auto& r = native_reactor(reactor);
         return listen(std::move(factory), std::move(on_error), true, backlog, false, false, false,

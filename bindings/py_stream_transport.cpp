@@ -17,8 +17,7 @@ namespace {
 // Copies any contiguous bytes-like object (bytes, bytearray, memoryview, array, ...).
 std::string copy_bytes(py::handle data) {
   if (PyBytes_Check(data.ptr())) {
-    return std::string(PyBytes_AS_STRING(data.ptr()),
-                       static_cast<std::size_t>(PyBytes_GET_SIZE(data.ptr())));
+    return {PyBytes_AS_STRING(data.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(data.ptr()))};
   }
   Py_buffer view;
   if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();

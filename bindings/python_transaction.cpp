@@ -70,6 +70,8 @@ void finish_top_level() {
 struct DepthGuard {
   TxState& st;
   explicit DepthGuard(TxState& s) : st(s) { ++st.depth; }
+  DepthGuard(const DepthGuard&) = delete;
+  DepthGuard& operator=(const DepthGuard&) = delete;
   ~DepthGuard() { --st.depth; }
 };
 
@@ -80,7 +82,7 @@ namespace {
 constexpr std::chrono::milliseconds kSignalCheckInterval{100};
 
 bool on_main_thread() {
-  static const unsigned long main_ident =
+  static const auto main_ident =
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   return PyThread_get_thread_ident() == main_ident;
 }

@@ -358,7 +358,7 @@ void init_race_report(py::module_& m) {
 #else
   m.def("_race_available", [] { return false; });
   m.def(
-      "_race_enable", [](py::object) { unavailable(); }, py::arg("module_hook"));
+      "_race_enable", [](const py::object&) { unavailable(); }, py::arg("module_hook"));
   m.def("_race_disable", [] {});
   m.def("_race_enabled", [] { return false; });
   m.def(

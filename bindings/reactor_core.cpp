@@ -74,7 +74,7 @@ class PyReactor {
   // waking every kSignalCheckInterval, or at once after wake_caller(), to run Python's signal
   // handlers and `tick` (work that belongs to the thread that called run(): installing signal
   // handlers, Twisted's calls from other threads).
-  void run(py::object tick) {
+  void run(const py::object& tick) {
     const ParallelRun parallel(reactor_.workers() > 1 && !reactor_.one_strand());
     if (reactor_.workers() == 1) {
       py::gil_scoped_release release;
@@ -115,7 +115,7 @@ class PyReactor {
       py::gil_scoped_release release;
       runner.join();
     }
-    if (interrupted) throw *interrupted;
+    if (interrupted) throw std::move(*interrupted);
     if (failure) std::rethrow_exception(failure);
   }
 
@@ -157,7 +157,8 @@ class PyReactor {
                             fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
   }
 
-  std::shared_ptr<reactor::FdWatcher> watch_fd(int fd, std::optional<reactor::Strand> strand) {
+  std::shared_ptr<reactor::FdWatcher> watch_fd(int fd,
+                                               const std::optional<reactor::Strand>& strand) {
     py::gil_scoped_release release;
     return reactor::watch_fd(reactor_, fd, strand.value_or(reactor::Strand()));
   }

@@ -14,9 +14,9 @@ namespace {
 // Py_IsFinalizing became public API in 3.13.
 bool interpreter_finalizing() noexcept {
 #if PY_VERSION_HEX >= 0x030D0000
-  return Py_IsFinalizing();
+  return Py_IsFinalizing() != 0;
 #else
-  return _Py_IsFinalizing();
+  return _Py_IsFinalizing() != 0;
 #endif
 }
 
@@ -31,10 +31,7 @@ constexpr bool kFreeThreaded =
 // thread ends, so that a callback costs an attach and a detach, not a thread state.
 class WorkerThreadState {
  public:
-  WorkerThreadState() {
-    gil_ = PyGILState_Ensure();
-    state_ = PyEval_SaveThread();
-  }
+  WorkerThreadState() : gil_(PyGILState_Ensure()), state_(PyEval_SaveThread()) {}
   ~WorkerThreadState() {
     if (interpreter_finalizing())
       return;  // the interpreter reclaims it; touching it now would crash
@@ -73,7 +70,7 @@ class AttachedScope {
 
 }  // namespace
 
-PyCallable::PyCallable(py::object fn) : holder_(std::make_shared<Holder>(Holder{std::move(fn)})) {}
+PyCallable::PyCallable(py::object fn) : holder_(std::make_shared<Holder>(std::move(fn))) {}
 
 PyCallable::Holder::~Holder() {
   if (!fn || interpreter_finalizing()) {

@@ -29,8 +29,11 @@ class PyCallable {
 
  private:
   struct Holder {
-    py::object fn;
+    explicit Holder(py::object f) : fn(std::move(f)) {}
+    Holder(const Holder&) = delete;
+    Holder& operator=(const Holder&) = delete;
     ~Holder();
+    py::object fn;
   };
   std::shared_ptr<Holder> holder_;
 };

@@ -22,7 +22,7 @@ class Set {
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
         PyRef keep = PyRef::borrow(self.ptr());
-        tx_state().deferred.push_back([keep, k, h, this](stm::Transaction& t) {
+        tx_state().deferred.emplace_back([keep, k, h, this](stm::Transaction& t) {
           map_.put(t, k.get(), h, PyRef::borrow(Py_None), false);
         });
       } else {
@@ -77,7 +77,8 @@ void init_set(py::module_& m) {
   py::class_<Set>(m, "Set", "The core of tm.Set (a transactional hash set).", gc_support<Set>())
       .def(py::init<>())
       .def(
-          "add", [](py::object self, const py::object& k) { self.cast<Set&>().add(self, k); },
+          "add",
+          [](const py::object& self, const py::object& k) { self.cast<Set&>().add(self, k); },
           py::arg("item"), "Adds item (blind: never forces inevitability).")
       .def("__contains__", &Set::contains)
       .def("_discard", &Set::discard, py::arg("item"))

@@ -22,11 +22,9 @@ int errno_of(const std::error_code& ec) {
 
 py::object os_error(const std::error_code& ec) {
   const int err = errno_of(ec);
-  PyObject* exc = err != 0 ? PyObject_CallFunction(PyExc_OSError, "is", err,
-                                                   std::system_category().message(err).c_str())
-                           : PyObject_CallFunction(PyExc_OSError, "s", ec.message().c_str());
-  if (exc == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(exc);
+  const py::handle os_error_type(PyExc_OSError);
+  return err != 0 ? os_error_type(err, std::system_category().message(err))
+                  : os_error_type(ec.message());
 }
 
 void raise_os_error(const std::error_code& ec) {

@@ -64,7 +64,7 @@ void init_stream_transport(py::module_& m) {
 
   m.def(
       "tcp_connect",
-      [](py::object reactor, const std::string& host, int port, py::object handler) {
+      [](const py::object& reactor, const std::string& host, int port, const py::object& handler) {
         auto& r = native_reactor(reactor);
         const auto p = port_number(port);
         return start_connection(handler, false, [&](auto native, std::error_code& ec) {
@@ -77,7 +77,8 @@ void init_stream_transport(py::module_& m) {
 
   m.def(
       "tcp_adopt",
-      [](py::object reactor, int fd, py::object handler, std::optional<reactor::Strand> strand) {
+      [](const py::object& reactor, int fd, const py::object& handler,
+         std::optional<reactor::Strand> strand) {
         auto& r = native_reactor(reactor);
         return start_connection(handler, false, [&](auto native, std::error_code& ec) {
           return reactor::tcp_adopt(r, fd, native, strand.value_or(reactor::Strand()), ec);
@@ -89,7 +90,7 @@ void init_stream_transport(py::module_& m) {
 
   m.def(
       "unix_connect",
-      [](py::object reactor, const std::string& path, py::object handler) {
+      [](const py::object& reactor, const std::string& path, const py::object& handler) {
         auto& r = native_reactor(reactor);
         return start_connection(handler, true, [&](auto native, std::error_code& ec) {
           return reactor::unix_connect(r, path, native, ec);
@@ -100,7 +101,8 @@ void init_stream_transport(py::module_& m) {
 
   m.def(
       "unix_adopt",
-      [](py::object reactor, int fd, py::object handler, std::optional<reactor::Strand> strand) {
+      [](const py::object& reactor, int fd, const py::object& handler,
+         std::optional<reactor::Strand> strand) {
         auto& r = native_reactor(reactor);
         return start_connection(handler, true, [&](auto native, std::error_code& ec) {
           return reactor::unix_adopt(r, fd, native, strand.value_or(reactor::Strand()), ec);

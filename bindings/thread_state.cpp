@@ -47,9 +47,9 @@ bool python_alive() noexcept {
   static RegisterExit once;
   if (!g_alive.load(std::memory_order_acquire)) return false;
 #if PY_VERSION_HEX >= 0x030D0000
-  return !Py_IsFinalizing();
+  return Py_IsFinalizing() == 0;
 #else
-  return !_Py_IsFinalizing();
+  return _Py_IsFinalizing() == 0;
 #endif
 }
 

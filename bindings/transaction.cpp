@@ -3,6 +3,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -32,9 +33,10 @@ void inevitable() {
 void retry() {
   stm::Transaction& tx = require_tx("tm.retry()");
   TxState& st = tx_state();
-  if (st.mode == Mode::irrevocable)
+  if (st.mode == Mode::irrevocable) {
     throw std::runtime_error(
         "tm.retry() needs a restartable transaction (tm.atomic(fn)), not a with-block");
+  }
   retry_waiting(tx);
 }
 
@@ -86,9 +88,7 @@ bool is_io_event(const char* e) {
       "poplib.",     "imaplib.",    "nntplib.",    "telnetlib.",   "sqlite3.",   "fcntl.",
       "pty.",        "ctypes.",     "webbrowser.", "signal.",      "resource.",  "syslog.",
       "glob.",       "tempfile.",   "os.walk",     "os.fwalk",     "pathlib.",   "os.add_dll"};
-  for (const char* p : prefixes)
-    if (starts_with(e, p)) return true;
-  return false;
+  return std::ranges::any_of(prefixes, [&](const char* p) { return starts_with(e, p); });
 }
 
 int audit_hook(const char* event, PyObject*, void*) {
@@ -116,7 +116,7 @@ void install_audit_hook() {
 void init_transaction(py::module_& m) {
   m.def(
       "run",
-      [](py::object fn, py::tuple args, py::object kwargs, bool irrevocable) {
+      [](const py::object& fn, const py::tuple& args, const py::object& kwargs, bool irrevocable) {
         return run_python_transaction(fn, args, kwargs,
                                       irrevocable ? Mode::irrevocable : Mode::restartable);
       },

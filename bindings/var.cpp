@@ -26,7 +26,7 @@ class Var {
     });
   }
   /// Stores value and returns the previous one (one read-modify-write).
-  py::object swap(const py::object& value) {
+  py::object exchange(const py::object& value) {
     py::object out;
     transact(this, Access::write, [&](stm::Transaction& tx) {
       out = py::reinterpret_borrow<py::object>(static_cast<PyObject*>(tx.load(cell_)));
@@ -55,11 +55,11 @@ void init_var(py::module_& m) {
       .def(py::init<py::object>(), py::arg("value") = py::none())
       .def("get", &Var::get, "The value (a transactional read).")
       .def("set", &Var::set, py::arg("value"), "Replaces the value (a transactional write).")
-      .def("swap", &Var::swap, py::arg("value"), "Replaces the value and returns the old one.")
+      .def("swap", &Var::exchange, py::arg("value"), "Replaces the value and returns the old one.")
       .def_property("value", &Var::get, &Var::set, "The value.")
       .def("__repr__",
            [](Var& v) { return "tm.Var(" + py::repr(v.get()).cast<std::string>() + ")"; })
-      .def("__reduce__", [](py::object self) {
+      .def("__reduce__", [](const py::object& self) {
         return py::make_tuple(self.get_type(), py::make_tuple(self.cast<Var&>().get()));
       });
 }

@@ -79,7 +79,7 @@ void BlockingMonitor::monitor_loop() {
     const unsigned target = std::min<unsigned>(reactor_.stuck_sections(), reactor_.workers);
     const unsigned previous = target_.exchange(target);
     while (spares_.size() < target) {
-      const unsigned index = static_cast<unsigned>(spares_.size());
+      const auto index = static_cast<unsigned>(spares_.size());
       spares_.emplace_back([this, index] { spare_loop(index); });
     }
     if (target > previous) cv_.notify_all();
@@ -108,7 +108,7 @@ void BlockingMonitor::spare_loop(unsigned index) {
 }  // namespace detail
 
 BlockingScope::BlockingScope() noexcept {
-  auto* strand = detail::current_strand_impl();
+  const auto* strand = detail::current_strand_impl();
   if (!strand) return;
   slot_ = (*strand)->reactor.blocking_slot();
   if (slot_) slot_->store(detail::now_ns(), std::memory_order_relaxed);

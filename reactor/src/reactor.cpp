@@ -102,7 +102,7 @@ bool ReactorImpl::run_event(const std::shared_ptr<StrandImpl>& strand, EventKind
   return ok;
 }
 
-void ReactorImpl::report(const DispatchInfo& info, std::exception_ptr error) noexcept {
+void ReactorImpl::report(const DispatchInfo& info, const std::exception_ptr& error) noexcept {
   try {
     if (on_error_) {
       on_error_(info, error);
@@ -110,11 +110,13 @@ void ReactorImpl::report(const DispatchInfo& info, std::exception_ptr error) noe
     }
     std::rethrow_exception(error);
   } catch (const std::exception& e) {
+    // One formatted write that allocates nothing, in a noexcept function: the last resort.
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg)
     std::fprintf(stderr, "tm reactor: unhandled error in callback (event %d, strand %llu): %s\n",
                  static_cast<int>(info.kind), static_cast<unsigned long long>(info.strand_id),
                  e.what());
   } catch (...) {
-    std::fprintf(stderr, "tm reactor: unhandled non-standard exception in callback\n");
+    std::fputs("tm reactor: unhandled non-standard exception in callback\n", stderr);
   }
 }
 
@@ -182,17 +184,17 @@ bool Strand::running_in_this_thread() const noexcept {
 }
 
 Strand current_strand() noexcept {
-  auto* s = detail::current_strand_impl();
+  const auto* s = detail::current_strand_impl();
   return s ? Strand(*s) : Strand();
 }
 
 std::uint64_t current_strand_id() noexcept {
-  auto* s = detail::current_strand_impl();
+  const auto* s = detail::current_strand_impl();
   return s ? (*s)->id : 0;
 }
 
 Reactor* current_reactor() noexcept {
-  auto* s = detail::current_strand_impl();
+  const auto* s = detail::current_strand_impl();
   return s ? &(*s)->reactor.owner : nullptr;
 }
 
@@ -285,7 +287,7 @@ Strand Reactor::make_strand() {
 namespace {
 
 std::shared_ptr<detail::StrandImpl> choose_strand(detail::ReactorImpl& impl, StrandChoice choice) {
-  auto* current = detail::current_strand_impl();
+  const auto* current = detail::current_strand_impl();
   if (choice == StrandChoice::inherit && current && &(*current)->reactor == &impl) return *current;
   return impl.new_strand();
 }

@@ -14,7 +14,7 @@ TimerImpl::TimerImpl(ReactorImpl& reactor, std::shared_ptr<StrandImpl> strand, C
 
 void TimerImpl::arm(Clock::time_point deadline) {
   if (reactor_.shutting_down()) return;
-  std::uint64_t generation;
+  std::uint64_t generation = 0;
   {
     std::lock_guard lock(mu_);
     generation = ++generation_;

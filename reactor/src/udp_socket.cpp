@@ -27,11 +27,11 @@ class UdpSocketImpl final : public UdpSocket,
         strand_(reactor.new_strand()),
         socket_(std::move(socket)),
         handler_(std::move(handler)),
-        buffer_(std::make_unique<char[]>(kMaxDatagram)) {
+        buffer_(std::make_unique<char[]>(kMaxDatagram)),
+        native_(socket_->native_handle()) {
     boost::system::error_code ignored;
     const auto local = socket_->local_endpoint(ignored);
     local_ = UdpEndpoint{local.address().to_string(), local.port()};
-    native_ = socket_->native_handle();
   }
 
   void start() {

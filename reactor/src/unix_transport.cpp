@@ -55,11 +55,12 @@ std::shared_ptr<StreamTransport> unix_connect(Reactor& reactor, const std::strin
   auto connection =
       std::make_shared<Connection>(impl, local::socket(impl.context), impl.new_strand());
   impl.track(connection);
-  detail::at_commit([connection, endpoint = local::endpoint(path), handler]() mutable {
-    boost::asio::post(connection->strand_exec(), [connection, endpoint, handler] {
-      connection->start_connect(endpoint, handler);
-    });
-  });
+  detail::at_commit(
+      [connection, endpoint = local::endpoint(path), handler = std::move(handler)]() mutable {
+        boost::asio::post(connection->strand_exec(), [connection, endpoint, handler] {
+          connection->start_connect(endpoint, handler);
+        });
+      });
   return connection;
 }
 

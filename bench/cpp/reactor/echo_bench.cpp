@@ -19,10 +19,12 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iomanip>
+#include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +47,7 @@ constexpr std::size_t kMessage = 64;
 
 int run_loadgen(unsigned short port, int connections, double seconds) {
   std::vector<std::thread> threads;
+  threads.reserve(connections);
   std::vector<std::vector<double>> latencies(connections);
   std::atomic<bool> failed{false};
   const auto end = steady_clock::now() + duration<double>(seconds);
@@ -88,10 +91,12 @@ int run_loadgen(unsigned short port, int connections, double seconds) {
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   const auto pct = [&](double p) {
-    return all.empty() ? 0.0
-                       : all[std::min(all.size() - 1, static_cast<std::size_t>(p * all.size()))];
+    if (all.empty()) return 0.0;
+    const auto at = static_cast<std::size_t>(p * static_cast<double>(all.size()));
+    return all[std::min(all.size() - 1, at)];
   };
-  std::printf("%zu %.1f %.1f %d\n", all.size(), pct(0.50), pct(0.99), failed ? 1 : 0);
+  std::cout << all.size() << ' ' << std::fixed << std::setprecision(1) << pct(0.50) << ' '
+            << pct(0.99) << ' ' << (failed ? 1 : 0) << '\n';
   return 0;
 }
 
@@ -108,17 +113,12 @@ LoadResult spawn_loadgen(unsigned short port) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, pipefd[1], STDOUT_FILENO);
   posix_spawn_file_actions_addclose(&actions, pipefd[0]);
-  const std::string port_s = std::to_string(port), conns_s = std::to_string(kConnections),
-                    secs_s = std::to_string(kSeconds);
+  std::string port_s = std::to_string(port), conns_s = std::to_string(kConnections),
+              secs_s = std::to_string(kSeconds);
   char exe[] = "/proc/self/exe";
   char flag[] = "--loadgen";
-  std::vector<char*> argv{exe,
-                          flag,
-                          const_cast<char*>(port_s.c_str()),
-                          const_cast<char*>(conns_s.c_str()),
-                          const_cast<char*>(secs_s.c_str()),
-                          nullptr};
-  pid_t pid;
+  std::vector<char*> argv{exe, flag, port_s.data(), conns_s.data(), secs_s.data(), nullptr};
+  pid_t pid = 0;
   const int rc = posix_spawn(&pid, exe, &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   ::close(pipefd[1]);
@@ -126,13 +126,17 @@ LoadResult spawn_loadgen(unsigned short port) {
   if (rc == 0) {
     std::string out;
     char buf[256];
-    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;) out.append(buf, n);
+    for (;;) {
+      const ssize_t n = ::read(pipefd[0], buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
     int status = 0;
     ::waitpid(pid, &status, 0);
     std::size_t count = 0;
     int failed = 1;
-    if (std::sscanf(out.c_str(), "%zu %lf %lf %d", &count, &result.p50_us, &result.p99_us,
-                    &failed) == 4) {
+    std::istringstream report(out);
+    if (report >> count >> result.p50_us >> result.p99_us >> failed) {
       result.round_trips = static_cast<double>(count);
       result.failed = failed != 0;
     }
@@ -199,7 +203,7 @@ class AsioSession : public std::enable_shared_from_this<AsioSession> {
 
  private:
   asio::ip::tcp::socket socket_;
-  char buf_[65536];
+  char buf_[65536]{};
 };
 
 void accept_loop(asio::ip::tcp::acceptor& acceptor) {

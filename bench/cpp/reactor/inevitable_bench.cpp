@@ -32,6 +32,7 @@ constexpr int kSmall = 1000;
 void BM_EventsBesideABlockedInevitable(benchmark::State& state) {
   const int variant = static_cast<int>(state.range(0));
   std::vector<std::unique_ptr<tmr::stm::TVar<long>>> vars;
+  vars.reserve(kSmall);
   for (int i = 0; i < kSmall; ++i) vars.push_back(std::make_unique<tmr::stm::TVar<long>>(0));
   for (auto _ : state) {
     rx::ReactorOptions options;

@@ -35,9 +35,12 @@ struct DispatchInfo {
 /// event on the hot path; it is valid only during the `dispatch` call that receives it.
 class EventCallback {
  public:
+  // Implicit on purpose, like a function_ref. The pointer to `f` drops its const, which call_
+  // gives back: it casts to F's own type.
   template <class F,
             class = std::enable_if_t<!std::is_same_v<std::remove_cvref_t<F>, EventCallback>>>
-  EventCallback(F&& f) noexcept  // NOLINT: implicit on purpose, like a function_ref
+  EventCallback(F&& f) noexcept
+      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): see above
       : obj_(const_cast<void*>(static_cast<const void*>(&f))),
         call_([](void* o, stm::Transaction& tx) {
           (*static_cast<std::remove_reference_t<F>*>(o))(tx);

@@ -7,8 +7,8 @@
 namespace tmr::reactor {
 
 /// Default flow-control limits (asyncio's defaults: 64 KiB high, a quarter of it low).
-inline constexpr std::size_t kDefaultHighWater = 64 * 1024;
-inline constexpr std::size_t kDefaultLowWater = 16 * 1024;
+inline constexpr std::size_t kDefaultHighWater = std::size_t{64} * 1024;
+inline constexpr std::size_t kDefaultLowWater = std::size_t{16} * 1024;
 
 /// What the producer of a write queue must be told after a change.
 enum class FlowSignal { none, pause, resume };

@@ -22,6 +22,8 @@ struct Pipe {
     r = fds[0];
     w = fds[1];
   }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
   ~Pipe() {
     ::close(r);
     ::close(w);
@@ -36,7 +38,7 @@ TEST(FdWatcher, ReaderIsLevelTriggered) {
   std::atomic<int> bytes{0};
   watcher->add_reader([&](stm::Transaction& tx) {
     tx.become_inevitable();  // read() is irrevocable
-    char c;
+    char c = 0;
     if (::read(p.r, &c, 1) == 1) bytes.fetch_add(1);
   });
   EXPECT_TRUE(watcher->has_reader());
@@ -62,7 +64,7 @@ TEST(FdWatcher, RunsOnTheStrandItWasGiven) {
   std::atomic<bool> called{false};
   watcher->add_reader([&](stm::Transaction& tx) {
     tx.become_inevitable();
-    char c;
+    char c = 0;
     if (::read(p.r, &c, 1) == 1) {
       on_strand = current_strand() == strand;
       called = true;

@@ -121,11 +121,12 @@ TEST(Reactor, CustomDispatcherWrapsEveryEvent) {
   RunningReactor r(2, options);
   std::atomic<int> ran{0};
   std::atomic<bool> inevitable{true};
-  for (int i = 0; i < 10; ++i)
+  for (int i = 0; i < 10; ++i) {
     r->post([&](stm::Transaction& tx) {
       if (!tx.is_inevitable()) inevitable = false;
       ran.fetch_add(1);
     });
+  }
   ASSERT_TRUE(wait_until([&] { return ran.load() == 10; }));
   EXPECT_EQ(dispatcher->calls.load(), 10);
   EXPECT_EQ(dispatcher->wakeups.load(), 10);
@@ -137,12 +138,12 @@ TEST(Reactor, ExceptionInCallbackIsReportedAndLoopSurvives) {
   std::mutex mu;
   std::vector<std::string> reports;
   ReactorOptions options;
-  options.on_error = [&](const DispatchInfo&, std::exception_ptr e) {
+  options.on_error = [&](const DispatchInfo&, const std::exception_ptr& e) {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
       std::lock_guard lock(mu);
-      reports.push_back(ex.what());
+      reports.emplace_back(ex.what());
     }
   };
   RunningReactor r(2, options);

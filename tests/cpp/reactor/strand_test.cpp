@@ -67,8 +67,9 @@ TEST(Strand, OneStrandReactorRunsEveryEventInPostOrder) {
   ASSERT_TRUE(wait_until([&] { return done.load() == 2 * kCalls; }));
   EXPECT_EQ(overlaps.load(), 0);
   for (int i = 0; i < kCalls; ++i) {
-    ASSERT_EQ(seen[2 * i], i);
-    ASSERT_EQ(seen[2 * i + 1], -1 - i);
+    const auto at = 2 * static_cast<std::size_t>(i);
+    ASSERT_EQ(seen[at], i);
+    ASSERT_EQ(seen[at + 1], -1 - i);
   }
 }
 

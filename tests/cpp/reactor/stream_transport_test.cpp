@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "reactor/unix_transport.hpp"
+#include "adopted_pair.hpp"
 #include "stm/stm.hpp"
 #include "test_util.hpp"
 
@@ -27,38 +27,31 @@ struct Counting : StreamHandler {
 // pause_reading stops on_data (back-pressure toward the peer); resume_reading delivers what
 // arrived meanwhile, nothing lost.
 TEST(StreamTransport, PauseAndResumeReading) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  RunningReactor r(2);
-  auto h = std::make_shared<Counting>();
-  auto t = unix_adopt(*r, fds[0], h);
-  Client peer(fds[1]);
-  peer.send("before");
+  AdoptedPair conn(2, std::make_shared<Counting>());
+  const auto& h = conn.handler;
+  conn.peer.send("before");
   ASSERT_TRUE(wait_until([&] { return h->bytes.load() == 6; }));
-  t->pause_reading();
+  conn.transport->pause_reading();
   std::this_thread::sleep_for(20ms);
-  peer.send("while paused");
+  conn.peer.send("while paused");
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(h->bytes.load(), 6u);
-  t->resume_reading();
+  conn.transport->resume_reading();
   EXPECT_TRUE(wait_until([&] { return h->bytes.load() == 18; }));
-  peer.send("after");
+  conn.peer.send("after");
   EXPECT_TRUE(wait_until([&] { return h->bytes.load() == 23; }));
 }
 
 TEST(StreamTransport, StateAccessors) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  RunningReactor r(1);
-  auto t = unix_adopt(*r, fds[0], std::make_shared<Counting>());
-  Client peer(fds[1]);
-  EXPECT_TRUE(wait_until([&] { return t->native_handle() == fds[0]; }));
+  AdoptedPair conn(1, std::make_shared<Counting>());
+  const auto& t = conn.transport;
+  EXPECT_TRUE(wait_until([&] { return t->native_handle() == conn.fd(); }));
   EXPECT_EQ(t->write_buffer_size(), 0u);
   EXPECT_FALSE(t->is_closing());
   EXPECT_THROW(t->set_write_buffer_limits(1, 2), std::invalid_argument);
   t->close();
   EXPECT_TRUE(t->is_closing());
-  EXPECT_EQ(peer.recv_all(), "");
+  EXPECT_EQ(conn.peer.recv_all(), "");
   EXPECT_TRUE(wait_until([&] { return t->native_handle() == -1; }));
 }
 
@@ -108,22 +101,17 @@ struct Sleeper : StreamHandler {
 // shared with another connection's slow callbacks, as under the GIL, and two workers) check it
 // with replies the kernel takes at once and replies it takes in part.
 void flow_signals_in_order(std::size_t reply_size, int rounds) {
-  int fds[2];
-  int other[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, other), 0);
   ReactorOptions options;
   options.one_strand = true;
-  RunningReactor r(2, options);
-  auto h = std::make_shared<FlowRecorder>(reply_size);
-  auto t = unix_adopt(*r, fds[0], h);
-  auto busy = unix_adopt(*r, other[0], std::make_shared<Sleeper>());
-  Client peer(fds[1]);
-  Client busy_peer(other[1]);
+  AdoptedPair conn(2, std::make_shared<FlowRecorder>(reply_size), options);
+  const auto& h = conn.handler;
+  const auto other = socket_pair();
+  auto busy = unix_adopt(*conn.reactor, other[0], std::make_shared<Sleeper>());
+  const Client busy_peer(other[1]);
   for (int i = 0; i < rounds; ++i) {
-    peer.send("q");
+    conn.peer.send("q");
     busy_peer.send("s");
-    ASSERT_EQ(peer.recv_exactly(reply_size).size(), reply_size) << "round " << i;
+    ASSERT_EQ(conn.peer.recv_exactly(reply_size).size(), reply_size) << "round " << i;
   }
   std::string expected;
   for (int i = 0; i < rounds; ++i) expected += "dpr";
@@ -139,7 +127,7 @@ TEST(StreamTransport, DrainOfAReplyPrecedesTheNextRequestSmallReplies) {
 }
 
 TEST(StreamTransport, DrainOfAReplyPrecedesTheNextRequestLargeReplies) {
-  flow_signals_in_order(4 * 1024 * 1024, 30);
+  flow_signals_in_order(std::size_t{4} * 1024 * 1024, 30);
 }
 
 // Keeps every byte and the end of the stream, in commit order, and the largest chunk one read
@@ -182,12 +170,9 @@ std::string pattern(std::size_t n) {
 // whose reads fill their buffer and grow it from 4 KiB up to, never past, 64 KiB; the end of
 // the stream comes after the last byte.
 TEST(StreamTransport, ReadsPiecesAndLargeTransfersInOrder) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  RunningReactor r(2);
-  auto h = std::make_shared<Collector>();
-  auto t = unix_adopt(*r, fds[0], h);
-  Client peer(fds[1]);
+  AdoptedPair conn(2, std::make_shared<Collector>());
+  const auto& h = conn.handler;
+  auto& peer = conn.peer;
   const std::string small = pattern(1000);
   for (std::size_t i = 0; i < small.size(); i += 100) {
     peer.send(small.substr(i, 100));
@@ -195,7 +180,7 @@ TEST(StreamTransport, ReadsPiecesAndLargeTransfersInOrder) {
   }
   ASSERT_TRUE(wait_until([&] { return h->received().size() == small.size(); }));
   EXPECT_EQ(h->received(), small);
-  const std::string large = pattern(4 * 1024 * 1024);
+  const std::string large = pattern(std::size_t{4} * 1024 * 1024);
   std::thread sender([&] {
     peer.send(large);
     peer.shutdown_write();
@@ -218,17 +203,14 @@ TEST(StreamTransport, ReadsPiecesAndLargeTransfersInOrder) {
 // Bytes and the end of the stream that arrive while reading is paused are not delivered until
 // resume_reading(), and then all of them, the end last.
 TEST(StreamTransport, DataAndEofWhilePausedAreDeliveredOnResume) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  RunningReactor r(2);
-  auto h = std::make_shared<Collector>();
-  auto t = unix_adopt(*r, fds[0], h);
-  Client peer(fds[1]);
+  AdoptedPair conn(2, std::make_shared<Collector>());
+  const auto& h = conn.handler;
+  auto& peer = conn.peer;
   peer.send("first");
   ASSERT_TRUE(wait_until([&] { return h->received() == "first"; }));
-  t->pause_reading();
+  conn.transport->pause_reading();
   std::this_thread::sleep_for(20ms);
-  const std::string rest = pattern(300 * 1000);
+  const std::string rest = pattern(std::size_t{300} * 1000);
   std::thread sender([&] {
     peer.send(rest);
     peer.shutdown_write();
@@ -239,7 +221,7 @@ TEST(StreamTransport, DataAndEofWhilePausedAreDeliveredOnResume) {
     EXPECT_EQ(h->bytes, "first");
     EXPECT_EQ(h->eof_after, std::string::npos);
   }
-  t->resume_reading();
+  conn.transport->resume_reading();
   sender.join();
   ASSERT_TRUE(wait_until([&] {
     std::lock_guard lock(h->mu);
@@ -263,7 +245,8 @@ struct ResumeWritesTrailer : StreamHandler {
     transport = t;
   }
   void on_data(stm::Transaction&, std::span<const char>) override {
-    transport->write(std::string(4 * 1024 * 1024, 'x'));  // far above the high water mark
+    // Far above the high water mark.
+    transport->write(std::string(std::size_t{4} * 1024 * 1024, 'x'));
     transport->close();
   }
   void on_resume_writing(stm::Transaction& tx) override {
@@ -276,34 +259,27 @@ struct ResumeWritesTrailer : StreamHandler {
 };
 
 TEST(StreamTransport, WritesOfTheResumeAfterCloseAreSentBeforeTheEnd) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  RunningReactor r(2);
-  auto h = std::make_shared<ResumeWritesTrailer>();
-  auto t = unix_adopt(*r, fds[0], h);
-  Client peer(fds[1]);
-  peer.send("go");
-  const std::string got = peer.recv_all();
+  AdoptedPair conn(2, std::make_shared<ResumeWritesTrailer>());
+  const auto& h = conn.handler;
+  conn.peer.send("go");
+  const std::string got = conn.peer.recv_all();
   EXPECT_EQ(h->resumes.load(), 1);
   ASSERT_EQ(got.size(), 4u * 1024 * 1024 + 7);
   EXPECT_EQ(got.substr(got.size() - 8), "xtrailer");
   ASSERT_TRUE(wait_until([&] { return h->closed.load(); }));
-  t->write("after the end");  // ignored, no effect
-  EXPECT_EQ(t->write_buffer_size(), 0u);
+  conn.transport->write("after the end");  // ignored, no effect
+  EXPECT_EQ(conn.transport->write_buffer_size(), 0u);
 }
 
 TEST(StreamTransport, WriteCommittedWhileTheCloseWaitsIsSent) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  RunningReactor r(2);
-  auto h = std::make_shared<Counting>();
-  auto t = unix_adopt(*r, fds[0], h);
-  Client peer(fds[1]);
-  ASSERT_TRUE(wait_until([&] { return t->native_handle() == fds[0]; }));
-  t->write(std::string(4 * 1024 * 1024, 'x'));  // the peer reads nothing yet: the close waits
+  AdoptedPair conn(2, std::make_shared<Counting>());
+  const auto& t = conn.transport;
+  ASSERT_TRUE(wait_until([&] { return t->native_handle() == conn.fd(); }));
+  // The peer reads nothing yet: the close waits.
+  t->write(std::string(std::size_t{4} * 1024 * 1024, 'x'));
   t->close();
   t->write("tail");
-  const std::string got = peer.recv_all();
+  const std::string got = conn.peer.recv_all();
   ASSERT_EQ(got.size(), 4u * 1024 * 1024 + 4);
   EXPECT_EQ(got.substr(got.size() - 5), "xtail");
 }

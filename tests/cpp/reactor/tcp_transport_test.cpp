@@ -1,11 +1,11 @@
 #include "reactor/tcp_transport.hpp"
 
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <vector>
 
@@ -29,7 +29,7 @@ struct Registry {
       return h;
     };
   }
-  void detail_record(std::shared_ptr<EchoHandler> h) {
+  void detail_record(const std::shared_ptr<EchoHandler>& h) {
     stm::current_transaction()->on_commit([this, h] {
       std::lock_guard lock(mu);
       handlers.push_back(h);
@@ -56,7 +56,7 @@ int loopback_listener(unsigned short& port) {
   if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
     ::close(fd);
-    throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
+    throw std::system_error(errno, std::generic_category(), "listen");
   }
   port = ntohs(a.sin_port);
   return fd;
@@ -89,7 +89,7 @@ TEST(TcpTransport, EchoLargeStream) {
   Registry reg;
   auto listener = tcp_listen(*r, "127.0.0.1", 0, reg.factory());
   auto client = Client::tcp("127.0.0.1", listener->port());
-  std::string data(4 * 1024 * 1024, '\0');
+  std::string data(std::size_t{4} * 1024 * 1024, '\0');
   for (std::size_t i = 0; i < data.size(); ++i)
     data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
   std::thread sender([&] { client.send(data); });
@@ -150,6 +150,7 @@ void per_connection_order(double abort_probability) {
   });
   constexpr int kClients = 8, kMessages = 300;
   std::vector<std::thread> threads;
+  threads.reserve(kClients);
   std::atomic<int> failures{0};
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
@@ -189,7 +190,7 @@ TEST(TcpTransport, PerConnectionOrderUnderWorkersWithInjectedAborts) {
 
 TEST(TcpTransport, RefusedConnectReachesHandler) {
   // A port nobody listens on: bind, read the port, close.
-  unsigned short port;
+  unsigned short port = 0;
   {
     RunningReactor probe(1);
     auto l = tcp_listen(*probe, "127.0.0.1", 0, [](stm::Transaction&) { return nullptr; });
@@ -339,7 +340,8 @@ TEST(TcpTransport, AbortDropsPendingWritesAndResets) {
       t = tr;
     }
     void on_data(stm::Transaction&, std::span<const char>) override {
-      t->write(std::string(16 * 1024 * 1024, 'z'));  // far more than the kernel buffers
+      t->write(
+          std::string(std::size_t{16} * 1024 * 1024, 'z'));  // far more than the kernel buffers
       t->abort();
     }
     void on_closed(stm::Transaction& tx, std::error_code e) override {
@@ -358,7 +360,7 @@ TEST(TcpTransport, AbortDropsPendingWritesAndResets) {
   EXPECT_EQ(h->ec, std::errc::connection_aborted);
   std::string got;
   char buf[65536];
-  ssize_t n;
+  ssize_t n = 0;
   while ((n = ::recv(client.fd(), buf, sizeof buf, 0)) > 0)
     got.append(buf, static_cast<std::size_t>(n));
   EXPECT_LT(got.size(), 16u * 1024 * 1024);
@@ -401,7 +403,7 @@ TEST(TcpTransport, AbortKeepingSentHandsTheKernelWhatItTakesAndEndsWithoutReset)
     EXPECT_EQ(h->ec, std::errc::connection_aborted);
     std::string got;
     char buf[65536];
-    ssize_t n;
+    ssize_t n = 0;
     while ((n = ::recv(client.fd(), buf, sizeof buf, 0)) > 0)
       got.append(buf, static_cast<std::size_t>(n));
     EXPECT_EQ(n, 0) << "expected an orderly end of stream, got errno " << errno;
@@ -539,7 +541,7 @@ TEST(TcpTransport, ExceptionInOnConnectedDropsTheConnectionOnly) {
   };
   std::atomic<int> reports{0};
   ReactorOptions options;
-  options.on_error = [&](const DispatchInfo& info, std::exception_ptr) {
+  options.on_error = [&](const DispatchInfo& info, const std::exception_ptr&) {
     if (info.kind == EventKind::accept) reports.fetch_add(1);
   };
   RunningReactor r(2, options);
@@ -584,20 +586,19 @@ TEST(TcpTransport, AcceptBacksOffOnEmfile) {
   // Sockets created before the limit drops; connected after. Nothing between the two
   // setrlimit calls may need a descriptor (UBSan's checks do, hence no method calls there).
   std::vector<int> fds;
+  fds.reserve(3);
   for (int i = 0; i < 3; ++i) fds.push_back(::socket(AF_INET, SOCK_STREAM, 0));
   int max_fd = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (dirent* e = ::readdir(d)) max_fd = std::max(max_fd, std::atoi(e->d_name));
-    ::closedir(d);
-  }
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+    max_fd = std::max(max_fd, std::stoi(entry.path().filename().string()));
   rlimit saved{};
   ::getrlimit(RLIMIT_NOFILE, &saved);
   rlimit low = saved;
-  low.rlim_cur = static_cast<rlim_t>(max_fd + 1);
+  low.rlim_cur = static_cast<rlim_t>(max_fd) + 1;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
   // Fill the holes below the limit, so that the next descriptor cannot be had.
   std::vector<int> fillers;
-  for (int fd; (fd = ::dup(0)) >= 0;) fillers.push_back(fd);
+  for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) fillers.push_back(fd);
   for (int fd : fds) ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   std::this_thread::sleep_for(400ms);
   const int during = errors.load();

@@ -12,10 +12,12 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "reactor/reactor.hpp"
@@ -37,6 +39,8 @@ class RunningReactor {
       : reactor_(with(workers, std::move(options))) {
     thread_ = std::thread([this] { reactor_.run(); });
   }
+  RunningReactor(const RunningReactor&) = delete;
+  RunningReactor& operator=(const RunningReactor&) = delete;
   ~RunningReactor() { stop(); }
   void stop() {
     reactor_.stop();
@@ -83,6 +87,9 @@ class Client {
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
   Client(Client&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  Client& operator=(Client&&) = delete;
   ~Client() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -92,7 +99,7 @@ class Client {
     int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket");
     Client c(fd);
-    int rc;
+    int rc = -1;
     if (v6) {
       sockaddr_in6 a{};
       a.sin6_family = AF_INET6;
@@ -106,7 +113,7 @@ class Client {
       ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
       rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
     }
-    if (rc != 0) throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+    if (rc != 0) throw std::system_error(errno, std::generic_category(), "connect");
     return c;
   }
 
@@ -117,11 +124,11 @@ class Client {
     a.sun_family = AF_UNIX;
     std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-      throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+      throw std::system_error(errno, std::generic_category(), "connect");
     return c;
   }
 
-  void send(const std::string& data) {
+  void send(const std::string& data) const {
     std::size_t done = 0;
     while (done < data.size()) {
       const auto n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
@@ -131,7 +138,7 @@ class Client {
   }
 
   /// Reads until `n` bytes arrived, EOF, or the timeout.
-  std::string recv_exactly(std::size_t n) {
+  std::string recv_exactly(std::size_t n) const {
     std::string out;
     char buf[65536];
     while (out.size() < n) {
@@ -143,7 +150,7 @@ class Client {
   }
 
   /// Reads until EOF (or error / timeout).
-  std::string recv_all() {
+  std::string recv_all() const {
     std::string out;
     char buf[65536];
     for (;;) {
@@ -154,7 +161,7 @@ class Client {
     return out;
   }
 
-  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  void shutdown_write() const { ::shutdown(fd_, SHUT_WR); }
   /// Closes with RST instead of FIN.
   void reset() {
     linger l{1, 0};
@@ -181,9 +188,11 @@ class TempDir {
     if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
     path_ = tmpl;
   }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
   ~TempDir() {
-    std::string cmd = "rm -rf '" + path_ + "'";
-    [[maybe_unused]] int rc = std::system(cmd.c_str());
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
   }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
 

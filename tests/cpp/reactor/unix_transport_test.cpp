@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "adopted_pair.hpp"
 #include "echo_handler.hpp"
 #include "stm/stm.hpp"
 #include "test_util.hpp"
@@ -25,12 +26,9 @@ TEST(UnixTransport, Echo) {
 }
 
 TEST(UnixTransport, AdoptSocketPairAndConnectFromReactor) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  RunningReactor r(2);
-  auto h = std::make_shared<EchoHandler>();
-  unix_adopt(*r, fds[0], h);
-  Client peer(fds[1]);
+  AdoptedPair conn(2, std::make_shared<EchoHandler>());
+  const auto& h = conn.handler;
+  auto& peer = conn.peer;
   peer.send("pair");
   EXPECT_EQ(peer.recv_exactly(4), "pair");
   peer.shutdown_write();
@@ -42,10 +40,8 @@ TEST(UnixTransport, AdoptSocketPairAndConnectFromReactor) {
 TEST(UnixTransport, AdoptedConnectionsShareTheStrandTheyAreGiven) {
   RunningReactor r(2);
   const Strand strand = r->make_strand();
-  int first[2];
-  int second[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, first), 0);
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, second), 0);
+  const auto first = socket_pair();
+  const auto second = socket_pair();
   auto h1 = std::make_shared<EchoHandler>();
   auto h2 = std::make_shared<EchoHandler>();
   std::error_code ec;
@@ -53,8 +49,7 @@ TEST(UnixTransport, AdoptedConnectionsShareTheStrandTheyAreGiven) {
   ASSERT_FALSE(ec);
   auto t2 = unix_adopt(*r, second[0], h2, strand, ec);
   ASSERT_FALSE(ec);
-  int third[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, third), 0);
+  const auto third = socket_pair();
   auto own = unix_adopt(*r, third[0], std::make_shared<EchoHandler>(), Strand(), ec);
   ASSERT_FALSE(ec);
   ::close(third[1]);

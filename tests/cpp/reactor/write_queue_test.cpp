@@ -113,6 +113,7 @@ TEST(WriteQueue, InjectedAbortsNeverReachTheWireCommittedWritesAlwaysDoInOrder) 
     auto listener = tcp_listen(*r, "127.0.0.1", 0,
                                [](stm::Transaction&) { return std::make_shared<Numbering>(); });
     std::vector<std::thread> threads;
+    threads.reserve(kClients);
     for (int c = 0; c < kClients; ++c) {
       threads.emplace_back([&, c] {
         auto client = Client::tcp("127.0.0.1", listener->port());
@@ -233,7 +234,10 @@ TEST(WriteQueue, CommitsWhileAFlushIsPendingShareOneSend) {
   // its flush waits while the writes commit on the other worker.
   std::atomic<bool> holding{false}, release{false};
   struct Release {
+    explicit Release(std::atomic<bool>& f) : flag(f) {}
     std::atomic<bool>& flag;
+    Release(const Release&) = delete;
+    Release& operator=(const Release&) = delete;
     ~Release() { flag = true; }  // also when an assertion returns early
   } releaser{release};
   r->post(member->t->strand(), [&](stm::Transaction&) {
@@ -269,8 +273,8 @@ TEST(WriteQueue, FlowControlPausesAndResumesTheProducer) {
     std::atomic<std::size_t> size_at_resume{0};
     void on_connected(stm::Transaction&, const std::shared_ptr<StreamTransport>& tr) override {
       t = tr;
-      t->set_write_buffer_limits(64 * 1024, 16 * 1024);
-      const std::string chunk(16 * 1024, 'x');
+      t->set_write_buffer_limits(std::size_t{64} * 1024, std::size_t{16} * 1024);
+      const std::string chunk(std::size_t{16} * 1024, 'x');
       for (int i = 0; i < 256; ++i) t->write(chunk);  // 4 MiB: far beyond the socket buffers
       t->close();
     }
@@ -302,7 +306,7 @@ TEST(WriteQueue, FlowControlPausesAndResumesTheProducer) {
 
 // close_all: every committed write is sent before the connection closes; run() then returns.
 TEST(WriteQueue, ShutdownFlushesPendingWrites) {
-  constexpr std::size_t kBytes = 2 * 1024 * 1024;
+  constexpr std::size_t kBytes = std::size_t{2} * 1024 * 1024;
   struct Writer : StreamHandler {
     std::atomic<bool> wrote{false};
     void on_data(stm::Transaction&, std::span<const char>) override {}

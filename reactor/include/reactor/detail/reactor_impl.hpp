@@ -96,7 +96,7 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
     });
   }
 
-  void report(const DispatchInfo& info, std::exception_ptr error) noexcept;
+  void report(const DispatchInfo& info, const std::exception_ptr& error) noexcept;
 
   void track(const std::shared_ptr<Closable>& object);
   void untrack(const Closable* object);

@@ -39,11 +39,11 @@ class StreamListenerImpl final : public StreamListener,
         acceptor_(std::move(acceptor)),
         backoff_timer_(std::in_place, reactor.context),
         factory_(std::move(factory)),
-        options_(std::move(options)) {
+        options_(std::move(options)),
+        native_(acceptor_->native_handle()) {
     boost::system::error_code ignored;
     const auto local = acceptor_->local_endpoint(ignored);
     local_address_ = format_endpoint(local);
-    native_ = acceptor_->native_handle();
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) port_ = local.port();
   }
 
