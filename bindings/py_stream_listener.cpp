@@ -15,6 +15,7 @@
 #include "reactor/tcp_transport.hpp"
 #include "reactor/unix_transport.hpp"
 #include "reactor_dispatcher.hpp"
+#include "released_gil.hpp"
 #include "stm/stm.hpp"
 #include "stream_address.hpp"
 #include "stream_errors.hpp"
@@ -64,7 +65,7 @@ struct PyStreamListener {
     } else {
       drop();
     }
-    py::gil_scoped_release release;
+    ReleasedGil release;
     listener->close();
   }
 };
@@ -118,7 +119,7 @@ PyStreamListener listen(py::object factory, py::object on_error, bool is_unix, i
   std::error_code ec;
   std::shared_ptr<reactor::StreamListener> listener;
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;
     listener = start(std::move(make), std::move(options), ec);
   }
   if (!listener) raise_os_error(ec);

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <string>
 
+#include "released_gil.hpp"
 #include "stm/stm.hpp"
 #include "stream_address.hpp"
 #include "stream_errors.hpp"
@@ -33,7 +34,7 @@ void write_bytes(const PyStreamTransport& self, py::handle data) {
     transport->write(std::move(bytes));  // queued on the transaction: no lock taken now
     return;
   }
-  py::gil_scoped_release release;  // sends now: the connection's lock, never with Python held
+  ReleasedGil release;  // sends now: the connection's lock, never with Python held
   transport->write(std::move(bytes));
 }
 
@@ -67,7 +68,7 @@ void init_stream_transport_class(py::module_& m) {
           "shutdown_write",
           [](const PyStreamTransport& t) {
             auto transport = t.get();
-            py::gil_scoped_release release;
+            ReleasedGil release;
             transport->shutdown_write();
           },
           "Half-close: shuts down the sending side once pending writes are sent.")
@@ -75,7 +76,7 @@ void init_stream_transport_class(py::module_& m) {
           "close",
           [](const PyStreamTransport& t) {
             auto transport = t.get();
-            py::gil_scoped_release release;
+            ReleasedGil release;
             transport->close();
           },
           "Sends pending writes, then closes; connection_lost(None) follows.")
@@ -83,7 +84,7 @@ void init_stream_transport_class(py::module_& m) {
           "abort",
           [](const PyStreamTransport& t, bool reset) {
             auto transport = t.get();
-            py::gil_scoped_release release;
+            ReleasedGil release;
             if (reset) {
               transport->abort();
             } else {
@@ -98,14 +99,14 @@ void init_stream_transport_class(py::module_& m) {
           "pause_reading",
           [](const PyStreamTransport& t) {
             auto transport = t.get();
-            py::gil_scoped_release release;
+            ReleasedGil release;
             transport->pause_reading();
           },
           "Stops data_received calls until resume_reading().")
       .def("resume_reading",
            [](const PyStreamTransport& t) {
              auto transport = t.get();
-             py::gil_scoped_release release;
+             ReleasedGil release;
              transport->resume_reading();
            })
       .def(

@@ -15,6 +15,7 @@
 #include "reactor/fd_watcher.hpp"
 #include "reactor/reactor.hpp"
 #include "reactor_dispatcher.hpp"
+#include "released_gil.hpp"
 
 namespace tmr::bindings {
 
@@ -77,7 +78,7 @@ class PyReactor {
   void run(const py::object& tick) {
     const ParallelRun parallel(reactor_.workers() > 1 && !reactor_.one_strand());
     if (reactor_.workers() == 1) {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       reactor_.run();
       return;
     }
@@ -96,7 +97,7 @@ class PyReactor {
     std::optional<py::error_already_set> interrupted;
     for (;;) {
       {
-        py::gil_scoped_release release;
+        ReleasedGil release;
         std::unique_lock lock(caller_mu_);
         caller_cv_.wait_for(lock, kSignalCheckInterval, [&] { return done || caller_woken_; });
         caller_woken_ = false;
@@ -112,7 +113,7 @@ class PyReactor {
       }
     }
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       runner.join();
     }
     if (interrupted) throw std::move(*interrupted);
@@ -139,7 +140,7 @@ class PyReactor {
   // needs the GIL while it may hold them.
   void post(py::object fn, std::optional<reactor::Strand> strand, bool fresh) {
     auto callback = python_callback_once(std::move(fn));
-    py::gil_scoped_release release;
+    ReleasedGil release;
     if (strand) {
       reactor_.post(*strand, std::move(callback));
     } else {
@@ -151,7 +152,7 @@ class PyReactor {
   reactor::Timer call_at(double when, py::object fn, std::optional<reactor::Strand> strand,
                          bool fresh) {
     auto callback = python_callback(std::move(fn));
-    py::gil_scoped_release release;
+    ReleasedGil release;
     if (strand) return reactor_.call_at(*strand, from_seconds(when), std::move(callback));
     return reactor_.call_at(from_seconds(when), std::move(callback),
                             fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
@@ -159,7 +160,7 @@ class PyReactor {
 
   std::shared_ptr<reactor::FdWatcher> watch_fd(int fd,
                                                const std::optional<reactor::Strand>& strand) {
-    py::gil_scoped_release release;
+    ReleasedGil release;
     return reactor::watch_fd(reactor_, fd, strand.value_or(reactor::Strand()));
   }
 
@@ -224,12 +225,12 @@ void init_reactor(py::module_& m) {
       "The strand of the reactor callback this thread runs, or None.");
 
   py::class_<reactor::Timer>(m, "Timer", "A scheduled call (Reactor.call_at).")
-      .def("cancel", &reactor::Timer::cancel, py::call_guard<py::gil_scoped_release>(),
+      .def("cancel", &reactor::Timer::cancel, py::call_guard<ReleasedGil>(),
            "The call will not run; idempotent.")
       .def(
           "reschedule",
           [](reactor::Timer& t, double when) {
-            py::gil_scoped_release release;
+            ReleasedGil release;
             t.reschedule(from_seconds(when));
           },
           py::arg("when"), "Moves the call to `when` (reactor seconds); re-arms a spent timer.")
@@ -243,22 +244,22 @@ void init_reactor(py::module_& m) {
       .def("add_reader",
            [](reactor::FdWatcher& w, py::object fn) {
              auto callback = python_callback(std::move(fn));
-             py::gil_scoped_release release;
+             ReleasedGil release;
              w.add_reader(std::move(callback));
            })
       .def("remove_reader", &reactor::FdWatcher::remove_reader,
-           py::call_guard<py::gil_scoped_release>())
+           py::call_guard<ReleasedGil>())
       .def("add_writer",
            [](reactor::FdWatcher& w, py::object fn) {
              auto callback = python_callback(std::move(fn));
-             py::gil_scoped_release release;
+             ReleasedGil release;
              w.add_writer(std::move(callback));
            })
       .def("remove_writer", &reactor::FdWatcher::remove_writer,
-           py::call_guard<py::gil_scoped_release>())
+           py::call_guard<ReleasedGil>())
       .def_property_readonly("has_reader", &reactor::FdWatcher::has_reader)
       .def_property_readonly("has_writer", &reactor::FdWatcher::has_writer)
-      .def("release", &reactor::FdWatcher::release, py::call_guard<py::gil_scoped_release>(),
+      .def("release", &reactor::FdWatcher::release, py::call_guard<ReleasedGil>(),
            "Forgets the descriptor; call before closing it.")
       .def("fileno", &reactor::FdWatcher::native_handle);
 
@@ -274,13 +275,13 @@ void init_reactor(py::module_& m) {
            "Runs the workers until stop(). With one worker, callbacks run on the calling thread; "
            "with more, the calling thread runs Python's signal handlers and tick() every 50 ms "
            "and after each wake_caller().")
-      .def("wake_caller", &PyReactor::wake_caller, py::call_guard<py::gil_scoped_release>(),
+      .def("wake_caller", &PyReactor::wake_caller, py::call_guard<ReleasedGil>(),
            "With more than one worker: makes the thread blocked in run() call tick() now. "
            "Thread-safe.")
-      .def("stop", &PyReactor::stop, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &PyReactor::stop, py::call_guard<ReleasedGil>())
       .def_property_readonly("stopped", &PyReactor::stopped)
       .def("restart", &PyReactor::restart)
-      .def("close_all", &PyReactor::close_all, py::call_guard<py::gil_scoped_release>())
+      .def("close_all", &PyReactor::close_all, py::call_guard<ReleasedGil>())
       .def("make_strand", &PyReactor::make_strand)
       .def("post", &PyReactor::post, py::arg("fn"), py::arg("strand") = py::none(),
            py::arg("fresh") = false,

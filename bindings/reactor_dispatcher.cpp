@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include "python_transaction.hpp"
+#include "released_gil.hpp"
 #include "stm/stm.hpp"
 #include "tx_state.hpp"
 #include "worker_spans.hpp"
@@ -94,7 +95,7 @@ void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
   AttachedScope attach;
   std::unique_lock<std::mutex> serial;
   if constexpr (!kFreeThreaded) {
-    py::gil_scoped_release release;
+    ReleasedGil release;
     serial = std::unique_lock(serial_);
   }
   WorkerSpanScope span;  // the report's timeline, while the conflict log is on

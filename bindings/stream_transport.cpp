@@ -25,6 +25,7 @@
 #include "reactor/reactor.hpp"
 #include "reactor/tcp_transport.hpp"
 #include "reactor/unix_transport.hpp"
+#include "released_gil.hpp"
 #include "stream_address.hpp"
 #include "stream_errors.hpp"
 
@@ -48,7 +49,7 @@ py::object start_connection(py::handle handler, bool is_unix, Start&& start) {
   std::error_code ec;
   std::shared_ptr<reactor::StreamTransport> transport;
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;
     transport = start(native, ec);  // `native` keeps our reference: Python is released below
   }
   if (!transport) raise_os_error(ec);

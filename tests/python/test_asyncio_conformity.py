@@ -125,6 +125,54 @@ def test_ctrl_c_on_an_idle_loop_ends_the_program_as_on_asyncio_s_loop(tmp_path, 
     ), tm_stderr
 
 
+_EXIT_WITH_A_THREAD_CALLING_IN = textwrap.dedent(
+    """
+    import asyncio, sys, threading, time
+    import tm_asyncio
+
+    loop = (tm_asyncio.new_event_loop if sys.argv[1] == "tm" else asyncio.new_event_loop)()
+    ran = threading.Event()
+
+    def call_in():  # as asyncio's threaded child watcher does when a process exits late
+        ran.wait()
+        while True:
+            loop.call_soon_threadsafe(int)
+
+    async def main():
+        threading.Thread(target=call_in, daemon=True).start()
+
+    loop.run_until_complete(main())
+    ran.set()
+    time.sleep(0.05)
+    print("exiting", flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_program_exits_while_a_daemon_thread_calls_into_the_loop(tmp_path, workers):
+    """Interpreter shutdown ends a daemon thread that calls call_soon_threadsafe() (asyncio's
+    threaded child watcher does when a process exits late), as it ends it on asyncio's loop;
+    before 3.13 that thread was ended inside the reactor's binding, which aborted the whole
+    process ("terminate called without an active exception", status -6)."""
+    script = tmp_path / "exit_while_called.py"
+    script.write_text(_EXIT_WITH_A_THREAD_CALLING_IN)
+    outcomes = {}
+    for loop in ("default", "tm"):
+        for _ in range(3):  # the thread is inside the binding at shutdown in most runs
+            done = subprocess.run(
+                [sys.executable, str(script), loop],
+                env=_child_environment(TM_WORKERS=str(workers)),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            outcomes.setdefault(loop, set()).add((done.returncode, done.stdout, done.stderr))
+    assert outcomes["default"] == {(0, "exiting\n", "")}
+    assert outcomes["tm"] == outcomes["default"]
+
+
 def _leaves_with(loop, schedule, exc_type) -> bool:
     """Whether run_forever() ends with exc_type raised by the callback schedule() arranges."""
     schedule(loop)
