@@ -247,16 +247,14 @@ void init_reactor(py::module_& m) {
              ReleasedGil release;
              w.add_reader(std::move(callback));
            })
-      .def("remove_reader", &reactor::FdWatcher::remove_reader,
-           py::call_guard<ReleasedGil>())
+      .def("remove_reader", &reactor::FdWatcher::remove_reader, py::call_guard<ReleasedGil>())
       .def("add_writer",
            [](reactor::FdWatcher& w, py::object fn) {
              auto callback = python_callback(std::move(fn));
              ReleasedGil release;
              w.add_writer(std::move(callback));
            })
-      .def("remove_writer", &reactor::FdWatcher::remove_writer,
-           py::call_guard<ReleasedGil>())
+      .def("remove_writer", &reactor::FdWatcher::remove_writer, py::call_guard<ReleasedGil>())
       .def_property_readonly("has_reader", &reactor::FdWatcher::has_reader)
       .def_property_readonly("has_writer", &reactor::FdWatcher::has_writer)
       .def("release", &reactor::FdWatcher::release, py::call_guard<ReleasedGil>(),
