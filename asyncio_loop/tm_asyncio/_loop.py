@@ -704,14 +704,59 @@ class EventLoop(_base_loop):
                 watcher.release()
             return
         watcher = self._watcher(fd)
+        # The serial loop runs the handle from the watcher's event itself (_io_ready); otherwise
+        # the event queues it on the loop's strand (_fd_ready).
+        ready = self._io_ready if self._serial else self._fd_ready
         if reader is not None and not watcher.has_reader:
-            watcher.add_reader(functools.partial(self._fd_ready, fd, _READ))
+            watcher.add_reader(functools.partial(ready, fd, _READ))
         elif reader is None and watcher.has_reader:
             watcher.remove_reader()
         if writer is not None and not watcher.has_writer:
-            watcher.add_writer(functools.partial(self._fd_ready, fd, _WRITE))
+            watcher.add_writer(functools.partial(ready, fd, _WRITE))
         elif writer is None and watcher.has_writer:
             watcher.remove_writer()
+
+    def _io_ready(self, fd: int, event: int) -> None:
+        """The serial loop's watcher event: runs fd's handle in this event, as asyncio's iteration
+        runs the handles its poll found.
+
+        With one worker the watcher's events are queued on the loop's strand, which is the one
+        thread's FIFO, when the reactor sees the descriptor ready: behind the callbacks queued
+        before, as asyncio runs the callbacks ready before a poll ahead of the I/O callbacks that
+        poll found. Queuing the handle once more (_fd_ready) kept that order too, but cost a
+        second transaction per event, and the watcher, polling again before the queued handle had
+        read, fired a second time: one more transaction and a read that found nothing.
+        """
+        if self._stopping:
+            # After stop() the readiness waits for the next run: the watcher is level-triggered.
+            return
+        selector = self._selector
+        if selector is None:
+            return
+        try:  # the selectors module's own map: get_map().get(fd) costs three more calls
+            key = selector._fd_to_key.get(fd)
+        except AttributeError:  # a selector of another kind
+            key = selector.get_map().get(fd)
+        if key is None:
+            return
+        handle = key.data[event - 1]  # (reader, writer): _READ is 1, _WRITE is 2
+        if handle is None:
+            return
+        try:
+            if handle._cancelled:
+                if event == _READ:
+                    self._remove_reader(fd)
+                else:
+                    self._remove_writer(fd)
+            elif self._debug:
+                self._invoke_handle(handle)
+            else:
+                try:
+                    handle._run()
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt: leave run_forever
+                    self._leave_run(exc)
+        finally:
+            handle = None  # see _PostedHandle.__call__
 
     def _fd_ready(self, fd: int, event: int) -> None:
         """The watcher saw fd ready: queue its handle behind the callbacks already queued.
