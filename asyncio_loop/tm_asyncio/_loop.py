@@ -174,6 +174,9 @@ class EventLoop(_base_loop):
             _reactor.workers_from_environment() if workers is None else workers
         )
         self._strand = self._core.make_strand()
+        # post(fn) to the loop's strand without a bound method's argument handling: one call per
+        # call_soon (docs/BENCHMARKS.md, call_soon).
+        self._post: Callable[[Any], None] = self._core.poster(self._strand)
         self._workers = self._core.workers  # kept: close() drops the reactor
         self._serial = self._workers == 1
         # Chosen by the program, parallel mode stays on for a server that rebinds shared
@@ -473,14 +476,30 @@ class EventLoop(_base_loop):
 
     # -- scheduling -----------------------------------------------------------------------------
 
-    def _call_soon(self, callback, args, context):
+    def call_soon(self, callback, *args, context=None):
+        # asyncio's call_soon with its _call_soon below inlined: a frame less per callback.
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
         handle = _PostedHandle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
         if self._task_strands:
             self._post_handle(handle, callback)
         else:  # the common case without a frame in between: call_soon's cost (docs/BENCHMARKS.md)
-            self._core.post(handle, self._strand)
+            self._post(handle)
+        return handle
+
+    def _call_soon(self, callback, args, context):
+        handle = _PostedHandle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        if self._task_strands:
+            self._post_handle(handle, callback)
+        else:
+            self._post(handle)
         return handle
 
     def _post_handle(self, handle, callback) -> None:
@@ -509,7 +528,7 @@ class EventLoop(_base_loop):
                     functools.partial(self._run_task_handle, handle, strand, locked), strand
                 )
                 return
-        self._core.post(handle, self._strand)
+        self._post(handle)
 
     def _adopt_task(self, task, callback):
         """The connection strand for the first step of a task made on it by other means than
@@ -769,7 +788,7 @@ class EventLoop(_base_loop):
         if key in self._io_pending:
             return
         self._io_pending.add(key)
-        self._core.post(functools.partial(self._run_io, fd, event), self._strand)
+        self._post(functools.partial(self._run_io, fd, event))
 
     def _run_io(self, fd: int, event: int) -> None:
         self._io_pending.discard((fd, event))
@@ -907,7 +926,9 @@ class EventLoop(_base_loop):
     def create_future(self):
         if self._parallel:
             return _tasks.LockedFuture(loop=self)
-        return super().create_future()
+        if self._debug:  # asyncio's own, so that a future's "created at" names asyncio's line
+            return super().create_future()
+        return asyncio.Future(loop=self)  # what asyncio's create_future() makes, without its frame
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -993,4 +1014,4 @@ class EventLoop(_base_loop):
         # Callbacks still queued in the reactor (call_soon after stop(), a watcher's release) hold
         # the loop, and the loop holds the reactor: a cycle through C++ that the garbage collector
         # cannot see. asyncio's close() drops its ready queue; dropping the reactor does the same.
-        self._core = self._strand = None  # type: ignore[assignment]
+        self._core = self._strand = self._post = None  # type: ignore[assignment]
