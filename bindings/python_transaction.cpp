@@ -146,8 +146,13 @@ namespace {
 /// The first call is the body's own attempt, which needs no fresh state.
 auto replay_deferred(PyObject* site) {
   return [site, first = true](stm::Transaction& tx) mutable {
-    Attach a;
     TxState& st = tx_state();
+    // The body's own attempt with nothing deferred: nothing to run, no thread state to attach.
+    if (first && st.deferred.empty()) {
+      first = false;
+      return;
+    }
+    Attach a;
     if (!std::exchange(first, false)) {
       st.begin_attempt();
       note_escalation(tx, site);
@@ -156,12 +161,13 @@ auto replay_deferred(PyObject* site) {
   };
 }
 
-/// One attempt of a Python transaction's body, attached: `out` gets its result (assigned while
-/// attached, since it drops the previous attempt's). A Python error becomes the engine's abort or
-/// error_already_set; an abort signal the body swallowed aborts a restartable attempt and is a
-/// logic error in an irrevocable one, which is never asked to abort.
+/// One attempt of a Python transaction's body, attached: `*out` gets its result (assigned while
+/// attached, since it drops the previous attempt's; with no `out` the result is dropped here). A
+/// Python error becomes the engine's abort or error_already_set; an abort signal the body
+/// swallowed aborts a restartable attempt and is a logic error in an irrevocable one, which is
+/// never asked to abort.
 void run_attempt(stm::Transaction& tx, const std::function<PyObject*()>& body, PyObject* site,
-                 Mode mode, py::object& out) {
+                 Mode mode, py::object* out) {
   TxState& st = tx_state();
   Attach a;
   st.begin_attempt();
@@ -170,7 +176,11 @@ void run_attempt(stm::Transaction& tx, const std::function<PyObject*()>& body, P
   DepthGuard g(st);
   PyObject* r = body();
   if (r == nullptr) throw_body_error();
-  out = py::reinterpret_steal<py::object>(r);
+  if (out != nullptr) {
+    *out = py::reinterpret_steal<py::object>(r);
+  } else {
+    Py_DECREF(r);
+  }
   if (st.doomed) {
     if (mode == Mode::irrevocable)
       throw std::logic_error("tm: an irrevocable transaction was asked to abort");
@@ -200,12 +210,12 @@ py::object run_body(const std::function<PyObject*()>& body, PyObject* site, Mode
       // it registered (native writes, timers, posts, Python on-commit hooks) carry over.
       stm::run_once(
           [&](stm::Transaction& tx) {
-            run_attempt(tx, body, site, mode, out);
+            run_attempt(tx, body, site, mode, &out);
             st.body_done = true;
           },
           replay_deferred(site));
     } else {
-      stm::atomically([&](stm::Transaction& tx) { run_attempt(tx, body, site, mode, out); });
+      stm::atomically([&](stm::Transaction& tx) { run_attempt(tx, body, site, mode, &out); });
     }
   } catch (...) {
     finish_top_level();
@@ -222,18 +232,63 @@ py::object run_python_transaction(py::handle fn, py::handle args, py::handle kwa
   return run_body([&] { return PyObject_Call(fn.ptr(), args.ptr(), kw); }, fn.ptr(), mode);
 }
 
+namespace {
+
+/// The body of run_irrevocable: calls the callback in the running transaction.
+auto irrevocable_body(const std::function<void(stm::Transaction&)>& callback) {
+  return [&callback]() -> PyObject* {
+    try {
+      callback(*stm::current_transaction());
+    } catch (py::error_already_set& error) {
+      error.restore();  // as if a Python function had raised it
+      return nullptr;
+    }
+    return Py_NewRef(Py_None);
+  };
+}
+
+}  // namespace
+
 void run_irrevocable(const std::function<void(stm::Transaction&)>& callback) {
-  run_body(
-      [&]() -> PyObject* {
-        try {
-          callback(*stm::current_transaction());
-        } catch (py::error_already_set& error) {
-          error.restore();  // as if a Python function had raised it
-          return nullptr;
-        }
-        return Py_NewRef(Py_None);
-      },
-      nullptr, Mode::irrevocable);
+  run_body(irrevocable_body(callback), nullptr, Mode::irrevocable);
+}
+
+void run_irrevocable_detached(const std::function<void(stm::Transaction&)>& callback,
+                              PyThreadState* state) {
+  ThreadStateSlot& slot = thread_slot();
+  TxState& st = tx_state();
+  // As a Detach scope leaves the thread: Attach scopes restore `state` from the slot, and
+  // references dropped while detached queue there. Cleared again on the way out.
+  slot.saved = state;
+  struct ClearSaved {
+    ThreadStateSlot& slot;
+    ~ClearSaved() { slot.saved = nullptr; }
+  } clear{slot};
+  st.mode = Mode::irrevocable;
+  st.driving = true;
+  st.body_done = false;
+  const std::function<PyObject*()> body = irrevocable_body(callback);
+  try {
+    stm::run_once(
+        [&](stm::Transaction& tx) {
+          run_attempt(tx, body, nullptr, Mode::irrevocable, nullptr);
+          st.body_done = true;
+        },
+        replay_deferred(nullptr));
+  } catch (...) {
+    Attach a;
+    finish_top_level();
+    throw;
+  }
+  // What finish_top_level releases needs the thread state: the objects the transaction kept, its
+  // deferred operations, references queued while detached, payloads to reclaim. A callback that
+  // touched nothing managed leaves none of them.
+  if (st.keep.empty() && st.deferred.empty() && slot.pending.empty() && !stm::reclaim_pending()) {
+    finish_top_level();
+  } else {
+    Attach a;
+    finish_top_level();
+  }
 }
 
 // ---- the `with tm.atomic():` block: begin and end split across Python frames -----------------

@@ -41,4 +41,11 @@ inline py::object run_python_transaction(py::handle fn, Mode mode) {
 /// A py::error_already_set escaping the callback propagates as it would from a Python callable.
 void run_irrevocable(const std::function<void(stm::Transaction&)>& callback);
 
+/// run_irrevocable for a thread with no thread state attached and none saved by a driver (a
+/// reactor worker between events): `state`, this thread's own, is attached for the Python code
+/// only (the body, a replay of deferred operations, the release of what the transaction kept),
+/// not around the engine's begin and commit. Leaves the thread detached.
+void run_irrevocable_detached(const std::function<void(stm::Transaction&)>& callback,
+                              PyThreadState* state);
+
 }  // namespace tmr::bindings

@@ -16,6 +16,7 @@
 #include "reactor/reactor.hpp"
 #include "reactor_dispatcher.hpp"
 #include "released_gil.hpp"
+#include "stm/stm.hpp"
 
 namespace tmr::bindings {
 
@@ -140,13 +141,24 @@ class PyReactor {
   // needs the GIL while it may hold them.
   void post(py::object fn, std::optional<reactor::Strand> strand, bool fresh) {
     auto callback = python_callback_once(std::move(fn));
-    ReleasedGil release;
     if (strand) {
-      reactor_.post(*strand, std::move(callback));
-    } else {
-      reactor_.post(std::move(callback),
-                    fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
+      post_to(*strand, std::move(callback));
+      return;
     }
+    ReleasedGil release;
+    reactor_.post(std::move(callback),
+                  fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
+  }
+
+  // Inside a transaction a post only registers a hook for its commit, which takes no lock of the
+  // reactor: the GIL stays.
+  void post_to(const reactor::Strand& strand, reactor::Callback callback) {
+    if (stm::current_transaction() != nullptr) {
+      reactor_.post(strand, std::move(callback));
+      return;
+    }
+    ReleasedGil release;
+    reactor_.post(strand, std::move(callback));
   }
 
   reactor::Timer call_at(double when, py::object fn, std::optional<reactor::Strand> strand,
@@ -188,6 +200,51 @@ class PyReactor {
   std::condition_variable caller_cv_;
   bool caller_woken_ = false;  // guarded by caller_mu_
 };
+
+// Reactor.poster(strand): a builtin function of one argument that posts it to the strand, what
+// Reactor.post(fn, strand) does, called without pybind11's dispatch (argument conversion, the
+// type lookups of its casters): asyncio's call_soon and the serial loop's other posts go through
+// it, one call per callback.
+struct Poster {
+  py::object owner;  // the tm._core.Reactor: keeps `reactor` alive
+  PyReactor* reactor;
+  reactor::Strand strand;
+};
+
+constexpr const char* kPosterCapsule = "tm._core.Poster";
+
+PyObject* poster_post(PyObject* capsule, PyObject* fn) {
+  auto* poster = static_cast<Poster*>(PyCapsule_GetPointer(capsule, kPosterCapsule));
+  if (poster == nullptr) return nullptr;
+  try {
+    poster->reactor->post_to(poster->strand,
+                             python_callback_once(py::reinterpret_borrow<py::object>(fn)));
+  } catch (py::error_already_set& error) {
+    error.restore();
+    return nullptr;
+  } catch (const std::exception& error) {
+    PyErr_SetString(PyExc_RuntimeError, error.what());
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef g_poster_def = {"post", poster_post, METH_O,
+                            "post(fn): runs fn() as a transaction on the poster's strand."};
+
+py::object make_poster(py::object owner, const reactor::Strand& strand) {
+  if (!strand) throw py::value_error("Reactor.poster: empty strand");
+  auto* reactor = &owner.cast<PyReactor&>();
+  auto poster = std::make_unique<Poster>(Poster{std::move(owner), reactor, strand});
+  auto capsule = py::reinterpret_steal<py::object>(PyCapsule_New(
+      poster.get(), kPosterCapsule,
+      [](PyObject* o) { delete static_cast<Poster*>(PyCapsule_GetPointer(o, kPosterCapsule)); }));
+  if (!capsule) throw py::error_already_set();
+  poster.release();  // the capsule owns it now
+  PyObject* fn = PyCFunction_New(&g_poster_def, capsule.ptr());
+  if (fn == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(fn);
+}
 
 }  // namespace
 
@@ -286,6 +343,9 @@ void init_reactor(py::module_& m) {
            "Runs fn() as a transaction: on `strand`, else the caller's strand (a new one outside "
            "callbacks, or always a new one with fresh=True). Inside a transaction it is posted "
            "at commit.")
+      .def("poster", &make_poster, py::arg("strand"),
+           "A function of one argument, fn, that does post(fn, strand): the same post without "
+           "the keyword handling of a bound method, for a hot path.")
       .def("call_at", &PyReactor::call_at, py::arg("when"), py::arg("fn"),
            py::arg("strand") = py::none(), py::arg("fresh") = false,
            "Runs fn() at `when` (tm._core.monotonic() seconds); strands as for post().")

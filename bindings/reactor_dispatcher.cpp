@@ -49,13 +49,18 @@ class WorkerThreadState {
   PyThreadState* state_;
 };
 
+WorkerThreadState& worker_thread_state() {
+  thread_local WorkerThreadState worker;
+  return worker;
+}
+
 // Attaches this thread's state for one scope: the worker's own, or the one a Python thread
 // already has (a callback run inline by a Python caller).
 class AttachedScope {
  public:
   AttachedScope() {
     if (PyGILState_Check()) return;  // already attached: nothing to undo
-    thread_local WorkerThreadState worker;
+    WorkerThreadState& worker = worker_thread_state();
     PyEval_RestoreThread(worker.state());
     attached_ = worker.state();
   }
@@ -92,6 +97,17 @@ void PyCallable::release() const noexcept {
 
 void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
                                 reactor::EventCallback callback) {
+  if (!attached() && thread_slot().saved == nullptr) {
+    // A worker between events, the usual case: the transaction driver attaches the worker's
+    // thread state for the Python code only, not also around the engine's begin and commit
+    // (one attach and detach per event instead of four).
+    PyThreadState* state = worker_thread_state().state();
+    std::unique_lock<std::mutex> serial;
+    if constexpr (!kFreeThreaded) serial = std::unique_lock(serial_);
+    WorkerSpanScope span;
+    run_irrevocable_detached(callback, state);
+    return;
+  }
   AttachedScope attach;
   std::unique_lock<std::mutex> serial;
   if constexpr (!kFreeThreaded) {

@@ -174,6 +174,9 @@ class EventLoop(_base_loop):
             _reactor.workers_from_environment() if workers is None else workers
         )
         self._strand = self._core.make_strand()
+        # post(fn) to the loop's strand without a bound method's argument handling: one call per
+        # call_soon (docs/BENCHMARKS.md, call_soon).
+        self._post: Callable[[Any], None] = self._core.poster(self._strand)
         self._workers = self._core.workers  # kept: close() drops the reactor
         self._serial = self._workers == 1
         # Chosen by the program, parallel mode stays on for a server that rebinds shared
@@ -475,14 +478,30 @@ class EventLoop(_base_loop):
 
     # -- scheduling -----------------------------------------------------------------------------
 
-    def _call_soon(self, callback, args, context):
+    def call_soon(self, callback, *args, context=None):
+        # asyncio's call_soon with its _call_soon below inlined: a frame less per callback.
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
         handle = _PostedHandle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
         if self._task_strands:
             self._post_handle(handle, callback)
         else:  # the common case without a frame in between: call_soon's cost (docs/BENCHMARKS.md)
-            self._core.post(handle, self._strand)
+            self._post(handle)
+        return handle
+
+    def _call_soon(self, callback, args, context):
+        handle = _PostedHandle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        if self._task_strands:
+            self._post_handle(handle, callback)
+        else:
+            self._post(handle)
         return handle
 
     def _post_handle(self, handle, callback) -> None:
@@ -511,7 +530,7 @@ class EventLoop(_base_loop):
                     functools.partial(self._run_task_handle, handle, strand, locked), strand
                 )
                 return
-        self._core.post(handle, self._strand)
+        self._post(handle)
 
     def _adopt_task(self, task, callback):
         """The connection strand for the first step of a task made on it by other means than
@@ -714,15 +733,65 @@ class EventLoop(_base_loop):
                 watcher.release()
             return
         watcher = self._watcher(fd)
-        strand = self._watcher_strands.get(fd)
+        # The serial loop runs the handle from the watcher's event itself (_io_ready); otherwise
+        # the event queues it on the watcher's strand (_fd_ready).
+        if self._serial:
+            on_read = functools.partial(self._io_ready, fd, _READ)
+            on_write = functools.partial(self._io_ready, fd, _WRITE)
+        else:
+            strand = self._watcher_strands.get(fd)
+            on_read = functools.partial(self._fd_ready, fd, _READ, strand)
+            on_write = functools.partial(self._fd_ready, fd, _WRITE, strand)
         if reader is not None and not watcher.has_reader:
-            watcher.add_reader(functools.partial(self._fd_ready, fd, _READ, strand))
+            watcher.add_reader(on_read)
         elif reader is None and watcher.has_reader:
             watcher.remove_reader()
         if writer is not None and not watcher.has_writer:
-            watcher.add_writer(functools.partial(self._fd_ready, fd, _WRITE, strand))
+            watcher.add_writer(on_write)
         elif writer is None and watcher.has_writer:
             watcher.remove_writer()
+
+    def _io_ready(self, fd: int, event: int) -> None:
+        """The serial loop's watcher event: runs fd's handle in this event, as asyncio's iteration
+        runs the handles its poll found.
+
+        With one worker the watcher's events are queued on the loop's strand, which is the one
+        thread's FIFO, when the reactor sees the descriptor ready: behind the callbacks queued
+        before, as asyncio runs the callbacks ready before a poll ahead of the I/O callbacks that
+        poll found. Queuing the handle once more (_fd_ready) kept that order too, but cost a
+        second transaction per event, and the watcher, polling again before the queued handle had
+        read, fired a second time: one more transaction and a read that found nothing.
+        """
+        if self._stopping:
+            # After stop() the readiness waits for the next run: the watcher is level-triggered.
+            return
+        selector = self._selector
+        if selector is None:
+            return
+        try:  # the selectors module's own map: get_map().get(fd) costs three more calls
+            key = selector._fd_to_key.get(fd)
+        except AttributeError:  # a selector of another kind
+            key = selector.get_map().get(fd)
+        if key is None:
+            return
+        handle = key.data[event - 1]  # (reader, writer): _READ is 1, _WRITE is 2
+        if handle is None:
+            return
+        try:
+            if handle._cancelled:
+                if event == _READ:
+                    self._remove_reader(fd)
+                else:
+                    self._remove_writer(fd)
+            elif self._debug:
+                self._invoke_handle(handle)
+            else:
+                try:
+                    handle._run()
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt: leave run_forever
+                    self._leave_run(exc)
+        finally:
+            handle = None  # see _PostedHandle.__call__
 
     def _fd_ready(self, fd: int, event: int, strand=None) -> None:
         """The watcher saw fd ready: queue its handle behind the callbacks already queued.
@@ -737,7 +806,7 @@ class EventLoop(_base_loop):
             return
         self._io_pending.add(key)
         if strand is None:
-            self._core.post(functools.partial(self._run_io, fd, event), self._strand)
+            self._post(functools.partial(self._run_io, fd, event))
             return
         with self._task_steps_lock:  # stop() waits for it, as for a task step there
             self._task_steps_queued += 1
@@ -888,7 +957,9 @@ class EventLoop(_base_loop):
     def create_future(self):
         if self._parallel:
             return _tasks.LockedFuture(loop=self)
-        return super().create_future()
+        if self._debug:  # asyncio's own, so that a future's "created at" names asyncio's line
+            return super().create_future()
+        return asyncio.Future(loop=self)  # what asyncio's create_future() makes, without its frame
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -975,4 +1046,4 @@ class EventLoop(_base_loop):
         # Callbacks still queued in the reactor (call_soon after stop(), a watcher's release) hold
         # the loop, and the loop holds the reactor: a cycle through C++ that the garbage collector
         # cannot see. asyncio's close() drops its ready queue; dropping the reactor does the same.
-        self._core = self._strand = None  # type: ignore[assignment]
+        self._core = self._strand = self._post = None  # type: ignore[assignment]

@@ -318,6 +318,9 @@ class Reactor:
     def post(
         self, fn: Callable[[], object], strand: Strand | None = None, fresh: bool = False
     ) -> None: ...
+    def poster(self, strand: Strand) -> Callable[[Callable[[], object]], None]:
+        """A function of one argument, fn, that does post(fn, strand), without a bound method's
+        keyword handling."""
     def call_at(
         self,
         when: _Float,
