@@ -16,9 +16,21 @@
 
 #include <pybind11/pybind11.h>
 
+#include <utility>
+
 #include "stm/snapshot_pin.hpp"
 
 namespace tmr::bindings {
+
+// The C++ core of a managed type's instance, read from the instance itself. pybind11::cast would
+// look the type up under pybind11's internals lock, and on the free-threaded build the collector
+// calls tp_traverse with the world stopped: a thread stopped just after being handed that lock can
+// never release it, and the collection waits for it forever (seen as a hung test run).
+template <class T>
+T& gc_core(PyObject* self) {
+  auto* instance = reinterpret_cast<pybind11::detail::instance*>(self);
+  return *instance->get_value_and_holder().template value_ptr<T>();
+}
 
 template <class T>
 pybind11::custom_type_setup gc_support() {
@@ -29,11 +41,10 @@ pybind11::custom_type_setup gc_support() {
       Py_VISIT(Py_TYPE(self));
       if (!pybind11::detail::is_holder_constructed(self)) return 0;
       const stm::SnapshotPin pin;
-      return pybind11::cast<const T&>(pybind11::handle(self)).gc_traverse(visit, arg);
+      return std::as_const(gc_core<T>(self)).gc_traverse(visit, arg);
     };
     type->tp_clear = [](PyObject* self) -> int {
-      if (pybind11::detail::is_holder_constructed(self))
-        pybind11::cast<T&>(pybind11::handle(self)).gc_clear();
+      if (pybind11::detail::is_holder_constructed(self)) gc_core<T>(self).gc_clear();
       return 0;
     };
   });
