@@ -262,7 +262,12 @@ void run_irrevocable_detached(const std::function<void(stm::Transaction&)>& call
   slot.saved = state;
   struct ClearSaved {
     ThreadStateSlot& slot;
+    explicit ClearSaved(ThreadStateSlot& s) : slot(s) {}
     ~ClearSaved() { slot.saved = nullptr; }
+    ClearSaved(const ClearSaved&) = delete;
+    ClearSaved& operator=(const ClearSaved&) = delete;
+    ClearSaved(ClearSaved&&) = delete;
+    ClearSaved& operator=(ClearSaved&&) = delete;
   } clear{slot};
   st.mode = Mode::irrevocable;
   st.driving = true;

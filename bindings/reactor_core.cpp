@@ -240,7 +240,7 @@ py::object make_poster(py::object owner, const reactor::Strand& strand) {
       poster.get(), kPosterCapsule,
       [](PyObject* o) { delete static_cast<Poster*>(PyCapsule_GetPointer(o, kPosterCapsule)); }));
   if (!capsule) throw py::error_already_set();
-  poster.release();  // the capsule owns it now
+  static_cast<void>(poster.release());  // the capsule owns it now
   PyObject* fn = PyCFunction_New(&g_poster_def, capsule.ptr());
   if (fn == nullptr) throw py::error_already_set();
   return py::reinterpret_steal<py::object>(fn);

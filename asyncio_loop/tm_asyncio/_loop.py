@@ -62,7 +62,7 @@ _WRITE = 2
 # How long stop() waits, at most, for connection strands to settle (parallel mode).
 _CLOSE_WAIT = 0.1
 # Reactor.post and Reactor.call_at take the strand positionally here: pybind11's keyword handling
-# cost as much again as the post itself (docs/BENCHMARKS.md, call_soon, session 5).
+# cost as much again as the post itself (docs/BENCHMARKS.md, call_soon).
 # The loop whose per-thread state a reactor worker thread holds (EventLoop._as_loop_thread).
 _worker_state = threading.local()
 
