@@ -273,14 +273,13 @@ def streams_outcomes(tmp_path_factory):
     plans = [stream_client_plan(i) for i in range(STREAM_CLIENTS)]
 
     def scenario(runtime: str) -> dict:
-        server = Program(runtime, "streams_server.py", ["0"], root)
-        try:
-            clients = run_threads(
-                lambda i: full_duplex(server.port, plans[i][0], plans[i][2]), STREAM_CLIENTS
-            )
-        finally:
-            printed = server.stop()
-        return {"clients": clients, "printed": printed}
+        return serve(
+            runtime,
+            "streams_server.py",
+            root,
+            lambda port, i: full_duplex(port, plans[i][0], plans[i][2]),
+            STREAM_CLIENTS,
+        )
 
     return Outcomes(scenario), [replies for _, replies, _ in plans]
 
@@ -288,13 +287,7 @@ def streams_outcomes(tmp_path_factory):
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_streams_server_as_on_the_default_loop(runtime, streams_outcomes):
-    outcomes, expected = streams_outcomes
-    seen = outcomes(runtime)
-    if runtime == "default":
-        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
-            assert got == want, f"client {i} on the default loop"
-    else:
-        assert_same(seen, outcomes("default"))
+    assert_as_on_the_default_loop(runtime, *streams_outcomes)
 
 
 def assert_same(seen: dict, reference: dict) -> None:
@@ -310,6 +303,28 @@ def assert_same(seen: dict, reference: dict) -> None:
                 f"{got[first : first + 1]} against {want[first : first + 1]}"
             )
     assert seen == reference
+
+
+def serve(runtime: str, program: str, root: pathlib.Path, client, count: int) -> dict:
+    """Runs a corpus program on a runtime, `count` clients at once against it (client(port, i)),
+    and stops it: what the clients received and what it printed."""
+    server = Program(runtime, program, ["0"], root)
+    try:
+        clients = run_threads(lambda i: client(server.port, i), count)
+    finally:
+        printed = server.stop()
+    return {"clients": clients, "printed": printed}
+
+
+def assert_as_on_the_default_loop(runtime: str, outcomes: Outcomes, expected: list) -> None:
+    """The default loop's clients got what the protocol defines; a tm runtime's run saw what the
+    default loop's run saw."""
+    seen = outcomes(runtime)
+    if runtime == "default":
+        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
+            assert got == want, f"client {i} on the default loop"
+    else:
+        assert_same(seen, outcomes("default"))
 
 
 # -- 2. a Protocol that starts its own eager task ------------------------------------------------
@@ -356,14 +371,13 @@ def protocol_outcomes(tmp_path_factory):
     plans = [protocol_client_plan(i) for i in range(PROTOCOL_CLIENTS)]
 
     def scenario(runtime: str) -> dict:
-        server = Program(runtime, "protocol_server.py", ["0"], root)
-        try:
-            clients = run_threads(
-                lambda i: full_duplex(server.port, plans[i][0], True), PROTOCOL_CLIENTS
-            )
-        finally:
-            printed = server.stop()
-        return {"clients": clients, "printed": printed}
+        return serve(
+            runtime,
+            "protocol_server.py",
+            root,
+            lambda port, i: full_duplex(port, plans[i][0], True),
+            PROTOCOL_CLIENTS,
+        )
 
     return Outcomes(scenario), [replies for _, replies in plans]
 
@@ -373,13 +387,7 @@ def protocol_outcomes(tmp_path_factory):
 def test_protocol_server_with_its_own_eager_tasks_as_on_the_default_loop(
     runtime, protocol_outcomes
 ):
-    outcomes, expected = protocol_outcomes
-    seen = outcomes(runtime)
-    if runtime == "default":
-        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
-            assert got == want, f"client {i} on the default loop"
-    else:
-        assert_same(seen, outcomes("default"))
+    assert_as_on_the_default_loop(runtime, *protocol_outcomes)
 
 
 # -- 3. TLS -------------------------------------------------------------------------------------
@@ -839,14 +847,13 @@ def subprocess_outcomes(tmp_path_factory):
     plans = [subprocess_client_plan(i) for i in range(SUBPROCESS_CLIENTS)]
 
     def scenario(runtime: str) -> dict:
-        server = Program(runtime, "subprocess_server.py", ["0"], root)
-        try:
-            clients = run_threads(
-                lambda i: full_duplex(server.port, plans[i][0], False), SUBPROCESS_CLIENTS
-            )
-        finally:
-            printed = server.stop()
-        return {"clients": clients, "printed": printed}
+        return serve(
+            runtime,
+            "subprocess_server.py",
+            root,
+            lambda port, i: full_duplex(port, plans[i][0], False),
+            SUBPROCESS_CLIENTS,
+        )
 
     return Outcomes(scenario), [replies for _, replies in plans]
 
@@ -854,13 +861,7 @@ def subprocess_outcomes(tmp_path_factory):
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
 def test_subprocess_pipeline_server_as_on_the_default_loop(runtime, subprocess_outcomes):
-    outcomes, expected = subprocess_outcomes
-    seen = outcomes(runtime)
-    if runtime == "default":
-        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
-            assert got == want, f"client {i} on the default loop"
-    else:
-        assert_same(seen, outcomes("default"))
+    assert_as_on_the_default_loop(runtime, *subprocess_outcomes)
 
 
 # -- 5. an aiohttp web application --------------------------------------------------------------
@@ -952,12 +953,13 @@ def aiohttp_outcomes(tmp_path_factory):
     plans = [aiohttp_client_plan(i) for i in range(AIOHTTP_CLIENTS)]
 
     def scenario(runtime: str) -> dict:
-        server = Program(runtime, "aiohttp_server.py", ["0"], root)
-        try:
-            clients = run_threads(lambda i: http_client(server.port, plans[i]), AIOHTTP_CLIENTS)
-        finally:
-            printed = server.stop()
-        return {"clients": clients, "printed": printed}
+        return serve(
+            runtime,
+            "aiohttp_server.py",
+            root,
+            lambda port, i: http_client(port, plans[i]),
+            AIOHTTP_CLIENTS,
+        )
 
     return Outcomes(scenario), [[expected for _, expected in plan] for plan in plans]
 
@@ -965,10 +967,4 @@ def aiohttp_outcomes(tmp_path_factory):
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
 def test_aiohttp_application_as_on_the_default_loop(runtime, aiohttp_outcomes):
-    outcomes, expected = aiohttp_outcomes
-    seen = outcomes(runtime)
-    if runtime == "default":
-        for i, (got, want) in enumerate(zip(seen["clients"], expected)):
-            assert got == want, f"client {i} on the default loop"
-    else:
-        assert_same(seen, outcomes("default"))
+    assert_as_on_the_default_loop(runtime, *aiohttp_outcomes)
