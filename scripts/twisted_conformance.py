@@ -65,36 +65,16 @@ KNOWN_SKIPS = {
 # per entry. Remove an entry once runs report it as passing every time.
 ANY, GIL_OFF = "any interpreter", "GIL off"
 _TIMING = "timing-dependent with 2 workers: "
-# connectionmixins.runProtocolsWithReactor: after one end's connectionLost the test writes to the
-# other end (writeToDetectPeerDisconnection), asserting that it still has its transport. Under epoll
-# the other end's connectionLost cannot have run yet; with 2 workers it can have (the ends are on
-# two strands), the assertion fails and the test waits out its 120 s timeout.
-_PAIR = (
-    _TIMING + "the two ends of the connection run on two strands, so the other end's "
-    "connectionLost can run before the test's step after the first end's, which asserts the "
-    "other end still has its transport (then the test waits out its 120 s timeout)"
-)
 _CLOSED_FD = (
     _TIMING + "a descriptor closed by one strand while another strand's watcher still reports on it"
 )
 # Builders listed whole: with more than one worker their tests fail at random, one or another per
-# run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER.
-# (test_process's ProcessTestsBuilder was listed until Twisted's Python transports shared a strand;
-# the startTLS producer tests until a connect reset before its event ran counted as made, then lost.)
-KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {
-    # Every test of it runs runProtocolsWithReactor; five different ones failed in 2-worker runs.
-    "twisted.internet.test.test_tcp.AbortConnectionTests": (GIL_OFF, _PAIR),
-}
+# run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER. None is
+# listed now: test_tcp's AbortConnectionTests was, for the connectionLost order between the two
+# ends of an in-process connection, until those ends came to share a strand (LocalPeers).
+KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {}
 
 KNOWN_MULTI_WORKER = {
-    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_connectionLostAfterPausedTransport": (
-        GIL_OFF,
-        _PAIR,
-    ),
-    "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (
-        GIL_OFF,
-        _PAIR,
-    ),
     "twisted.internet.test.test_tcp.TCP6ClientTestsBuilder.test_addresses": (
         GIL_OFF,
         _CLOSED_FD + " (accept on a listening socket closed at shutdown: EBADF)",
@@ -123,16 +103,6 @@ GLOBAL_MODULES = [
 
 # As KNOWN_MULTI_WORKER, for --global.
 KNOWN_GLOBAL_MULTI_WORKER = {
-    # tearDown closes the client, then asserts, once the client's connectionLost has run, that
-    # the server (half-closed for writing) has not yet seen the client's end of stream. Under
-    # epoll the server reads in a later iteration; with 2 workers the server's strand reads the
-    # FIN on the other worker while the client's connectionLost chain runs.
-    "twisted.test.test_tcp.HalfCloseTests.testWriteCloseNotification": (
-        GIL_OFF,
-        _TIMING
-        + "the server's end of stream runs on its strand while the client's connectionLost chain "
-        "runs on the client's, which asserts the server has not seen it yet",
-    ),
     # ClosingFactory.buildProtocol calls stopListening, whose connectionLost Twisted defers with
     # callLater(0) on the port's strand; the test asserts the port is disconnected once the
     # client, on a strand of its own, has lost its connection. Where strands run in parallel

@@ -527,6 +527,62 @@ def test_addresses_of_both_ends(workers):
 
 
 @pytest.mark.parametrize("workers", WORKERS)
+def test_both_ends_of_an_in_process_connection_run_on_one_strand(workers):
+    """A program's client and its own server keep a single-threaded loop's order between them
+    (one end's connectionLost cannot overtake the other end's events): one strand for the pair.
+    A peer the reactor does not hold (a blocking socket here) leaves its connection a strand of
+    its own."""
+    from tm import _reactor
+
+    reactor = Reactor(workers)
+    strands = {}
+
+    class Server(protocol.Protocol):
+        def connectionMade(self):
+            strands.setdefault("server", []).append(_reactor.current_strand())
+
+    class Client(protocol.Protocol):
+        def connectionMade(self):
+            strands["client"] = _reactor.current_strand()
+            self.transport.loseConnection()
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
+
+    paired = threading.Event()
+
+    def outside_peer():
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5):
+            paired.wait(10)  # connected while the pair is made
+
+    thread = threading.Thread(target=outside_peer, daemon=True)
+    thread.start()
+
+    def wait_for_outside_peer():
+        if len(strands.get("server", [])) < 1:
+            reactor.callLater(0.01, wait_for_outside_peer)
+            return
+        reactor.connectTCP(
+            "127.0.0.1", port.getHost().port, protocol.ClientFactory.forProtocol(Client)
+        )
+        wait_for_pair()
+
+    def wait_for_pair():
+        if len(strands.get("server", [])) < 2 or "client" not in strands:
+            reactor.callLater(0.01, wait_for_pair)
+            return
+        paired.set()
+        reactor.stop()
+
+    reactor.callWhenRunning(wait_for_outside_peer)
+    run_bounded(reactor, timeout=20)
+    thread.join(5)
+    outside_end, server_end = strands["server"]
+    assert server_end == strands["client"]
+    if not reactor._core.one_strand:
+        assert outside_end != server_end
+
+
+@pytest.mark.parametrize("workers", WORKERS)
 def test_sockets_run_without_nagle_until_the_program_asks_for_it(workers):
     """Both ends' sockets have TCP_NODELAY set (a commit's writes leave in one gathered write;
     Nagle's hold behind an unacknowledged segment stalled a chat broadcast 40 ms a message), while

@@ -35,7 +35,10 @@ std::shared_ptr<StreamTransport> tcp_connect(Reactor& reactor, const std::string
                                              std::error_code& ec);
 
 /// Adopts a connected TCP socket (IReactorSocket.adoptStreamConnection,
-/// asyncio's connect_accepted_socket). The reactor owns `fd` from then on.
+/// asyncio's connect_accepted_socket). The reactor owns `fd` from then on. Its events run on a
+/// new strand, or on the other end's when that end is a connection of this reactor (accepted or
+/// adopted): the two ends of an in-process connection run one at a time, in one order, as on a
+/// single-threaded loop.
 std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,
                                            std::shared_ptr<StreamHandler> handler);
 std::shared_ptr<StreamTransport> tcp_adopt(Reactor& reactor, int fd,

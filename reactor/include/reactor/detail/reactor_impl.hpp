@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <cstdint>
@@ -12,9 +13,11 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
+#include "reactor/detail/local_peers.hpp"
 #include "reactor/reactor.hpp"
 
 namespace tmr::reactor::detail {
@@ -82,6 +85,23 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   /// the reactor's only strand.
   std::shared_ptr<StrandImpl> new_strand();
 
+  /// The strand for a connected stream socket that was given none: a new one, except that a TCP
+  /// socket whose other end this reactor already holds takes that end's strand (LocalPeers).
+  template <class Socket>
+  std::shared_ptr<StrandImpl> strand_for_connected(const Socket& socket) {
+    if constexpr (std::is_same_v<typename Socket::protocol_type, asio::ip::tcp>) {
+      boost::system::error_code ec;
+      const auto local = socket.local_endpoint(ec);
+      const auto remote = ec ? asio::ip::tcp::endpoint() : socket.remote_endpoint(ec);
+      // A peer already gone (ENOTCONN) is no pair to keep in order with.
+      if (!ec && !one_strand_ && LocalPeers::may_be_local(local, remote)) {
+        return local_peers_.strand_for(local, remote, [this] { return new_strand(); });
+      }
+    }
+    return new_strand();
+  }
+  const LocalPeers& local_peers() const noexcept { return local_peers_; }
+
   /// Dispatches one event as a transaction; call on `strand`. Never throws: exceptions go to
   /// `report`, and the result is false (the callback's transaction did not commit).
   bool run_event(const std::shared_ptr<StrandImpl>& strand, EventKind kind,
@@ -125,6 +145,7 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
   const bool one_strand_;
   std::mutex one_strand_mu_;
   std::weak_ptr<StrandImpl> the_strand_;  // guarded by one_strand_mu_
+  LocalPeers local_peers_;
   // Set once by shut_down(); from then on run_event dispatches nothing.
   std::atomic<bool> shutting_down_{false};
 

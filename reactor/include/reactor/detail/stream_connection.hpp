@@ -695,8 +695,9 @@ class StreamConnection final : public StreamTransport,
   std::string peer_address_;
 };
 
-/// Wraps a connected descriptor the caller hands over as a transport of `protocol`, started on a
-/// strand of its own when the running transaction commits. Sets `ec` (and returns null) when the
+/// Wraps a connected descriptor the caller hands over as a transport of `protocol`, started on
+/// `strand`, or else on a strand of its own (its other end's, when this reactor holds that end:
+/// LocalPeers), when the running transaction commits. Sets `ec` (and returns null) when the
 /// descriptor cannot be assigned.
 template <class Protocol>
 std::shared_ptr<StreamConnection<Protocol>> adopt_connected(ReactorImpl& impl,
@@ -712,7 +713,7 @@ std::shared_ptr<StreamConnection<Protocol>> adopt_connected(ReactorImpl& impl,
     return nullptr;
   }
   auto connection = std::make_shared<StreamConnection<Protocol>>(
-      impl, std::move(socket), strand ? strand.impl() : impl.new_strand());
+      impl, std::move(socket), strand ? strand.impl() : impl.strand_for_connected(socket));
   impl.track(connection);
   connection->set_handler(std::move(handler));
   at_commit([connection] {

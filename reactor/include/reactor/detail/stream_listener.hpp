@@ -22,7 +22,8 @@ inline bool is_resource_exhaustion(const boost::system::error_code& ec) {
 }
 
 /// A listening stream socket. The acceptor lives on the listener's strand; each accepted
-/// connection gets a new strand, on which its accept transaction runs.
+/// connection gets a new strand (its connecting end's, when this reactor holds that end:
+/// LocalPeers), on which its accept transaction runs.
 template <class Protocol>
 class StreamListenerImpl final : public StreamListener,
                                  public Closable,
@@ -96,8 +97,9 @@ class StreamListenerImpl final : public StreamListener,
     if (closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
       backoff_ = kFirstBackoff;
+      auto strand = reactor_.strand_for_connected(socket);
       auto connection = std::make_shared<StreamConnection<Protocol>>(reactor_, std::move(socket),
-                                                                     reactor_.new_strand());
+                                                                     std::move(strand));
       reactor_.track(connection);
       if (reactor_.one_strand()) {
         // The connection's strand is this one: start it here, in the accept's own handler, as a
