@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "reactor/detail/reactor_impl.hpp"
@@ -203,6 +204,62 @@ TEST(LocalPeers, ConnectionsFromAnotherOwnerKeepStrandsOfTheirOwn) {
   ASSERT_TRUE(wait_until([&] { return accepted.strand(1) != 0; }));
   EXPECT_NE(accepted.strand(0), accepted.strand(1));
   EXPECT_EQ(r->impl().local_peers().registered(), 2U);  // their peers are not this reactor's
+}
+
+/// Records which end's first event ran, in order.
+class OrderRecorder : public StreamHandler {
+ public:
+  OrderRecorder(std::string name, std::mutex& mu, std::vector<std::string>& order)
+      : name_(std::move(name)), mu_(mu), order_(order) {}
+  void on_connected(stm::Transaction& /*tx*/,
+                    const std::shared_ptr<StreamTransport>& /*t*/) override {
+    stm::current_transaction()->on_commit([this] {
+      std::lock_guard lock(mu_);
+      order_.push_back(name_);
+    });
+  }
+  void on_data(stm::Transaction& /*tx*/, std::span<const char> /*data*/) override {}
+  void on_closed(stm::Transaction& /*tx*/, std::error_code /*ec*/) override {}
+
+ private:
+  std::string name_;
+  std::mutex& mu_;
+  std::vector<std::string>& order_;
+};
+
+// A client adopted while its peer waits in the backlog of one of the reactor's listeners: the
+// accepted end starts first, as on a single-threaded loop, where the listening socket was readable
+// before the client's connect completed. One worker, busy with the event that connects and adopts,
+// so that the listener cannot have accepted before the adoption commits.
+void accepted_end_starts_first(ReactorOptions options) {
+  RunningReactor r(1, std::move(options));
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction& /*tx*/) {
+    return std::make_shared<OrderRecorder>("server", mu, order);
+  });
+  const unsigned short port = listener->port();
+  std::shared_ptr<StreamTransport> client;
+  r->post(r->make_strand(), [&](stm::Transaction& /*tx*/) {
+    auto socket = Client::tcp("127.0.0.1", port);  // completes in the listener's backlog
+    client = tcp_adopt(*r, socket.release(), std::make_shared<OrderRecorder>("client", mu, order));
+  });
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return order.size() == 2;
+  }));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(order, (std::vector<std::string>{"server", "client"}));
+}
+
+TEST(LocalPeers, AnAcceptedEndStartsBeforeItsAdoptedClient) {
+  accepted_end_starts_first({});
+}
+
+TEST(LocalPeers, AnAcceptedEndStartsBeforeItsAdoptedClientOnOneStrand) {
+  ReactorOptions options;
+  options.one_strand = true;
+  accepted_end_starts_first(options);
 }
 
 }  // namespace

@@ -100,7 +100,20 @@ class ReactorImpl : public std::enable_shared_from_this<ReactorImpl> {
     }
     return new_strand();
   }
-  const LocalPeers& local_peers() const noexcept { return local_peers_; }
+  /// The listener of this reactor in whose backlog a connected TCP socket's peer may wait, if
+  /// any: the socket's first event should follow that listener's accept of what waits there, so
+  /// that the accepting end starts first, as on a single-threaded loop (LocalPeers).
+  template <class Socket>
+  std::shared_ptr<LocalPeers::LocalAcceptor> local_listener_for(const Socket& socket) {
+    if constexpr (std::is_same_v<typename Socket::protocol_type, asio::ip::tcp>) {
+      boost::system::error_code ec;
+      const auto local = socket.local_endpoint(ec);
+      const auto remote = ec ? asio::ip::tcp::endpoint() : socket.remote_endpoint(ec);
+      if (!ec && LocalPeers::may_be_local(local, remote)) return local_peers_.listener_for(remote);
+    }
+    return nullptr;
+  }
+  LocalPeers& local_peers() noexcept { return local_peers_; }
 
   /// Dispatches one event as a transaction; call on `strand`. Never throws: exceptions go to
   /// `report`, and the result is false (the callback's transaction did not commit).

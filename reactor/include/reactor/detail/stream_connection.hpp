@@ -712,12 +712,21 @@ std::shared_ptr<StreamConnection<Protocol>> adopt_connected(ReactorImpl& impl,
     ec = bec;
     return nullptr;
   }
-  auto connection = std::make_shared<StreamConnection<Protocol>>(
-      impl, std::move(socket), strand ? strand.impl() : impl.strand_for_connected(socket));
+  auto listener = impl.local_listener_for(socket);
+  auto chosen = strand ? strand.impl() : impl.strand_for_connected(socket);
+  auto connection =
+      std::make_shared<StreamConnection<Protocol>>(impl, std::move(socket), std::move(chosen));
   impl.track(connection);
   connection->set_handler(std::move(handler));
-  at_commit([connection] {
-    boost::asio::post(connection->strand_exec(), [connection] { connection->start_connected(); });
+  at_commit([connection, listener = std::move(listener)] {
+    auto start = [connection] {
+      boost::asio::post(connection->strand_exec(), [connection] { connection->start_connected(); });
+    };
+    if (listener) {
+      listener->accept_waiting_then(std::move(start));
+    } else {
+      start();
+    }
   });
   return connection;
 }

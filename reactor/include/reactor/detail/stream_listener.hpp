@@ -1,5 +1,8 @@
 #pragma once
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -27,6 +30,7 @@ inline bool is_resource_exhaustion(const boost::system::error_code& ec) {
 template <class Protocol>
 class StreamListenerImpl final : public StreamListener,
                                  public Closable,
+                                 public LocalPeers::LocalAcceptor,
                                  public std::enable_shared_from_this<StreamListenerImpl<Protocol>> {
  public:
   using Acceptor = typename Protocol::acceptor;
@@ -45,13 +49,26 @@ class StreamListenerImpl final : public StreamListener,
     boost::system::error_code ignored;
     const auto local = acceptor_->local_endpoint(ignored);
     local_address_ = format_endpoint(local);
-    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) port_ = local.port();
+    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+      port_ = local.port();
+      local_endpoint_ = local;
+    }
   }
 
   /// Starts accepting (at commit inside a transaction).
   void start() {
     at_commit([self = this->shared_from_this()] {
+      if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+        self->reactor_.local_peers().add_listener(self->local_endpoint_, self);
+      }
       asio::post(self->strand_->exec, [self] { self->do_accept(); });
+    });
+  }
+
+  void accept_waiting_then(std::function<void()> next) override {
+    asio::post(strand_->exec, [self = this->shared_from_this(), next = std::move(next)] {
+      self->accept_waiting();
+      next();
     });
   }
 
@@ -69,6 +86,7 @@ class StreamListenerImpl final : public StreamListener,
       if (self->closed_) return;
       self->closed_ = true;
       self->native_ = -1;
+      self->reactor_.local_peers().remove_listener(self.get());
       boost::system::error_code ignored;
       self->acceptor_->close(ignored);
       self->backoff_timer_->cancel();
@@ -77,6 +95,7 @@ class StreamListenerImpl final : public StreamListener,
   }
 
   void destroy_now() noexcept override {
+    reactor_.local_peers().remove_listener(this);
     closed_ = true;
     native_ = -1;
     acceptor_.reset();
@@ -97,21 +116,7 @@ class StreamListenerImpl final : public StreamListener,
     if (closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
       backoff_ = kFirstBackoff;
-      auto strand = reactor_.strand_for_connected(socket);
-      auto connection = std::make_shared<StreamConnection<Protocol>>(reactor_, std::move(socket),
-                                                                     std::move(strand));
-      reactor_.track(connection);
-      if (reactor_.one_strand()) {
-        // The connection's strand is this one: start it here, in the accept's own handler, as a
-        // single-threaded reactor does. A post would let events queued meanwhile (the peer's
-        // connect completing, then closing) run before the accepted end has its protocol.
-        connection->start_accepted(factory_);
-      } else {
-        // The factory outlives every connection's start: the listener is captured.
-        asio::post(connection->strand_exec(), [connection, self = this->shared_from_this()] {
-          connection->start_accepted(self->factory_);
-        });
-      }
+      start_connection(std::move(socket));
       do_accept();
       return;
     }
@@ -126,6 +131,43 @@ class StreamListenerImpl final : public StreamListener,
         strand_->exec, [self = this->shared_from_this()](const boost::system::error_code& e) {
           if (!e) self->do_accept();
         }));
+  }
+
+  void start_connection(typename Protocol::socket socket) {
+    auto strand = reactor_.strand_for_connected(socket);
+    auto connection = std::make_shared<StreamConnection<Protocol>>(reactor_, std::move(socket),
+                                                                   std::move(strand));
+    reactor_.track(connection);
+    if (reactor_.one_strand()) {
+      // The connection's strand is this one: start it here, in the accept's own handler, as a
+      // single-threaded reactor does. A post would let events queued meanwhile (the peer's
+      // connect completing, then closing) run before the accepted end has its protocol.
+      connection->start_accepted(factory_);
+    } else {
+      // The factory outlives every connection's start: the listener is captured.
+      asio::post(connection->strand_exec(), [connection, self = this->shared_from_this()] {
+        connection->start_accepted(self->factory_);
+      });
+    }
+  }
+
+  /// Strand-only: accepts every connection waiting in the backlog now, beside the pending
+  /// asynchronous accept (which finds the backlog empty and waits again). An error leaves the
+  /// connection to that accept, which reports it.
+  void accept_waiting() {
+    if (closed_) return;
+    for (;;) {
+      const int fd = ::accept4(acceptor_->native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      typename Protocol::socket socket(reactor_.context);
+      boost::system::error_code ec;
+      socket.assign(local_endpoint_.protocol(), fd, ec);
+      if (ec) {
+        ::close(fd);
+        return;
+      }
+      start_connection(std::move(socket));
+    }
   }
 
   void report(const boost::system::error_code& ec) {
@@ -147,9 +189,10 @@ class StreamListenerImpl final : public StreamListener,
   bool closed_ = false;                                // strand-only
   const HandlerFactory factory_;  // called from connection strands concurrently: const
   const ListenOptions options_;
-  std::string local_address_;    // immutable after construction
-  unsigned short port_ = 0;      // immutable after construction
-  std::atomic<int> native_{-1};  // for native_handle(); -1 once closed
+  typename Protocol::endpoint local_endpoint_;  // TCP only; immutable after construction
+  std::string local_address_;                   // immutable after construction
+  unsigned short port_ = 0;                     // immutable after construction
+  std::atomic<int> native_{-1};                 // for native_handle(); -1 once closed
 };
 
 }  // namespace tmr::reactor::detail
