@@ -91,7 +91,8 @@ for venv in .venv-gil .venv-ft; do
     TM_WORKERS=$workers timeout 900 "$root/$venv/bin/python" "$root/scripts/twisted_conformance.py" \
       --global --workers "$workers" >"$log.log" 2>&1
     rc=$?
-    tail -n 15 "$log.log"
+    # The whole log when it failed: it holds trial's report of each regression.
+    if ((rc == 0)); then tail -n 15 "$log.log"; else cat "$log.log"; fi
     ((rc == 0)) || failed+=("Twisted global-reactor conformance on $venv with $workers worker(s)")
   done
 done

@@ -13,16 +13,16 @@ TM_WORKERS carries the worker count to TMReactor.
 Prints pass, fail, error and skip counts per module for both, then each test that passes on the
 baseline and not on the reactor under test. With more than one worker, a test listed in
 KNOWN_MULTI_WORKER is printed as "known" with its reason instead of as a regression, and a listed
-test that passes is printed as "known exception now passes" (so the list can shrink), and an
-unlisted failing test is run again alone, up to RERUNS times: one that then passes is printed as
-"timing-dependent, not listed" (so the list can grow); with one worker nothing is excused or
-rerun. Exit status: 0 when no test outside that list passes on the baseline and not on the reactor
+test that passes is printed as "known exception now passes" (so the list can shrink); with one
+worker nothing is excused. Nothing is run again: an unlisted failure is a regression even if it
+would pass on a second try, since a reactor that gives epoll's result only sometimes does not give
+it (docs/CONFORMANCE.md). Exit status: 0 when no test outside that list passes on the baseline and not on the reactor
 under test (docs/DESIGN.md section 2: every test that passes on the stock reactor passes
 on tm), 1 otherwise.
 
 --global runs Twisted's modules that test the global reactor (GLOBAL_MODULES) instead: each under
 `trial --reactor=epoll` and `trial --reactor=tm` in child processes, compared test by test, with
-the same rules (KNOWN_GLOBAL_MULTI_WORKER for more than one worker, reruns).
+the same rules (KNOWN_GLOBAL_MULTI_WORKER for more than one worker).
 """
 
 from __future__ import annotations
@@ -117,10 +117,6 @@ KNOWN_GLOBAL_MULTI_WORKER = {
     ),
 }
 
-# How many times, with more than one worker, an unlisted failure is run again alone before it
-# counts as a regression.
-RERUNS = 2
-
 
 def effective_workers() -> int:
     """The worker count TMReactor will use: TM_WORKERS, where 0 or unset means one per core."""
@@ -201,8 +197,9 @@ _TRIAL_OUTCOMES = {
 }
 
 
-def run_trial(reactor: str, names: list[str]) -> dict[str, str]:
-    """test id -> outcome of `trial --reactor=reactor names` in a child process."""
+def run_trial(reactor: str, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """`trial --reactor=reactor names` in a child process: test id -> outcome, and test id -> the
+    report trial printed for it (the traceback of a failure or error)."""
     import subprocess
 
     trial = os.path.join(os.path.dirname(sys.executable), "trial")
@@ -222,35 +219,21 @@ def run_trial(reactor: str, names: list[str]) -> dict[str, str]:
         if sep and outcome and " " not in test:
             if rank[outcome] >= rank[outcomes.get(test, "pass")]:
                 outcomes[test] = outcome
-    return outcomes
+    # After the run trial prints one section per problem, between lines of "=", each ending with
+    # the ids of the tests it concerns.
+    reports: dict[str, str] = {}
+    for section in out.split("=" * 79)[1:]:
+        section = section.split("-" * 79)[0]  # the last one runs into the run's summary
+        for line in reversed(section.strip().splitlines()):
+            if line not in outcomes:
+                break
+            reports[line] = reports.get(line, "") + section.strip() + "\n"
+    return outcomes, reports
 
 
-def settle_regressions(
-    regressions: list[str], known: dict, ours: dict, rerun_passes, details=lambda key: ""
-) -> tuple[list[str], int]:
-    """Sorts the tests that pass on the baseline and not on tm (`regressions`, changed in place).
-
-    With several workers an unlisted failure may be one more order that epoll never produces, or
-    a real fault: it is run again, alone (`rerun_passes(key)`), and it counts as a regression only
-    if it fails every time; passing on a rerun is printed, so the list can grow. Then each left is
-    printed as known (with its reason) or as a REGRESSION, followed by `details(key)` when that is
-    not empty. Returns the unexplained ones and how many passed on a rerun."""
-    unexplained = [k for k in regressions if k not in known]
-    passed_on_rerun = 0
-    if effective_workers() > 1:
-        for key in list(unexplained):
-            for attempt in range(1, RERUNS + 1):
-                if rerun_passes(key):
-                    print(
-                        f"timing-dependent, not listed: {key} failed "
-                        f"({ours.get(key, 'not run')}), then passed on rerun {attempt}"
-                    )
-                    if details(key):
-                        print(details(key))
-                    unexplained.remove(key)
-                    regressions.remove(key)
-                    passed_on_rerun += 1
-                    break
+def report_regressions(regressions: list[str], known: dict, ours: dict, details=lambda key: ""):
+    """Prints each test that passes on the baseline and not on tm as known (with its reason) or as
+    a REGRESSION, followed by `details(key)` when that is not empty; returns the unexplained ones."""
     for key in regressions:
         if key in known:
             print(f"known ({ours.get(key, 'not run')}): {key}: {known[key]}")
@@ -258,7 +241,7 @@ def settle_regressions(
             print(f"REGRESSION ({ours.get(key, 'not run')}): {key}")
         if details(key):
             print(details(key))
-    return unexplained, passed_on_rerun
+    return [k for k in regressions if k not in known]
 
 
 def main_global(modules: list[str], verbose: bool) -> int:
@@ -270,7 +253,8 @@ def main_global(modules: list[str], verbose: bool) -> int:
         if effective_workers() > 1 and (where == ANY or gil_off)
     }
     started = time.monotonic()
-    base, ours = run_trial("epoll", modules), run_trial("tm", modules)
+    base, _ = run_trial("epoll", modules)
+    ours, reports = run_trial("tm", modules)
     free = " (free-threaded, GIL off)" if gil_off else ""
     print(
         f"python {sys.version.split()[0]}{free}; trial --reactor=tm with "
@@ -285,9 +269,7 @@ def main_global(modules: list[str], verbose: bool) -> int:
             f"{b['pass']}/{b['fail']}/{b['error']}/{b['skip']}"
         )
     regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
-    unexplained, _ = settle_regressions(
-        regressions, known, ours, lambda key: run_trial("tm", [key]).get(key) == "pass"
-    )
+    unexplained = report_regressions(regressions, known, ours, lambda key: reports.get(key, ""))
     for key in sorted(k for k in known if ours.get(k) == "pass"):
         print(f"known exception now passes: {key}")
     print(
@@ -376,18 +358,11 @@ def main(argv: list[str]) -> int:
     def ran(key: str) -> bool:
         return any(key.startswith(name + ".") for name in args.modules)
 
-    def rerun_passes(key: str) -> bool:
-        again = CountingResult()
-        TestLoader().loadByName(result.ids[ours_name][key]).run(again)
-        return again.outcomes[ours_name].get(key) == "pass"
-
     def details(key: str) -> str:
         return result.details[ours_name].get(key, "") if args.verbose else ""
 
     regressions = sorted(k for k, o in base.items() if o == "pass" and ours.get(k) != "pass")
-    unexplained, passed_on_rerun = settle_regressions(
-        regressions, known, ours, rerun_passes, details
-    )
+    unexplained = report_regressions(regressions, known, ours, details)
     now_passing = sorted(
         k for k in known if k not in whole_builder and ran(k) and ours.get(k) == "pass"
     )
@@ -397,8 +372,8 @@ def main(argv: list[str]) -> int:
     print(
         f"{len(regressions)} tests pass on {base_name} and not on {ours_name}: "
         f"{len(regressions) - len(unexplained)} known multi-worker exceptions, "
-        f"{len(unexplained)} regressions ({passed_on_rerun} more failed, then passed on a "
-        f"rerun); {len(now_passing)} of {listed_and_ran} known exceptions passed"
+        f"{len(unexplained)} regressions; {len(now_passing)} of {listed_and_ran} known "
+        "exceptions passed"
     )
     return 1 if unexplained else 0
 
