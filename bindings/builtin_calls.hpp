@@ -34,7 +34,7 @@ T* instance_value(PyObject* self) {
 
 // Adds def as a function of the module m.
 inline void add_builtin_function(py::module_& m, PyMethodDef* def) {
-  py::object fn =
+  auto fn =
       py::reinterpret_steal<py::object>(PyCFunction_NewEx(def, m.ptr(), m.attr("__name__").ptr()));
   if (!fn) throw py::error_already_set();
   m.add_object(def->ml_name, fn);
@@ -43,7 +43,7 @@ inline void add_builtin_function(py::module_& m, PyMethodDef* def) {
 // Adds def as a method of the class cls (the descriptor checks the instance's type).
 inline void add_builtin_method(py::handle cls, PyMethodDef* def) {
   auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
-  py::object descr = py::reinterpret_steal<py::object>(PyDescr_NewMethod(type, def));
+  auto descr = py::reinterpret_steal<py::object>(PyDescr_NewMethod(type, def));
   if (!descr) throw py::error_already_set();
   if (PyObject_SetAttrString(cls.ptr(), def->ml_name, descr.ptr()) != 0) {
     throw py::error_already_set();
@@ -53,7 +53,7 @@ inline void add_builtin_method(py::handle cls, PyMethodDef* def) {
 // Adds def as a read-only property of the class cls.
 inline void add_builtin_property(py::handle cls, PyGetSetDef* def) {
   auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
-  py::object descr = py::reinterpret_steal<py::object>(PyDescr_NewGetSet(type, def));
+  auto descr = py::reinterpret_steal<py::object>(PyDescr_NewGetSet(type, def));
   if (!descr) throw py::error_already_set();
   if (PyObject_SetAttrString(cls.ptr(), def->name, descr.ptr()) != 0) {
     throw py::error_already_set();
@@ -64,7 +64,7 @@ inline void add_builtin_property(py::handle cls, PyGetSetDef* def) {
 // pybind11's dispatch would have raised for it (its registered translators, stm::AbortSignal's
 // among them), and the function returns nullptr.
 template <class Body>
-PyObject* builtin_call(Body&& body) noexcept {
+PyObject* builtin_call(Body&& body) {
   try {
     return body();
   } catch (py::error_already_set& error) {
