@@ -37,27 +37,32 @@ PyObject* PyStreamHandler::method(Method m) const {
   return PyTuple_GET_ITEM(methods_.get().ptr(), m);
 }
 
-template <class... Args>
-py::object PyStreamHandler::call(Method m, Args&&... args) {
+py::object PyStreamHandler::call(Method m, PyObject* arg) {
   PyObject* fn = method(m);
   if (fn == Py_None) return {};
-  try {
-    return py::reinterpret_borrow<py::object>(fn)(std::forward<Args>(args)...);
-  } catch (py::error_already_set& error) {
+  // The slot before args[0] is free for a bound method's self (PY_VECTORCALL_ARGUMENTS_OFFSET).
+  PyObject* args[2] = {nullptr, arg};
+  const std::size_t nargs = arg == nullptr ? 0 : 1;
+  PyObject* result =
+      PyObject_Vectorcall(fn, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  if (result == nullptr) {
+    py::error_already_set error;
     report_unraisable(error, fn);
     return {};
   }
+  return py::reinterpret_steal<py::object>(result);
 }
 
 void PyStreamHandler::on_connected(stm::Transaction& /*tx*/,
                                    const std::shared_ptr<reactor::StreamTransport>& transport) {
   transport_->set(transport);
-  call(made, py::handle(object_.get()));
+  call(made, object_.get().ptr());
 }
 
 void PyStreamHandler::on_data(stm::Transaction& /*tx*/, std::span<const char> bytes) {
   if (method(data) == Py_None) return;
-  call(data, py::bytes(bytes.data(), bytes.size()));
+  const py::bytes data_bytes(bytes.data(), bytes.size());
+  call(data, data_bytes.ptr());
 }
 
 bool PyStreamHandler::on_eof(stm::Transaction& /*tx*/) {
@@ -73,11 +78,13 @@ bool PyStreamHandler::on_eof(stm::Transaction& /*tx*/) {
 }
 
 void PyStreamHandler::on_closed(stm::Transaction& /*tx*/, std::error_code ec) {
-  call(lost, ec ? os_error(ec) : py::none());
+  const py::object reason = ec ? os_error(ec) : py::none();
+  call(lost, reason.ptr());
 }
 
 void PyStreamHandler::on_connect_failed(stm::Transaction& /*tx*/, std::error_code ec) {
-  call(failed, os_error(ec));
+  const py::object reason = os_error(ec);
+  call(failed, reason.ptr());
 }
 
 void PyStreamHandler::on_pause_writing(stm::Transaction& /*tx*/) {

@@ -42,8 +42,9 @@ class PyStreamHandler final : public reactor::StreamHandler {
  private:
   static PyCallable lookup(py::handle handler);
   PyObject* method(Method m) const;
-  template <class... Args>
-  py::object call(Method m, Args&&... args);
+  // Calls method m with no argument or with arg (a vectorcall: no argument tuple, none of
+  // pybind11's call machinery); an exception is reported as unraisable and gives a null object.
+  py::object call(Method m, PyObject* arg = nullptr);
 
   const PyCallable methods_;      // a tuple, None for a missing optional method
   const TransportPtr transport_;  // the C++ side of object_

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <string>
 
+#include "builtin_calls.hpp"
 #include "released_gil.hpp"
 #include "stm/stm.hpp"
 #include "stream_address.hpp"
@@ -29,14 +30,66 @@ std::string copy_bytes(py::handle data) {
 
 void write_bytes(const PyStreamTransport& self, py::handle data) {
   std::string bytes = copy_bytes(data);
-  auto transport = self.get();
+  reactor::StreamTransport& transport = self.ref();
   if (stm::current_transaction() != nullptr) {
-    transport->write(std::move(bytes));  // queued on the transaction: no lock taken now
+    transport.write(std::move(bytes));  // queued on the transaction: no lock taken now
     return;
   }
   ReleasedGil release;  // sends now: the connection's lock, never with Python held
-  transport->write(std::move(bytes));
+  transport.write(std::move(bytes));
 }
+
+// write(), write_buffer_size(), resume_when_drained() and the strand run per write or per
+// event of a connection (tm_twisted's NativeStream): builtin methods without pybind11's
+// dispatch (builtin_calls.hpp). The descriptors check that self is a StreamTransport.
+PyObject* transport_write(PyObject* self, PyObject* data) {
+  return builtin_call([self, data] {
+    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
+    if (t == nullptr) return static_cast<PyObject*>(nullptr);
+    write_bytes(*t, data);
+    Py_RETURN_NONE;
+  });
+}
+
+PyObject* transport_write_buffer_size(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([self] {
+    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
+    if (t == nullptr) return static_cast<PyObject*>(nullptr);
+    return PyLong_FromSize_t(t->ref().write_buffer_size());
+  });
+}
+
+PyObject* transport_resume_when_drained(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([self] {
+    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
+    if (t == nullptr) return static_cast<PyObject*>(nullptr);
+    return PyBool_FromLong(t->ref().resume_when_drained() ? 1 : 0);
+  });
+}
+
+PyObject* transport_strand(PyObject* self, void* /*closure*/) {
+  return builtin_call([self] {
+    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
+    if (t == nullptr) return static_cast<PyObject*>(nullptr);
+    return py::cast(t->ref().strand()).release().ptr();
+  });
+}
+
+PyMethodDef g_write_def = {
+    "write", &transport_write, METH_O,
+    "write($self, data, /)\n--\n\nQueues a copy of a bytes-like object. Ignored after close() "
+    "or abort()."};
+PyMethodDef g_write_buffer_size_def = {
+    "write_buffer_size", &transport_write_buffer_size, METH_NOARGS,
+    "write_buffer_size($self, /)\n--\n\nCommitted bytes not yet handed to the kernel."};
+PyMethodDef g_resume_when_drained_def = {
+    "resume_when_drained", &transport_resume_when_drained, METH_NOARGS,
+    "resume_when_drained($self, /)\n--\n\nThe caller paused its protocol itself (for bytes not "
+    "committed yet): True when resume_writing() will follow at the low water mark (or the "
+    "transport is closing), False when the committed bytes are there already and the caller "
+    "resumes it."};
+PyGetSetDef g_strand_def = {"strand", &transport_strand, nullptr,
+                            "The connection's strand: its handler's methods run on it.", nullptr};
 
 int native_fd(const PyStreamTransport& self) {
   const int fd = self.get()->native_handle();
@@ -62,8 +115,6 @@ void init_stream_transport_class(py::module_& m) {
       m, "StreamTransport",
       "A connected TCP or Unix byte stream. Thread-safe. Requests made inside a transaction take "
       "effect at its commit, in commit order; outside one, at once.")
-      .def("write", &write_bytes, py::arg("data"),
-           "Queues a copy of a bytes-like object. Ignored after close() or abort().")
       .def(
           "shutdown_write",
           [](const PyStreamTransport& t) {
@@ -121,16 +172,6 @@ void init_stream_transport_class(py::module_& m) {
           py::arg("high"), py::arg("low"),
           "pause_writing() once the unsent bytes exceed `high`, resume_writing() at `low`.")
       .def(
-          "write_buffer_size",
-          [](const PyStreamTransport& t) { return t.get()->write_buffer_size(); },
-          "Committed bytes not yet handed to the kernel.")
-      .def(
-          "resume_when_drained",
-          [](const PyStreamTransport& t) { return t.get()->resume_when_drained(); },
-          "The caller paused its protocol itself (for bytes not committed yet): True when "
-          "resume_writing() will follow at the low water mark (or the transport is closing), "
-          "False when the committed bytes are there already and the caller resumes it.")
-      .def(
           "local_address",
           [](const PyStreamTransport& t) {
             return address_object(t.get()->local_address(), t.is_unix());
@@ -153,14 +194,16 @@ void init_stream_transport_class(py::module_& m) {
            "setsockopt() with an int value; raises OSError.")
       .def("get_option", &get_option, py::arg("level"), py::arg("name"),
            "getsockopt() of an int value; raises OSError.")
-      .def_property_readonly(
-          "strand", [](const PyStreamTransport& t) { return t.get()->strand(); },
-          "The connection's strand: its handler's methods run on it.")
       .def("__repr__", [](const PyStreamTransport& t) {
         auto transport = t.get();
         return std::string("<tm._core.StreamTransport ") + (t.is_unix() ? "unix " : "tcp ") +
                "fd=" + std::to_string(transport->native_handle()) + ">";
       });
+  const py::object cls = m.attr("StreamTransport");
+  add_builtin_method(cls, &g_write_def);
+  add_builtin_method(cls, &g_write_buffer_size_def);
+  add_builtin_method(cls, &g_resume_when_drained_def);
+  add_builtin_property(cls, &g_strand_def);
 }
 
 }  // namespace tmr::bindings

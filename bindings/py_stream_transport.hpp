@@ -4,6 +4,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -23,7 +24,10 @@ class PyStreamTransport {
 
   void set(const std::shared_ptr<reactor::StreamTransport>& transport) {
     std::lock_guard lock(mu_);
-    if (!transport_) transport_ = transport;
+    if (!transport_) {
+      transport_ = transport;
+      raw_.store(transport_.get(), std::memory_order_release);
+    }
   }
 
   std::shared_ptr<reactor::StreamTransport> get() const {
@@ -32,12 +36,21 @@ class PyStreamTransport {
     return transport_;
   }
 
+  // The connection, without the lock and the shared_ptr copy of get(): for calls made while
+  // this object is alive (it keeps the connection, set once, until it is destroyed).
+  reactor::StreamTransport& ref() const {
+    reactor::StreamTransport* transport = raw_.load(std::memory_order_acquire);
+    if (transport == nullptr) throw std::runtime_error("tm._core.StreamTransport: not started");
+    return *transport;
+  }
+
   bool is_unix() const noexcept { return is_unix_; }
 
  private:
   const bool is_unix_;
   mutable std::mutex mu_;
   std::shared_ptr<reactor::StreamTransport> transport_;  // guarded by mu_; set once
+  std::atomic<reactor::StreamTransport*> raw_{nullptr};  // transport_.get(), once set
 };
 
 using TransportPtr = std::shared_ptr<PyStreamTransport>;

@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "builtin_calls.hpp"
 #include "reactor/fd_watcher.hpp"
 #include "reactor/reactor.hpp"
 #include "reactor_dispatcher.hpp"
@@ -246,6 +247,34 @@ py::object make_poster(py::object owner, const reactor::Strand& strand) {
   return py::reinterpret_steal<py::object>(fn);
 }
 
+// A Strand's == and hash() as type slots: equal when they are the same strand, the hash of
+// its id (as hash(strand.id)). Against another type == is NotImplemented, so `strand == None`
+// is False.
+Py_hash_t strand_hash(PyObject* self) {
+  auto* strand = instance_value<reactor::Strand>(self);
+  if (strand == nullptr) return -1;
+  PyObject* id = PyLong_FromUnsignedLongLong(strand->id());
+  if (id == nullptr) return -1;
+  const Py_hash_t hash = PyObject_Hash(id);
+  Py_DECREF(id);
+  return hash;
+}
+
+PyObject* strand_richcompare(PyObject* self, PyObject* other, int op) {
+  if ((op != Py_EQ && op != Py_NE) || !PyObject_TypeCheck(other, Py_TYPE(self))) {
+    Py_RETURN_NOTIMPLEMENTED;
+  }
+  auto* a = instance_value<reactor::Strand>(self);
+  auto* b = instance_value<reactor::Strand>(other);
+  if (a == nullptr || b == nullptr) return nullptr;
+  return PyBool_FromLong((*a == *b) == (op == Py_EQ) ? 1 : 0);
+}
+
+void strand_type_setup(PyHeapTypeObject* heap_type) {
+  heap_type->ht_type.tp_hash = &strand_hash;
+  heap_type->ht_type.tp_richcompare = &strand_richcompare;
+}
+
 }  // namespace
 
 // For the other reactor bindings (stream_transport.cpp, py_stream_listener.cpp): the C++ reactor
@@ -256,16 +285,24 @@ reactor::Reactor& native_reactor(py::handle reactor) {
 }
 
 void init_reactor(py::module_& m) {
-  m.def(
-      "monotonic", [] { return to_seconds(Clock::now()); },
-      "The reactor's clock in seconds: monotonic, the clock of time.monotonic().");
+  // monotonic(), current_strand() and a Strand's == and hash() run several times per event
+  // (Twisted's callLater, the per-strand Cooperators): builtins and type slots without
+  // pybind11's dispatch (builtin_calls.hpp).
+  static PyMethodDef monotonic_def = {
+      "monotonic",
+      [](PyObject* /*module*/, PyObject* /*unused*/) -> PyObject* {
+        return PyFloat_FromDouble(to_seconds(Clock::now()));
+      },
+      METH_NOARGS,
+      "monotonic($module, /)\n--\n\nThe reactor's clock in seconds: monotonic, the clock of "
+      "time.monotonic()."};
+  add_builtin_function(m, &monotonic_def);
 
   py::class_<reactor::Strand>(m, "Strand",
                               "Callbacks of one strand run one at a time, in order; different "
-                              "strands run in parallel.")
+                              "strands run in parallel.",
+                              py::custom_type_setup(&strand_type_setup))
       .def_property_readonly("id", &reactor::Strand::id)
-      .def("__eq__", [](const reactor::Strand& a, const reactor::Strand& b) { return a == b; })
-      .def("__hash__", [](const reactor::Strand& s) { return py::hash(py::int_(s.id())); })
       .def("__repr__", [](const reactor::Strand& s) {
         return "<tm._core.Strand " + std::to_string(s.id()) + ">";
       });
@@ -273,13 +310,18 @@ void init_reactor(py::module_& m) {
       "callbacks_run_in_parallel",
       [] { return g_parallel_runs.load(std::memory_order_relaxed) > 0; },
       "Whether a reactor is running callbacks of different strands on several workers now.");
-  m.def(
+  static PyMethodDef current_strand_def = {
       "current_strand",
-      [] {
-        auto strand = reactor::current_strand();
-        return strand ? py::cast(strand) : py::none();
+      [](PyObject* /*module*/, PyObject* /*unused*/) -> PyObject* {
+        return builtin_call([] {
+          auto strand = reactor::current_strand();
+          return (strand ? py::cast(strand) : py::none()).release().ptr();
+        });
       },
-      "The strand of the reactor callback this thread runs, or None.");
+      METH_NOARGS,
+      "current_strand($module, /)\n--\n\nThe strand of the reactor callback this thread runs, "
+      "or None."};
+  add_builtin_function(m, &current_strand_def);
 
   py::class_<reactor::Timer>(m, "Timer", "A scheduled call (Reactor.call_at).")
       .def("cancel", &reactor::Timer::cancel, py::call_guard<ReleasedGil>(),

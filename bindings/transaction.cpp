@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "builtin_calls.hpp"
 #include "tx_state.hpp"
 
 namespace tmr::bindings {
@@ -125,9 +126,15 @@ void init_transaction(py::module_& m) {
   m.def("_begin_block", &begin_block, "Starts a `with tm.atomic():` block (irrevocable).");
   m.def("_end_block", &end_block, py::arg("ok"),
         "Commits (ok) or abandons the block; False when it was nested.");
-  m.def(
-      "in_transaction", [] { return stm::current_transaction() != nullptr; },
-      "True inside a transaction.");
+  // in_transaction() and on_commit(fn) run several times per event (twisted.web's writes,
+  // tm's output streams): builtins without pybind11's dispatch (builtin_calls.hpp).
+  static PyMethodDef in_transaction_def = {
+      "in_transaction",
+      [](PyObject* /*module*/, PyObject* /*unused*/) -> PyObject* {
+        return PyBool_FromLong(stm::current_transaction() != nullptr ? 1 : 0);
+      },
+      METH_NOARGS, "in_transaction($module, /)\n--\n\nTrue inside a transaction."};
+  add_builtin_function(m, &in_transaction_def);
   m.def(
       "is_inevitable",
       [] {
@@ -144,8 +151,18 @@ void init_transaction(py::module_& m) {
       "_snapshot_enter", [] { ++tx_state().snapshot; }, "Starts snapshot (unvalidated) reads.");
   m.def(
       "_snapshot_exit", [] { --tx_state().snapshot; }, "Ends snapshot reads.");
-  m.def("on_commit", &on_commit, py::arg("fn"),
-        "Calls fn() after the running transaction commits, in commit order (now if none runs).");
+  static PyMethodDef on_commit_def = {
+      "on_commit",
+      [](PyObject* /*module*/, PyObject* fn) -> PyObject* {
+        return builtin_call([fn] {
+          on_commit(py::reinterpret_borrow<py::object>(fn));
+          return py::none().release().ptr();
+        });
+      },
+      METH_O,
+      "on_commit($module, fn, /)\n--\n\nCalls fn() after the running transaction commits, in "
+      "commit order (now if none runs)."};
+  add_builtin_function(m, &on_commit_def);
   m.def("on_abort", &on_abort, py::arg("fn"),
         "Calls fn() if the running attempt aborts or is abandoned.");
   m.def(

@@ -130,7 +130,7 @@ def inevitable() -> None:
 def retry() -> None:
     """Aborts the restartable transaction; reruns it once a value it read has changed."""
 
-def on_commit(fn: Callable[[], object]) -> None:
+def on_commit(fn: Callable[[], object], /) -> None:
     """Calls fn() after the running transaction commits (now if none runs)."""
 
 def on_abort(fn: Callable[[], object]) -> None:
@@ -350,7 +350,7 @@ class StreamTransport:
     called as one transaction on the connection's strand; an exception is reported through
     sys.unraisablehook."""
 
-    def write(self, data: _Bytes) -> None:
+    def write(self, data: _Bytes, /) -> None:
         """Queues a copy of a bytes-like object. Ignored after close() or abort()."""
     def shutdown_write(self) -> None: ...
     def close(self) -> None:

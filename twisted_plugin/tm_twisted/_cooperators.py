@@ -39,18 +39,19 @@ class StrandCooperator(task.Cooperator):
         self._tmReactor = reactor
         self._tmStrand = strand
         self._tmOwner = owner
+        # post(fn, strand=...) without a bound method's keyword handling: one per tick.
+        self._tmPost = reactor._core.poster(strand)
 
     def _schedule(self, tick) -> "_PostedTick":
         # Twisted's scheduler is callLater(_EPSILON): due at once. A post on the strand runs as
         # soon, behind what the strand has queued, without a DelayedCall, the reactor's list of
         # them and a native timer: a static file's response is a tick per 64 KiB block.
         posted = _PostedTick(tick)
-        self._tmReactor._core.post(posted.run, strand=self._tmStrand)
+        self._tmPost(posted.run)
         return posted
 
     def _onStrand(self) -> bool:
-        strand = _reactor.current_strand()  # None outside callbacks; Strand == None raises
-        return strand is not None and strand == self._tmStrand
+        return _reactor.current_strand() == self._tmStrand  # None outside callbacks
 
     # CooperativeTask.pause/resume/stop and the end of a task come here; the tick iterates the
     # same list, so a call from another strand waits for this strand's turn.
