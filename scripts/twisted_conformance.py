@@ -133,18 +133,6 @@ KNOWN_GLOBAL_MULTI_WORKER = {
         + "the server's end of stream runs on its strand while the client's connectionLost chain "
         "runs on the client's, which asserts the server has not seen it yet",
     ),
-    # ClosingFactory.buildProtocol calls stopListening, whose connectionLost Twisted defers with
-    # callLater(0) on the port's strand; the test asserts the port is disconnected once the
-    # client, on a strand of its own, has lost its connection. Where strands run in parallel
-    # the client's loss can come first (an already-due timer runs before its strand's next poll,
-    # which restored epoll's order with the GIL and with 1 worker). Plan: run a listening
-    # port's deferred close on the strand of the connection whose callback stopped it.
-    "twisted.test.test_tcp.LoopbackTests.test_closePortInProtocolFactory": (
-        GIL_OFF,
-        _TIMING
-        + "the port's deferred connectionLost runs on its strand while the client's connectionLost "
-        "runs on another, in parallel",
-    ),
 }
 
 # How many times, with more than one worker, an unlisted failure is run again alone before it
