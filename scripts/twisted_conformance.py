@@ -86,10 +86,23 @@ KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {
     "twisted.internet.test.test_tcp.AbortConnectionTests": (GIL_OFF, _PAIR),
 }
 
+# With the GIL every event runs on one strand, but the accept itself is done by Asio on whichever
+# worker polls, and reaches the strand when that worker has posted it. The client's whole
+# connection (connect event, connectionMade's write and loseConnection, the native close,
+# connectionLost) runs on the strand with no poll in between, where epoll's doWrite closes only in
+# the iteration after loseConnection, after a poll that sees the listener ready. With the polling
+# worker descheduled (a loaded machine) the client's connectionLost can run before the accept's
+# handler: the pair assertion then fails as it does with two strands.
+_ACCEPT_LATE = (
+    _TIMING + "with the GIL (one strand) the accept, done by the worker that polls, can reach "
+    "the strand after the client's whole connection, connect to connectionLost, has run there: "
+    "the server end has no transport yet when the test writes to it; GIL off: " + _PAIR
+)
+
 KNOWN_MULTI_WORKER = {
     "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_connectionLostAfterPausedTransport": (
-        GIL_OFF,
-        _PAIR,
+        ANY,
+        _ACCEPT_LATE,
     ),
     "twisted.internet.test.test_tcp.TCPConnectionTestsBuilder.test_doubleHalfClose": (
         GIL_OFF,
