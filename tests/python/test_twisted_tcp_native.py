@@ -769,3 +769,46 @@ def test_stop_listening_closes_the_port_and_logs_it():
     assert f"(TCP Port {number} Closed)" in messages
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", number), timeout=2).close()
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_port_stopped_by_a_connections_callback_is_closed_before_the_peer_sees_the_close(
+    workers,
+):
+    """tcp.Port's stopListening defers connectionLost to the next reactor iteration, which runs
+    before any I/O of the callback that stopped it: a peer that sees the connection's close finds
+    the port closed (test_tcp's test_closePortInProtocolFactory). A delayed call due before the
+    port's close holds the stopping connection's strand, so the peer, a thread, sees the close
+    first unless the port closes as the callback returns."""
+    import time
+
+    reactor = Reactor(workers)
+    stopped = []
+
+    class CloseAtOnce(protocol.Protocol):
+        def connectionMade(self):
+            self.transport.loseConnection()
+
+    class StopOnFirstConnection(protocol.Factory):
+        protocol = CloseAtOnce
+
+        def buildProtocol(self, addr):
+            reactor.callLater(0, time.sleep, 0.5)
+            stopped.append(port.stopListening())
+            return protocol.Factory.buildProtocol(self, addr)
+
+    port = reactor.listenTCP(0, StopOnFirstConnection(), interface="127.0.0.1")
+    seen = {}
+
+    def peer():
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as s:
+            seen["data"] = recv_all(s)
+            seen["port disconnected"] = bool(port.disconnected)
+
+    check = in_thread(reactor, peer)
+    run_bounded(reactor, timeout=20)
+    check()
+    assert seen == {"data": b"", "port disconnected": True}
+    fired = []
+    stopped[0].addCallback(fired.append)
+    assert fired == [None]

@@ -66,6 +66,15 @@ def _dataMustBeBytes(obj) -> None:
         raise TypeError("Data must be bytes")
 
 
+# The NativeStream whose callback runs on this thread (its outermost _enter), for runningCallback.
+_running = threading.local()
+
+
+def runningCallback() -> NativeStream | None:
+    """The native connection whose callback runs on this thread, or None outside one."""
+    return getattr(_running, "stream", None)
+
+
 def _strand(transport):
     return transport._native.strand
 
@@ -152,16 +161,20 @@ class NativeStream(_LogOwner):
     _depth = 0
     _dispatchThread = None
     _deferred: tuple[Callable[[], object], ...] = ()
+    _outer: NativeStream | None = None  # the callback this one runs inside, on this thread
 
     def _enter(self) -> None:
         if self._depth == 0:
             self._dispatchThread = threading.get_ident()
+            self._outer = getattr(_running, "stream", None)
+            _running.stream = self
         self._depth += 1
 
     def _leave(self) -> None:
         self._depth -= 1
         if self._depth == 0:
             self._dispatchThread = None
+            _running.stream, self._outer = self._outer, None
             deferred, self._deferred = self._deferred, ()
             for f in deferred:
                 f()
@@ -669,4 +682,4 @@ class _TransportSocket(socket.socket):
             owner._socketClosed()
 
 
-__all__ = ["NativeStream", "available", "sendWithoutNagle"]
+__all__ = ["NativeStream", "available", "runningCallback", "sendWithoutNagle"]

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from twisted.internet import address, error, tcp
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IHalfCloseableDescriptor,
@@ -46,7 +47,12 @@ from tm_twisted._compat import (
     _TLSConnectionMixin,
     _TLSServerMixin,
 )
-from tm_twisted._native_stream import NO_PRODUCER_LIMITS, NativeStream, sendWithoutNagle
+from tm_twisted._native_stream import (
+    NO_PRODUCER_LIMITS,
+    NativeStream,
+    runningCallback,
+    sendWithoutNagle,
+)
 
 if platformType != "posix" or sys.platform == "cygwin":  # pragma: no cover
     raise ImportError("tm_twisted native TCP transports need a POSIX platform")
@@ -131,6 +137,15 @@ class Server(_TLSServerMixin, Connection):
         return self.repstr
 
     def _nativeConnected(self) -> None:
+        # buildProtocol is part of the connection's first callback: what it asks to happen when
+        # the callback returns (a port it stops) comes before what makeConnection asks for.
+        self._enter()
+        try:
+            self._start()
+        finally:
+            self._leave()
+
+    def _start(self) -> None:
         addr = _realAddress(self._native.peer_address())
         if addr is None:  # reset before it could be looked at: as if never accepted
             self._native.abort()
@@ -330,9 +345,22 @@ class Port(tcp.Port):
         self.stopReading()
         if self.connected:
             self._stopAccepting()
-            from twisted.internet.task import deferLater
+            stopper = runningCallback()
+            if stopper is None:
+                from twisted.internet.task import deferLater
 
-            self.deferred = deferLater(self.reactor, 0, self.connectionLost, connDone)
+                self.deferred = deferLater(self.reactor, 0, self.connectionLost, connDone)
+            else:
+                # tcp.Port defers connectionLost to the next reactor iteration, which runs before
+                # any I/O this callback causes: a peer that sees this connection's close already
+                # finds the port closed (test_tcp's test_closePortInProtocolFactory). A delayed
+                # call would run on this strand while the peer's strand runs in parallel, so the
+                # port closes as this connection's callback returns, before its close (queued
+                # after this one) and before its writes leave (at the transaction's commit).
+                done = Deferred()
+                done.addCallback(lambda _: self.connectionLost(connDone))
+                stopper._afterCallback(lambda: done.called or done.callback(None))
+                self.deferred = done
             return self.deferred
 
     stopListening = loseConnection
