@@ -65,9 +65,6 @@ KNOWN_SKIPS = {
 # per entry. Remove an entry once runs report it as passing every time.
 ANY, GIL_OFF = "any interpreter", "GIL off"
 _TIMING = "timing-dependent with 2 workers: "
-_CLOSED_FD = (
-    _TIMING + "a descriptor closed by one strand while another strand's watcher still reports on it"
-)
 _EMFILE = (
     _TIMING + 'the Unix port accepted the peer ("Server accepted connection; EMFILE not '
     'triggered"): a descriptor was free at the accept although the callback that listened and '
@@ -98,10 +95,6 @@ KNOWN_MULTI_WORKER = {
         _TIMING + "the test's 1 s guard timer fired after connectionLost had fired its Deferred "
         "and called reactor.stop() (AlreadyCalledError): the reactor still ran 1 s after "
         "unregisterProducer, on a loaded machine",
-    ),
-    "twisted.internet.test.test_tcp.TCP6ClientTestsBuilder.test_addresses": (
-        GIL_OFF,
-        _CLOSED_FD + " (accept on a listening socket closed at shutdown: EBADF)",
     ),
 }
 
