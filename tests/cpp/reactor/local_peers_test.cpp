@@ -171,19 +171,7 @@ TEST(LocalPeers, AnAdoptedClientRunsOnTheStrandOfTheConnectionItsListenerAccepte
 TEST(LocalPeers, AConnectionAcceptedAfterItsClientWasAdoptedRunsOnTheClientsStrand) {
   RunningReactor r(2);
   unsigned short port = 0;
-  const int listening = [&] {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::system_error(errno, std::generic_category(), "listen");
-    }
-    port = ntohs(a.sin_port);
-    return fd;
-  }();
+  const int listening = loopback_listener(port);
   // The handshake completes in the kernel; nobody accepts until the listener is adopted.
   auto client = Client::tcp("127.0.0.1", port);
   auto handler = std::make_shared<StrandRecorder>();

@@ -45,23 +45,6 @@ struct Registry {
   }
 };
 
-/// A listening socket on 127.0.0.1 made by hand (not by the reactor); its port in `port`.
-int loopback_listener(unsigned short& port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::system_error(errno, std::generic_category(), "listen");
-  }
-  port = ntohs(a.sin_port);
-  return fd;
-}
-
 void echo_once(const std::string& host) {
   RunningReactor r(2);
   Registry reg;
