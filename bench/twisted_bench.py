@@ -11,7 +11,8 @@ Each server is `bench/twisted_servers.py` in a process of its own, run by the in
 test (default: .venv-gil/bin/python and .venv-ft/bin/python); `PY=PYTHONPATH` runs it with that
 PYTHONPATH (for example a scripts/dev_overlay.sh build). The load generators, bench/echo_load.py
 (one thread, a selector, 32 connections, 64-byte messages) and bench/http_load.py (8 threads, one
-keep-alive connection each, GET / or, for static, the files in turn), run in processes of their own on --load-python (default
+keep-alive connection each, GET / or, for static, the files in turn; `--http-load wrk` uses wrk,
+one thread in C, with bench/wrk_paths.lua instead), run in processes of their own on --load-python (default
 .venv-gil/bin/python, the same for every server so that only the server changes). Everything
 shares the machine's cores: on a small machine the load generator takes part of what the server
 could use, which caps what 2 workers can show. For echo each line shows `load-cpu`, the generator's
@@ -29,6 +30,7 @@ import datetime
 import json
 import os
 import pathlib
+import resource
 import statistics
 import subprocess
 import sys
@@ -131,6 +133,8 @@ def load(kind: str, port: int, args, paths: list[str]) -> dict:
             "--seconds",
             str(args.seconds),
         ]
+    elif args.http_load == "wrk":
+        return wrk_load(port, paths if kind == "static" else ["/"], args)
     else:
         command = [
             str(ROOT / "bench" / "http_load.py"),
@@ -150,6 +154,38 @@ def load(kind: str, port: int, args, paths: list[str]) -> dict:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
     result = json.loads(done.stdout)
     result["rate"] = result["rtps"] if kind == "echo" else result["rps"]
+    return result
+
+
+def wrk_load(port: int, paths: list[str], args) -> dict:
+    """wrk (one thread, epoll, C) instead of bench/http_load.py: on a small machine it leaves the
+    server most of the cores that a Python generator's threads would take."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{args.web_connections}",
+            f"-d{args.seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench" / "wrk_paths.lua"),
+            f"http://127.0.0.1:{port}/",
+            "--",
+            *paths,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=args.seconds + 60,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["load_cpu_share"] = cpu / result["seconds"]
+    result["rate"] = result["rps"]
     return result
 
 
@@ -227,6 +263,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--echo-connections", type=int, default=32)
     parser.add_argument("--size", type=int, default=64, help="echo message bytes")
     parser.add_argument("--web-connections", type=int, default=8)
+    parser.add_argument(
+        "--http-load",
+        choices=["python", "wrk"],
+        default="python",
+        help="web and static load generator: bench/http_load.py on --load-python, or wrk",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = parser.parse_args(argv)
     pythons = args.python or [
@@ -244,7 +286,8 @@ def main(argv: list[str]) -> int:
         f"echo: {args.echo_connections} connections, {args.size}-byte messages; web: "
         f"{args.web_connections} keep-alive connections, GET / (static: {len(STATIC_SIZES)} files "
         f"of 1 KiB-1 MiB in turn); {args.seconds:g} s per "
-        f"configuration, {args.rounds} round(s); load generator {args.load_python}",
+        f"configuration, {args.rounds} round(s); load generator {args.load_python}"
+        + (" (web and static: wrk -t1)" if args.http_load == "wrk" else ""),
         flush=True,
     )
 

@@ -90,6 +90,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--web-connections", type=int, default=8)
+    parser.add_argument("--http-load", choices=["python", "wrk"], default="python")
     parser.add_argument("--echo-connections", type=int, default=32)
     parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ cd "$root"
 log() { printf '== %s\n' "$*" >&2; }
 
 debian_packages=(build-essential cmake ninja-build pkg-config dpkg-dev
-                 libboost-dev libgtest-dev libgmock-dev libbenchmark-dev
+                 libboost-dev libgtest-dev libgmock-dev libbenchmark-dev wrk
                  clang-format clang-tidy
                  libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev libsqlite3-dev
                  libreadline-dev uuid-dev libncurses-dev libgdbm-dev)
