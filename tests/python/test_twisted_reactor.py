@@ -5,6 +5,7 @@ is bounded by a delayed stop, so a hang fails the test instead of blocking the s
 """
 
 import gc
+import io
 import socket
 import sys
 import threading
@@ -234,6 +235,47 @@ def test_header_names_are_cached_per_worker_thread_where_workers_run_in_parallel
         thread.join()
     cache_of_this_thread()
     assert len({id(cache) for cache in caches}) == 3
+
+
+def test_static_files_close_without_a_nested_lock_where_workers_run_in_parallel(tmp_path):
+    """twisted.web's static.File gets readers whose flush() is the raw file's where workers run
+    in parallel: the same bytes and errors as open(path, "rb"), and a subclass that opens its
+    files its own way keeps its way."""
+    from twisted.web import static
+
+    from tm_twisted import _static_files
+
+    content = bytes(range(256)) * 1000
+    (tmp_path / "f.bin").write_bytes(content)
+    stock = static.File.openForReading
+    try:
+        assert not _static_files.install(workers=1, gil_enabled=False)
+        assert not _static_files.install(workers=2, gil_enabled=True)
+        assert static.File.openForReading is stock
+        assert _static_files.install(workers=2, gil_enabled=False)
+
+        reader = static.File(str(tmp_path / "f.bin")).openForReading()
+        assert type(reader) is _static_files.ReaderWithPlainFlush
+        with open(tmp_path / "f.bin", "rb") as expected:
+            assert reader.raw.mode == expected.raw.mode == "rb"
+            assert reader.read(1000) == expected.read(1000)
+            assert reader.read(1 << 16) == expected.read(1 << 16)
+            assert reader.read() == expected.read()
+        reader.close()
+        assert reader.closed and reader.raw.closed
+        with pytest.raises(ValueError):
+            reader.flush()
+        with pytest.raises(ValueError):
+            reader.read(1)
+
+        class OwnOpen(static.File):
+            def open(self, mode="r"):
+                return io.BytesIO(b"own")
+
+        assert OwnOpen(str(tmp_path / "f.bin")).openForReading().read() == b"own"
+    finally:
+        _static_files.uninstall()
+    assert static.File.openForReading is stock
 
 
 def test_a_parallel_reactor_makes_the_header_name_cache_per_thread_when_it_runs(monkeypatch):
