@@ -237,25 +237,32 @@ def test_header_names_are_cached_per_worker_thread_where_workers_run_in_parallel
     assert len({id(cache) for cache in caches}) == 3
 
 
-def test_static_files_close_without_a_nested_lock_where_workers_run_in_parallel(tmp_path):
-    """twisted.web's static.File gets readers whose flush() is the raw file's where workers run
-    in parallel: the same bytes and errors as open(path, "rb"), and a subclass that opens its
+def test_two_twisted_calls_run_without_re_entering_their_lock_where_workers_run_in_parallel(
+    tmp_path,
+):
+    """static.File's readers flush without the reader's lock and Headers.getRawHeaders reads by
+    subscript where workers run in parallel (CPython 3.13t re-enters a held lock slowly): the
+    same bytes, results and errors as Twisted's own calls; a static.File subclass that opens its
     files its own way keeps its way."""
-    from twisted.web import static
+    from twisted.web import http_headers, static
 
-    from tm_twisted import _static_files
+    from tm_twisted import _lock_reentry
 
     content = bytes(range(256)) * 1000
     (tmp_path / "f.bin").write_bytes(content)
-    stock = static.File.openForReading
+    stock_open, stock_get = static.File.openForReading, http_headers.Headers.getRawHeaders
     try:
-        assert not _static_files.install(workers=1, gil_enabled=False)
-        assert not _static_files.install(workers=2, gil_enabled=True)
-        assert static.File.openForReading is stock
-        assert _static_files.install(workers=2, gil_enabled=False)
+        assert _lock_reentry.install(workers=1, gil_enabled=False) == []
+        assert _lock_reentry.install(workers=2, gil_enabled=True) == []
+        assert static.File.openForReading is stock_open
+        assert _lock_reentry.install(workers=2, gil_enabled=False) == [
+            "twisted.web.static.File.openForReading",
+            "twisted.web.http_headers.Headers.getRawHeaders",
+        ]
+        assert _lock_reentry.install(workers=2, gil_enabled=False) == []  # once
 
         reader = static.File(str(tmp_path / "f.bin")).openForReading()
-        assert type(reader) is _static_files.ReaderWithPlainFlush
+        assert type(reader) is _lock_reentry.ReaderWithPlainFlush
         with open(tmp_path / "f.bin", "rb") as expected:
             assert reader.raw.mode == expected.raw.mode == "rb"
             assert reader.read(1000) == expected.read(1000)
@@ -267,15 +274,35 @@ def test_static_files_close_without_a_nested_lock_where_workers_run_in_parallel(
             reader.flush()
         with pytest.raises(ValueError):
             reader.read(1)
+        with pytest.raises(FileNotFoundError):
+            static.File(str(tmp_path / "missing")).openForReading()
 
         class OwnOpen(static.File):
             def open(self, mode="r"):
                 return io.BytesIO(b"own")
 
         assert OwnOpen(str(tmp_path / "f.bin")).openForReading().read() == b"own"
+
+        headers = http_headers.Headers({b"Content-Type": [b"text/plain"], "X-Name": ["\u00e9"]})
+        headers.setRawHeaders(b"x-empty", [])
+        for name, default in [
+            (b"content-type", None),
+            ("Content-Type", None),
+            (b"x-name", None),
+            ("x-name", None),
+            (b"missing", None),
+            ("missing", ["d"]),
+            (b"x-empty", b"d"),
+        ]:
+            got = headers.getRawHeaders(name, default)
+            assert got == stock_get(headers, name, default), name
+        assert headers.getRawHeaders(b"x-missing") is None
+        with pytest.raises(http_headers.InvalidHeaderName):
+            headers.getRawHeaders(b"bad name")
     finally:
-        _static_files.uninstall()
-    assert static.File.openForReading is stock
+        _lock_reentry.uninstall()
+    assert static.File.openForReading is stock_open
+    assert http_headers.Headers.getRawHeaders is stock_get
 
 
 def test_a_parallel_reactor_makes_the_header_name_cache_per_thread_when_it_runs(monkeypatch):

@@ -120,9 +120,11 @@ class StrandCooperators:
         strand = _reactor.current_strand() or mainStrand
         key = (id(reactor), strand)
         with self._lock:
-            cooperator = self._byStrand.get(key)
-            if cooperator is None:
-                cooperator = self._byStrand[key] = StrandCooperator(reactor, strand, self)
+            # d[key], not d.get(key): on CPython 3.13t dict.get re-enters the dict's lock when
+            # another thread made the dict or the value, and spins there (docs/TWISTED.md).
+            if key in self._byStrand:
+                return self._byStrand[key]
+            cooperator = self._byStrand[key] = StrandCooperator(reactor, strand, self)
             return cooperator
 
     def _forgetIfIdle(self, cooperator: StrandCooperator) -> None:
@@ -135,7 +137,7 @@ class StrandCooperators:
             return
         key = (id(cooperator._tmReactor), cooperator._tmStrand)
         with self._lock:
-            if self._byStrand.get(key) is cooperator:
+            if key in self._byStrand and self._byStrand[key] is cooperator:
                 del self._byStrand[key]
 
     def cooperate(self, iterator):

@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 import tm
 from tm import _reactor
-from tm_twisted import _cooperators, _shared_objects, _static_files
+from tm_twisted import _cooperators, _lock_reentry, _shared_objects
 from tm_twisted._compat import (
     _DEFAULT_DELAYED_CALL_LOGGING_HANDLER,
     _NO_FILEDESC,
@@ -117,7 +117,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
     def mainLoop(self) -> None:
         make_per_thread(self.workers, _reactor.gil_enabled())
-        _static_files.install(self.workers, _reactor.gil_enabled())
+        _lock_reentry.install(self.workers, _reactor.gil_enabled())
         _cooperators.install()
         _shared_objects.install()
         _reactor.immortalize_extension_types(self.workers)

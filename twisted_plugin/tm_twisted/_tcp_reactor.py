@@ -30,7 +30,7 @@ class NativeTCPMixin:
     _registry: threading.RLock  # TMReactor's lock of its bookkeeping (TMReactor.__init__)
 
     def _tmNativeSet(self) -> dict:
-        native = self.__dict__.get("_tmNative")
+        native = getattr(self, "_tmNative", None)  # not __dict__.get: see _cooperators
         if native is None:
             with self._registry:
                 native = self.__dict__.setdefault("_tmNative", {})
