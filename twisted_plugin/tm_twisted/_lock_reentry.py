@@ -64,7 +64,8 @@ def _get_raw_headers(self, name, default=None):
     return values
 
 
-# Names the stock getRawHeaders reads: the replacement stands for it only if they are the same.
+# Names the stock getRawHeaders reads: the replacement stands for it only if they are the same
+# (with "decode" from its list comprehension, a code object of its own before Python 3.12).
 _GET_RAW_HEADERS_NAMES = {
     "_nameEncoder",
     "encode",
@@ -91,7 +92,8 @@ def install(workers: int, gil_enabled: bool) -> list[str]:
     http_headers = sys.modules.get("twisted.web.http_headers")
     if http_headers is not None:
         stock = http_headers.Headers.getRawHeaders
-        if stock is not _get_raw_headers and set(stock.__code__.co_names) == _GET_RAW_HEADERS_NAMES:
+        names = set(stock.__code__.co_names) | {"decode"}
+        if stock is not _get_raw_headers and names == _GET_RAW_HEADERS_NAMES:
             _stock.update(getRawHeaders=stock)
             http_headers.Headers.getRawHeaders = _get_raw_headers
             replaced.append("twisted.web.http_headers.Headers.getRawHeaders")
