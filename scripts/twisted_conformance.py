@@ -65,11 +65,6 @@ KNOWN_SKIPS = {
 # per entry. Remove an entry once runs report it as passing every time.
 ANY, GIL_OFF = "any interpreter", "GIL off"
 _TIMING = "timing-dependent with 2 workers: "
-_EMFILE = (
-    _TIMING + 'the Unix port accepted the peer ("Server accepted connection; EMFILE not '
-    'triggered"): a descriptor was free at the accept although the callback that listened and '
-    "connected had opened descriptors until EMFILE"
-)
 
 # Builders listed whole: with more than one worker their tests fail at random, one or another per
 # run, for one shared reason. docs/CONFORMANCE.md lists them beside KNOWN_MULTI_WORKER. None is
@@ -78,16 +73,6 @@ _EMFILE = (
 KNOWN_MULTI_WORKER_BUILDERS: dict[str, tuple[str, str]] = {}
 
 KNOWN_MULTI_WORKER = {
-    # assertPeerClosedOnEMFILE: the port must meet EMFILE on its accept, the descriptors having
-    # been exhausted by the callback that listened and connected; it accepted instead.
-    "twisted.internet.test.test_unix.UNIXPortTestsBuilder.test_closePeerOnEMFILE": (
-        GIL_OFF,
-        _EMFILE,
-    ),
-    "twisted.internet.test.test_unix.UNIXFDPortTestsBuilder.test_closePeerOnEMFILE": (
-        GIL_OFF,
-        _EMFILE,
-    ),
     # The test fails itself unless the connection is lost within 1 s of unregisterProducer; its
     # guard timer is never cancelled, so it fires if the reactor still runs 1 s after that.
     "twisted.internet.test.test_unix.UnixClientTestsBuilder.test_disconnectWhileProducing": (

@@ -27,6 +27,7 @@ from tm._core import (
     tcp_adopt_listener,
     unix_adopt,
 )
+from tm._collect import complete_collections
 from tm._environment import (
     abort_injection_from_environment,
     gil_enabled,
@@ -58,4 +59,6 @@ __all__ = [
     "Mode",
     # Extension types made immortal before a parallel run (CPython 3.13t).
     "immortalize_extension_types",
+    # gc.collect() in a callback frees what it found dead before it returns (CPython 3.13t).
+    "complete_collections",
 ]
