@@ -15,6 +15,7 @@
 #include "builtin_calls.hpp"
 #include "reactor/fd_watcher.hpp"
 #include "reactor/reactor.hpp"
+#include "reactor/ready_queue.hpp"
 #include "reactor_dispatcher.hpp"
 #include "released_gil.hpp"
 #include "stm/stm.hpp"
@@ -247,6 +248,67 @@ py::object make_poster(py::object owner, const reactor::Strand& strand) {
   return py::reinterpret_steal<py::object>(fn);
 }
 
+// Reactor.ready_queue(strand): a builtin function of one argument that queues it on the strand's
+// ready queue (reactor::ReadyQueue), a serial loop's call_soon: no allocation, no Asio post and
+// no GIL release per call, and one Asio handler runs the queued callables one transaction each.
+// With a runner, an item runs as runner(item), a vectorcall of one argument: a loop's handles
+// need no __call__, which the interpreter would look up on the handle's type at every call.
+struct ReadyPoster {
+  ReadyPoster(py::object o, PyReactor& reactor, const reactor::Strand& strand, PyObject* runner)
+      : owner(std::move(o)),
+        queue(reactor.native(), strand, &run_ready_callable, &drop_ready_callable,
+              Py_XNewRef(runner)) {}
+  py::object owner;  // the tm._core.Reactor: keeps the reactor alive
+  reactor::ReadyQueue queue;
+};
+
+constexpr const char* kReadyPosterCapsule = "tm._core.ReadyPoster";
+
+PyObject* ready_post(PyObject* capsule, PyObject* fn) {
+  auto* poster = static_cast<ReadyPoster*>(PyCapsule_GetPointer(capsule, kReadyPosterCapsule));
+  if (poster == nullptr) return nullptr;
+  Py_INCREF(fn);  // the queue's reference, dropped after the call or when it will not run
+  try {
+    if (stm::current_transaction() != nullptr) {
+      poster->queue.push(fn);  // at commit; dropped on abort
+    } else if (!poster->queue.push_if_scheduled(fn)) {
+      // The first of a batch posts the queue's handler to Asio, whose locks are taken with the
+      // GIL released (PyReactor::post).
+      ReleasedGil release;
+      poster->queue.push(fn);
+    }
+  } catch (const std::exception& error) {
+    Py_DECREF(fn);
+    PyErr_SetString(PyExc_RuntimeError, error.what());
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef g_ready_poster_def = {
+    "post", ready_post, METH_O,
+    "post(fn): runs fn() as a transaction on the strand's ready queue, in a batch."};
+
+py::object make_ready_poster(py::object owner, const reactor::Strand& strand,
+                             const py::object& runner) {
+  if (!strand) throw py::value_error("Reactor.ready_queue: empty strand");
+  if (!runner.is_none() && PyCallable_Check(runner.ptr()) == 0) {
+    throw py::type_error("Reactor.ready_queue: runner must be callable or None");
+  }
+  auto& reactor = owner.cast<PyReactor&>();
+  auto poster = std::make_unique<ReadyPoster>(std::move(owner), reactor, strand,
+                                              runner.is_none() ? nullptr : runner.ptr());
+  auto capsule = py::reinterpret_steal<py::object>(
+      PyCapsule_New(poster.get(), kReadyPosterCapsule, [](PyObject* o) {
+        delete static_cast<ReadyPoster*>(PyCapsule_GetPointer(o, kReadyPosterCapsule));
+      }));
+  if (!capsule) throw py::error_already_set();
+  static_cast<void>(poster.release());  // the capsule owns it now
+  PyObject* fn = PyCFunction_New(&g_ready_poster_def, capsule.ptr());
+  if (fn == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(fn);
+}
+
 // A Strand's == and hash() as type slots: equal when they are the same strand, the hash of
 // its id (as hash(strand.id)). Against another type == is NotImplemented, so `strand == None`
 // is False.
@@ -388,6 +450,11 @@ void init_reactor(py::module_& m) {
       .def("poster", &make_poster, py::arg("strand"),
            "A function of one argument, fn, that does post(fn, strand): the same post without "
            "the keyword handling of a bound method, for a hot path.")
+      .def("ready_queue", &make_ready_poster, py::arg("strand"), py::arg("runner") = py::none(),
+           "A function of one argument, fn, that queues fn on the strand's ready queue: fn() "
+           "(or runner(fn)) runs as a transaction of its own, in FIFO order with the others "
+           "queued there, in batches (those queued while a batch runs form the next one, "
+           "behind what the strand got meanwhile). Inside a transaction it queues at commit.")
       .def("call_at", &PyReactor::call_at, py::arg("when"), py::arg("fn"),
            py::arg("strand") = py::none(), py::arg("fresh") = false,
            "Runs fn() at `when` (tm._core.monotonic() seconds); strands as for post().")

@@ -147,4 +147,25 @@ reactor::Callback python_callback_once(py::object fn) {
   };
 }
 
+void run_ready_callable(void* runner, void*& item, stm::Transaction& /*tx*/) {
+  auto* fn = static_cast<PyObject*>(item);
+  PyObject* result = runner == nullptr
+                         ? PyObject_CallNoArgs(fn)
+                         : PyObject_Vectorcall(static_cast<PyObject*>(runner), &fn, 1, nullptr);
+  if (result != nullptr) {
+    Py_DECREF(result);
+  } else if (abort_pending()) {
+    // The runtime's own signal: it propagates with the reference kept, for the rerun.
+    throw py::error_already_set();
+  } else {
+    PyErr_WriteUnraisable(fn);
+  }
+  item = nullptr;
+  Py_DECREF(fn);
+}
+
+void drop_ready_callable(void* item) noexcept {
+  safe_decref(static_cast<PyObject*>(item));
+}
+
 }  // namespace tmr::bindings

@@ -62,4 +62,11 @@ reactor::Callback python_callback(py::object fn);
 /// exception) still referenced from here.
 reactor::Callback python_callback_once(py::object fn);
 
+/// For a reactor::ReadyQueue of Python objects (owned references): calls `item()`, or
+/// `runner(item)` with a runner (the queue's context), as python_callback_once's callback calls
+/// its callable, and drops the item's reference inside the transaction.
+void run_ready_callable(void* runner, void*& item, stm::Transaction& tx);
+/// Drops a callable of a reactor::ReadyQueue that will not run, attached or not.
+void drop_ready_callable(void* item) noexcept;
+
 }  // namespace tmr::bindings

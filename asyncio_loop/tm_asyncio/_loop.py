@@ -4,9 +4,11 @@ The class subclasses asyncio's own ``_UnixSelectorEventLoop``, so asyncio's sock
 servers, ``sock_*`` methods, pipes, subprocesses and signal handling keep working unchanged. What
 changes is what drives them:
 
-- ``call_soon``/``call_soon_threadsafe`` post the handle to the C++ reactor (``Reactor.post``);
-  ``call_at``/``call_later`` arm a C++ timer (``Reactor.call_at``), which ``TimerHandle.cancel()``
-  cancels. Both run on the loop's strand, so they keep asyncio's FIFO order.
+- ``call_soon``/``call_soon_threadsafe`` post the handle to the C++ reactor (``Reactor.post``;
+  with one worker, the strand's ready queue, ``Reactor.ready_queue``, asyncio's ``_ready``
+  deque); ``call_at``/``call_later`` arm a C++ timer (``Reactor.call_at``), which
+  ``TimerHandle.cancel()`` cancels. Both run on the loop's strand, so they keep asyncio's FIFO
+  order.
 - ``add_reader``/``add_writer`` (and the private ``_add_reader`` the transports use) register with
   asyncio's selector as usual, which stays the registry of handles, and with one C++ ``FdWatcher``
   per descriptor, which wakes the reactor. asyncio's selector is never polled.
@@ -88,6 +90,24 @@ class _PostedHandle(events.Handle):
             # As Handle._run and asyncio's _run_once do: a frame kept by an exception's traceback
             # (through f_back) must not keep the handle, and so the task or future it ran, alive.
             self = None  # type: ignore[assignment]  # noqa: PLW0642
+
+
+def _run_ready(handle: Any) -> None:  # an events.Handle (typeshed omits its _loop)
+    """Runs a handle of the serial loop's ready queue (EventLoop._post), as asyncio's _run_once
+    runs one from its _ready deque."""
+    try:
+        if handle._cancelled:
+            return
+        loop = handle._loop
+        if loop._debug:
+            loop._invoke_handle(handle)
+            return
+        try:
+            handle._run()
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: leave run_forever
+            loop._leave_run(exc)
+    finally:
+        handle = None  # see _PostedHandle.__call__
 
 
 class _UnraisableHook:
@@ -174,11 +194,20 @@ class EventLoop(_base_loop):
             _reactor.workers_from_environment() if workers is None else workers
         )
         self._strand = self._core.make_strand()
-        # post(fn) to the loop's strand without a bound method's argument handling: one call per
-        # call_soon (docs/BENCHMARKS.md, call_soon).
-        self._post: Callable[[Any], None] = self._core.poster(self._strand)
         self._workers = self._core.workers  # kept: close() drops the reactor
         self._serial = self._workers == 1
+        # post(fn) to the loop's strand without a bound method's argument handling: one call per
+        # call_soon (docs/BENCHMARKS.md, call_soon). The serial loop queues on the strand's ready
+        # queue, asyncio's _ready deque: one Asio handler runs the callbacks ready when it starts,
+        # each a transaction of its own, and those they schedule form the next batch, behind the
+        # I/O and timers the strand got meanwhile.
+        # The queue runs each as _run_ready(handle): _PostedHandle.__call__'s work without the
+        # interpreter's lookup of __call__ per callback.
+        self._post: Callable[[Any], None] = (
+            self._core.ready_queue(self._strand, _run_ready)
+            if self._serial
+            else self._core.poster(self._strand)
+        )
         # Chosen by the program, parallel mode stays on for a server that rebinds shared
         # variables (a warning says so); chosen here, such a server serves serially.
         self._parallel_chosen = parallel is not None or bool(os.environ.get("TM_ASYNCIO_PARALLEL"))
@@ -626,8 +655,12 @@ class EventLoop(_base_loop):
 
     def _add_callback(self, handle) -> None:
         # asyncio's signal handling queues its handles here (the _ready deque, never drained).
-        if not handle._cancelled:
-            self._core.post(functools.partial(self._run_handle, handle), self._strand)
+        if handle._cancelled:
+            return
+        if self._serial:  # the ready queue runs handles (_run_ready)
+            self._post(handle)
+        else:
+            self._post(functools.partial(self._run_handle, handle))
 
     def call_soon_threadsafe(self, callback, *args, context=None):
         """Like call_soon(), but thread-safe: the C++ reactor wakes itself, no self-pipe write."""

@@ -321,6 +321,13 @@ class Reactor:
     def poster(self, strand: Strand) -> Callable[[Callable[[], object]], None]:
         """A function of one argument, fn, that does post(fn, strand), without a bound method's
         keyword handling."""
+    def ready_queue(
+        self, strand: Strand, runner: Callable[[Any], object] | None = None
+    ) -> Callable[[Any], None]:
+        """A function of one argument, fn, that queues fn on the strand's ready queue: fn() (or
+        runner(fn)) runs as a transaction of its own, in FIFO order, in batches (those queued
+        while a batch runs form the next one, behind what the strand got meanwhile). Inside a
+        transaction it queues at commit."""
     def call_at(
         self,
         when: _Float,

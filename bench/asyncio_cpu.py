@@ -1,0 +1,167 @@
+"""CPU time asyncio loops spend per callback and per round trip, each loop in a process of its own:
+the call_soon batch and chain of bench/asyncio_bench.py (200,000 callbacks, best of 3 after a
+warm-up) and an echo whose clients run in the loop itself, over a Protocol and over streams (8
+connections of 3,000 64-byte round trips, no load generator). Never a pass/fail test.
+
+    python bench/asyncio_cpu.py [--python PY[=PYTHONPATH] ...] [--loops default,tm-1] [--rounds 3]
+
+On a machine whose cores other work shares, rates say more about that work than about the loop;
+the process's CPU time (time.process_time) does not. Each round runs every interpreter (or build:
+PY=PYTHONPATH) and loop one after another, so that a change of load hits them alike; the table
+gives medians over the rounds and each loop's ratio to the default loop of the same interpreter.
+Set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=268435456 when
+comparing builds under glibc: asyncio's transports read with recv(256 KiB), and where the heap's
+layout sends that buffer to mmap or to the top of the heap every read costs system calls
+(docs/BENCHMARKS.md, asyncio loops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+N_CALLBACKS = 200_000
+CONNECTIONS, TRIPS = 8, 3_000
+
+
+def _child(loop_name: str) -> int:
+    import asyncio
+
+    if loop_name == "default":
+        loop = asyncio.new_event_loop()
+    elif loop_name == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        import tm_asyncio
+
+        loop = tm_asyncio.EventLoop(workers=int(loop_name.split("-")[1]))
+    asyncio.set_event_loop(loop)
+    cpu = time.process_time
+
+    def batch() -> float:
+        def callback():
+            pass
+
+        started = cpu()
+        for _ in range(N_CALLBACKS):
+            loop.call_soon(callback)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        return (cpu() - started) / N_CALLBACKS * 1e9
+
+    def chain() -> float:
+        count = [0]
+
+        def callback():
+            count[0] += 1
+            if count[0] < N_CALLBACKS:
+                loop.call_soon(callback)
+            else:
+                loop.stop()
+
+        started = cpu()
+        loop.call_soon(callback)
+        loop.run_forever()
+        return (cpu() - started) / N_CALLBACKS * 1e9
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    async def handle(reader, writer):
+        while data := await reader.read(1024):
+            writer.write(data)
+        writer.close()
+
+    async def client(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        message = b"x" * 64
+        for _ in range(TRIPS):
+            writer.write(message)
+            got = 0
+            while got < len(message):
+                got += len(await reader.read(1024))
+        writer.close()
+
+    async def echo(kind: str) -> float:
+        if kind == "proto":
+            server = await loop.create_server(Echo, "127.0.0.1", 0)
+        else:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        started = cpu()
+        await asyncio.gather(*(client(port) for _ in range(CONNECTIONS)))
+        elapsed = cpu() - started
+        server.close()
+        await server.wait_closed()
+        return elapsed / (CONNECTIONS * TRIPS) * 1e6
+
+    batch(), chain()  # warm-up
+    result = {
+        "batch ns": min(batch() for _ in range(3)),
+        "chain ns": min(chain() for _ in range(3)),
+        "echo-proto us": loop.run_until_complete(echo("proto")),
+        "echo-streams us": loop.run_until_complete(echo("streams")),
+    }
+    loop.close()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        return _child(sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", action="append", help="PY or PY=PYTHONPATH (repeatable)")
+    parser.add_argument("--loops", default="default,tm-1")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    configs = []
+    for spec in args.python or [sys.executable]:
+        python, _, path = spec.partition("=")
+        configs.append((spec, python, path))
+    loops = args.loops.split(",")
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.rounds):
+        for spec, python, path in configs:
+            env = dict(os.environ)
+            if path:
+                env["PYTHONPATH"] = path
+            for loop_name in loops:
+                out = subprocess.run(
+                    [python, os.path.abspath(__file__), "--child", loop_name],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=True,
+                ).stdout
+                runs.setdefault((spec, loop_name), []).append(json.loads(out.splitlines()[-1]))
+    keys = ["batch ns", "chain ns", "echo-proto us", "echo-streams us"]
+    print(f"{'configuration':60} {'loop':8} " + " ".join(f"{k:>22}" for k in keys))
+    for spec, _, _ in configs:
+        base = {
+            k: statistics.median(r[k] for r in runs[(spec, "default")]) if "default" in loops else 0
+            for k in keys
+        }
+        for loop_name in loops:
+            cells = []
+            for k in keys:
+                value = statistics.median(r[k] for r in runs[(spec, loop_name)])
+                ratio = base[k] / value if base[k] else float("nan")
+                cells.append(f"{value:>13.1f} ({ratio:.2f}x)")
+            print(f"{spec[-60:]:60} {loop_name:8} " + " ".join(f"{c:>22}" for c in cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
