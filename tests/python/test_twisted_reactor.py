@@ -250,6 +250,7 @@ def test_two_twisted_calls_run_without_re_entering_their_lock_where_workers_run_
 
     content = bytes(range(256)) * 1000
     (tmp_path / "f.bin").write_bytes(content)
+    _lock_reentry.uninstall()  # an earlier test's parallel reactor may have installed them
     stock_open, stock_get = static.File.openForReading, http_headers.Headers.getRawHeaders
     try:
         assert _lock_reentry.install(workers=1, gil_enabled=False) == []
