@@ -242,8 +242,8 @@ def test_two_twisted_calls_run_without_re_entering_their_lock_where_workers_run_
 ):
     """static.File's readers flush without the reader's lock and Headers.getRawHeaders reads by
     subscript where workers run in parallel (CPython 3.13t re-enters a held lock slowly): the
-    same bytes, results and errors as Twisted's own calls; a static.File subclass that opens its
-    files its own way keeps its way."""
+    same bytes, results and errors as Twisted's own calls; a static.File subclass or instance that
+    opens its files its own way keeps its way."""
     from twisted.web import http_headers, static
 
     from tm_twisted import _lock_reentry
@@ -283,6 +283,9 @@ def test_two_twisted_calls_run_without_re_entering_their_lock_where_workers_run_
                 return io.BytesIO(b"own")
 
         assert OwnOpen(str(tmp_path / "f.bin")).openForReading().read() == b"own"
+        own = static.File(str(tmp_path / "f.bin"))
+        own.open = lambda: io.BytesIO(b"instance")  # as Twisted's test_static does
+        assert own.openForReading().read() == b"instance"
 
         headers = http_headers.Headers({b"Content-Type": [b"text/plain"], "X-Name": ["\u00e9"]})
         headers.setRawHeaders(b"x-empty", [])

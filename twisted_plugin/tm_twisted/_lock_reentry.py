@@ -10,7 +10,8 @@ twisted.web meets it twice per static file (`perf`, docs/TWISTED.md):
 - `BufferedReader.close()` holds the reader's section and calls `self.flush()`, which takes it
   again; `static.File` closes a file per response. Here `static.File` opens its files as a
   `ReaderWithPlainFlush`, whose `flush()` is the raw file's `flush()` (all that
-  `BufferedReader.flush()` does) without the reader's lock.
+  `BufferedReader.flush()` does) without the reader's lock, unless a subclass or the instance
+  has an `open` of its own.
 - `dict.get` holds the dict's section, and its lookup takes it again the first time a thread
   other than the dict's creator reads it, or when a value's reference count belongs to another
   thread. `Headers.getRawHeaders` reads the request's header dict that way whenever a
@@ -42,7 +43,8 @@ _stock: dict[str, Any] = {}
 
 
 def _open_for_reading(file) -> io.BufferedReader:
-    if type(file).open is not _stock["open"]:  # a subclass that opens files its own way
+    # A subclass, or an instance (Twisted's own tests do), that opens files its own way.
+    if getattr(file.open, "__func__", None) is not _stock["open"]:
         return _stock["openForReading"](file)
     raw = io.FileIO(file.path, "r")
     # open()'s choice of buffer size, so that the reader reads as the stock one does.
