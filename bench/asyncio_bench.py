@@ -139,6 +139,42 @@ def _serve(workload: str, loop_name: str) -> int:
     return 0
 
 
+def call_soon_batch(loop, n: int, clock) -> float:
+    """Seconds on `clock` to call_soon n callbacks and run them (the calls included)."""
+    count = [0]
+
+    def callback():
+        count[0] += 1
+
+    started = clock()
+    for _ in range(n):
+        loop.call_soon(callback)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    elapsed = clock() - started
+    assert count[0] == n, count
+    return elapsed
+
+
+def call_soon_chain(loop, n: int, clock) -> float:
+    """Seconds on `clock` to run n callbacks, each of which call_soon's the next."""
+    count = [0]
+
+    def callback():
+        count[0] += 1
+        if count[0] < n:
+            loop.call_soon(callback)
+        else:
+            loop.stop()
+
+    started = clock()
+    loop.call_soon(callback)
+    loop.run_forever()
+    elapsed = clock() - started
+    assert count[0] == n, count
+    return elapsed
+
+
 def _call_soon(loop_name: str, n: int) -> int:
     """Prints call_soon throughput (callbacks/s) for a batch of n and a chain of n callbacks."""
     import asyncio
@@ -149,36 +185,10 @@ def _call_soon(loop_name: str, n: int) -> int:
     result = {"gil": _gil_state()}
 
     def batch() -> float:
-        count = [0]
-
-        def callback():
-            count[0] += 1
-
-        started = perf()
-        for _ in range(n):
-            loop.call_soon(callback)
-        loop.call_soon(loop.stop)
-        loop.run_forever()
-        elapsed = perf() - started
-        assert count[0] == n, count
-        return n / elapsed
+        return n / call_soon_batch(loop, n, perf)
 
     def chain() -> float:
-        count = [0]
-
-        def callback():
-            count[0] += 1
-            if count[0] < n:
-                loop.call_soon(callback)
-            else:
-                loop.stop()
-
-        started = perf()
-        loop.call_soon(callback)
-        loop.run_forever()
-        elapsed = perf() - started
-        assert count[0] == n, count
-        return n / elapsed
+        return n / call_soon_chain(loop, n, perf)
 
     batch(), chain()  # warm-up (allocations, the reactor's first run)
     result["batch"] = max(batch() for _ in range(3))

@@ -25,6 +25,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from asyncio_bench import _new_loop, call_soon_batch, call_soon_chain  # noqa: E402
+
 N_CALLBACKS = 200_000
 CONNECTIONS, TRIPS = 8, 3_000
 
@@ -32,44 +36,15 @@ CONNECTIONS, TRIPS = 8, 3_000
 def _child(loop_name: str) -> int:
     import asyncio
 
-    if loop_name == "default":
-        loop = asyncio.new_event_loop()
-    elif loop_name == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        import tm_asyncio
-
-        loop = tm_asyncio.EventLoop(workers=int(loop_name.split("-")[1]))
+    loop = _new_loop(loop_name)
     asyncio.set_event_loop(loop)
     cpu = time.process_time
 
     def batch() -> float:
-        def callback():
-            pass
-
-        started = cpu()
-        for _ in range(N_CALLBACKS):
-            loop.call_soon(callback)
-        loop.call_soon(loop.stop)
-        loop.run_forever()
-        return (cpu() - started) / N_CALLBACKS * 1e9
+        return call_soon_batch(loop, N_CALLBACKS, cpu) / N_CALLBACKS * 1e9
 
     def chain() -> float:
-        count = [0]
-
-        def callback():
-            count[0] += 1
-            if count[0] < N_CALLBACKS:
-                loop.call_soon(callback)
-            else:
-                loop.stop()
-
-        started = cpu()
-        loop.call_soon(callback)
-        loop.run_forever()
-        return (cpu() - started) / N_CALLBACKS * 1e9
+        return call_soon_chain(loop, N_CALLBACKS, cpu) / N_CALLBACKS * 1e9
 
     class Echo(asyncio.Protocol):
         def connection_made(self, transport):
