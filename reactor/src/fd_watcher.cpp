@@ -1,7 +1,5 @@
 #include "reactor/fd_watcher.hpp"
 
-#include <poll.h>
-
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
@@ -14,10 +12,11 @@ namespace {
 namespace asio = boost::asio;
 
 /// Watches a foreign descriptor through an Asio stream_descriptor that never owns it (it is
-/// released, not closed). Asio's epoll backend is edge-triggered and async_wait reports only
-/// new edges, but IReactorFDSet and add_reader are level-triggered: so before waiting, each
-/// direction polls the descriptor with a zero timeout and, if it is already ready, dispatches
-/// at once. That costs one poll() per callback and keeps "still readable" from being lost.
+/// released, not closed). IReactorFDSet and add_reader are level-triggered over Asio's
+/// edge-triggered epoll: each wait is an async_wait, which Asio starts with EPOLL_CTL_MOD, and the
+/// kernel queues a descriptor that is ready at that call as a new edge. So a descriptor still
+/// readable after its callback is reported again by the next epoll_wait, behind the descriptors
+/// already ready, as a level-triggered loop would: no poll() of our own per callback.
 class FdWatcherImpl final : public FdWatcher,
                             public detail::Closable,
                             public std::enable_shared_from_this<FdWatcherImpl> {
@@ -106,23 +105,17 @@ class FdWatcherImpl final : public FdWatcher,
     });
   }
 
-  // arm hands fire to Asio (posted, or as the wait's handler) and returns; fire calls arm for the
+  // arm hands fire to Asio (as the wait's handler) and returns; fire calls arm for the
   // next readiness, never the other way round on the stack. misc-no-recursion counts the lambda
   // given to Asio as a call and sees a cycle.
   // NOLINTBEGIN(misc-no-recursion)
 
-  // On the strand: dispatch now if ready, else wait for the next readiness edge.
+  // On the strand: wait for readiness, which the wait's EPOLL_CTL_MOD reports at once if the
+  // descriptor is ready now (or has POLLHUP/POLLERR: the callback will see it).
   void arm(Direction d) {
     std::lock_guard lock(mu_);  // release() may run on any thread
     if (released_ || !callbacks_[d] || waiting_[d]) return;
-    pollfd p{fd_, static_cast<short>(d == kRead ? POLLIN : POLLOUT), 0};
     const std::uint64_t generation = generation_[d];
-    if (::poll(&p, 1, 0) > 0) {  // ready now, or POLLHUP/POLLERR: the callback will see it
-      waiting_[d] = true;
-      asio::post(strand_->exec,
-                 [self = shared_from_this(), d, generation] { self->fire(d, generation); });
-      return;
-    }
     waiting_[d] = true;
     descriptor_->async_wait(
         d == kRead ? asio::posix::descriptor_base::wait_read
