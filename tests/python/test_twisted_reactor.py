@@ -309,6 +309,59 @@ def test_two_twisted_calls_run_without_re_entering_their_lock_where_workers_run_
     assert http_headers.Headers.getRawHeaders is stock_get
 
 
+def test_twisted_web_remembers_content_types_where_workers_run_in_parallel(monkeypatch):
+    """twisted.web's Content-Type parse (a class created per call by the standard library's
+    email package) is remembered where workers run in parallel: the same keys and errors as
+    Twisted's own parse, each distinct header parsed once, and no more than LIMIT kept."""
+    from twisted.web import http
+
+    from tm_twisted import _content_type
+
+    _content_type.uninstall()  # an earlier test's parallel reactor may have installed it
+    stock = http._parseContentType
+    parsed = []
+
+    def counting(line):
+        parsed.append(line)
+        return stock(line)
+
+    monkeypatch.setattr(http, "_parseContentType", counting)
+    try:
+        assert _content_type.install(workers=1, gil_enabled=False) == []
+        assert _content_type.install(workers=2, gil_enabled=True) == []
+        assert http._parseContentType is counting
+        assert _content_type.install(workers=2, gil_enabled=False) == [
+            "twisted.web.http._parseContentType"
+        ]
+        assert _content_type.install(workers=2, gil_enabled=False) == []  # once
+        headers = [
+            b"application/x-www-form-urlencoded",
+            b"Multipart/Form-Data; boundary=xyz",
+            b"application/json; charset=utf-8",
+            b"no slash",
+            b"",
+            b"\xff\xfe/\x00",
+        ]
+        for _ in range(3):
+            for line in headers:
+                assert http._parseContentType(line) == stock(line), line
+        assert parsed == headers  # each parsed by Twisted's own function once
+        assert http._parseContentType(bytearray(b"text/html")) == b"text/html"
+        with pytest.raises(AttributeError):
+            http._parseContentType(None)  # Twisted's own error: None has no decode
+        assert len(parsed) == len(headers) + 2  # neither remembered
+
+        del parsed[:]
+        for i in range(_content_type.LIMIT + 10):
+            assert http._parseContentType(b"text/x-%d" % i) == b"text/x-%d" % i
+        assert http._parseContentType(b"text/x-0") == b"text/x-0"  # forgotten at LIMIT
+        assert len(parsed) == _content_type.LIMIT + 11
+        assert len(_content_type._known) <= _content_type.LIMIT
+    finally:
+        _content_type.uninstall()
+    assert http._parseContentType is counting
+
+
 def test_a_parallel_reactor_makes_the_header_name_cache_per_thread_when_it_runs(monkeypatch):
     from twisted.web import http, http_headers
 

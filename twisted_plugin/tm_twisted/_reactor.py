@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 import tm
 from tm import _reactor
-from tm_twisted import _cooperators, _lock_reentry, _shared_objects
+from tm_twisted import _content_type, _cooperators, _lock_reentry, _shared_objects
 from tm_twisted._compat import (
     _DEFAULT_DELAYED_CALL_LOGGING_HANDLER,
     _NO_FILEDESC,
@@ -118,6 +118,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def mainLoop(self) -> None:
         make_per_thread(self.workers, _reactor.gil_enabled())
         _lock_reentry.install(self.workers, _reactor.gil_enabled())
+        _content_type.install(self.workers, _reactor.gil_enabled())
         _cooperators.install()
         _shared_objects.install()
         _reactor.immortalize_extension_types(self.workers)
