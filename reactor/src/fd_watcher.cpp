@@ -1,5 +1,7 @@
 #include "reactor/fd_watcher.hpp"
 
+#include <poll.h>
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
@@ -16,7 +18,9 @@ namespace asio = boost::asio;
 /// edge-triggered epoll: each wait is an async_wait, which Asio starts with EPOLL_CTL_MOD, and the
 /// kernel queues a descriptor that is ready at that call as a new edge. So a descriptor still
 /// readable after its callback is reported again by the next epoll_wait, behind the descriptors
-/// already ready, as a level-triggered loop would: no poll() of our own per callback.
+/// already ready, as a level-triggered loop would, with no poll() of our own per callback. A new
+/// registration polls once: a descriptor ready when it is added dispatches at once, as the next
+/// iteration of a stock loop would find it, instead of after a round of the reactor's queue.
 class FdWatcherImpl final : public FdWatcher,
                             public detail::Closable,
                             public std::enable_shared_from_this<FdWatcherImpl> {
@@ -100,23 +104,30 @@ class FdWatcherImpl final : public FdWatcher,
         self->callbacks_[d] = std::move(fn);
         ++self->generation_[d];  // any wait in flight belongs to the old registration
         self->waiting_[d] = false;
-        if (self->callbacks_[d]) self->arm(d);
+        if (self->callbacks_[d]) self->arm(d, /*poll_first=*/true);
       });
     });
   }
 
-  // arm hands fire to Asio (as the wait's handler) and returns; fire calls arm for the
+  // arm hands fire to Asio (posted, or as the wait's handler) and returns; fire calls arm for the
   // next readiness, never the other way round on the stack. misc-no-recursion counts the lambda
   // given to Asio as a call and sees a cycle.
   // NOLINTBEGIN(misc-no-recursion)
 
   // On the strand: wait for readiness, which the wait's EPOLL_CTL_MOD reports at once if the
-  // descriptor is ready now (or has POLLHUP/POLLERR: the callback will see it).
-  void arm(Direction d) {
+  // descriptor is ready now (or has POLLHUP/POLLERR: the callback will see it). With
+  // `poll_first`, a descriptor ready now dispatches without waiting for epoll.
+  void arm(Direction d, bool poll_first) {
     std::lock_guard lock(mu_);  // release() may run on any thread
     if (released_ || !callbacks_[d] || waiting_[d]) return;
     const std::uint64_t generation = generation_[d];
     waiting_[d] = true;
+    pollfd p{fd_, static_cast<short>(d == kRead ? POLLIN : POLLOUT), 0};
+    if (poll_first && ::poll(&p, 1, 0) > 0) {
+      asio::post(strand_->exec,
+                 [self = shared_from_this(), d, generation] { self->fire(d, generation); });
+      return;
+    }
     descriptor_->async_wait(
         d == kRead ? asio::posix::descriptor_base::wait_read
                    : asio::posix::descriptor_base::wait_write,
@@ -131,7 +142,7 @@ class FdWatcherImpl final : public FdWatcher,
     if (is_released() || !callbacks_[d]) return;
     const Callback fn = callbacks_[d];  // a copy: the callback may remove itself
     reactor_.run_event(strand_, d == kRead ? EventKind::read : EventKind::writable, fn);
-    arm(d);
+    arm(d, /*poll_first=*/false);
   }
   // NOLINTEND(misc-no-recursion)
 
