@@ -7,6 +7,7 @@
 #include <string>
 
 #include "builtin_calls.hpp"
+#include "py_strand.hpp"
 #include "released_gil.hpp"
 #include "stm/stm.hpp"
 #include "stream_address.hpp"
@@ -71,7 +72,7 @@ PyObject* transport_strand(PyObject* self, void* /*closure*/) {
   return builtin_call([self] {
     const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
     if (t == nullptr) return static_cast<PyObject*>(nullptr);
-    return py::cast(t->ref().strand()).release().ptr();
+    return new_py_strand(t->ref().strand());
   });
 }
 

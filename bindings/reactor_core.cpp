@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "builtin_calls.hpp"
+#include "py_strand.hpp"
 #include "reactor/fd_watcher.hpp"
 #include "reactor/reactor.hpp"
 #include "reactor/ready_queue.hpp"
@@ -309,34 +310,6 @@ py::object make_ready_poster(py::object owner, const reactor::Strand& strand,
   return py::reinterpret_steal<py::object>(fn);
 }
 
-// A Strand's == and hash() as type slots: equal when they are the same strand, the hash of
-// its id (as hash(strand.id)). Against another type == is NotImplemented, so `strand == None`
-// is False.
-Py_hash_t strand_hash(PyObject* self) {
-  auto* strand = instance_value<reactor::Strand>(self);
-  if (strand == nullptr) return -1;
-  PyObject* id = PyLong_FromUnsignedLongLong(strand->id());
-  if (id == nullptr) return -1;
-  const Py_hash_t hash = PyObject_Hash(id);
-  Py_DECREF(id);
-  return hash;
-}
-
-PyObject* strand_richcompare(PyObject* self, PyObject* other, int op) {
-  if ((op != Py_EQ && op != Py_NE) || !PyObject_TypeCheck(other, Py_TYPE(self))) {
-    Py_RETURN_NOTIMPLEMENTED;
-  }
-  auto* a = instance_value<reactor::Strand>(self);
-  auto* b = instance_value<reactor::Strand>(other);
-  if (a == nullptr || b == nullptr) return nullptr;
-  return PyBool_FromLong((*a == *b) == (op == Py_EQ) ? 1 : 0);
-}
-
-void strand_type_setup(PyHeapTypeObject* heap_type) {
-  heap_type->ht_type.tp_hash = &strand_hash;
-  heap_type->ht_type.tp_richcompare = &strand_richcompare;
-}
-
 }  // namespace
 
 // For the other reactor bindings (stream_transport.cpp, py_stream_listener.cpp): the C++ reactor
@@ -347,9 +320,9 @@ reactor::Reactor& native_reactor(py::handle reactor) {
 }
 
 void init_reactor(py::module_& m) {
-  // monotonic(), current_strand() and a Strand's == and hash() run several times per event
-  // (Twisted's callLater, the per-strand Cooperators): builtins and type slots without
-  // pybind11's dispatch (builtin_calls.hpp).
+  // monotonic() and current_strand() run several times per event (Twisted's callLater, the
+  // per-strand Cooperators): builtins without pybind11's dispatch (builtin_calls.hpp); a Strand is
+  // a plain CPython type (py_strand.hpp).
   static PyMethodDef monotonic_def = {
       "monotonic",
       [](PyObject* /*module*/, PyObject* /*unused*/) -> PyObject* {
@@ -360,14 +333,7 @@ void init_reactor(py::module_& m) {
       "time.monotonic()."};
   add_builtin_function(m, &monotonic_def);
 
-  py::class_<reactor::Strand>(m, "Strand",
-                              "Callbacks of one strand run one at a time, in order; different "
-                              "strands run in parallel.",
-                              py::custom_type_setup(&strand_type_setup))
-      .def_property_readonly("id", &reactor::Strand::id)
-      .def("__repr__", [](const reactor::Strand& s) {
-        return "<tm._core.Strand " + std::to_string(s.id()) + ">";
-      });
+  init_strand_type(m);
   m.def(
       "callbacks_run_in_parallel",
       [] { return g_parallel_runs.load(std::memory_order_relaxed) > 0; },
@@ -376,8 +342,9 @@ void init_reactor(py::module_& m) {
       "current_strand",
       [](PyObject* /*module*/, PyObject* /*unused*/) -> PyObject* {
         return builtin_call([] {
-          auto strand = reactor::current_strand();
-          return (strand ? py::cast(strand) : py::none()).release().ptr();
+          reactor::Strand strand = reactor::current_strand();
+          if (!strand) Py_RETURN_NONE;
+          return new_py_strand(std::move(strand));
         });
       },
       METH_NOARGS,

@@ -20,6 +20,7 @@
 #include <string>
 #include <system_error>
 
+#include "py_strand.hpp"
 #include "py_stream_handler.hpp"
 #include "py_stream_transport.hpp"
 #include "reactor/reactor.hpp"

@@ -259,6 +259,7 @@ def monotonic() -> float:
     """The reactor's clock in seconds (the clock of time.monotonic())."""
 
 @final
+@final
 class Strand:
     """Callbacks of one strand run one at a time, in order; different strands run in parallel."""
 

@@ -295,6 +295,31 @@ def test_handler_calls_run_on_the_connection_strand_in_order(run):
     assert t.strand == strand
 
 
+def test_a_strand_is_a_plain_value_type():
+    """Strands are made several times per event (current_strand(), a transport's strand): a plain
+    CPython type, not a pybind11 class, whose instances would pass through pybind11's instance
+    registry and its process-wide lock on a free-threaded interpreter."""
+    reactor = _core.Reactor(1)
+    a, b = reactor.make_strand(), reactor.make_strand()
+    assert _core.Strand.__base__ is object and type(a) is _core.Strand
+    assert a.id != b.id and a.id != 0
+    assert a == a and a != b and not (a == b)
+    assert hash(a) == hash(a.id) and len({a, b, a}) == 2
+    assert a != None and not (a == None) and a != a.id  # noqa: E711
+    assert repr(a) == f"<tm._core.Strand {a.id}>"
+    with pytest.raises(TypeError):
+        _core.Strand()
+    with pytest.raises(TypeError):
+        type("Sub", (_core.Strand,), {})
+    with pytest.raises(TypeError):
+        reactor.post(print, a.id)  # not a strand
+    seen = []
+    reactor.post(lambda: seen.append(_core.current_strand()), a)
+    reactor.post(reactor.stop, a)
+    reactor.run()
+    assert seen == [a] and seen[0] is not a and _core.current_strand() is None
+
+
 # ---- writes and transactions ---------------------------------------------------------------------
 
 
