@@ -29,6 +29,11 @@ def _immortalize_types(types: Iterable[type]) -> int:
     """Makes the heap types among `types` that this thread owns immortal, on a free-threaded
     CPython 3.13 (elsewhere: nothing); returns how many it changed (tm._shared_types)."""
 
+def _immortalize_values(objects: Iterable[object]) -> int:
+    """Makes the immutable values (exact str, bytes, int, float, complex, tuple, frozenset) among
+    `objects` that this thread owns immortal, and those inside their tuples and frozensets, on a
+    free-threaded CPython 3.13 (elsewhere: nothing); returns how many it changed."""
+
 # -- statistics and the conflict log -------------------------------------------------------------
 
 class AbortCounts(TypedDict):

@@ -10,6 +10,14 @@ nothing runs in parallel: there it does nothing. docs/TUNING.md has the measurem
 
 ``TM_IMMORTAL_TYPES=0`` turns it off (for measuring what it buys). An immortal type is never
 freed: extension types live as long as their modules anyway.
+
+The immutable values (str, bytes, int, float, complex, tuple, frozenset) that exist when a
+parallel run starts are made immortal too: what a program builds before it serves and then reads
+on every worker (a compiled template's node tuples and strings, a routing table) otherwise has its
+reference counts changed with atomic adds from every worker, each a cache line bouncing between
+cores. CPython 3.14 does this for code constants. ``TM_IMMORTAL_VALUES=0`` turns it off. Such a
+value is never freed: a value alive at the start of the run that the program drops later stays in
+memory (at most what was alive then, once per scan).
 """
 
 from __future__ import annotations
@@ -23,17 +31,20 @@ from tm._environment import gil_enabled
 
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 _TYPE_SUBCLASS = 1 << 31  # Py_TPFLAGS_TYPE_SUBCLASS: a type; no __class__ lookup, unlike isinstance
-# How many modules were loaded at the last scan: a new scan only when imports brought new types.
+# How many modules were loaded at the last scan of each kind: a new scan only when imports
+# brought new types and values.
 _modules_at_last_scan = 0
+_modules_at_last_value_scan = 0
 
 
-def wanted(workers: int) -> bool:
-    """Whether a run on `workers` threads should make the extension types immortal first."""
+def wanted(workers: int, switch: str = "TM_IMMORTAL_TYPES") -> bool:
+    """Whether a run on `workers` threads should make objects immortal first (the extension
+    types, or with switch="TM_IMMORTAL_VALUES" the immutable values)."""
     return (
         workers > 1
         and sys.version_info[:2] == (3, 13)
         and not gil_enabled()
-        and os.environ.get("TM_IMMORTAL_TYPES", "1") != "0"
+        and os.environ.get(switch, "1") != "0"
     )
 
 
@@ -50,3 +61,16 @@ def immortalize_extension_types(workers: int) -> int:
         if type(o).__flags__ & _TYPE_SUBCLASS and o.__flags__ & _HEAPTYPE
     ]
     return _core._immortalize_types(types)
+
+
+def immortalize_values(workers: int) -> int:
+    """Before a run on `workers` threads: makes the immutable values that exist now and that this
+    thread owns immortal, where that pays (see wanted()). Returns how many it changed."""
+    global _modules_at_last_value_scan
+    if not wanted(workers, "TM_IMMORTAL_VALUES") or len(sys.modules) == _modules_at_last_value_scan:
+        return 0
+    _modules_at_last_value_scan = len(sys.modules)
+    tracked = gc.get_objects()  # tuples and frozensets among them; other values are referents
+    return _core._immortalize_values(tracked) + _core._immortalize_values(
+        gc.get_referents(*tracked)
+    )

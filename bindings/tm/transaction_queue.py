@@ -126,6 +126,7 @@ class TransactionQueue:
         n = n or os.cpu_count() or 1
         _io.install()
         _shared_types.immortalize_extension_types(n)
+        _shared_types.immortalize_values(n)
         self._error = None
         self.worker_stats = []
         threads = [threading.Thread(target=self._worker, name=f"tm-worker-{i}") for i in range(n)]

@@ -1,7 +1,8 @@
-"""Extension types made immortal before parallel workers share them (tm._shared_types).
+"""Extension types and immutable values made immortal before parallel workers share them
+(tm._shared_types).
 
-Each check runs in a child interpreter: an immortal type stays immortal for the life of its
-process, and the checks need types that no earlier test made immortal. `_csv`'s types stand for
+Each check runs in a child interpreter: an immortal object stays immortal for the life of its
+process, and the checks need objects that no earlier test made immortal. `_csv`'s types stand for
 any extension type: heap types from PyType_FromSpec, imported by nothing else here.
 """
 
@@ -18,10 +19,14 @@ import pytest
 APPLIES = sys.version_info[:2] == (3, 13) and not getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
-def run_child(code: str, immortal_types_setting: str | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "TM_IMMORTAL_TYPES"}
+def run_child(
+    code: str, immortal_types_setting: str | None = None, switch: str = "TM_IMMORTAL_TYPES"
+) -> str:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TM_IMMORTAL_TYPES", "TM_IMMORTAL_VALUES")
+    }
     if immortal_types_setting is not None:
-        env["TM_IMMORTAL_TYPES"] = immortal_types_setting
+        env[switch] = immortal_types_setting
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=env,
@@ -110,3 +115,79 @@ def test_a_parallel_run_makes_the_extension_types_immortal_first(
     )
     code = f"import sys, _csv\nWORKERS = {workers}\n{run}{check}"
     assert run_child(code, setting) == str(immortal)
+
+
+def test_the_owner_thread_makes_its_immutable_values_immortal_and_leaves_the_rest_alone():
+    out = run_child(
+        """
+        import sys, threading
+        from tm import _core
+
+        def counted(o):
+            before = sys.getrefcount(o)
+            keep = [o] * 10
+            return sys.getrefcount(o) != before
+
+        s = "".join(["not", "interned"])
+        b = bytes(range(10))
+        big = int("1" * 30)
+        inner_list = [1, 2]
+        t = (s, inner_list, (b, big))
+        fs = frozenset([("x".join(["a", "b"]),)])
+        lst = ["".join(["only", "in a list"])]
+        print(counted(s), counted(t), counted(b), counted(big))
+        print(_core._immortalize_values([t, lst, fs, t]))
+        print(counted(s), counted(t), counted(t[2]), counted(b), counted(big), counted(fs),
+              counted(next(iter(fs))[0]), counted(lst), counted(inner_list), counted(lst[0]))
+        made_there = {}
+        thread = threading.Thread(
+            target=lambda: made_there.update(v=("y".join(["c", "d"]), object())))
+        thread.start(); thread.join()
+        print(_core._immortalize_values([made_there["v"], made_there["v"][0]]))
+        """
+    )
+    lines = out.splitlines()
+    assert lines[0] == "True True True True"  # mortal values count their references
+    if APPLIES:
+        # t, s, (b, big), b, big, fs, its tuple and its string; lists and what only they hold
+        # keep counting; another thread's values are that thread's to mark.
+        assert lines[1:4] == [
+            "8",
+            "False False False False False False False True True True",
+            "0",
+        ]
+    else:
+        assert lines[1:4] == ["0", "True True True True True True True True True True", "0"]
+
+
+@pytest.mark.parametrize("runner", sorted(RUNS))
+@pytest.mark.parametrize(
+    "workers, setting, immortal",
+    [(2, None, APPLIES), (1, None, False), (2, "0", False)],
+    ids=["2-workers", "1-worker", "2-workers-turned-off"],
+)
+def test_a_parallel_run_makes_the_values_that_exist_immortal_first(
+    runner, workers, setting, immortal
+):
+    """A template compiled at import: its node tuples and strings, read by every worker."""
+    run = textwrap.dedent(RUNS[runner])
+    check = textwrap.dedent(
+        """
+        def counted(o):
+            before = sys.getrefcount(o)
+            keep = [o] * 10
+            return sys.getrefcount(o) != before
+
+        print(counted(TEMPLATE), counted(TEMPLATE[0][1]), counted(LATER), counted(MUTABLE))
+        """
+    )
+    code = (
+        f"import sys\nWORKERS = {workers}\n"
+        'TEMPLATE = (("text", "".join(["<h1>", "title"])), ("var", "name"))\n'
+        "MUTABLE = [1]\n"
+        f"{run}"
+        'LATER = ("".join(["made", "after"]),)\n'
+        f"{check}"
+    )
+    expected = "False False True True" if immortal else "True True True True"
+    assert run_child(code, setting, switch="TM_IMMORTAL_VALUES") == expected

@@ -122,6 +122,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         _cooperators.install()
         _shared_objects.install()
         _reactor.immortalize_extension_types(self.workers)
+        _reactor.immortalize_values(self.workers)
         _reactor.complete_collections(self.workers)
         while self._started:
             if self._core.stopped:
