@@ -299,9 +299,25 @@ def ceiling_main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--room-size", type=int, default=4)
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=1,
+        help="units run on the main thread first (compiled regexes, first allocations)",
+    )
+    parser.add_argument(
+        "--immortal-values",
+        action="store_true",
+        help="first make the immutable values immortal, as tm does before a parallel run",
+    )
     args = parser.parse_args(argv)
     unit, scale = ceiling_unit(args.workload, args.room_size)
-    unit()  # warm: compiled regexes, first allocations
+    for _ in range(args.warm):
+        unit()
+    if args.immortal_values:
+        from tm._shared_types import immortalize_values
+
+        immortalize_values(max(args.threads))
     out = {}
     for n in args.threads:
         cpu = time.process_time()
