@@ -14,13 +14,14 @@ namespace {
 namespace asio = boost::asio;
 
 /// Watches a foreign descriptor through an Asio stream_descriptor that never owns it (it is
-/// released, not closed). IReactorFDSet and add_reader are level-triggered over Asio's
-/// edge-triggered epoll: each wait is an async_wait, which Asio starts with EPOLL_CTL_MOD, and the
-/// kernel queues a descriptor that is ready at that call as a new edge. So a descriptor still
-/// readable after its callback is reported again by the next epoll_wait, behind the descriptors
-/// already ready, as a level-triggered loop would, with no poll() of our own per callback. A new
-/// registration polls once: a descriptor ready when it is added dispatches at once, as the next
-/// iteration of a stock loop would find it, instead of after a round of the reactor's queue.
+/// released, not closed). Asio's epoll backend is edge-triggered and async_wait reports only
+/// new edges, but IReactorFDSet and add_reader are level-triggered: so before waiting, each
+/// direction polls the descriptor with a zero timeout and, if it is already ready, dispatches
+/// at once. That costs one poll() per callback and keeps "still readable" from being lost.
+/// Asio's wait would report a still-ready descriptor too (it starts with EPOLL_CTL_MOD), but only
+/// at the reactor's next epoll_wait: a readiness that a stopping asyncio loop put off to its next
+/// run then came after everything that run queued first, and CPython's
+/// test_sendfile_close_peer_in_the_middle_of_receiving saw the difference.
 class FdWatcherImpl final : public FdWatcher,
                             public detail::Closable,
                             public std::enable_shared_from_this<FdWatcherImpl> {
@@ -104,7 +105,7 @@ class FdWatcherImpl final : public FdWatcher,
         self->callbacks_[d] = std::move(fn);
         ++self->generation_[d];  // any wait in flight belongs to the old registration
         self->waiting_[d] = false;
-        if (self->callbacks_[d]) self->arm(d, /*poll_first=*/true);
+        if (self->callbacks_[d]) self->arm(d);
       });
     });
   }
@@ -114,20 +115,19 @@ class FdWatcherImpl final : public FdWatcher,
   // given to Asio as a call and sees a cycle.
   // NOLINTBEGIN(misc-no-recursion)
 
-  // On the strand: wait for readiness, which the wait's EPOLL_CTL_MOD reports at once if the
-  // descriptor is ready now (or has POLLHUP/POLLERR: the callback will see it). With
-  // `poll_first`, a descriptor ready now dispatches without waiting for epoll.
-  void arm(Direction d, bool poll_first) {
+  // On the strand: dispatch now if ready, else wait for the next readiness edge.
+  void arm(Direction d) {
     std::lock_guard lock(mu_);  // release() may run on any thread
     if (released_ || !callbacks_[d] || waiting_[d]) return;
-    const std::uint64_t generation = generation_[d];
-    waiting_[d] = true;
     pollfd p{fd_, static_cast<short>(d == kRead ? POLLIN : POLLOUT), 0};
-    if (poll_first && ::poll(&p, 1, 0) > 0) {
+    const std::uint64_t generation = generation_[d];
+    if (::poll(&p, 1, 0) > 0) {  // ready now, or POLLHUP/POLLERR: the callback will see it
+      waiting_[d] = true;
       asio::post(strand_->exec,
                  [self = shared_from_this(), d, generation] { self->fire(d, generation); });
       return;
     }
+    waiting_[d] = true;
     descriptor_->async_wait(
         d == kRead ? asio::posix::descriptor_base::wait_read
                    : asio::posix::descriptor_base::wait_write,
@@ -142,7 +142,7 @@ class FdWatcherImpl final : public FdWatcher,
     if (is_released() || !callbacks_[d]) return;
     const Callback fn = callbacks_[d];  // a copy: the callback may remove itself
     reactor_.run_event(strand_, d == kRead ? EventKind::read : EventKind::writable, fn);
-    arm(d, /*poll_first=*/false);
+    arm(d);
   }
   // NOLINTEND(misc-no-recursion)
 
