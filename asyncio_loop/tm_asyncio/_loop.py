@@ -270,8 +270,7 @@ class EventLoop(_base_loop):
         """Runs the reactor until stop()'s marker (or an exception that must escape) stops it."""
         if self._core.stopped:
             self._core.restart()
-        _reactor.immortalize_extension_types(self._workers)
-        _reactor.immortalize_values(self._workers)
+        _reactor.immortalize_shared_objects(self._workers)
         _reactor.complete_collections(self._workers)
         wakeup = self._install_wakeup_fd()
         hook = _UnraisableHook.install()

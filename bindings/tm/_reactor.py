@@ -35,7 +35,7 @@ from tm._environment import (
     workers_from_environment,
 )
 from tm._managed import Mode
-from tm._shared_types import immortalize_extension_types, immortalize_values
+from tm._shared_types import immortalize_shared_objects
 
 __all__ = [
     # The C++ reactor (tm._core): docs/REACTOR.md.
@@ -58,8 +58,7 @@ __all__ = [
     # tm.manage's mode argument ("full" or "containers").
     "Mode",
     # Extension types and immutable values made immortal before a parallel run (CPython 3.13t).
-    "immortalize_extension_types",
-    "immortalize_values",
+    "immortalize_shared_objects",
     # gc.collect() in a callback frees what it found dead before it returns (CPython 3.13t).
     "complete_collections",
 ]

@@ -48,29 +48,45 @@ def wanted(workers: int, switch: str = "TM_IMMORTAL_TYPES") -> bool:
     )
 
 
-def immortalize_extension_types(workers: int) -> int:
+def immortalize_extension_types(workers: int, heap: list | None = None) -> int:
     """Before a run on `workers` threads: makes the heap types this thread owns immortal, where
-    that pays (see wanted()). Returns how many types it changed."""
+    that pays (see wanted()). `heap`: gc.get_objects(), if the caller has it. Returns how many
+    types it changed."""
     global _modules_at_last_scan
     if not wanted(workers) or len(sys.modules) == _modules_at_last_scan:
         return 0
     _modules_at_last_scan = len(sys.modules)
     types = [
         o
-        for o in gc.get_objects()
+        for o in (gc.get_objects() if heap is None else heap)
         if type(o).__flags__ & _TYPE_SUBCLASS and o.__flags__ & _HEAPTYPE
     ]
     return _core._immortalize_types(types)
 
 
-def immortalize_values(workers: int) -> int:
+def immortalize_values(workers: int, heap: list | None = None) -> int:
     """Before a run on `workers` threads: makes the immutable values that exist now and that this
-    thread owns immortal, where that pays (see wanted()). Returns how many it changed."""
+    thread owns immortal, where that pays (see wanted()). `heap`: gc.get_objects(), if the caller
+    has it. Returns how many it changed."""
     global _modules_at_last_value_scan
     if not wanted(workers, "TM_IMMORTAL_VALUES") or len(sys.modules) == _modules_at_last_value_scan:
         return 0
     _modules_at_last_value_scan = len(sys.modules)
-    tracked = gc.get_objects()  # tuples and frozensets among them; other values are referents
+    # Tuples and frozensets are among the tracked objects; the other values are their referents.
+    tracked = gc.get_objects() if heap is None else heap
     return _core._immortalize_values(tracked) + _core._immortalize_values(
         gc.get_referents(*tracked)
     )
+
+
+def immortalize_shared_objects(workers: int) -> int:
+    """Before a run on `workers` threads: both of the above, over one walk of the heap (on 3.13t
+    gc.get_objects() stops every thread). Returns how many objects it changed."""
+    modules = len(sys.modules)
+    due = (wanted(workers) and modules != _modules_at_last_scan) or (
+        wanted(workers, "TM_IMMORTAL_VALUES") and modules != _modules_at_last_value_scan
+    )
+    if not due:
+        return 0
+    heap = gc.get_objects()
+    return immortalize_extension_types(workers, heap) + immortalize_values(workers, heap)

@@ -125,8 +125,7 @@ class TransactionQueue:
             raise ValueError(f"TransactionQueue.run() needs workers >= 0, got {n}")
         n = n or os.cpu_count() or 1
         _io.install()
-        _shared_types.immortalize_extension_types(n)
-        _shared_types.immortalize_values(n)
+        _shared_types.immortalize_shared_objects(n)
         self._error = None
         self.worker_stats = []
         threads = [threading.Thread(target=self._worker, name=f"tm-worker-{i}") for i in range(n)]

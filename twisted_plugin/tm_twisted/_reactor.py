@@ -121,8 +121,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         _content_type.install(self.workers, _reactor.gil_enabled())
         _cooperators.install()
         _shared_objects.install()
-        _reactor.immortalize_extension_types(self.workers)
-        _reactor.immortalize_values(self.workers)
+        _reactor.immortalize_shared_objects(self.workers)
         _reactor.complete_collections(self.workers)
         while self._started:
             if self._core.stopped:
