@@ -79,23 +79,7 @@ CLASSES += [
 
 # Tests that may pass on the default loop and not on tm without failing the run, each with its
 # reason (docs/CONFORMANCE.md repeats them). Keys: "module.Class.test_method".
-_TIMER_BEFORE_FIRST_STEP = (
-    "timing-dependent on the serial loop's ready queue (3.13t, 1 worker: 2 and 3 of 8 runs of "
-    "test_waitfor failed at 23119a8, where the ready queue came in, and 1 of 6 at cd7538d; not "
-    "seen on 3.11): wait_for's timeout of _EPSILON can fire before the step of the task created "
-    "just before it (the traceback shows the task cancelled at its coroutine's first line, so its "
-    "finally never runs), where asyncio's iteration runs the callbacks one iteration queued ahead "
-    "of the timers due at the next. Plan: the ready queue runs the batch that a batch scheduled "
-    "ahead of the timers that fell due while it ran"
-)
-KNOWN_EXCEPTIONS: dict[str, str] = {
-    "test_waitfor.AsyncioWaitForTest.test_wait_for_reraises_exception_during_cancellation": (
-        _TIMER_BEFORE_FIRST_STEP
-    ),
-    "test_waitfor.AsyncioWaitForTest.test_wait_for_waits_for_task_cancellation": (
-        _TIMER_BEFORE_FIRST_STEP
-    ),
-}
+KNOWN_EXCEPTIONS: dict[str, str] = {}
 # Known with more than one worker only, serial or parallel.
 _HELD_BY_THE_REACTOR = (
     "with 2 workers on 3.13t, under load (7 to 25 of 200-300 runs of the scenario): the Handle "

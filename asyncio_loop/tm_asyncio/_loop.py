@@ -697,7 +697,10 @@ class EventLoop(_base_loop):
 
     def _run_timer(self, key: int) -> None:
         """A timer fired: it runs with every other timer due by now, in the order of their
-        deadlines, before anything they schedule (asyncio's _run_once)."""
+        deadlines, before anything they schedule (asyncio's _run_once). The serial loop queues
+        them on its ready queue instead, behind the callbacks already ready: asyncio's iteration
+        runs those first, and a timer armed after call_soon() must not overtake it because its
+        deadline passed before the ready queue's next batch came up."""
         end = self.time() + self._clock_resolution
         due = []
         with self._timer_lock:
@@ -718,7 +721,10 @@ class EventLoop(_base_loop):
         try:
             for _, _, timer in due:
                 timer._scheduled = False  # type: ignore[attr-defined]  # asyncio's, private
-                self._run_handle(timer)
+                if self._serial:
+                    self._post(timer)  # _run_ready skips it if cancelled meanwhile
+                else:
+                    self._run_handle(timer)
         finally:
             due = timer = None  # type: ignore[assignment]  # see _PostedHandle.__call__
 

@@ -427,6 +427,26 @@ def test_callbacks_scheduled_by_callbacks_wait_for_due_timers(loop):
 
 
 @pytest.mark.timeout(20)
+def test_a_timer_due_at_once_runs_after_the_callbacks_ready_before_it(loop):
+    """A callback's call_soon() runs before its call_at() for a deadline already past: asyncio
+    moves due timers behind what is ready (wait_for's timeout of 1e-6 must not cancel a task
+    created just before it ahead of the task's first step)."""
+    seen = []
+
+    def schedule(round_):
+        if round_ == 50:
+            loop.stop()
+            return
+        loop.call_soon(seen.append, ("soon", round_))
+        loop.call_at(loop.time(), seen.append, ("timer", round_))
+        loop.call_later(0.002, schedule, round_ + 1)
+
+    loop.call_soon(schedule, 0)
+    loop.run_forever()
+    assert seen == [(kind, n) for n in range(50) for kind in ("soon", "timer")]
+
+
+@pytest.mark.timeout(20)
 def test_call_soon_order_across_batches_and_stop(loop):
     """FIFO across what runs in one go and what callbacks schedule; stop() ends the run after the
     callbacks already ready, and those scheduled meanwhile run at the next one, in order."""
