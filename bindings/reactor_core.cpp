@@ -362,6 +362,15 @@ void init_reactor(py::module_& m) {
             t.reschedule(from_seconds(when));
           },
           py::arg("when"), "Moves the call to `when` (reactor seconds); re-arms a spent timer.")
+      .def(
+          "reschedule_earlier",
+          [](reactor::Timer& t, double when) {
+            ReleasedGil release;
+            t.reschedule_earlier(from_seconds(when));
+          },
+          py::arg("when"),
+          "Arms the call for `when` unless it is armed for that or sooner; requests from several "
+          "threads commute (the earliest wins until the call runs).")
       .def_property_readonly("deadline",
                              [](const reactor::Timer& t) { return to_seconds(t.deadline()); })
       .def_property_readonly("pending", &reactor::Timer::pending);

@@ -12,18 +12,21 @@ TimerImpl::TimerImpl(ReactorImpl& reactor, std::shared_ptr<StrandImpl> strand, C
   timer_.emplace(reactor_.context);
 }
 
-void TimerImpl::arm(Clock::time_point deadline) {
+void TimerImpl::arm(Clock::time_point deadline, bool only_earlier) {
   if (reactor_.shutting_down()) return;
   std::uint64_t generation = 0;
   {
     std::lock_guard lock(mu_);
+    if (only_earlier && pending_ && deadline_ <= deadline) return;
     generation = ++generation_;
     deadline_ = deadline;
     pending_ = true;
   }
   reactor_.track(shared_from_this());
   asio::post(strand_->exec, [self = shared_from_this(), generation, deadline] {
-    if (!self->timer_) return;
+    // A later arming from another thread can post ahead of this one; setting the expiry here
+    // would cancel that arming's wait and leave the timer armed for nothing.
+    if (!self->timer_ || !self->is_current(generation)) return;
     if (deadline <= Clock::now()) {
       // Already due: it runs now, in post order, before the I/O events the next poll finds, as
       // the stock reactors run expired timers before they poll (an asio timer that expired
@@ -48,6 +51,11 @@ void TimerImpl::fire(std::uint64_t generation, const boost::system::error_code& 
   }
   reactor_.untrack(this);
   reactor_.run_event(strand_, EventKind::timer, fn_);
+}
+
+bool TimerImpl::is_current(std::uint64_t generation) const {
+  std::lock_guard lock(mu_);
+  return generation == generation_;
 }
 
 void TimerImpl::cancel() {
@@ -93,6 +101,11 @@ void Timer::cancel() {
 void Timer::reschedule(Clock::time_point deadline) {
   if (!impl_) return;
   detail::at_commit([impl = impl_, deadline] { impl->arm(deadline); });
+}
+
+void Timer::reschedule_earlier(Clock::time_point deadline) {
+  if (!impl_) return;
+  detail::at_commit([impl = impl_, deadline] { impl->arm(deadline, true); });
 }
 
 Clock::time_point Timer::deadline() const {

@@ -24,6 +24,11 @@ class Timer {
   /// Moves the deadline; re-arms a timer that already fired or was cancelled.
   void reschedule(Clock::time_point deadline);
   void reschedule_after(Clock::duration delay) { reschedule(Clock::now() + delay); }
+  /// Arms the timer for `deadline` unless it is already armed for that or sooner: the timer of
+  /// a queue of calls kept elsewhere (asyncio's timer heap), armed for the earliest of them.
+  /// Requests from several threads commute, whatever order their transactions commit in: the
+  /// earliest one wins until the timer fires.
+  void reschedule_earlier(Clock::time_point deadline);
   /// The deadline the timer is (or was last) armed for.
   Clock::time_point deadline() const;
   /// True while the call is scheduled and has neither run nor been cancelled.

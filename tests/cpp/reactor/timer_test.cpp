@@ -115,6 +115,54 @@ TEST(Timer, RescheduleMovesTheDeadline) {
   ASSERT_TRUE(wait_until([&] { return ran.load() == 2; }));
 }
 
+TEST(Timer, RescheduleEarlierKeepsTheEarliestDeadline) {
+  RunningReactor r(2);
+  std::atomic<int> ran{0};
+  const auto start = Clock::now();
+  std::atomic<Clock::rep> fired_at{0};
+  Timer t = r->call_later(300ms, [&](stm::Transaction&) {
+    fired_at = (Clock::now() - start).count();
+    ran.fetch_add(1);
+  });
+  t.reschedule_earlier(start + 100ms);  // sooner: moves it
+  t.reschedule_earlier(start + 200ms);  // later than armed: no effect
+  ASSERT_TRUE(wait_until([&] { return ran.load() == 1; }));
+  EXPECT_GE(Clock::duration(fired_at.load()), 100ms);
+  EXPECT_LT(Clock::duration(fired_at.load()), 200ms);
+  EXPECT_FALSE(t.pending());
+  t.reschedule_earlier(Clock::now() + 5ms);  // spent: armed again
+  ASSERT_TRUE(wait_until([&] { return ran.load() == 2; }));
+}
+
+TEST(Timer, RescheduleEarlierFromManyStrandsCommutes) {
+  // Transactions on several strands commit in any order; the earliest request must win, and a
+  // later arming posted ahead of an earlier one must not leave the timer waiting for nothing.
+  RunningReactor r(2);
+  std::atomic<int> ran{0}, posted{0};
+  const auto start = Clock::now();
+  std::atomic<Clock::rep> fired_at{0};
+  Timer t = r->call_later(10s, [&](stm::Transaction&) {
+    fired_at = (Clock::now() - start).count();
+    ran.fetch_add(1);
+  });
+  constexpr int kRequests = 64;
+  for (int i = 0; i < kRequests; ++i) {
+    const auto deadline = start + (i == kRequests / 2 ? 80ms : 400ms + i * 1ms);
+    r->post(
+        [&t, &posted, deadline](stm::Transaction&) {
+          t.reschedule_earlier(deadline);
+          posted.fetch_add(1);
+        },
+        StrandChoice::fresh);
+  }
+  ASSERT_TRUE(wait_until([&] { return ran.load() == 1; }));
+  EXPECT_EQ(posted.load(), kRequests);
+  EXPECT_GE(Clock::duration(fired_at.load()), 80ms);
+  EXPECT_LT(Clock::duration(fired_at.load()), 400ms);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(ran.load(), 1);  // one arming: it does not fire again for the later requests
+}
+
 TEST(Timer, TimerFromAbortedAttemptIsNeverArmed) {
   stm::set_abort_injection(0.5, 3);
   RunningReactor r(2);

@@ -14,7 +14,8 @@ class TimerImpl final : public Closable, public std::enable_shared_from_this<Tim
  public:
   TimerImpl(ReactorImpl& reactor, std::shared_ptr<StrandImpl> strand, Callback fn);
 
-  void arm(Clock::time_point deadline);
+  /// Arms for `deadline`; with `only_earlier`, only if not already armed for it or sooner.
+  void arm(Clock::time_point deadline, bool only_earlier = false);
   void cancel();
   Clock::time_point deadline() const;
   bool pending() const;
@@ -24,6 +25,7 @@ class TimerImpl final : public Closable, public std::enable_shared_from_this<Tim
 
  private:
   void fire(std::uint64_t generation, const boost::system::error_code& ec);
+  bool is_current(std::uint64_t generation) const;
 
   ReactorImpl& reactor_;
   const std::shared_ptr<StrandImpl> strand_;
