@@ -30,6 +30,7 @@ import asyncio.log
 import functools
 import heapq
 import itertools
+import math
 import os
 import selectors
 import signal
@@ -90,6 +91,14 @@ class _PostedHandle(events.Handle):
             # As Handle._run and asyncio's _run_once do: a frame kept by an exception's traceback
             # (through f_back) must not keep the handle, and so the task or future it ran, alive.
             self = None  # type: ignore[assignment]  # noqa: PLW0642
+
+
+def _fire_timers(loop_ref: weakref.ref) -> None:
+    """The loop's native timer fired (EventLoop._run_timers). A weak reference: the timer's
+    callable lives in C++, where the garbage collector cannot see a cycle back to the loop."""
+    loop = loop_ref()
+    if loop is not None:
+        loop._run_timers()
 
 
 def _run_ready(handle: Any) -> None:  # an events.Handle (typeshed omits its _loop)
@@ -234,14 +243,18 @@ class EventLoop(_base_loop):
         self._watchers: dict[int, _reactor.FdWatcher] = {}
         # The connection strand of each descriptor registered from one (_watcher).
         self._watcher_strands: dict[int, Any] = {}
-        # Armed timers by key, each with its C++ timer and its place in call order, and a heap of
-        # (when, order, key) over them: a firing timer runs every other one due with it, as
-        # asyncio's iteration runs all due timers before the callbacks they schedule. Call_at()
-        # comes from connection strands too (a handler task's sleep): _timer_lock guards both.
-        self._timers: dict[int, tuple[events.TimerHandle, _reactor.Timer, int]] = {}
-        self._timer_heap: list[tuple[float, int, int]] = []
+        # asyncio's timer heap, of (when, call order, TimerHandle): the order breaks ties, so
+        # handles are never compared. One C++ timer on the loop's strand is armed for the
+        # earliest (_timer_armed_for; reschedule_earlier); when it fires it takes every timer
+        # due, as asyncio's iteration does. A cancelled handle stays until it comes up or, as in
+        # asyncio, until cancelled ones are half the heap. Call_at() comes from connection
+        # strands too (a handler task's sleep): _timer_lock guards the heap and the two counts.
+        self._timer_heap: list[tuple[float, int, events.TimerHandle]] = []
         self._timer_order = itertools.count()
         self._timer_lock = threading.Lock()
+        self._timer_armed_for = math.inf
+        self._timers_cancelled = 0
+        self._timer_native: _reactor.Timer | None = None  # made at the first call_at()
         self._fatal: BaseException | None = None
         self._io_pending: set[tuple[int, int]] = set()
         # Native transports closing whose connection_lost() has not run yet, and the steps of
@@ -684,42 +697,55 @@ class EventLoop(_base_loop):
         if timer._source_traceback:
             del timer._source_traceback[-1]
         timer._scheduled = True
-        key = id(timer)
-        native = self._core.call_at(when, functools.partial(self._run_timer, key), self._strand)
+        when = timer.when()
         with self._timer_lock:
-            order = next(self._timer_order)
-            self._timers[key] = (timer, native, order)
-            heapq.heappush(self._timer_heap, (timer.when(), order, key))
-            if len(self._timer_heap) > 2 * len(self._timers) + 64:  # mostly cancelled entries
-                self._timer_heap = [(t.when(), o, k) for k, (t, _, o) in self._timers.items()]
-                heapq.heapify(self._timer_heap)
+            heapq.heappush(self._timer_heap, (when, next(self._timer_order), timer))
+            sooner = when < self._timer_armed_for
+            if sooner:
+                self._timer_armed_for = when
+        if sooner:
+            self._arm_timers(when)
         return timer
 
-    def _run_timer(self, key: int) -> None:
-        """A timer fired: it runs with every other timer due by now, in the order of their
-        deadlines, before anything they schedule (asyncio's _run_once). The serial loop queues
-        them on its ready queue instead, behind the callbacks already ready: asyncio's iteration
-        runs those first, and a timer armed after call_soon() must not overtake it because its
-        deadline passed before the ready queue's next batch came up."""
+    def _arm_timers(self, when: float) -> None:
+        """Arms the loop's native timer for when, unless it is armed for that or sooner."""
+        native = self._timer_native
+        if native is None:
+            with self._timer_lock:  # two strands' first call_at() at once make one timer
+                native = self._timer_native
+                if native is None:
+                    native = self._core.call_at(
+                        when, functools.partial(_fire_timers, weakref.ref(self)), self._strand
+                    )
+                    self._timer_native = native
+                    return
+        native.reschedule_earlier(when)
+
+    def _run_timers(self) -> None:
+        """The native timer fired: every timer due by now runs, in the order of their deadlines,
+        before anything they schedule (asyncio's _run_once). The serial loop queues them on its
+        ready queue instead, behind the callbacks already ready: asyncio's iteration runs those
+        first, and a timer armed after call_soon() must not overtake it because its deadline
+        passed before the ready queue's next batch came up."""
         end = self.time() + self._clock_resolution
         due = []
         with self._timer_lock:
-            entry = self._timers.pop(key, None)
-            if entry is None:
-                return
-            due.append((entry[0].when(), entry[2], entry[0]))
             heap = self._timer_heap
-            while heap and heap[0][0] < end:
-                when, order, other = heapq.heappop(heap)
-                found = self._timers.get(other)
-                if found is None or found[2] != order:
-                    continue  # fired, cancelled, or its key reused by a later timer
-                del self._timers[other]
-                found[1].cancel()
-                due.append((when, order, found[0]))
-        due.sort(key=lambda item: item[:2])
+            while heap:
+                when, _, timer = heap[0]
+                if timer._cancelled:
+                    self._timers_cancelled -= 1
+                elif when >= end:
+                    break
+                else:
+                    due.append(timer)
+                heapq.heappop(heap)
+            next_when = heap[0][0] if heap else math.inf
+            self._timer_armed_for = next_when
+        if next_when != math.inf:
+            self._arm_timers(next_when)
         try:
-            for _, _, timer in due:
+            for timer in due:
                 timer._scheduled = False  # type: ignore[attr-defined]  # asyncio's, private
                 if self._serial:
                     self._post(timer)  # _run_ready skips it if cancelled meanwhile
@@ -729,13 +755,14 @@ class EventLoop(_base_loop):
             due = timer = None  # type: ignore[assignment]  # see _PostedHandle.__call__
 
     def _timer_handle_cancelled(self, handle) -> None:
+        # TimerHandle.cancel() calls this before it marks handle cancelled.
         with self._timer_lock:
-            entry = self._timers.pop(id(handle), None)
-            if entry is not None and entry[0] is not handle:  # another handle reused the id
-                self._timers[id(handle)] = entry
-                entry = None
-        if entry is not None:
-            entry[1].cancel()
+            self._timers_cancelled += 1
+            heap = self._timer_heap
+            if self._timers_cancelled > 64 and 2 * self._timers_cancelled > len(heap):
+                self._timer_heap = [e for e in heap if not (e[2]._cancelled or e[2] is handle)]
+                heapq.heapify(self._timer_heap)
+                self._timers_cancelled = 0
 
     def time(self) -> float:
         return _reactor.monotonic()
@@ -1076,9 +1103,12 @@ class EventLoop(_base_loop):
             return
         super().close()
         with self._timer_lock:
-            timers, self._timers, self._timer_heap = self._timers, {}, []
-        for _, timer, _ in timers.values():
-            timer.cancel()
+            self._timer_heap = []
+            self._timer_armed_for = math.inf
+            self._timers_cancelled = 0
+            native, self._timer_native = self._timer_native, None
+        if native is not None:
+            native.cancel()
         for watcher in list(self._watchers.values()):
             watcher.release()
         self._watchers.clear()
