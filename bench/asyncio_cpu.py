@@ -1,7 +1,9 @@
 """CPU time asyncio loops spend per callback and per round trip, each loop in a process of its own:
 the call_soon batch and chain of bench/asyncio_bench.py (200,000 callbacks, best of 3 after a
-warm-up) and an echo whose clients run in the loop itself, over a Protocol and over streams (8
-connections of 3,000 64-byte round trips, no load generator). Never a pass/fail test.
+warm-up), timers (100,000 call_later() cancelled before they fire, as a keep-alive or wait_for()
+timeout is, and a chain of 100,000 call_later(0) that each schedule the next) and an echo whose
+clients run in the loop itself, over a Protocol and over streams (8 connections of 3,000 64-byte
+round trips, no load generator). Never a pass/fail test.
 
     python bench/asyncio_cpu.py [--python PY[=PYTHONPATH] ...] [--loops default,tm-1] [--rounds 3]
 
@@ -30,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from asyncio_bench import _new_loop, call_soon_batch, call_soon_chain  # noqa: E402
 
 N_CALLBACKS = 200_000
+N_TIMERS = 100_000
 CONNECTIONS, TRIPS = 8, 3_000
 
 
@@ -45,6 +48,34 @@ def _child(loop_name: str) -> int:
 
     def chain() -> float:
         return call_soon_chain(loop, N_CALLBACKS, cpu) / N_CALLBACKS * 1e9
+
+    def timeouts() -> float:
+        # Armed and cancelled inside one callback; the loop then runs until what the
+        # cancellations left behind (the default loop's heap entries) is done with.
+        def arm_and_cancel():
+            for _ in range(N_TIMERS):
+                loop.call_later(60.0, print).cancel()
+            loop.call_soon(loop.stop)
+
+        started = cpu()
+        loop.call_soon(arm_and_cancel)
+        loop.run_forever()
+        return (cpu() - started) / N_TIMERS * 1e9
+
+    def timer_chain() -> float:
+        left = [N_TIMERS]
+
+        def tick():
+            left[0] -= 1
+            if left[0]:
+                loop.call_later(0, tick)
+            else:
+                loop.stop()
+
+        started = cpu()
+        loop.call_soon(tick)
+        loop.run_forever()
+        return (cpu() - started) / N_TIMERS * 1e9
 
     class Echo(asyncio.Protocol):
         def connection_made(self, transport):
@@ -81,10 +112,12 @@ def _child(loop_name: str) -> int:
         await server.wait_closed()
         return elapsed / (CONNECTIONS * TRIPS) * 1e6
 
-    batch(), chain()  # warm-up
+    batch(), chain(), timeouts(), timer_chain()  # warm-up
     result = {
         "batch ns": min(batch() for _ in range(3)),
         "chain ns": min(chain() for _ in range(3)),
+        "timeout ns": min(timeouts() for _ in range(3)),
+        "timer-chain ns": min(timer_chain() for _ in range(3)),
         "echo-proto us": loop.run_until_complete(echo("proto")),
         "echo-streams us": loop.run_until_complete(echo("streams")),
     }
@@ -121,7 +154,14 @@ def main() -> int:
                     check=True,
                 ).stdout
                 runs.setdefault((spec, loop_name), []).append(json.loads(out.splitlines()[-1]))
-    keys = ["batch ns", "chain ns", "echo-proto us", "echo-streams us"]
+    keys = [
+        "batch ns",
+        "chain ns",
+        "timeout ns",
+        "timer-chain ns",
+        "echo-proto us",
+        "echo-streams us",
+    ]
     print(f"{'configuration':60} {'loop':8} " + " ".join(f"{k:>22}" for k in keys))
     for spec, _, _ in configs:
         base = {
