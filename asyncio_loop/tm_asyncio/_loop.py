@@ -697,6 +697,17 @@ class EventLoop(_base_loop):
         if timer._source_traceback:
             del timer._source_traceback[-1]
         timer._scheduled = True
+        if tm.in_transaction() and _reactor.current_strand() != self._strand:
+            # From a connection's strand, or a tm.atomic block outside the loop (which an
+            # exception abandons): the handle joins the heap at the commit, as a timer is armed
+            # (docs/GUARANTEES.md), and not if the transaction is abandoned; the loop's timer
+            # could otherwise run it while the transaction still runs.
+            tm.on_commit(functools.partial(self._push_timer, timer))
+        else:
+            self._push_timer(timer)
+        return timer
+
+    def _push_timer(self, timer: events.TimerHandle) -> None:
         when = timer.when()
         with self._timer_lock:
             heapq.heappush(self._timer_heap, (when, next(self._timer_order), timer))
@@ -705,7 +716,6 @@ class EventLoop(_base_loop):
                 self._timer_armed_for = when
         if sooner:
             self._arm_timers(when)
-        return timer
 
     def _arm_timers(self, when: float) -> None:
         """Arms the loop's native timer for when, unless it is armed for that or sooner."""

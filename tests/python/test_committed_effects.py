@@ -224,3 +224,23 @@ def test_an_atomic_block_keeps_its_hooks_across_injected_aborts():
     assert ran == ["commit"]
     assert int(hits) == 1
     assert injected >= 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_asyncio_timer_made_in_an_abandoned_block_never_runs(workers):
+    import tm_asyncio
+
+    loop = tm_asyncio.EventLoop(workers=workers)
+    ran = []
+    try:
+        with pytest.raises(ValueError):
+            with tm.atomic():
+                loop.call_later(0.01, ran.append, "abandoned")
+                raise ValueError
+        with tm.atomic():
+            loop.call_later(0.02, ran.append, "committed")
+        loop.call_later(0.1, loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert ran == ["committed"]
