@@ -14,7 +14,8 @@ import weakref
 import pytest
 from twisted.internet import defer, protocol
 
-from tm_twisted import TMReactor
+from tm_twisted import TMReactor, _strand_timers
+from tm_twisted._strand_timers import StrandTimers
 from twisted_helpers import Echo, run_bounded
 
 WORKERS = [1, 2]
@@ -75,6 +76,98 @@ def test_delayed_calls_run_in_time_order_and_cancel(workers):
     run_bounded(reactor, timeout=10)
     assert order == [0.01, 0.03, "moved", 0.05]
     assert reactor.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_many_delayed_calls_reset_delayed_and_cancelled_run_in_time_order(workers):
+    # A strand's calls share one heap and one native timer (tm_twisted._strand_timers): moved
+    # and cancelled calls leave dead entries behind, which must neither run nor hold up the rest.
+    reactor = TMReactor(workers)
+    ran = []
+    expected = {}
+    started = []
+
+    def record(name):
+        ran.append((name, reactor.seconds()))
+
+    def schedule():
+        started.append(reactor.seconds())
+        calls = []
+        for i in range(60):
+            delay = 0.005 + (i * 37 % 60) / 1000
+            calls.append((f"c{i}", reactor.callLater(delay, record, f"c{i}")))
+        for i, (name, call) in enumerate(calls):
+            if i % 3 == 0:
+                call.cancel()
+            elif i % 5 == 1:
+                call.reset(0.002 + i / 10000)  # sooner
+                expected[name] = call.getTime()
+            elif i % 5 == 2:
+                call.delay(0.02)  # later
+                expected[name] = call.getTime()
+            else:
+                expected[name] = call.getTime()
+        reactor.callLater(0.3, reactor.stop)
+
+    reactor.callWhenRunning(lambda: reactor.callLater(0, schedule))
+    run_bounded(reactor, timeout=10)
+    names = [name for name, _ in ran]
+    assert sorted(names) == sorted(expected)
+    # With one strand the heap gives deadline order; no call runs before its time.
+    assert names == sorted(names, key=lambda name: (expected[name], int(name[1:])))
+    for name, at in ran:
+        assert at >= expected[name] - 1e-3, (name, at, expected[name])
+    assert reactor.getDelayedCalls() == []
+    live = StrandTimers._live
+    assert not any(live(e) for state in reactor._strandTimers._strands.values() for e in state.heap)
+
+
+def test_a_strand_whose_calls_were_cancelled_is_forgotten(monkeypatch):
+    # A closed connection's strand must not wait for its idle timeout's deadline (twisted.web's is
+    # 12 hours) to be let go: its timer is brought forward to RETIRE_AFTER once the heap empties.
+    monkeypatch.setattr(_strand_timers, "RETIRE_AFTER", 0.05)
+    monkeypatch.setenv("TM_STRANDS", "many")  # a strand per connection under the GIL too
+    reactor = TMReactor(1)
+    strands = []
+
+    def connection():
+        reactor.callLater(12 * 3600, lambda: None).cancel()
+        reactor.callLater(3600, lambda: None).cancel()
+        strands.append(len(reactor._strandTimers._strands))
+
+    def look():
+        # Left: run_bounded's guard. Look's own strand went when its call came due, and
+        # connection()'s once RETIRE_AFTER had passed.
+        strands.append(len(reactor._strandTimers._strands))
+        reactor.stop()
+
+    def start():
+        reactor.callLater(0, connection)  # each on a strand of its own: made outside callbacks
+        reactor.callLater(0.3, look)
+
+    reactor.callWhenRunning(start)
+    run_bounded(reactor, timeout=10)
+    assert strands == [3, 1]
+
+
+def test_a_delayed_call_cancelled_from_another_strand_never_runs():
+    reactor = TMReactor(2)
+    ran = []
+    pending = []
+
+    def on_first_strand():
+        pending.append(reactor.callLater(0.05, ran.append, "cancelled"))
+        reactor.callLater(0.1, ran.append, "kept")
+        reactor.callLater(0, lambda: None)
+        reactor.callLater(0.2, reactor.stop)
+
+    def on_second_strand():
+        pending.pop().cancel()
+
+    reactor.callWhenRunning(lambda: reactor.callLater(0, on_first_strand))
+    reactor.callWhenRunning(lambda: reactor.callLater(0.02, on_second_strand))
+    run_bounded(reactor, timeout=10)
+    assert ran == ["kept"]
 
 
 @pytest.mark.parametrize("workers", WORKERS)
