@@ -697,7 +697,7 @@ class EventLoop(_base_loop):
         if timer._source_traceback:
             del timer._source_traceback[-1]
         timer._scheduled = True
-        if tm.in_transaction() and _reactor.current_strand() != self._strand:
+        if _reactor.current_strand() != self._strand and tm.in_transaction():
             # From a connection's strand, or a tm.atomic block outside the loop (which an
             # exception abandons): the handle joins the heap at the commit, as a timer is armed
             # (docs/GUARANTEES.md), and not if the transaction is abandoned; the loop's timer
