@@ -286,6 +286,19 @@ PyObject* ready_post(PyObject* capsule, PyObject* fn) {
   Py_RETURN_NONE;
 }
 
+// ready_queue_idle(post): whether no batch of the ready queue behind `post` (a function that
+// Reactor.ready_queue made) waits to run.
+PyObject* ready_queue_idle(PyObject* /*module*/, PyObject* post) {
+  PyObject* capsule = PyCFunction_Check(post) != 0 ? PyCFunction_GetSelf(post) : nullptr;
+  if (capsule == nullptr || PyCapsule_IsValid(capsule, kReadyPosterCapsule) == 0) {
+    PyErr_SetString(PyExc_TypeError,
+                    "ready_queue_idle: expected a function of Reactor.ready_queue");
+    return nullptr;
+  }
+  auto* poster = static_cast<ReadyPoster*>(PyCapsule_GetPointer(capsule, kReadyPosterCapsule));
+  return PyBool_FromLong(static_cast<long>(poster->queue.idle()));
+}
+
 PyMethodDef g_ready_poster_def = {
     "post", ready_post, METH_O,
     "post(fn): runs fn() as a transaction on the strand's ready queue, in a batch."};
@@ -351,6 +364,11 @@ void init_reactor(py::module_& m) {
       "current_strand($module, /)\n--\n\nThe strand of the reactor callback this thread runs, "
       "or None."};
   add_builtin_function(m, &current_strand_def);
+  static PyMethodDef ready_queue_idle_def = {
+      "ready_queue_idle", ready_queue_idle, METH_O,
+      "ready_queue_idle($module, post, /)\n--\n\nWhether no batch of the ready queue behind "
+      "post (made by Reactor.ready_queue) waits to run."};
+  add_builtin_function(m, &ready_queue_idle_def);
 
   py::class_<reactor::Timer>(m, "Timer", "A scheduled call (Reactor.call_at).")
       .def("cancel", &reactor::Timer::cancel, py::call_guard<ReleasedGil>(),

@@ -273,6 +273,9 @@ class Strand:
     def __eq__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
 
+def ready_queue_idle(post: Callable[[Any], None], /) -> bool:
+    """Whether no batch of the ready queue behind post (made by Reactor.ready_queue) waits."""
+
 def current_strand() -> Strand | None:
     """The strand of the reactor callback this thread runs, or None."""
 

@@ -55,6 +55,11 @@ class ReadyQueueState : public std::enable_shared_from_this<ReadyQueueState> {
     return true;
   }
 
+  bool idle() {
+    const std::lock_guard lock(mu_);
+    return !scheduled_;
+  }
+
   void close() noexcept {
     std::vector<void*> left;
     {
@@ -173,6 +178,10 @@ ReadyQueue::~ReadyQueue() {
 
 void ReadyQueue::push(void* item) {
   state_->push(item);
+}
+
+bool ReadyQueue::idle() const {
+  return state_->idle();
 }
 
 bool ReadyQueue::push_if_scheduled(void* item) {

@@ -48,6 +48,10 @@ class ReadyQueue {
   /// Outside a transaction only: queues `item` and returns true if a batch is waiting or running
   /// (no Asio post needed); otherwise queues nothing and returns false (call `push`).
   bool push_if_scheduled(void* item);
+  /// True when no batch waits to run: what the strand runs next is not one of these calls (a
+  /// serial loop's fired timer may then run at once, as asyncio runs a due timer when nothing
+  /// else is ready).
+  bool idle() const;
 
  private:
   std::shared_ptr<detail::ReadyQueueState> state_;

@@ -82,6 +82,23 @@ TEST_F(ReadyQueueTest, ItemsPushedByABatchRunAfterWhatTheStrandGotMeanwhile) {
   EXPECT_EQ(log.seen, (std::vector<std::string>{"1", "2", "posted", "3"}));
 }
 
+TEST_F(ReadyQueueTest, IsIdleExactlyWhenNoBatchWaits) {
+  ReadyQueue queue(reactor, strand, &run_item, &drop_item, &log);
+  EXPECT_TRUE(queue.idle());
+  queue.push(item(1));
+  EXPECT_FALSE(queue.idle());  // a batch waits for the reactor to run
+  std::vector<bool> idle_seen;
+  reactor.post(strand, [&](stm::Transaction&) {
+    idle_seen.push_back(queue.idle());  // after the batch: nothing waits
+    queue.push(item(2));                // at this event's commit
+    idle_seen.push_back(queue.idle());
+  });
+  finish();
+  reactor.run();
+  EXPECT_EQ(idle_seen, (std::vector<bool>{true, true}));
+  EXPECT_EQ(log.seen, (std::vector<std::string>{"1", "2"}));
+}
+
 TEST_F(ReadyQueueTest, AnAbortedTransactionDropsWhatItPushed) {
   ReadyQueue queue(reactor, strand, &run_item, &drop_item, &log);
   int attempts = 0;
