@@ -755,6 +755,11 @@ class EventLoop(_base_loop):
         if next_when != math.inf:
             self._arm_timers(next_when)
         try:
+            if self._serial and len(due) == 1 and _reactor.ready_queue_idle(self._post):
+                # Nothing ready waits: asyncio would run the timer now, and so does this event.
+                due[0]._scheduled = False  # type: ignore[attr-defined]  # asyncio's, private
+                self._run_handle(due[0])
+                return
             for timer in due:
                 timer._scheduled = False  # type: ignore[attr-defined]  # asyncio's, private
                 if self._serial:
