@@ -14,8 +14,7 @@ import weakref
 import pytest
 from twisted.internet import defer, protocol
 
-from tm_twisted import TMReactor, _strand_timers
-from tm_twisted._strand_timers import StrandTimers
+from tm_twisted import TMReactor
 from twisted_helpers import Echo, run_bounded
 
 WORKERS = [1, 2]
@@ -80,8 +79,8 @@ def test_delayed_calls_run_in_time_order_and_cancel(workers):
 
 @pytest.mark.parametrize("workers", WORKERS)
 def test_many_delayed_calls_reset_delayed_and_cancelled_run_in_time_order(workers):
-    # A strand's calls share one heap and one native timer (tm_twisted._strand_timers): moved
-    # and cancelled calls leave dead entries behind, which must neither run nor hold up the rest.
+    # Moved, delayed and cancelled calls among many: the cancelled never run, the others run in
+    # deadline order (one strand), none before its time.
     reactor = TMReactor(workers)
     ran = []
     expected = {}
@@ -118,36 +117,6 @@ def test_many_delayed_calls_reset_delayed_and_cancelled_run_in_time_order(worker
     for name, at in ran:
         assert at >= expected[name] - 1e-3, (name, at, expected[name])
     assert reactor.getDelayedCalls() == []
-    live = StrandTimers._live
-    assert not any(live(e) for state in reactor._strandTimers._strands.values() for e in state.heap)
-
-
-def test_a_strand_whose_calls_were_cancelled_is_forgotten(monkeypatch):
-    # A closed connection's strand must not wait for its idle timeout's deadline (twisted.web's is
-    # 12 hours) to be let go: its timer is brought forward to RETIRE_AFTER once the heap empties.
-    monkeypatch.setattr(_strand_timers, "RETIRE_AFTER", 0.05)
-    monkeypatch.setenv("TM_STRANDS", "many")  # a strand per connection under the GIL too
-    reactor = TMReactor(1)
-    strands = []
-
-    def connection():
-        reactor.callLater(12 * 3600, lambda: None).cancel()
-        reactor.callLater(3600, lambda: None).cancel()
-        strands.append(len(reactor._strandTimers._strands))
-
-    def look():
-        # Left: run_bounded's guard. Look's own strand went when its call came due, and
-        # connection()'s once RETIRE_AFTER had passed.
-        strands.append(len(reactor._strandTimers._strands))
-        reactor.stop()
-
-    def start():
-        reactor.callLater(0, connection)  # each on a strand of its own: made outside callbacks
-        reactor.callLater(0.3, look)
-
-    reactor.callWhenRunning(start)
-    run_bounded(reactor, timeout=10)
-    assert strands == [3, 1]
 
 
 def test_a_delayed_call_cancelled_from_another_strand_never_runs():

@@ -39,7 +39,6 @@ from tm_twisted._compat import (
 )
 from tm_twisted._managed import manage_factory
 from tm_twisted._shared_caches import make_per_thread
-from tm_twisted._strand_timers import StrandTimers
 from tm_twisted._tcp_reactor import NativeTCPMixin, isNative
 
 _log = Logger()
@@ -76,8 +75,6 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         self._reads: set[int] = set()
         self._writes: set[int] = set()
         self._delayedCalls: set[base.DelayedCall] = set()
-        # Each strand's delayed calls: a heap and one native timer (tm_twisted._strand_timers).
-        self._strandTimers = StrandTimers(self._core, self._runDelayedCall)
         # Calls from other threads share one strand so they run in the order they were made;
         # the reactor's own control events (iterate's deadline) have another.
         self._threadCallStrand = self._core.make_strand()
@@ -220,16 +217,14 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             seconds=self.seconds,
         )
         deadline = _reactor.monotonic() + delay
-        if strand is None and self._core.in_worker():  # the calling callback's strand
-            self._scheduleCall(call, deadline, _reactor.current_strand())
-        elif tm.in_transaction():
-            # A transaction outside this reactor's callbacks (a tm.atomic block, which an
-            # exception abandons), or a call for the calls from threads' strand, whose timer
-            # could run it while this transaction still runs: at the commit, as a timer is armed
-            # (docs/GUARANTEES.md), and not at all if the transaction is abandoned.
-            tm.on_commit(functools.partial(self._scheduleCall, call, deadline, strand))
-        else:
+        if (strand is None and self._core.in_worker()) or not tm.in_transaction():
             self._scheduleCall(call, deadline, strand)
+        else:
+            # A transaction outside this reactor's callbacks (a tm.atomic block, which an
+            # exception abandons), or a call for the calls from threads' strand: scheduled at
+            # the commit, as a timer is armed (docs/GUARANTEES.md), and not at all if the
+            # transaction is abandoned (registered anyway, it made stop() wait for it forever).
+            tm.on_commit(functools.partial(self._scheduleCall, call, deadline, strand))
         return call
 
     def _scheduleCall(self, call: base.DelayedCall, deadline: float, strand) -> None:
@@ -237,22 +232,27 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             return
         with self._registry:
             self._delayedCalls.add(call)
-        if strand is None:  # outside every callback: a strand of its own, as Reactor.post
-            strand = self._core.make_strand()
-        self._strandTimers.schedule(call, deadline, strand)
+        call._tmTimer = self._core.call_at(
+            call.__dict__.pop("_tmMovedTo", deadline),  # moved before that commit
+            functools.partial(self._runDelayedCall, call),
+            strand=strand,
+        )
 
     def _runDelayedCall(self, call: base.DelayedCall) -> None:
-        """A call came due on its strand (StrandTimers); runUntilCurrent's work for one call."""
         if call.cancelled or call.called:
             return
         if call.delayed_time > 0.0:
-            # delay() pushed it back: it waits again, as runUntilCurrent re-pushes it.
+            # delay() pushed it back: re-arm for the new time, as runUntilCurrent re-pushes it.
             call.activate_delay()
-            self._strandTimers.schedule(call, self._monotonicTime(call), _reactor.current_strand())
+            call._tmTimer.reschedule(self._monotonicTime(call))
             return
         with self._registry:
             self._delayedCalls.discard(call)
-        del call._tmStrand  # spent: a call kept by its caller does not keep the strand's heap
+        # The native timer holds its callable, which holds the call: once spent (called or
+        # cancelled) the call lets go of the timer, or the pair is a cycle through C++ that the
+        # garbage collector cannot see, and every DelayedCall ever made stays alive (and the
+        # free-threaded collector, which scans the whole heap, slows down with them).
+        del call._tmTimer
         with _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
             call.called = 1
             call.func(*call.args, **call.kw)
@@ -263,10 +263,16 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def _cancelCallLater(self, call: base.DelayedCall) -> None:
         with self._registry:
             self._delayedCalls.discard(call)
-        self._strandTimers.cancelled(call)
+        timer = call.__dict__.pop("_tmTimer", None)  # spent: see _runDelayedCall
+        if timer is not None:  # None: its commit has not come, and will not schedule it now
+            timer.cancel()
 
     def _moveCallLaterSooner(self, call: base.DelayedCall) -> None:
-        self._strandTimers.moved(call, self._monotonicTime(call))
+        timer = call.__dict__.get("_tmTimer")
+        if timer is None:  # scheduled at a commit still to come: there, at its new time
+            call._tmMovedTo = self._monotonicTime(call)
+        else:
+            timer.reschedule(self._monotonicTime(call))
 
     def getDelayedCalls(self):
         with self._registry:
