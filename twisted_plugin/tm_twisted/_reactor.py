@@ -96,9 +96,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         self._mainThreadCalls: list = []
         # Calls from other threads waiting for the thread that runs the reactor (several workers).
         self._threadCalls: collections.deque = collections.deque()
-        # The thread running a round of those calls, or 0 (see _runThreadCalls): a plain
-        # attribute, read by every callLater (a threading.local's cost 0.6 us a read on 3.13t).
-        self._threadCallsRunOn = 0
+        # Set on the thread running a round of those calls (see _runThreadCalls).
+        self._inThreadCalls = threading.local()
         self._threadCallRoundWaits = False
         super().__init__()
 
@@ -199,8 +198,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     def callLater(self, delay, callable, *args, **kw) -> base.DelayedCall:
         # A call from a thread (run by the thread that called run(), outside any strand) keeps
         # its delayed calls on the calls' strand, ordered with the next round of calls.
-        on = self._threadCallsRunOn
-        strand = self._threadCallStrand if on and on == threading.get_ident() else None
+        strand = self._threadCallStrand if getattr(self._inThreadCalls, "active", False) else None
         return self._callLaterOn(strand, delay, callable, *args, **kw)
 
     def _callLaterOn(self, strand, delay, callable, *args, **kw) -> base.DelayedCall:
@@ -216,27 +214,14 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             self._moveCallLaterSooner,
             seconds=self.seconds,
         )
-        deadline = _reactor.monotonic() + delay
-        if (strand is None and self._core.in_worker()) or not tm.in_transaction():
-            self._scheduleCall(call, deadline, strand)
-        else:
-            # A transaction outside this reactor's callbacks (a tm.atomic block, which an
-            # exception abandons), or a call for the calls from threads' strand: scheduled at
-            # the commit, as a timer is armed (docs/GUARANTEES.md), and not at all if the
-            # transaction is abandoned (registered anyway, it made stop() wait for it forever).
-            tm.on_commit(functools.partial(self._scheduleCall, call, deadline, strand))
-        return call
-
-    def _scheduleCall(self, call: base.DelayedCall, deadline: float, strand) -> None:
-        if call.cancelled:  # before the commit that schedules it
-            return
         with self._registry:
             self._delayedCalls.add(call)
         call._tmTimer = self._core.call_at(
-            call.__dict__.pop("_tmMovedTo", deadline),  # moved before that commit
+            _reactor.monotonic() + delay,
             functools.partial(self._runDelayedCall, call),
             strand=strand,
         )
+        return call
 
     def _runDelayedCall(self, call: base.DelayedCall) -> None:
         if call.cancelled or call.called:
@@ -244,7 +229,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         if call.delayed_time > 0.0:
             # delay() pushed it back: re-arm for the new time, as runUntilCurrent re-pushes it.
             call.activate_delay()
-            call._tmTimer.reschedule(self._monotonicTime(call))
+            call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
             return
         with self._registry:
             self._delayedCalls.discard(call)
@@ -257,22 +242,13 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             call.called = 1
             call.func(*call.args, **call.kw)
 
-    def _monotonicTime(self, call: base.DelayedCall) -> float:
-        return _reactor.monotonic() + max(0.0, call.time - self.seconds())
-
     def _cancelCallLater(self, call: base.DelayedCall) -> None:
         with self._registry:
             self._delayedCalls.discard(call)
-        timer = call.__dict__.pop("_tmTimer", None)  # spent: see _runDelayedCall
-        if timer is not None:  # None: its commit has not come, and will not schedule it now
-            timer.cancel()
+        call.__dict__.pop("_tmTimer").cancel()  # spent: see _runDelayedCall
 
     def _moveCallLaterSooner(self, call: base.DelayedCall) -> None:
-        timer = call.__dict__.get("_tmTimer")
-        if timer is None:  # scheduled at a commit still to come: there, at its new time
-            call._tmMovedTo = self._monotonicTime(call)
-        else:
-            timer.reschedule(self._monotonicTime(call))
+        call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
 
     def getDelayedCalls(self):
         with self._registry:
@@ -297,8 +273,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         """
         assert builtins_callable(f), f"{f} is not callable"
         self._threadCalls.append((f, args, kwargs))  # a deque: thread-safe append and popleft
-        on = self._threadCallsRunOn
-        if on and on == threading.get_ident():
+        if getattr(self._inThreadCalls, "active", False):
             return  # the running round schedules the next one
         self._nextThreadCallRound()
 
@@ -314,7 +289,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             return  # the calls made by the last round wait for its timer (below)
         calls = self._threadCalls
         one = self._core.workers == 1
-        self._threadCallsRunOn = threading.get_ident()
+        self._inThreadCalls.active = True
         try:
             for _ in range(len(calls)):
                 f, args, kwargs = calls.popleft()
@@ -324,7 +299,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
                     with tm.atomic():  # as a reactor callback: irrevocable
                         self._runThreadCall(f, args, kwargs)
         finally:
-            self._threadCallsRunOn = 0
+            self._inThreadCalls.active = False
         if calls:
             # Made by this round's calls: the next round is a timer due now on the calls'
             # strand, behind the delayed calls those calls scheduled for now (callLater(0)).
