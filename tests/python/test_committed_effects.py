@@ -227,6 +227,28 @@ def test_an_atomic_block_keeps_its_hooks_across_injected_aborts():
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+def test_a_delayed_call_made_in_an_abandoned_block_never_runs_nor_holds_up_shutdown(workers):
+    # docs/GUARANTEES.md: a timer takes effect at the commit, never for an abandoned transaction.
+    # A DelayedCall registered anyway also kept the reactor's shutdown waiting for it forever.
+    reactor = TMReactor(workers)
+    ran = []
+    with pytest.raises(ValueError):
+        with tm.atomic():
+            reactor.callLater(0.01, ran.append, "abandoned")
+            raise ValueError
+    assert reactor.getDelayedCalls() == []
+
+    def in_a_callback():
+        with tm.atomic():  # nested in the callback's transaction, which commits
+            reactor.callLater(0.01, ran.append, "committed")
+        reactor.callLater(0.1, reactor.stop)
+
+    reactor.callWhenRunning(lambda: reactor.callLater(0, in_a_callback))
+    run_bounded(reactor, timeout=10)
+    assert ran == ["committed"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_an_asyncio_timer_made_in_an_abandoned_block_never_runs(workers):
     import tm_asyncio
 

@@ -221,7 +221,19 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             functools.partial(self._runDelayedCall, call),
             strand=strand,
         )
+        if tm.in_transaction() and not self._core.in_worker():
+            # A tm.atomic block outside this reactor's callbacks (whose transactions always
+            # commit): its timer is armed at the commit (docs/GUARANTEES.md), so an exception
+            # that abandons the block leaves a call that never runs, which must not stay
+            # registered (getDelayedCalls would list it, and stop() would wait for it forever).
+            tm.on_abort(functools.partial(self._abandonCallLater, call))
         return call
+
+    def _abandonCallLater(self, call: base.DelayedCall) -> None:
+        with self._registry:
+            self._delayedCalls.discard(call)
+        call.cancelled = 1  # it will never run: active() says so
+        call.__dict__.pop("_tmTimer", None)  # never armed; spent (see _runDelayedCall)
 
     def _runDelayedCall(self, call: base.DelayedCall) -> None:
         if call.cancelled or call.called:
