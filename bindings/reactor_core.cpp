@@ -4,20 +4,24 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "builtin_calls.hpp"
 #include "py_strand.hpp"
+#include "py_timer.hpp"
 #include "reactor/fd_watcher.hpp"
 #include "reactor/reactor.hpp"
 #include "reactor/ready_queue.hpp"
 #include "reactor_dispatcher.hpp"
+#include "reactor_seconds.hpp"
 #include "released_gil.hpp"
 #include "stm/stm.hpp"
 
@@ -27,19 +31,6 @@ namespace py = pybind11;
 using reactor::Clock;
 
 namespace {
-
-// Seconds on the reactor's monotonic clock: the same clock as time.monotonic() on Linux, which
-// asyncio's loop.time() uses.
-double to_seconds(Clock::time_point t) {
-  return std::chrono::duration<double>(t.time_since_epoch()).count();
-}
-// Deadlines beyond the clock's range (Twisted's tests schedule calls 2**33 seconds away) are
-// clamped to a century from now: they stay pending instead of overflowing into the past.
-Clock::time_point from_seconds(double s) {
-  const double limit = to_seconds(Clock::now()) + 100.0 * 365 * 24 * 3600;
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(std::min(s, limit))));
-}
 
 // How often the thread blocked in run() wakes to let Python run its signal handlers: Python
 // runs them only on the main thread, between bytecodes, never inside our wait.
@@ -164,13 +155,19 @@ class PyReactor {
     reactor_.post(strand, std::move(callback));
   }
 
-  reactor::Timer call_at(double when, py::object fn, std::optional<reactor::Strand> strand,
-                         bool fresh) {
+  // As post_to: inside a transaction the timer is armed by a hook at its commit, and the GIL
+  // stays.
+  reactor::Timer call_at(double when, py::object fn, const reactor::Strand* strand, bool fresh) {
     auto callback = python_callback(std::move(fn));
+    const auto deadline = from_seconds(when);
+    const auto choice = fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit;
+    if (stm::current_transaction() != nullptr) {
+      return strand != nullptr ? reactor_.call_at(*strand, deadline, std::move(callback))
+                               : reactor_.call_at(deadline, std::move(callback), choice);
+    }
     ReleasedGil release;
-    if (strand) return reactor_.call_at(*strand, from_seconds(when), std::move(callback));
-    return reactor_.call_at(from_seconds(when), std::move(callback),
-                            fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
+    return strand != nullptr ? reactor_.call_at(*strand, deadline, std::move(callback))
+                             : reactor_.call_at(deadline, std::move(callback), choice);
   }
 
   std::shared_ptr<reactor::FdWatcher> watch_fd(int fd,
@@ -248,6 +245,63 @@ py::object make_poster(py::object owner, const reactor::Strand& strand) {
   if (fn == nullptr) throw py::error_already_set();
   return py::reinterpret_steal<py::object>(fn);
 }
+
+// Reactor.call_at(when, fn, strand=None, fresh=False), a builtin method: Twisted's callLater and
+// asyncio's timers call it once per timer (builtin_calls.hpp), and it returns a plain
+// tm._core.Timer (py_timer.hpp).
+PyObject* reactor_call_at(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                          PyObject* kwnames) {
+  return builtin_call([&]() -> PyObject* {
+    static constexpr std::array<const char*, 4> kNames = {"when", "fn", "strand", "fresh"};
+    std::array<PyObject*, kNames.size()> given{};
+    if (nargs > static_cast<Py_ssize_t>(kNames.size())) {
+      throw py::type_error("call_at() takes at most 4 arguments (" + std::to_string(nargs) +
+                           " given)");
+    }
+    std::copy_n(args, nargs, given.begin());
+    const Py_ssize_t keywords = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < keywords; ++k) {
+      const std::string name = py::str(PyTuple_GET_ITEM(kwnames, k));
+      const auto* slot = std::find(kNames.begin(), kNames.end(), name);
+      if (slot == kNames.end()) {
+        throw py::type_error("call_at() got an unexpected keyword argument '" + name + "'");
+      }
+      PyObject*& value = given.at(static_cast<std::size_t>(slot - kNames.begin()));
+      if (value != nullptr) {
+        throw py::type_error("call_at() got multiple values for argument '" + name + "'");
+      }
+      value = args[nargs + k];
+    }
+    for (std::size_t slot = 0; slot < 2; ++slot) {
+      if (given.at(slot) == nullptr) {
+        throw py::type_error(std::string("call_at() missing required argument '") +
+                             kNames.at(slot) + "'");
+      }
+    }
+    const double when = PyFloat_AsDouble(given[0]);
+    if (when == -1.0 && PyErr_Occurred() != nullptr) throw py::error_already_set();
+    const reactor::Strand* strand = nullptr;
+    if (given[2] != nullptr && given[2] != Py_None) {
+      strand = py_strand_value(given[2]);
+      if (strand == nullptr) {
+        throw py::type_error(
+            std::string("call_at(): strand must be a tm._core.Strand or None, not ") +
+            Py_TYPE(given[2])->tp_name);
+      }
+    }
+    const bool fresh = given[3] != nullptr && py::handle(given[3]).cast<bool>();
+    auto* reactor = instance_value<PyReactor>(self);
+    if (reactor == nullptr) return nullptr;
+    return new_py_timer(
+        reactor->call_at(when, py::reinterpret_borrow<py::object>(given[1]), strand, fresh));
+  });
+}
+
+PyMethodDef g_call_at_def = {
+    "call_at", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&reactor_call_at)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "call_at($self, /, when, fn, strand=None, fresh=False)\n--\n\nRuns fn() at `when` "
+    "(tm._core.monotonic() seconds); strands as for post()."};
 
 // Reactor.ready_queue(strand): a builtin function of one argument that queues it on the strand's
 // ready queue (reactor::ReadyQueue), a serial loop's call_soon: no allocation, no Asio post and
@@ -370,28 +424,7 @@ void init_reactor(py::module_& m) {
       "post (made by Reactor.ready_queue) waits to run."};
   add_builtin_function(m, &ready_queue_idle_def);
 
-  py::class_<reactor::Timer>(m, "Timer", "A scheduled call (Reactor.call_at).")
-      .def("cancel", &reactor::Timer::cancel, py::call_guard<ReleasedGil>(),
-           "The call will not run; idempotent.")
-      .def(
-          "reschedule",
-          [](reactor::Timer& t, double when) {
-            ReleasedGil release;
-            t.reschedule(from_seconds(when));
-          },
-          py::arg("when"), "Moves the call to `when` (reactor seconds); re-arms a spent timer.")
-      .def(
-          "reschedule_earlier",
-          [](reactor::Timer& t, double when) {
-            ReleasedGil release;
-            t.reschedule_earlier(from_seconds(when));
-          },
-          py::arg("when"),
-          "Arms the call for `when` unless it is armed for that or sooner; requests from several "
-          "threads commute (the earliest wins until the call runs).")
-      .def_property_readonly("deadline",
-                             [](const reactor::Timer& t) { return to_seconds(t.deadline()); })
-      .def_property_readonly("pending", &reactor::Timer::pending);
+  init_timer_type(m);
 
   py::class_<reactor::FdWatcher, std::shared_ptr<reactor::FdWatcher>>(
       m, "FdWatcher",
@@ -449,13 +482,11 @@ void init_reactor(py::module_& m) {
            "(or runner(fn)) runs as a transaction of its own, in FIFO order with the others "
            "queued there, in batches (those queued while a batch runs form the next one, "
            "behind what the strand got meanwhile). Inside a transaction it queues at commit.")
-      .def("call_at", &PyReactor::call_at, py::arg("when"), py::arg("fn"),
-           py::arg("strand") = py::none(), py::arg("fresh") = false,
-           "Runs fn() at `when` (tm._core.monotonic() seconds); strands as for post().")
       .def("watch_fd", &PyReactor::watch_fd, py::arg("fd"), py::arg("strand") = py::none(),
            "A watcher whose callbacks run on `strand` (a new strand when None).")
       .def("in_worker", &PyReactor::in_worker, "True on this reactor's worker threads.")
       .def("notify_fork", &PyReactor::notify_fork, py::arg("event"));
+  add_builtin_method(m.attr("Reactor"), &g_call_at_def);
 }
 
 }  // namespace tmr::bindings

@@ -320,6 +320,58 @@ def test_a_strand_is_a_plain_value_type():
     assert seen == [a] and seen[0] is not a and _core.current_strand() is None
 
 
+def test_a_timer_is_a_plain_value_type_and_call_at_checks_its_arguments():
+    """Twisted's callLater and asyncio's timers make a timer per call: a plain CPython type made
+    by a builtin call_at, not a pybind11 class (py_timer.hpp). Inside a transaction arming and
+    cancelling take effect at its commit, in order, and not at all if it is abandoned."""
+    reactor = _core.Reactor(1)
+    strand = reactor.make_strand()
+    ran = []
+    now = _core.monotonic()
+    late = reactor.call_at(now + 3600, lambda: ran.append("late"), strand=strand)
+    assert _core.Timer.__base__ is object and type(late) is _core.Timer
+    assert late.pending and late.deadline == pytest.approx(now + 3600)
+    with pytest.raises(TypeError):
+        _core.Timer()
+    with pytest.raises(TypeError):
+        type("Sub", (_core.Timer,), {})
+    for bad_call in (
+        lambda: reactor.call_at(now),
+        lambda: reactor.call_at(fn=print),
+        lambda: reactor.call_at("soon", print),
+        lambda: reactor.call_at(now, print, strand.id),
+        lambda: reactor.call_at(now, print, when=now),
+        lambda: reactor.call_at(now, print, later=True),
+        lambda: reactor.call_at(now, print, None, False, 1),
+        lambda: late.reschedule("soon"),
+    ):
+        with pytest.raises(TypeError):
+            bad_call()
+    moved = reactor.call_at(when=now + 3600, fn=lambda: ran.append("moved"), strand=strand)
+    moved.reschedule(int(now))
+    early = reactor.call_at(now + 3600, lambda: ran.append("early"), strand, False)
+    early.reschedule_earlier(now + 0.01)
+    early.reschedule_earlier(now + 7200)  # not sooner: stays armed for now + 0.01
+    assert early.deadline == pytest.approx(now + 0.01)
+    cancelled = reactor.call_at(now, lambda: ran.append("cancelled"), strand=strand)
+    cancelled.cancel()
+    cancelled.cancel()
+    assert not cancelled.pending
+    with tm.atomic():
+        made_in_a_block = reactor.call_at(now, lambda: ran.append("block"), strand)
+        assert not made_in_a_block.pending  # armed at the commit
+        made_in_a_block.cancel()  # also at the commit, after the arming
+    with pytest.raises(ValueError):
+        with tm.atomic():
+            abandoned = reactor.call_at(now, lambda: ran.append("abandoned"), strand)
+            raise ValueError
+    reactor.call_at(now + 0.2, reactor.stop, strand=strand)
+    reactor.run()
+    assert ran == ["moved", "early"]
+    assert not (moved.pending or made_in_a_block.pending or abandoned.pending) and late.pending
+    late.cancel()
+
+
 # ---- writes and transactions ---------------------------------------------------------------------
 
 
