@@ -303,6 +303,16 @@ PyMethodDef g_call_at_def = {
     "call_at($self, /, when, fn, strand=None, fresh=False)\n--\n\nRuns fn() at `when` "
     "(tm._core.monotonic() seconds); strands as for post()."};
 
+// Reactor.in_worker(), a builtin method: tm_twisted's callLater asks it.
+PyObject* reactor_in_worker(PyObject* self, PyObject* /*unused*/) {
+  const auto* reactor = instance_value<PyReactor>(self);
+  if (reactor == nullptr) return nullptr;
+  return PyBool_FromLong(reactor->in_worker() ? 1 : 0);
+}
+
+PyMethodDef g_in_worker_def = {"in_worker", &reactor_in_worker, METH_NOARGS,
+                               "in_worker($self, /)\n--\n\nTrue on this reactor's worker threads."};
+
 // Reactor.ready_queue(strand): a builtin function of one argument that queues it on the strand's
 // ready queue (reactor::ReadyQueue), a serial loop's call_soon: no allocation, no Asio post and
 // no GIL release per call, and one Asio handler runs the queued callables one transaction each.
@@ -484,9 +494,9 @@ void init_reactor(py::module_& m) {
            "behind what the strand got meanwhile). Inside a transaction it queues at commit.")
       .def("watch_fd", &PyReactor::watch_fd, py::arg("fd"), py::arg("strand") = py::none(),
            "A watcher whose callbacks run on `strand` (a new strand when None).")
-      .def("in_worker", &PyReactor::in_worker, "True on this reactor's worker threads.")
       .def("notify_fork", &PyReactor::notify_fork, py::arg("event"));
   add_builtin_method(m.attr("Reactor"), &g_call_at_def);
+  add_builtin_method(m.attr("Reactor"), &g_in_worker_def);
 }
 
 }  // namespace tmr::bindings

@@ -53,9 +53,11 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
     @ivar _watchers: descriptor number -> its L{tm._reactor.FdWatcher}; the watcher's strand is the
         selectable's strand.
     @ivar _reads, _writes: descriptor numbers with a reader or a writer registered.
-    @ivar _delayedCalls: the L{DelayedCall}s scheduled and not yet run or cancelled.
-    @ivar _registry: guards the five containers above; the reactor's own bookkeeping, which
+    @ivar _registry: guards the four containers above; the reactor's own bookkeeping, which
         workers of different strands change concurrently.
+    @ivar _delayedCalls: the L{DelayedCall}s scheduled and not yet run or cancelled. Changed by
+        every callLater and cancel, it needs no lock: a set's add, discard and copy are each
+        atomic, with the GIL and on a free-threaded interpreter alike.
     """
 
     _justStopped: bool  # ReactorBase's run state (set by stop(), read by the shutdown here)
@@ -160,8 +162,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         # The epoll reactor fires "shutdown" at the end of the iteration, after every delayed call
         # that was due by then: here, once the calls due now have run on their strands.
         now = self.seconds()
-        with self._registry:
-            due = [c for c in self._delayedCalls if c.time <= now]
+        due = [c for c in self._delayedCalls.copy() if c.time <= now]
         self._core.post(
             functools.partial(self._fireShutdown, due), strand=self._pythonTransportStrand
         )
@@ -217,8 +218,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             self._moveCallLaterSooner,
             seconds=self.seconds,
         )
-        with self._registry:
-            self._delayedCalls.add(call)
+        self._delayedCalls.add(call)
         call._tmTimer = self._core.call_at(
             _reactor.monotonic() + delay,
             functools.partial(self._runDelayedCall, call),
@@ -233,8 +233,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         return call
 
     def _abandonCallLater(self, call: base.DelayedCall) -> None:
-        with self._registry:
-            self._delayedCalls.discard(call)
+        self._delayedCalls.discard(call)
         call.cancelled = 1  # it will never run: active() says so
         call.__dict__.pop("_tmTimer", None)  # never armed; spent (see _runDelayedCall)
 
@@ -246,8 +245,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             call.activate_delay()
             call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
             return
-        with self._registry:
-            self._delayedCalls.discard(call)
+        self._delayedCalls.discard(call)
         # The native timer holds its callable, which holds the call: once spent (called or
         # cancelled) the call lets go of the timer, or the pair is a cycle through C++ that the
         # garbage collector cannot see, and every DelayedCall ever made stays alive (and the
@@ -258,16 +256,14 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             call.func(*call.args, **call.kw)
 
     def _cancelCallLater(self, call: base.DelayedCall) -> None:
-        with self._registry:
-            self._delayedCalls.discard(call)
+        self._delayedCalls.discard(call)
         call.__dict__.pop("_tmTimer").cancel()  # spent: see _runDelayedCall
 
     def _moveCallLaterSooner(self, call: base.DelayedCall) -> None:
         call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
 
     def getDelayedCalls(self):
-        with self._registry:
-            return [c for c in self._delayedCalls if not (c.cancelled or c.called)]
+        return [c for c in self._delayedCalls.copy() if not (c.cancelled or c.called)]
 
     # -- IReactorThreads ------------------------------------------------------------------------
 
