@@ -509,6 +509,8 @@ def test_addresses_of_both_ends(workers):
                 self.transport.write("text")
             with pytest.raises(TypeError, match="Data must be bytes"):
                 self.transport.writeSequence([b"ok", "text"])
+            with pytest.raises(TypeError, match="Data must be bytes"):
+                self.transport.writeSequence([b"ok", bytearray(b"joinable, and still refused")])
 
         def connectionLost(self, reason):
             reactor.stop()

@@ -31,6 +31,7 @@ takes the writes that commit before its close is carried out.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import sys
@@ -64,6 +65,12 @@ _TCP_CLOSE = 7
 def _dataMustBeBytes(obj) -> None:
     if not isinstance(obj, bytes):  # the same test and message as abstract.FileDescriptor
         raise TypeError("Data must be bytes")
+
+
+# For writeSequence's test of every piece, made in C (map, isinstance) rather than by a Python
+# call per piece: twisted.web writes a response's status line and headers as one sequence of two
+# dozen pieces (2.4 us a response on 3.13t as calls, 0.6 us so). Never exhausted, it can be shared.
+_BYTES = itertools.repeat(bytes)
 
 
 # The NativeStream whose callback runs on this thread (its outermost _enter), for runningCallback.
@@ -419,8 +426,8 @@ class NativeStream(_LogOwner):
                 self._wantDrain()
 
     def writeSequence(self, iovec) -> None:
-        for i in iovec:
-            _dataMustBeBytes(i)
+        if not all(map(isinstance, iovec, _BYTES)):  # abstract.FileDescriptor's test and message
+            raise TypeError("Data must be bytes")
         if not self._writable() or not iovec:
             return
         data = b"".join(iovec)
