@@ -124,6 +124,8 @@ TransportSocket = trsock.TransportSocket
 #   _make_socket_transport, _make_datagram_transport, _make_ssl_transport
 #                                  overridden: native and commit-ordered transports.
 #   _check_thread                  overridden: a reactor worker thread may call the loop.
+#   _make_subprocess_transport     wrapped (3.12, 3.13): its start, which swaps the warning
+#                                  filters, one at a time (an inevitable transaction).
 #   _sendfile_native               overridden: the native transport's sendfile.
 #   _stopping, _thread_id, _debug, _clock_resolution, _selector, _current_handle,
 #   _asyncgen_firstiter_hook, _asyncgen_finalizer_hook, _ensure_fd_no_transport

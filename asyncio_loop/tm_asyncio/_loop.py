@@ -193,6 +193,17 @@ class EventLoop(_base_loop):
 
     _current_handle: events.Handle | None  # BaseEventLoop's: the handle running (debug mode)
 
+    if (3, 12) <= sys.version_info < (3, 14):
+
+        def _make_subprocess_transport(self, *args, **kwargs):
+            # asyncio 3.12 and 3.13 get the child watcher inside warnings.catch_warnings(), which
+            # swaps the process's warning filters: two steps doing so at once on two workers
+            # interleave the swaps and can print the DeprecationWarning it silences. The step
+            # becomes inevitable first, as the process's start would make it anyway, so such
+            # starts run one at a time up to their first await (docs/ASYNCIO.md).
+            tm.inevitable()
+            return super()._make_subprocess_transport(*args, **kwargs)
+
     def __init__(
         self, selector=None, *, workers: int | None = None, parallel: bool | None = None
     ) -> None:
