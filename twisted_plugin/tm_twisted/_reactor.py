@@ -243,7 +243,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         if call.delayed_time > 0.0:
             # delay() pushed it back: re-arm for the new time, as runUntilCurrent re-pushes it.
             call.activate_delay()
-            call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
+            call._tmTimer.reschedule(self._monotonicTime(call))
             return
         self._delayedCalls.discard(call)
         # The native timer holds its callable, which holds the call: once spent (called or
@@ -255,12 +255,16 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             call.called = 1
             call.func(*call.args, **call.kw)
 
+    def _monotonicTime(self, call: base.DelayedCall) -> float:
+        """call's time (reactor.seconds()) on the reactor's monotonic clock, which timers use."""
+        return _reactor.monotonic() + max(0.0, call.time - self.seconds())
+
     def _cancelCallLater(self, call: base.DelayedCall) -> None:
         self._delayedCalls.discard(call)
         call.__dict__.pop("_tmTimer").cancel()  # spent: see _runDelayedCall
 
     def _moveCallLaterSooner(self, call: base.DelayedCall) -> None:
-        call._tmTimer.reschedule(_reactor.monotonic() + max(0.0, call.time - self.seconds()))
+        call._tmTimer.reschedule(self._monotonicTime(call))
 
     def getDelayedCalls(self):
         return [c for c in self._delayedCalls.copy() if not (c.cancelled or c.called)]
