@@ -1,13 +1,18 @@
 """What the differential tests share (test_twisted_differential.py, test_asyncio_differential.py):
-children started with the default signal dispositions, concurrent clients on threads, and each
-runtime's outcome computed once per test session."""
+children started with the default signal dispositions and an environment of their own,
+concurrent clients on threads, and each runtime's outcome computed once per test session."""
 
 from __future__ import annotations
 
+import os
+import pathlib
 import signal
 import threading
 import time
 from typing import Any, Callable
+
+import tm
+import tm_asyncio
 
 CLIENTS_TIMEOUT = 120  # how long run_threads waits for its clients, all together
 
@@ -19,6 +24,27 @@ def default_signals() -> None:
     SIGTERM, which must not be ignored either."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def child_environment(workers: str, parallel: bool = False) -> dict[str, str]:
+    """This process's environment with tm and tm_asyncio importable as here (the overlay in
+    development), no TM_* setting but TM_WORKERS (and TM_ASYNCIO_PARALLEL=1 if `parallel`), and
+    no asyncio debug mode."""
+    paths = [
+        str(pathlib.Path(tm.__file__).parents[1]),
+        str(pathlib.Path(tm_asyncio.__file__).parents[1]),
+    ]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TM_") and k not in ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE")
+    }
+    env.update(PYTHONPATH=os.pathsep.join(paths), TM_WORKERS=workers)
+    if parallel:
+        env["TM_ASYNCIO_PARALLEL"] = "1"
+    return env
 
 
 def run_threads(target: Callable[..., Any], count: int, *args: Any) -> list:

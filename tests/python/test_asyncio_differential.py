@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
 import pathlib
 import random
 import re
@@ -54,9 +53,7 @@ import time
 
 import pytest
 
-import tm
-import tm_asyncio
-from differential_helpers import Outcomes, default_signals, run_threads
+from differential_helpers import Outcomes, child_environment, default_signals, run_threads
 
 CORPUS = pathlib.Path(__file__).resolve().with_name("asyncio_corpus")
 # runtime: (loop, TM_WORKERS); the default loop ignores TM_WORKERS, but every child gets it set.
@@ -71,27 +68,6 @@ LOOP_CLASSES = {
 START_TIMEOUT = 60  # interpreter start-up and imports on a loaded 2-core machine
 STOP_TIMEOUT = 30
 STALL = 20  # a bound on each socket operation: a lost reply fails the test instead of hanging it
-
-
-def child_environment(workers: str, parallel: bool = False) -> dict[str, str]:
-    """This process's environment with tm and tm_asyncio importable as here (the overlay in
-    development), no TM_* setting but TM_WORKERS (and TM_ASYNCIO_PARALLEL=1 if `parallel`), and
-    no asyncio debug mode."""
-    paths = [
-        str(pathlib.Path(tm.__file__).parents[1]),
-        str(pathlib.Path(tm_asyncio.__file__).parents[1]),
-    ]
-    if os.environ.get("PYTHONPATH"):
-        paths.append(os.environ["PYTHONPATH"])
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TM_") and k not in ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE")
-    }
-    env.update(PYTHONPATH=os.pathsep.join(paths), TM_WORKERS=workers)
-    if parallel:
-        env["TM_ASYNCIO_PARALLEL"] = "1"
-    return env
 
 
 class Program:

@@ -2,7 +2,6 @@
 the step that starts a process inevitable first, so that handlers running in parallel start
 processes one at a time and cannot print the deprecation asyncio silences (docs/ASYNCIO.md)."""
 
-import os
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 
 import tm
 import tm_asyncio
+from differential_helpers import child_environment, default_signals
 from tm_asyncio._loop import _base_loop
 
 SWAPS_FILTERS = (3, 12) <= sys.version_info < (3, 14)
@@ -80,11 +80,8 @@ def test_a_process_start_runs_in_an_inevitable_step(monkeypatch, workers):
 
 @pytest.mark.timeout(120)
 def test_processes_started_by_parallel_handlers_print_nothing_but_their_output():
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TM_") and k not in ("PYTHONWARNINGS", "PYTHONDEVMODE")
-    }
+    env = child_environment("2", parallel=True)
+    env.pop("PYTHONWARNINGS", None)  # the interpreter's default filters, which asyncio relies on
     for _ in range(2):
         done = subprocess.run(
             [sys.executable, "-c", SCRIPT],
@@ -92,6 +89,6 @@ def test_processes_started_by_parallel_handlers_print_nothing_but_their_output()
             capture_output=True,
             text=True,
             timeout=100,
-            start_new_session=True,
+            preexec_fn=default_signals,
         )
         assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
