@@ -8,7 +8,6 @@
 #include "builtin_calls.hpp"
 #include "reactor_seconds.hpp"
 #include "released_gil.hpp"
-#include "stm/stm.hpp"
 
 namespace tmr::bindings {
 
@@ -33,17 +32,12 @@ void timer_dealloc(PyObject* self) {
   Py_DECREF(type);  // a heap type: each instance holds a reference to it
 }
 
-// Inside a transaction a change only registers a hook for the commit, which takes no lock: the
-// GIL stays. Outside, it takes the timer's and the reactor's locks and posts to the strand.
+// Outside a transaction a change takes the timer's and the reactor's locks and posts to the
+// strand, with the GIL released; inside, it is a hook for the commit.
 template <class Change>
 PyObject* change_timer(Change&& change) {
   return builtin_call([&]() -> PyObject* {
-    if (stm::current_transaction() != nullptr) {
-      change();
-    } else {
-      ReleasedGil release;
-      change();
-    }
+    released_outside_transaction(change);
     Py_RETURN_NONE;
   });
 }

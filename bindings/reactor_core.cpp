@@ -144,30 +144,18 @@ class PyReactor {
                   fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit);
   }
 
-  // Inside a transaction a post only registers a hook for its commit, which takes no lock of the
-  // reactor: the GIL stays.
   void post_to(const reactor::Strand& strand, reactor::Callback callback) {
-    if (stm::current_transaction() != nullptr) {
-      reactor_.post(strand, std::move(callback));
-      return;
-    }
-    ReleasedGil release;
-    reactor_.post(strand, std::move(callback));
+    released_outside_transaction([&] { reactor_.post(strand, std::move(callback)); });
   }
 
-  // As post_to: inside a transaction the timer is armed by a hook at its commit, and the GIL
-  // stays.
   reactor::Timer call_at(double when, py::object fn, const reactor::Strand* strand, bool fresh) {
     auto callback = python_callback(std::move(fn));
     const auto deadline = from_seconds(when);
     const auto choice = fresh ? reactor::StrandChoice::fresh : reactor::StrandChoice::inherit;
-    if (stm::current_transaction() != nullptr) {
+    return released_outside_transaction([&] {
       return strand != nullptr ? reactor_.call_at(*strand, deadline, std::move(callback))
                                : reactor_.call_at(deadline, std::move(callback), choice);
-    }
-    ReleasedGil release;
-    return strand != nullptr ? reactor_.call_at(*strand, deadline, std::move(callback))
-                             : reactor_.call_at(deadline, std::move(callback), choice);
+    });
   }
 
   std::shared_ptr<reactor::FdWatcher> watch_fd(int fd,

@@ -2,6 +2,8 @@
 
 #include <Python.h>
 
+#include "stm/stm.hpp"
+
 namespace tmr::bindings {
 
 /// Detaches this thread's Python state for a scope (releases the GIL), as py::gil_scoped_release
@@ -26,5 +28,15 @@ class ReleasedGil {
  private:
   PyThreadState* state_;
 };
+
+/// Runs f() with the GIL released, unless this thread runs a transaction: there the reactor's
+/// calls (a post, a timer's arming or cancellation) only register a hook for the commit, which
+/// takes no lock of the reactor, and releasing the GIL would cost more than the call.
+template <class F>
+decltype(auto) released_outside_transaction(F&& f) {
+  if (stm::current_transaction() != nullptr) return f();
+  ReleasedGil release;
+  return f();
+}
 
 }  // namespace tmr::bindings
