@@ -385,12 +385,10 @@ class StreamConnection final : public StreamTransport,
     if (flush_scheduled_ || writing_) return;
     flush_scheduled_ = true;
     lock.unlock();
-    auto self = this->shared_from_this();
-    // The common case (a handler writing to its own connection) commits on the strand: flush
-    // right after the event instead of paying for one more trip through the scheduler.
-    if (!strand_->defer_if_in_event([self] { self->flush(); })) {
-      asio::post(strand_->exec, [self] { self->flush(); });
-    }
+    // Posted even from the connection's own event: the flush then runs behind the events ready
+    // now, as a stock reactor writes in its next iteration, so the replies of one pass over the
+    // ready events leave together and wake their peer once, not once each (docs/REACTOR.md).
+    asio::post(strand_->exec, [self = this->shared_from_this()] { self->flush(); });
   }
 
   // On the strand: write what is queued, or carry out a close/shutdown waiting for the drain.
