@@ -80,13 +80,26 @@ bool ReactorImpl::run_event(const std::shared_ptr<StrandImpl>& strand, EventKind
   if (shutting_down()) return false;  // ~Reactor is draining: handlers run, callbacks do not
   ScopedStrand scope(strand);
   const DispatchInfo info{kind, strand->id};
+  bool ok = true;
+  const bool outer = !strand->in_event;
+  strand->in_event = true;
   try {
     dispatcher_->dispatch(info, callback);
-    return true;
   } catch (...) {
     report(info, std::current_exception());
-    return false;
+    ok = false;
   }
+  if (outer) {
+    strand->in_event = false;
+    // Actions deferred by this event's commit (a flush of its own connection). An action may
+    // dispatch further events, which drain their own: swap before running.
+    while (!strand->deferred.empty()) {
+      auto actions = std::move(strand->deferred);
+      strand->deferred.clear();
+      for (auto& action : actions) action();
+    }
+  }
+  return ok;
 }
 
 void ReactorImpl::report(const DispatchInfo& info, const std::exception_ptr& error) noexcept {

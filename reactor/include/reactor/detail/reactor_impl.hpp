@@ -15,6 +15,7 @@
 #include <optional>
 #include <type_traits>
 #include <unordered_map>
+#include <vector>
 
 #include "reactor/detail/local_peers.hpp"
 #include "reactor/reactor.hpp"
@@ -38,6 +39,23 @@ struct StrandImpl {
   ReactorImpl& reactor;
   asio::strand<asio::io_context::executor_type> exec;
   const std::uint64_t id;
+
+  /// If this thread is running an event of this strand, queues `action` to run on the strand
+  /// right after the event's dispatch returns (run_event drains the queue) and returns true.
+  /// Otherwise returns false: the caller must post instead.
+  template <class F>
+  bool defer_if_in_event(F&& action) {
+    // running_in_this_thread() is thread-safe; in_event and deferred are strand-only, so they
+    // are read only once we know we are on the strand.
+    if (!exec.running_in_this_thread() || !in_event) return false;
+    deferred.emplace_back(std::forward<F>(action));
+    return true;
+  }
+
+  // Strand-only: true while run_event dispatches an event of this strand; the actions
+  // committed transactions deferred to the end of that event.
+  bool in_event = false;
+  std::vector<std::function<void()>> deferred;
 };
 
 /// Something `close_all` and the reactor's destructor must reach: connections, listeners,
