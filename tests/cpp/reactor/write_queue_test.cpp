@@ -208,6 +208,18 @@ TEST(WriteQueue, WritesFromManyStrandsKeepCommitOrder) {
 using TcpConnection = detail::StreamConnection<boost::asio::ip::tcp>;
 
 // Holds the accepted connection's transport.
+// Sets a flag when the scope ends, also when an assertion returns early: releases an event that
+// holds a strand.
+struct SetOnExit {
+  explicit SetOnExit(std::atomic<bool>& f) : flag(f) {}
+  std::atomic<bool>& flag;
+  SetOnExit(const SetOnExit&) = delete;
+  SetOnExit& operator=(const SetOnExit&) = delete;
+  SetOnExit(SetOnExit&&) = delete;
+  SetOnExit& operator=(SetOnExit&&) = delete;
+  ~SetOnExit() { flag = true; }
+};
+
 struct Member : StreamHandler {
   std::shared_ptr<StreamTransport> t;
   std::atomic<bool> ready{false};
@@ -233,13 +245,7 @@ TEST(WriteQueue, CommitsWhileAFlushIsPendingShareOneSend) {
   // Hold the connection's strand (an event that touches no shared state and waits), so that
   // its flush waits while the writes commit on the other worker.
   std::atomic<bool> holding{false}, release{false};
-  struct Release {
-    explicit Release(std::atomic<bool>& f) : flag(f) {}
-    std::atomic<bool>& flag;
-    Release(const Release&) = delete;
-    Release& operator=(const Release&) = delete;
-    ~Release() { flag = true; }  // also when an assertion returns early
-  } releaser{release};
+  const SetOnExit releaser{release};
   r->post(member->t->strand(), [&](stm::Transaction&) {
     holding = true;
     while (!release.load()) std::this_thread::sleep_for(1ms);
@@ -262,6 +268,39 @@ TEST(WriteQueue, CommitsWhileAFlushIsPendingShareOneSend) {
   release = true;
   EXPECT_EQ(client.recv_exactly(expect.size()), expect);
   EXPECT_LE(connection->sends(), static_cast<std::uint64_t>((kWrites + 63) / 64));
+}
+
+// A connection's own events, ready together: each one's write is flushed behind the others, as a
+// stock reactor writes in its next iteration, so the replies leave in one socket write and wake
+// the peer once (docs/REACTOR.md, "Coalescing").
+TEST(WriteQueue, WritesOfAConnectionsEventsReadyTogetherShareOneSend) {
+  auto member = std::make_shared<Member>();
+  RunningReactor r(1);
+  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return member; });
+  auto client = Client::tcp("127.0.0.1", listener->port());
+  ASSERT_TRUE(wait_until([&] { return member->ready.load(); }));
+  auto* connection = dynamic_cast<TcpConnection*>(member->t.get());
+  ASSERT_NE(connection, nullptr);
+  // Hold the connection's strand so that the events posted meanwhile become ready together.
+  std::atomic<bool> holding{false}, release{false};
+  const SetOnExit releaser{release};
+  r->post(member->t->strand(), [&](stm::Transaction&) {
+    holding = true;
+    while (!release.load()) std::this_thread::sleep_for(1ms);
+  });
+  ASSERT_TRUE(wait_until([&] { return holding.load(); }));
+  constexpr int kEvents = 16;
+  std::string expect;
+  for (int i = 0; i < kEvents; ++i) {
+    std::string line = std::to_string(i) + "\n";
+    expect += line;
+    r->post(member->t->strand(), [&member, line](stm::Transaction&) { member->t->write(line); });
+  }
+  release = true;
+  EXPECT_EQ(client.recv_exactly(expect.size()), expect);
+  // The count follows the socket write, which the client may see first.
+  ASSERT_TRUE(wait_until([&] { return connection->sends() > 0; }));
+  EXPECT_EQ(connection->sends(), 1u);
 }
 
 // A slow reader: the producer is paused above the high water mark and resumed below the low
