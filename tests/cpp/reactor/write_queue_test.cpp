@@ -208,18 +208,6 @@ TEST(WriteQueue, WritesFromManyStrandsKeepCommitOrder) {
 using TcpConnection = detail::StreamConnection<boost::asio::ip::tcp>;
 
 // Holds the accepted connection's transport.
-// Sets a flag when the scope ends, also when an assertion returns early: releases an event that
-// holds a strand.
-struct SetOnExit {
-  explicit SetOnExit(std::atomic<bool>& f) : flag(f) {}
-  std::atomic<bool>& flag;
-  SetOnExit(const SetOnExit&) = delete;
-  SetOnExit& operator=(const SetOnExit&) = delete;
-  SetOnExit(SetOnExit&&) = delete;
-  SetOnExit& operator=(SetOnExit&&) = delete;
-  ~SetOnExit() { flag = true; }
-};
-
 struct Member : StreamHandler {
   std::shared_ptr<StreamTransport> t;
   std::atomic<bool> ready{false};
@@ -230,27 +218,51 @@ struct Member : StreamHandler {
   void on_data(stm::Transaction&, std::span<const char>) override {}
 };
 
+// A reactor, one TCP connection to it, and an event that holds the connection's strand (it
+// touches no shared state and waits) until release() or the end of the test: what is posted to
+// the strand meanwhile waits behind it.
+struct HeldConnection {
+  explicit HeldConnection(unsigned workers)
+      : r(workers),
+        listener(tcp_listen(*r, "127.0.0.1", 0, [m = member](stm::Transaction&) { return m; })),
+        client(Client::tcp("127.0.0.1", listener->port())) {}
+  HeldConnection(const HeldConnection&) = delete;
+  HeldConnection& operator=(const HeldConnection&) = delete;
+  HeldConnection(HeldConnection&&) = delete;
+  HeldConnection& operator=(HeldConnection&&) = delete;
+  ~HeldConnection() { release(); }  // also when an assertion returned early
+
+  // Waits for the connection, then holds its strand; false if either did not come.
+  bool hold() {
+    if (!wait_until([&] { return member->ready.load(); })) return false;
+    connection = dynamic_cast<TcpConnection*>(member->t.get());
+    if (connection == nullptr) return false;
+    r->post(member->t->strand(), [this](stm::Transaction&) {
+      holding = true;
+      while (!released.load()) std::this_thread::sleep_for(1ms);
+    });
+    return wait_until([&] { return holding.load(); });
+  }
+  void release() { released = true; }
+
+  std::atomic<bool> holding{false}, released{false};  // outlive the reactor's workers
+  const std::shared_ptr<Member> member = std::make_shared<Member>();
+  RunningReactor r;
+  std::shared_ptr<StreamListener> listener;
+  Client client;
+  TcpConnection* connection = nullptr;
+};
+
 // Several committers, one connection: what transactions on other strands commit while its
 // flush is pending goes out in one socket write per 64 chunks, in commit order.
 TEST(WriteQueue, CommitsWhileAFlushIsPendingShareOneSend) {
   static stm::TVar<std::uint64_t> next(0);
   stm::atomically([](stm::Transaction& tx) { next.store(tx, 0); });  // --gtest_repeat
-  auto member = std::make_shared<Member>();
-  RunningReactor r(2);
-  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return member; });
-  auto client = Client::tcp("127.0.0.1", listener->port());
-  ASSERT_TRUE(wait_until([&] { return member->ready.load(); }));
-  auto* connection = dynamic_cast<TcpConnection*>(member->t.get());
-  ASSERT_NE(connection, nullptr);
-  // Hold the connection's strand (an event that touches no shared state and waits), so that
-  // its flush waits while the writes commit on the other worker.
-  std::atomic<bool> holding{false}, release{false};
-  const SetOnExit releaser{release};
-  r->post(member->t->strand(), [&](stm::Transaction&) {
-    holding = true;
-    while (!release.load()) std::this_thread::sleep_for(1ms);
-  });
-  ASSERT_TRUE(wait_until([&] { return holding.load(); }));
+  // The connection's flush waits while the writes commit on the other worker.
+  HeldConnection held(2);
+  ASSERT_TRUE(held.hold());
+  const auto& member = held.member;
+  auto& r = held.r;
   constexpr int kWrites = 200;
   std::string expect;
   for (int i = 1; i <= kWrites; ++i) expect += std::to_string(i) + "\n";
@@ -264,43 +276,32 @@ TEST(WriteQueue, CommitsWhileAFlushIsPendingShareOneSend) {
         StrandChoice::fresh);
   }
   ASSERT_TRUE(wait_until([&] { return member->t->write_buffer_size() == expect.size(); }));
-  EXPECT_EQ(connection->sends(), 0u);
-  release = true;
-  EXPECT_EQ(client.recv_exactly(expect.size()), expect);
-  EXPECT_LE(connection->sends(), static_cast<std::uint64_t>((kWrites + 63) / 64));
+  EXPECT_EQ(held.connection->sends(), 0u);
+  held.release();
+  EXPECT_EQ(held.client.recv_exactly(expect.size()), expect);
+  EXPECT_LE(held.connection->sends(), static_cast<std::uint64_t>((kWrites + 63) / 64));
 }
 
 // A connection's own events, ready together: each one's write is flushed behind the others, as a
 // stock reactor writes in its next iteration, so the replies leave in one socket write and wake
 // the peer once (docs/REACTOR.md, "Coalescing").
 TEST(WriteQueue, WritesOfAConnectionsEventsReadyTogetherShareOneSend) {
-  auto member = std::make_shared<Member>();
-  RunningReactor r(1);
-  auto listener = tcp_listen(*r, "127.0.0.1", 0, [&](stm::Transaction&) { return member; });
-  auto client = Client::tcp("127.0.0.1", listener->port());
-  ASSERT_TRUE(wait_until([&] { return member->ready.load(); }));
-  auto* connection = dynamic_cast<TcpConnection*>(member->t.get());
-  ASSERT_NE(connection, nullptr);
-  // Hold the connection's strand so that the events posted meanwhile become ready together.
-  std::atomic<bool> holding{false}, release{false};
-  const SetOnExit releaser{release};
-  r->post(member->t->strand(), [&](stm::Transaction&) {
-    holding = true;
-    while (!release.load()) std::this_thread::sleep_for(1ms);
-  });
-  ASSERT_TRUE(wait_until([&] { return holding.load(); }));
+  // The events posted while the strand is held become ready together.
+  HeldConnection held(1);
+  ASSERT_TRUE(held.hold());
   constexpr int kEvents = 16;
   std::string expect;
   for (int i = 0; i < kEvents; ++i) {
     std::string line = std::to_string(i) + "\n";
     expect += line;
-    r->post(member->t->strand(), [&member, line](stm::Transaction&) { member->t->write(line); });
+    const auto& t = held.member->t;
+    held.r->post(t->strand(), [&t, line](stm::Transaction&) { t->write(line); });
   }
-  release = true;
-  EXPECT_EQ(client.recv_exactly(expect.size()), expect);
+  held.release();
+  EXPECT_EQ(held.client.recv_exactly(expect.size()), expect);
   // The count follows the socket write, which the client may see first.
-  ASSERT_TRUE(wait_until([&] { return connection->sends() > 0; }));
-  EXPECT_EQ(connection->sends(), 1u);
+  ASSERT_TRUE(wait_until([&] { return held.connection->sends() > 0; }));
+  EXPECT_EQ(held.connection->sends(), 1u);
 }
 
 // A slow reader: the producer is paused above the high water mark and resumed below the low
