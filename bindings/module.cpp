@@ -15,6 +15,7 @@ void init_list(py::module_& m);
 void init_dict(py::module_& m);
 void init_set(py::module_& m);
 void init_object(py::module_& m);
+void init_managed_object(py::module_& m);
 void init_reactor(py::module_& m);
 void init_stream_transport(py::module_& m);
 void init_shared_types(py::module_& m);
@@ -35,6 +36,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   tmr::bindings::init_dict(m);
   tmr::bindings::init_set(m);
   tmr::bindings::init_object(m);
+  tmr::bindings::init_managed_object(m);
   tmr::bindings::init_reactor(m);
   tmr::bindings::init_stream_transport(m);
   tmr::bindings::init_shared_types(m);

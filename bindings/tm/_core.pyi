@@ -258,6 +258,9 @@ class Object:
     def __getstate__(self) -> dict[str, Any]: ...
     def __setstate__(self, state: dict[str, Any]) -> None: ...
 
+def install_managed_access(cls: type, setattr_fallback: Callable[[Any, str, Any], None], /) -> None:
+    """Gives a managed class (tm.manage) its attribute access in C."""
+
 # -- the reactor ---------------------------------------------------------------------------------
 
 def monotonic() -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from typing import Literal
 
+from tm import _core
 from tm._types import Dict, List, Object, Set
 
 Mode = Literal["full", "containers"]
@@ -136,6 +137,9 @@ def _managed_class(cls: type) -> type:
                 "__tm_managed__": "full",
             }
             managed = type(cls)(cls.__name__, (cls,), namespace)
+            # The same lookup in C: _getattribute and _setattr are the reference, and _setattr
+            # still stores the values it converts (bindings/managed_object.cpp).
+            _core.install_managed_access(managed, _setattr)
             _managed_classes[cls] = managed
         return managed
 

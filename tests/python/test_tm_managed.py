@@ -125,3 +125,69 @@ def test_an_aborted_transaction_leaves_the_attributes_unchanged():
     with pytest.raises(RuntimeError):
         tm.atomic(fails)()
     assert f.count == 0 and "a" not in f.users
+
+
+class Dynamic(Factory):
+    """A class with __getattr__ (asked for what the instance and the class lack) and a property
+    with a setter: the managed class's C attribute access keeps Python's order for both."""
+
+    def __init__(self):
+        super().__init__()
+        self._limit = 1
+
+    def __getattr__(self, name):
+        if name.startswith("dyn_"):
+            return name[4:]
+        raise AttributeError(name)
+
+    @property
+    def limit(self):
+        return self._limit
+
+    @limit.setter
+    def limit(self, value):
+        self._limit = value
+
+    @staticmethod
+    def static(x):
+        return x + 1
+
+    @classmethod
+    def made_by(cls):
+        return cls.__name__
+
+
+def test_getattr_and_descriptors_keep_pythons_lookup_order():
+    f = tm.manage(Dynamic())
+    plain = Dynamic()
+    assert f.dyn_rooms == "rooms" and f.count == 0
+    f.dyn_set = "stored"  # stored in the table: no longer asks __getattr__
+    assert f.dyn_set == "stored"
+    with pytest.raises(AttributeError):
+        f.missing
+    f.limit = 5  # the property's setter runs, and stores through the table
+    assert f.limit == 5 and f._limit == 5
+    assert f.static(1) == 2 and f.made_by() == "Dynamic"
+    for obj in (f, plain):
+        with pytest.raises(TypeError) as managed_error:
+            setattr(obj, 1, 2)
+        with pytest.raises(TypeError):
+            getattr(obj, 1)
+    assert "attribute name must be string" in str(managed_error.value)
+
+
+def test_missing_attribute_error_reads_as_on_a_plain_object():
+    f = tm.manage(Factory())
+    with pytest.raises(AttributeError) as managed:
+        f.nothing_here
+    with pytest.raises(AttributeError) as plain:
+        Factory().nothing_here
+    assert str(managed.value) == str(plain.value)
+
+
+def test_object_setattr_still_applies_to_a_managed_object():
+    # object.__setattr__ refuses an object whose type has a C-level setattro it would skip; the
+    # managed class keeps CPython's slot for __setattr__ (bindings/managed_object.cpp).
+    f = tm.manage(Factory())
+    object.__setattr__(f, "__doc__", "set through object.__setattr__")
+    assert f.__doc__ == "set through object.__setattr__"
