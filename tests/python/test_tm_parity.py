@@ -41,6 +41,16 @@ def test_dict_protocols(ref, other):
     assert ours.items() | other.items() == ref.items() | other.items()
     for k in list(other) + list(ref):
         assert (k in ours) == (k in ref) and ours.get(k, "d") == ref.get(k, "d")
+        assert ours.get(k) == ref.get(k)
+    missing = ("missing", len(ref))
+    with pytest.raises(KeyError) as ours_error:
+        ours[missing]
+    with pytest.raises(KeyError) as ref_error:
+        ref[missing]
+    assert ours_error.value.args == ref_error.value.args
+    for bad in ((), ("a", "b", "c")):
+        with pytest.raises(TypeError):
+            ours.get(*bad)
     assert ours | other == ref | other and other | ours == other | ref
     assert type(other | ours) is dict
     merged = tm.Dict(ref)
