@@ -170,7 +170,9 @@ void init_dict(py::module_& m) {
                       [](Dict& d, const py::object& k) {
                         bool found = false;
                         d.pop(k, found);
-                        if (!found) throw py::key_error(py::repr(k).cast<std::string>());
+                        if (found) return;
+                        missing_key(k.ptr());
+                        throw py::error_already_set();
                       })
                  .def("_pop",
                       [](Dict& d, const py::object& k) {

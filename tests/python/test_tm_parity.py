@@ -48,6 +48,9 @@ def test_dict_protocols(ref, other):
     with pytest.raises(KeyError) as ref_error:
         ref[missing]
     assert ours_error.value.args == ref_error.value.args
+    with pytest.raises(KeyError) as ours_error:
+        del ours[missing]
+    assert ours_error.value.args == ref_error.value.args
     for bad in ((), ("a", "b", "c")):
         with pytest.raises(TypeError):
             ours.get(*bad)
