@@ -18,6 +18,7 @@
 #include <pybind11/pybind11.h>
 
 #include "builtin_calls.hpp"
+#include "type_lookup.hpp"
 
 namespace tmr::bindings {
 
@@ -29,16 +30,6 @@ PyObject* g_shadows_key = nullptr;   // "_tm_shadows": method names an instance 
 PyObject* g_getattr_name = nullptr;  // "__getattr__"
 // tm/_managed.py's _setattr, for the values it converts and the methods it records as shadowed.
 PyObject* g_setattr_fallback = nullptr;
-
-// The class attribute Python's lookup finds for name along the MRO (new reference), or nullptr
-// without an error.
-py::object class_lookup(PyTypeObject* type, PyObject* name) {
-#if PY_VERSION_HEX >= 0x030D0000
-  return py::reinterpret_steal<py::object>(_PyType_LookupRef(type, name));
-#else
-  return py::reinterpret_borrow<py::object>(_PyType_Lookup(type, name));
-#endif
-}
 
 // dict[key] (new reference), nullptr without an error when absent, nullptr with one on failure.
 PyObject* dict_get(PyObject* dict, PyObject* key) {

@@ -15,6 +15,7 @@
 
 #include "gc.hpp"
 #include "tx_state.hpp"
+#include "type_lookup.hpp"
 
 namespace tmr::bindings {
 
@@ -91,8 +92,7 @@ bool store_attr(TObject* self, PyObject* name, PyObject* value) {
 PyObject* tobject_getattro(PyObject* self, PyObject* name) {
   if (!PyUnicode_Check(name)) return PyObject_GenericGetAttr(self, name);
   PyTypeObject* tp = Py_TYPE(self);
-  PyObject* descr = _PyType_Lookup(tp, name);
-  Py_XINCREF(descr);
+  PyObject* descr = class_lookup(tp, name).release().ptr();
   descrgetfunc get = descr ? Py_TYPE(descr)->tp_descr_get : nullptr;
   if (get != nullptr && Py_TYPE(descr)->tp_descr_set != nullptr) {
     PyObject* r = get(descr, self, reinterpret_cast<PyObject*>(tp));
@@ -133,12 +133,9 @@ PyObject* tobject_getattro(PyObject* self, PyObject* name) {
 
 int tobject_setattro(PyObject* self, PyObject* name, PyObject* value) {
   if (!PyUnicode_Check(name)) return PyObject_GenericSetAttr(self, name, value);
-  PyObject* descr = _PyType_Lookup(Py_TYPE(self), name);
-  if (descr != nullptr && Py_TYPE(descr)->tp_descr_set != nullptr) {
-    Py_INCREF(descr);
-    const int r = Py_TYPE(descr)->tp_descr_set(descr, self, value);
-    Py_DECREF(descr);
-    return r;
+  const py::object descr = class_lookup(Py_TYPE(self), name);
+  if (descr && Py_TYPE(descr.ptr())->tp_descr_set != nullptr) {
+    return Py_TYPE(descr.ptr())->tp_descr_set(descr.ptr(), self, value);
   }
   try {
     if (!store_attr(reinterpret_cast<TObject*>(self), name, value)) {
