@@ -50,7 +50,7 @@ inline void add_builtin_method(py::handle cls, PyMethodDef* def) {
   }
 }
 
-// Adds def as a read-only property of the class cls.
+// Adds def as a property of the class cls (read-only unless def has a setter).
 inline void add_builtin_property(py::handle cls, PyGetSetDef* def) {
   auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
   auto descr = py::reinterpret_steal<py::object>(PyDescr_NewGetSet(type, def));

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "builtin_calls.hpp"
 #include "gc.hpp"
 #include "tx_state.hpp"
 
@@ -135,22 +136,88 @@ class List {
   void gc_clear() { cell_.unsafe_reset(new Items); }
 };
 
+// What a server does with a list of its clients per event (append, len, index, iterate) as
+// builtin methods, without pybind11's dispatch (builtin_calls.hpp).
+
+PyObject* list_len(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([&]() -> PyObject* {
+    List* l = instance_value<List>(self);
+    return l == nullptr ? nullptr : PyLong_FromLongLong(l->size());
+  });
+}
+
+PyObject* list_get(PyObject* self, PyObject* index) {
+  // An index as a list takes one: an int or an object with __index__; one too large for
+  // a C index is out of range.
+  const Py_ssize_t i = PyNumber_AsSsize_t(index, PyExc_IndexError);
+  if (i == -1 && PyErr_Occurred() != nullptr) return nullptr;
+  return builtin_call([&]() -> PyObject* {
+    List* l = instance_value<List>(self);
+    return l == nullptr ? nullptr : l->get(i).release().ptr();
+  });
+}
+
+PyObject* list_append(PyObject* self, PyObject* item) {
+  return builtin_call([&]() -> PyObject* {
+    List* l = instance_value<List>(self);
+    if (l == nullptr) return nullptr;
+    l->append(py::reinterpret_borrow<py::object>(item));
+    Py_RETURN_NONE;
+  });
+}
+
+PyObject* list_items(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([&]() -> PyObject* {
+    List* l = instance_value<List>(self);
+    return l == nullptr ? nullptr : l->items().release().ptr();
+  });
+}
+
+PyObject* list_getitem(PyObject* self, PyObject* index) {
+  if (!PySlice_Check(index)) return list_get(self, index);
+  // A slice is a new list of the same class, as list's slices are lists.
+  PyObject* items = list_items(self, nullptr);
+  if (items == nullptr) return nullptr;
+  PyObject* part = PyObject_GetItem(items, index);
+  Py_DECREF(items);
+  if (part == nullptr) return nullptr;
+  PyObject* out = PyObject_CallOneArg(reinterpret_cast<PyObject*>(Py_TYPE(self)), part);
+  Py_DECREF(part);
+  return out;
+}
+
+PyObject* list_iter(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([&]() -> PyObject* {
+    List* l = instance_value<List>(self);
+    return l == nullptr ? nullptr : PyObject_GetIter(l->items().ptr());
+  });
+}
+
+PyMethodDef g_len_def = {"__len__", list_len, METH_NOARGS, "Return len(self)."};
+PyMethodDef g_get_def = {"_get", list_get, METH_O, "The item at index."};
+PyMethodDef g_getitem_def = {"__getitem__", list_getitem, METH_O, "Return self[index]."};
+PyMethodDef g_append_def = {"append", list_append, METH_O,
+                            "append($self, item, /)\n--\n\nAppends item."};
+PyMethodDef g_items_def = {"_items", list_items, METH_NOARGS,
+                           "The items, as a list (one consistent read)."};
+PyMethodDef g_iter_def = {"__iter__", list_iter, METH_NOARGS,
+                          "Iterates over the items of one consistent read."};
+
 }  // namespace
 
 void init_list(py::module_& m) {
-  py::class_<List>(m, "List", "The core of tm.List (one consistent vector, copy-on-write).",
-                   gc_support<List>())
-      .def(py::init<>())
-      .def("__len__", &List::size)
-      .def("_get", &List::get, py::arg("index"))
+  auto cls = py::class_<List>(
+      m, "List", "The core of tm.List (one consistent vector, copy-on-write).", gc_support<List>());
+  cls.def(py::init<>())
       .def("_set", &List::set, py::arg("index"), py::arg("value"))
       .def("_del", &List::del, py::arg("index"))
       .def("pop", &List::pop, py::arg("index") = -1, "Removes and returns the item at index.")
-      .def("append", &List::append, py::arg("item"), "Appends item.")
       .def("insert", &List::insert, py::arg("index"), py::arg("item"), "Inserts item before index.")
       .def("_extend", &List::extend, py::arg("items"))
-      .def("_items", &List::items, "The items, as a list (one consistent read).")
       .def("_assign", &List::assign, py::arg("items"), "Replaces every item.");
+  for (PyMethodDef* def :
+       {&g_len_def, &g_get_def, &g_getitem_def, &g_append_def, &g_items_def, &g_iter_def})
+    add_builtin_method(cls, def);
 }
 
 }  // namespace tmr::bindings

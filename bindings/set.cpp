@@ -3,6 +3,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include "builtin_calls.hpp"
 #include "gc.hpp"
 #include "map.hpp"
 
@@ -16,12 +17,12 @@ class Set {
 
   /// Blind add: in a with-block that is not inevitable yet it is deferred and replayed (it never
   /// forces inevitability); elsewhere a bucket read-modify-write.
-  void add(py::handle self, const py::object& key) {
+  void add(PyObject* self, const py::object& key) {
     const Py_hash_t h = hash_of(key.ptr());
     PyRef k = PyRef::borrow(key.ptr());
     transact(this, Access::conflict_free, [&](stm::Transaction& tx) {
       if (must_defer(tx)) {
-        PyRef keep = PyRef::borrow(self.ptr());
+        PyRef keep = PyRef::borrow(self);
         tx_state().deferred.emplace_back([keep, k, h, this](stm::Transaction& t) {
           map_.put(t, k.get(), h, PyRef::borrow(Py_None), false);
         });
@@ -71,20 +72,88 @@ class Set {
   void gc_clear() { map_.gc_clear(); }
 };
 
+// What a server does with a set of its clients per event (add, discard, `in`, len, iterate) as
+// builtin methods, without pybind11's dispatch (builtin_calls.hpp).
+
+PyObject* set_add(PyObject* self, PyObject* item) {
+  return builtin_call([&]() -> PyObject* {
+    Set* s = instance_value<Set>(self);
+    if (s == nullptr) return nullptr;
+    s->add(self, py::reinterpret_borrow<py::object>(item));
+    Py_RETURN_NONE;
+  });
+}
+
+PyObject* set_contains(PyObject* self, PyObject* item) {
+  return builtin_call([&]() -> PyObject* {
+    Set* s = instance_value<Set>(self);
+    if (s == nullptr) return nullptr;
+    return PyBool_FromLong(
+        static_cast<long>(s->contains(py::reinterpret_borrow<py::object>(item))));
+  });
+}
+
+PyObject* set_discard(PyObject* self, PyObject* item) {
+  return builtin_call([&]() -> PyObject* {
+    Set* s = instance_value<Set>(self);
+    if (s == nullptr) return nullptr;
+    return PyBool_FromLong(static_cast<long>(s->discard(py::reinterpret_borrow<py::object>(item))));
+  });
+}
+
+PyObject* set_discard_quietly(PyObject* self, PyObject* item) {
+  PyObject* found = set_discard(self, item);
+  if (found == nullptr) return nullptr;
+  Py_DECREF(found);
+  Py_RETURN_NONE;
+}
+
+PyObject* set_len(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([&]() -> PyObject* {
+    Set* s = instance_value<Set>(self);
+    return s == nullptr ? nullptr : PyLong_FromLongLong(s->size());
+  });
+}
+
+PyObject* set_items(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([&]() -> PyObject* {
+    Set* s = instance_value<Set>(self);
+    return s == nullptr ? nullptr : s->items().release().ptr();
+  });
+}
+
+PyObject* set_iter(PyObject* self, PyObject* /*unused*/) {
+  return builtin_call([&]() -> PyObject* {
+    Set* s = instance_value<Set>(self);
+    return s == nullptr ? nullptr : PyObject_GetIter(s->items().ptr());
+  });
+}
+
+PyMethodDef g_add_def = {
+    "add", set_add, METH_O,
+    "add($self, item, /)\n--\n\nAdds item (blind: never forces inevitability)."};
+PyMethodDef g_contains_def = {"__contains__", set_contains, METH_O, "Return item in self."};
+PyMethodDef g_discard_def = {"_discard", set_discard, METH_O,
+                             "Removes item if present; whether it was."};
+PyMethodDef g_discard_quietly_def = {
+    "discard", set_discard_quietly, METH_O,
+    "discard($self, item, /)\n--\n\nRemoves item if it is a member."};
+PyMethodDef g_len_def = {"__len__", set_len, METH_NOARGS, "Return len(self)."};
+PyMethodDef g_items_def = {"_items", set_items, METH_NOARGS,
+                           "The items, as a list (one consistent read)."};
+PyMethodDef g_iter_def = {"__iter__", set_iter, METH_NOARGS,
+                          "Iterates over the items of one consistent read."};
+
 }  // namespace
 
 void init_set(py::module_& m) {
-  py::class_<Set>(m, "Set", "The core of tm.Set (a transactional hash set).", gc_support<Set>())
-      .def(py::init<>())
-      .def(
-          "add",
-          [](const py::object& self, const py::object& k) { self.cast<Set&>().add(self, k); },
-          py::arg("item"), "Adds item (blind: never forces inevitability).")
-      .def("__contains__", &Set::contains)
-      .def("_discard", &Set::discard, py::arg("item"))
-      .def("__len__", &Set::size)
-      .def("_items", &Set::items)
-      .def("clear", &Set::clear, "Removes every item.");
+  auto cls =
+      py::class_<Set>(m, "Set", "The core of tm.Set (a transactional hash set).", gc_support<Set>())
+          .def(py::init<>())
+          .def("clear", &Set::clear, "Removes every item.");
+  for (PyMethodDef* def : {&g_add_def, &g_contains_def, &g_discard_def, &g_discard_quietly_def,
+                           &g_len_def, &g_items_def, &g_iter_def})
+    add_builtin_method(cls, def);
 }
 
 }  // namespace tmr::bindings

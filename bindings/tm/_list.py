@@ -21,11 +21,6 @@ class List(_core.List):
         if items:
             self._assign(list(items))
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return type(self)(self._items()[index])
-        return self._get(index)
-
     @one_transaction
     def __setitem__(self, index, value):
         if isinstance(index, slice):
@@ -43,9 +38,6 @@ class List(_core.List):
             self._assign(items)
         else:
             self._del(index)
-
-    def __iter__(self):
-        return iter(self._items())
 
     def __reversed__(self):
         return reversed(self._items())

@@ -33,12 +33,6 @@ class Set(_core.Set):
         for x in items:
             self.add(x)
 
-    def __iter__(self):
-        return iter(self._items())
-
-    def discard(self, item):
-        self._discard(item)
-
     def remove(self, item):
         if not self._discard(item):
             raise KeyError(item)

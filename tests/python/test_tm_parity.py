@@ -293,6 +293,58 @@ def test_var_protocols(tm_var):
         assert v.get() == tm_var
 
 
+class _Index:
+    def __index__(self):
+        return 1
+
+
+@pytest.mark.parametrize("index", [True, _Index(), -1, 3, -4, 10**30, "1", 1.0, None])
+def test_list_index_arguments_raise_what_list_raises(index):
+    ref = [10, 20, 30]
+    ours = tm.List(ref)
+    try:
+        expected = ref[index]
+    except Exception as exc:  # the builtin's exception type is the contract
+        with pytest.raises(type(exc)):
+            ours[index]
+    else:
+        assert ours[index] == expected
+
+
+def test_builtin_methods_take_the_arguments_the_builtins_take():
+    lst, s, v = tm.List(), tm.Set(), tm.Var()
+    for call in (
+        lambda: lst.append(),
+        lambda: lst.append(1, 2),
+        lambda: lst.append(item=1),
+        lambda: s.add(),
+        lambda: s.add(item=1),
+        lambda: s.discard(),
+        lambda: v.set(),
+        lambda: v.set(1, 2),
+        lambda: v.get(1),
+        lambda: len(tm.Set(), 1),
+    ):
+        with pytest.raises(TypeError):
+            call()
+    assert s.discard("absent") is None and lst.append(1) is None and v.set(2) is None
+    assert lst == [1] and v.value == 2
+    v.value = 3
+    assert v.get() == 3
+    with pytest.raises(AttributeError):
+        del v.value
+    assert v.get() == 3
+
+
+def test_iteration_sees_one_consistent_read():
+    lst, s = tm.List([1, 2]), tm.Set({1, 2})
+    it_list, it_set = iter(lst), iter(s)
+    lst.append(3)
+    s.add(3)
+    assert list(it_list) == [1, 2] and sorted(it_set) == [1, 2]
+    assert list(lst) == [1, 2, 3] and sorted(s) == [1, 2, 3]
+
+
 class Plain:
     pass
 
