@@ -60,6 +60,20 @@ PyGetSetDef g_strand_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
+// current_strand() == strand without making a strand object: asyncio's call_at() asks it per
+// timer.
+PyObject* strand_is_current(PyObject* self, PyObject* /*unused*/) {
+  const reactor::Strand& strand = as_strand_object(self)->strand;
+  return PyBool_FromLong(strand && reactor::current_strand_id() == strand.id() ? 1 : 0);
+}
+
+PyMethodDef g_strand_methods[] = {
+    {"is_current", &strand_is_current, METH_NOARGS,
+     "is_current($self, /)\n--\n\nWhether this thread runs a callback of this strand now "
+     "(current_strand() == self)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
 char g_strand_doc[] =
     "Callbacks of one strand run one at a time, in order; different strands run in parallel.";
 
@@ -70,6 +84,7 @@ PyType_Slot g_strand_slots[] = {
     {Py_tp_richcompare, reinterpret_cast<void*>(&strand_richcompare)},
     {Py_tp_repr, reinterpret_cast<void*>(&strand_repr)},
     {Py_tp_getset, static_cast<void*>(g_strand_getset)},
+    {Py_tp_methods, static_cast<void*>(g_strand_methods)},
     {0, nullptr},
 };
 

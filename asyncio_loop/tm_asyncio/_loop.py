@@ -708,25 +708,28 @@ class EventLoop(_base_loop):
         if timer._source_traceback:
             del timer._source_traceback[-1]
         timer._scheduled = True
-        if _reactor.current_strand() != self._strand and tm.in_transaction():
+        if self._strand.is_current() or not tm.in_transaction():
+            self._push_timer(timer, when)
+        else:
             # From a connection's strand, or a tm.atomic block outside the loop (which an
             # exception abandons): the handle joins the heap at the commit, as a timer is armed
             # (docs/GUARANTEES.md), and not if the transaction is abandoned; the loop's timer
             # could otherwise run it while the transaction still runs.
-            tm.on_commit(functools.partial(self._push_timer, timer))
-        else:
-            self._push_timer(timer)
+            tm.on_commit(functools.partial(self._push_timer, timer, when))
         return timer
 
-    def _push_timer(self, timer: events.TimerHandle) -> None:
-        when = timer.when()
+    def _push_timer(self, timer: events.TimerHandle, when: float) -> None:
         with self._timer_lock:
             heapq.heappush(self._timer_heap, (when, next(self._timer_order), timer))
             sooner = when < self._timer_armed_for
             if sooner:
                 self._timer_armed_for = when
         if sooner:
-            self._arm_timers(when)
+            native = self._timer_native  # _arm_timers(when) without its frame, once there is one
+            if native is None:
+                self._arm_timers(when)
+            else:
+                native.reschedule_earlier(when)
 
     def _arm_timers(self, when: float) -> None:
         """Arms the loop's native timer for when, unless it is armed for that or sooner."""
@@ -767,9 +770,10 @@ class EventLoop(_base_loop):
             self._arm_timers(next_when)
         try:
             if self._serial and len(due) == 1 and _reactor.ready_queue_idle(self._post):
-                # Nothing ready waits: asyncio would run the timer now, and so does this event.
+                # Nothing ready waits: asyncio would run the timer now, and so does this event,
+                # as the ready queue would run it.
                 due[0]._scheduled = False  # type: ignore[attr-defined]  # asyncio's, private
-                self._run_handle(due[0])
+                _run_ready(due[0])
                 return
             for timer in due:
                 timer._scheduled = False  # type: ignore[attr-defined]  # asyncio's, private
