@@ -520,6 +520,43 @@ def test_call_soon_in_an_aborted_transaction_never_runs(workers):
     assert seen == ["committed", f"attempt {attempts[-1]}"]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.timeout(20)
+def test_call_later_in_an_aborted_transaction_never_runs(workers):
+    """A timer made in a transaction joins the loop's heap only if the transaction commits, as
+    call_soon's callback does (above)."""
+    import tm
+
+    loop = tm_asyncio.EventLoop(workers=workers)
+    seen = []
+    attempts = []
+    counter = tm.Var(0)
+
+    def restartable():
+        attempts.append(len(attempts) + 1)
+        loop.call_later(0.001, seen.append, f"attempt {attempts[-1]}")
+        counter.value = counter.value + 1  # a managed access: where injected aborts strike
+
+    try:
+        with pytest.raises(ValueError):
+            with tm.atomic():
+                loop.call_later(0, seen.append, "abandoned")
+                raise ValueError
+        with tm.atomic():
+            loop.call_later(0, seen.append, "committed")
+        tm.set_abort_injection(1.0, 3)
+        try:
+            tm.run_atomic(restartable)
+        finally:
+            tm.set_abort_injection(0.0)
+        loop.call_later(0.05, loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert len(attempts) > 1  # some attempts aborted
+    assert seen == ["committed", f"attempt {attempts[-1]}"]
+
+
 @pytest.mark.timeout(20)
 def test_callbacks_after_one_that_leaves_run_forever_wait_for_the_next_run(loop):
     """A callback's KeyboardInterrupt leaves run_forever at once: the callbacks ready after it

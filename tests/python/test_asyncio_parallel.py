@@ -1024,3 +1024,51 @@ def test_a_write_after_closing_with_nothing_to_send_is_ignored(loop):
         return received
 
     assert _run(loop, main()) == b""
+
+
+@pytest.mark.timeout(60)
+def test_timers_made_and_cancelled_on_connection_strands(loop):
+    """Handler tasks on connection strands arm and cancel timers while the loop's strand runs
+    the due ones: every timer left armed fires once, a cancelled one never, and the cancelled
+    ones leave the heap (asyncio's rule: once they are half of it) though no cancel came from
+    the loop's strand."""
+    fired: list[tuple[int, int]] = []
+    per_connection, connections = 300, 6
+
+    async def handle(reader, writer):
+        n = int((await reader.readline()).decode())
+        handles = [
+            loop.call_later(0.001 * (i % 7), fired.append, (n, i)) for i in range(per_connection)
+        ]
+        for h in handles[1::2]:
+            h.cancel()
+        far = [loop.call_later(3600, fired.append, (n, -1)) for _ in range(per_connection)]
+        for h in far:
+            h.cancel()
+        await asyncio.sleep(0.05)
+        writer.write(b"done\n")
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def client(n):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"{n}\n".encode())
+            line = await reader.readline()
+            writer.close()
+            return line
+
+        replies = await asyncio.gather(*(client(n) for n in range(connections)))
+        await asyncio.sleep(0.05)  # the last posted drop of cancelled handles
+        server.close()
+        await server.wait_closed()
+        return replies
+
+    replies = _run(loop, main())
+    assert replies == [b"done\n"] * connections
+    expected = {(n, i) for n in range(connections) for i in range(0, per_connection, 2)}
+    assert sorted(fired) == sorted(expected)  # each once, none cancelled
+    assert len(loop._timer_heap) < connections * per_connection  # cancelled ones dropped
