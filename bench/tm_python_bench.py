@@ -6,7 +6,8 @@ TransactionQueue scales from 1 to 2 workers beside plain threads. Never a pass/f
     python bench/tm_python_bench.py --python 'PY=PYTHONPATH' ...   # a PYTHONPATH for that one
 
 Part 1 (one thread, ns per operation, best of --repeat runs of timeit): a managed read
-(``Var.get()``, ``Dict[k]``, a ``tm.Object`` attribute) and a managed write, each outside any
+(``Var.get()``, ``Dict[k]``, a ``tm.Object`` attribute, ``x in`` a ``tm.Set``, iterating a
+``tm.List`` of 16) and a managed write (one a ``tm.Set``'s add and discard), each outside any
 transaction (the operation is a small transaction of its own) and inside one restartable
 transaction (``ops`` per transaction, the empty transaction subtracted), beside the same
 operation on a plain object, dict or attribute; and an empty transaction (``tm.run_atomic``, a
@@ -80,6 +81,8 @@ def op_costs(number, repeat, ops):
     pd = {"k": 1}
     po = _Plain()
     po.attr = 1
+    s, ps = tm.Set(range(16)), set(range(16))
+    lst, pl = tm.List(range(16)), list(range(16))
 
     def noop():
         return None
@@ -96,7 +99,22 @@ def op_costs(number, repeat, ops):
             return False
 
     null = _Null()
-    g = dict(tm=tm, v=v, d=d, o=o, box=box, pd=pd, po=po, noop=noop, decorated=decorated, null=null)
+    g = dict(
+        tm=tm,
+        v=v,
+        d=d,
+        o=o,
+        box=box,
+        pd=pd,
+        po=po,
+        s=s,
+        ps=ps,
+        lst=lst,
+        pl=pl,
+        noop=noop,
+        decorated=decorated,
+        null=null,
+    )
 
     # Inside one transaction: `ops` operations per run_atomic, minus the empty transaction.
     def in_tx(body_src):
@@ -151,6 +169,21 @@ def op_costs(number, repeat, ops):
         "po.attr = 2",
         "o.attr = 2",
         "po.attr = 2",
+    )
+    row("read  x in Set         | x in set", "3 in s", "3 in ps", "3 in s", "3 in ps")
+    row(
+        "read  iterate List(16) | list(16)",
+        "for x in lst: pass",
+        "for x in pl: pass",
+        "for x in lst: pass",
+        "for x in pl: pass",
+    )
+    row(
+        "write Set add+discard  | set add+discard",
+        "s.add(99); s.discard(99)",
+        "ps.add(99); ps.discard(99)",
+        "s.add(99); s.discard(99)",
+        "ps.add(99); ps.discard(99)",
     )
     rows.append(
         {
