@@ -482,12 +482,14 @@ def test_call_soon_order_across_batches_and_stop(loop):
     ]
 
 
+@pytest.mark.parametrize("schedule", ["call_soon", "call_later"])
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.timeout(20)
-def test_call_soon_in_an_aborted_transaction_never_runs(workers):
-    """A callback scheduled in a transaction runs only if the transaction commits: not from a
-    `with tm.atomic():` block an exception abandons, nor from the aborted attempts of a
-    restartable transaction (injected aborts), and once from the attempt that commits."""
+def test_a_callback_scheduled_in_an_aborted_transaction_never_runs(workers, schedule):
+    """A callback scheduled in a transaction (call_soon, or a timer, which joins the loop's heap
+    by a post at the commit) runs only if the transaction commits: not from a `with tm.atomic():`
+    block an exception abandons, nor from the aborted attempts of a restartable transaction
+    (injected aborts), and once from the attempt that commits."""
     import tm
 
     loop = tm_asyncio.EventLoop(workers=workers)
@@ -495,55 +497,24 @@ def test_call_soon_in_an_aborted_transaction_never_runs(workers):
     attempts = []
     counter = tm.Var(0)
 
+    def soon(fn, *args):
+        if schedule == "call_soon":
+            loop.call_soon(fn, *args)
+        else:
+            loop.call_later(0.001, fn, *args)
+
     def restartable():
         attempts.append(len(attempts) + 1)
-        loop.call_soon(seen.append, f"attempt {attempts[-1]}")
+        soon(seen.append, f"attempt {attempts[-1]}")
         counter.value = counter.value + 1  # a managed access: where injected aborts strike
 
     try:
         with pytest.raises(ValueError):
             with tm.atomic():
-                loop.call_soon(seen.append, "abandoned")
+                soon(seen.append, "abandoned")
                 raise ValueError
         with tm.atomic():
-            loop.call_soon(seen.append, "committed")
-        tm.set_abort_injection(1.0, 3)
-        try:
-            tm.run_atomic(restartable)
-        finally:
-            tm.set_abort_injection(0.0)
-        loop.call_soon(loop.stop)
-        loop.run_forever()
-    finally:
-        loop.close()
-    assert len(attempts) > 1  # some attempts aborted
-    assert seen == ["committed", f"attempt {attempts[-1]}"]
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.timeout(20)
-def test_call_later_in_an_aborted_transaction_never_runs(workers):
-    """A timer made in a transaction joins the loop's heap only if the transaction commits, as
-    call_soon's callback does (above)."""
-    import tm
-
-    loop = tm_asyncio.EventLoop(workers=workers)
-    seen = []
-    attempts = []
-    counter = tm.Var(0)
-
-    def restartable():
-        attempts.append(len(attempts) + 1)
-        loop.call_later(0.001, seen.append, f"attempt {attempts[-1]}")
-        counter.value = counter.value + 1  # a managed access: where injected aborts strike
-
-    try:
-        with pytest.raises(ValueError):
-            with tm.atomic():
-                loop.call_later(0, seen.append, "abandoned")
-                raise ValueError
-        with tm.atomic():
-            loop.call_later(0, seen.append, "committed")
+            soon(seen.append, "committed")
         tm.set_abort_injection(1.0, 3)
         try:
             tm.run_atomic(restartable)
