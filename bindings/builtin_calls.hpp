@@ -75,4 +75,14 @@ PyObject* builtin_call(Body&& body) {
   return nullptr;
 }
 
+// builtin_call for a builtin method of T: body(value) with self's C++ value, or nullptr (with
+// TypeError set) when self's holder is not constructed.
+template <class T, class Body>
+PyObject* method_call(PyObject* self, Body&& body) {
+  return builtin_call([&]() -> PyObject* {
+    T* value = instance_value<T>(self);
+    return value == nullptr ? nullptr : body(*value);
+  });
+}
+
 }  // namespace tmr::bindings

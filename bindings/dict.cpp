@@ -92,11 +92,9 @@ PyObject* missing_key(PyObject* key) {
 }
 
 PyObject* dict_getitem(PyObject* self, PyObject* key) {
-  return builtin_call([&]() -> PyObject* {
-    Dict* d = instance_value<Dict>(self);
-    if (d == nullptr) return nullptr;
+  return method_call<Dict>(self, [key](Dict& d) {
     bool found = false;
-    py::object v = d->lookup(py::reinterpret_borrow<py::object>(key), found);
+    py::object v = d.lookup(py::reinterpret_borrow<py::object>(key), found);
     return found ? v.release().ptr() : missing_key(key);
   });
 }
@@ -107,22 +105,18 @@ PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", nargs);
     return nullptr;
   }
-  return builtin_call([&]() -> PyObject* {
-    Dict* d = instance_value<Dict>(self);
-    if (d == nullptr) return nullptr;
+  return method_call<Dict>(self, [args, nargs](Dict& d) {
     bool found = false;
-    py::object v = d->lookup(py::reinterpret_borrow<py::object>(args[0]), found);
+    py::object v = d.lookup(py::reinterpret_borrow<py::object>(args[0]), found);
     if (found) return v.release().ptr();
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
   });
 }
 
 PyObject* dict_contains(PyObject* self, PyObject* key) {
-  return builtin_call([&]() -> PyObject* {
-    Dict* d = instance_value<Dict>(self);
-    if (d == nullptr) return nullptr;
+  return method_call<Dict>(self, [key](Dict& d) {
     bool found = false;
-    d->lookup(py::reinterpret_borrow<py::object>(key), found);
+    d.lookup(py::reinterpret_borrow<py::object>(key), found);
     return PyBool_FromLong(static_cast<long>(found));
   });
 }
@@ -132,20 +126,14 @@ PyObject* dict_setitem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     PyErr_SetString(PyExc_TypeError, "__setitem__ expected 2 arguments");
     return nullptr;
   }
-  return builtin_call([&]() -> PyObject* {
-    Dict* d = instance_value<Dict>(self);
-    if (d == nullptr) return nullptr;
-    d->set(py::reinterpret_borrow<py::object>(args[0]),
-           py::reinterpret_borrow<py::object>(args[1]));
+  return method_call<Dict>(self, [args](Dict& d) {
+    d.set(py::reinterpret_borrow<py::object>(args[0]), py::reinterpret_borrow<py::object>(args[1]));
     Py_RETURN_NONE;
   });
 }
 
 PyObject* dict_len(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    Dict* d = instance_value<Dict>(self);
-    return d == nullptr ? nullptr : PyLong_FromLongLong(d->size());
-  });
+  return method_call<Dict>(self, [](Dict& d) { return PyLong_FromLongLong(d.size()); });
 }
 
 PyMethodDef g_getitem_def = {"__getitem__", dict_getitem, METH_O, "Return self[key]."};

@@ -140,10 +140,7 @@ class List {
 // builtin methods, without pybind11's dispatch (builtin_calls.hpp).
 
 PyObject* list_len(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    List* l = instance_value<List>(self);
-    return l == nullptr ? nullptr : PyLong_FromLongLong(l->size());
-  });
+  return method_call<List>(self, [](List& l) { return PyLong_FromLongLong(l.size()); });
 }
 
 PyObject* list_get(PyObject* self, PyObject* index) {
@@ -151,26 +148,18 @@ PyObject* list_get(PyObject* self, PyObject* index) {
   // a C index is out of range.
   const Py_ssize_t i = PyNumber_AsSsize_t(index, PyExc_IndexError);
   if (i == -1 && PyErr_Occurred() != nullptr) return nullptr;
-  return builtin_call([&]() -> PyObject* {
-    List* l = instance_value<List>(self);
-    return l == nullptr ? nullptr : l->get(i).release().ptr();
-  });
+  return method_call<List>(self, [i](List& l) { return l.get(i).release().ptr(); });
 }
 
 PyObject* list_append(PyObject* self, PyObject* item) {
-  return builtin_call([&]() -> PyObject* {
-    List* l = instance_value<List>(self);
-    if (l == nullptr) return nullptr;
-    l->append(py::reinterpret_borrow<py::object>(item));
+  return method_call<List>(self, [item](List& l) {
+    l.append(py::reinterpret_borrow<py::object>(item));
     Py_RETURN_NONE;
   });
 }
 
 PyObject* list_items(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    List* l = instance_value<List>(self);
-    return l == nullptr ? nullptr : l->items().release().ptr();
-  });
+  return method_call<List>(self, [](List& l) { return l.items().release().ptr(); });
 }
 
 PyObject* list_getitem(PyObject* self, PyObject* index) {
@@ -187,10 +176,7 @@ PyObject* list_getitem(PyObject* self, PyObject* index) {
 }
 
 PyObject* list_iter(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    List* l = instance_value<List>(self);
-    return l == nullptr ? nullptr : PyObject_GetIter(l->items().ptr());
-  });
+  return method_call<List>(self, [](List& l) { return PyObject_GetIter(l.items().ptr()); });
 }
 
 PyMethodDef g_len_def = {"__len__", list_len, METH_NOARGS, "Return len(self)."};

@@ -83,59 +83,20 @@ PyObject* managed_getattribute(PyObject* self, PyObject* name) {
   return PyObject_GenericGetAttr(self, name);
 }
 
-// The error being raised, taken out of the thread's error indicator until restore(); dropped if
-// never restored.
-class PendingError {
- public:
-#if PY_VERSION_HEX >= 0x030C0000
-  PendingError() : error_(py::reinterpret_steal<py::object>(PyErr_GetRaisedException())) {}
-  void restore() {
-    PyErr_SetRaisedException(error_.release().ptr());
-  }
-#else
-  PendingError() {
-    PyErr_Fetch(&type_, &value_, &traceback_);
-  }
-  void restore() {
-    PyErr_Restore(type_, value_, traceback_);
-    type_ = value_ = traceback_ = nullptr;
-  }
-#endif
-  ~PendingError() {
-#if PY_VERSION_HEX < 0x030C0000
-    Py_XDECREF(type_);
-    Py_XDECREF(value_);
-    Py_XDECREF(traceback_);
-#endif
-  }
-  PendingError(const PendingError&) = delete;
-  PendingError& operator=(const PendingError&) = delete;
-  PendingError(PendingError&&) = delete;
-  PendingError& operator=(PendingError&&) = delete;
-
- private:
-#if PY_VERSION_HEX >= 0x030C0000
-  py::object error_;
-#else
-  PyObject* type_ = nullptr;
-  PyObject* value_ = nullptr;
-  PyObject* traceback_ = nullptr;
-#endif
-};
-
 // The managed class's tp_getattro: as CPython's slot for a class with __getattribute__, a
 // missing attribute then asks the class's __getattr__, if it has one.
 PyObject* managed_getattro(PyObject* self, PyObject* name) {
   PyObject* value = managed_getattribute(self, name);
   if (value != nullptr || PyErr_ExceptionMatches(PyExc_AttributeError) == 0) return value;
   PyTypeObject* type = Py_TYPE(self);
-  // _PyType_Lookup must not run with an error set (3.11's clears it): the AttributeError waits.
-  PendingError missing;
-  const py::object getattr = class_lookup(type, g_getattr_name);
-  if (!getattr) {
-    missing.restore();
-    return nullptr;
+  py::object getattr;
+  {
+    // _PyType_Lookup must not run with an error set (3.11's clears it): the AttributeError waits.
+    const py::error_scope missing;
+    getattr = class_lookup(type, g_getattr_name);
   }
+  if (!getattr) return nullptr;  // the AttributeError stands
+  PyErr_Clear();                 // __getattr__ answers instead
   descrgetfunc bind = Py_TYPE(getattr.ptr())->tp_descr_get;
   if (bind == nullptr) return PyObject_CallOneArg(getattr.ptr(), name);
   auto bound = py::reinterpret_steal<py::object>(

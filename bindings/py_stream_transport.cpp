@@ -44,36 +44,27 @@ void write_bytes(const PyStreamTransport& self, py::handle data) {
 // event of a connection (tm_twisted's NativeStream): builtin methods without pybind11's
 // dispatch (builtin_calls.hpp). The descriptors check that self is a StreamTransport.
 PyObject* transport_write(PyObject* self, PyObject* data) {
-  return builtin_call([self, data] {
-    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
-    if (t == nullptr) return static_cast<PyObject*>(nullptr);
-    write_bytes(*t, data);
+  return method_call<PyStreamTransport>(self, [data](const PyStreamTransport& t) {
+    write_bytes(t, data);
     Py_RETURN_NONE;
   });
 }
 
 PyObject* transport_write_buffer_size(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([self] {
-    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
-    if (t == nullptr) return static_cast<PyObject*>(nullptr);
-    return PyLong_FromSize_t(t->ref().write_buffer_size());
+  return method_call<PyStreamTransport>(self, [](const PyStreamTransport& t) {
+    return PyLong_FromSize_t(t.ref().write_buffer_size());
   });
 }
 
 PyObject* transport_resume_when_drained(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([self] {
-    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
-    if (t == nullptr) return static_cast<PyObject*>(nullptr);
-    return PyBool_FromLong(t->ref().resume_when_drained() ? 1 : 0);
+  return method_call<PyStreamTransport>(self, [](const PyStreamTransport& t) {
+    return PyBool_FromLong(t.ref().resume_when_drained() ? 1 : 0);
   });
 }
 
 PyObject* transport_strand(PyObject* self, void* /*closure*/) {
-  return builtin_call([self] {
-    const PyStreamTransport* t = instance_value<PyStreamTransport>(self);
-    if (t == nullptr) return static_cast<PyObject*>(nullptr);
-    return new_py_strand(t->ref().strand());
-  });
+  return method_call<PyStreamTransport>(
+      self, [](const PyStreamTransport& t) { return new_py_strand(t.ref().strand()); });
 }
 
 PyMethodDef g_write_def = {

@@ -76,28 +76,21 @@ class Set {
 // builtin methods, without pybind11's dispatch (builtin_calls.hpp).
 
 PyObject* set_add(PyObject* self, PyObject* item) {
-  return builtin_call([&]() -> PyObject* {
-    Set* s = instance_value<Set>(self);
-    if (s == nullptr) return nullptr;
-    s->add(self, py::reinterpret_borrow<py::object>(item));
+  return method_call<Set>(self, [self, item](Set& s) {
+    s.add(self, py::reinterpret_borrow<py::object>(item));
     Py_RETURN_NONE;
   });
 }
 
 PyObject* set_contains(PyObject* self, PyObject* item) {
-  return builtin_call([&]() -> PyObject* {
-    Set* s = instance_value<Set>(self);
-    if (s == nullptr) return nullptr;
-    return PyBool_FromLong(
-        static_cast<long>(s->contains(py::reinterpret_borrow<py::object>(item))));
+  return method_call<Set>(self, [item](Set& s) {
+    return PyBool_FromLong(static_cast<long>(s.contains(py::reinterpret_borrow<py::object>(item))));
   });
 }
 
 PyObject* set_discard(PyObject* self, PyObject* item) {
-  return builtin_call([&]() -> PyObject* {
-    Set* s = instance_value<Set>(self);
-    if (s == nullptr) return nullptr;
-    return PyBool_FromLong(static_cast<long>(s->discard(py::reinterpret_borrow<py::object>(item))));
+  return method_call<Set>(self, [item](Set& s) {
+    return PyBool_FromLong(static_cast<long>(s.discard(py::reinterpret_borrow<py::object>(item))));
   });
 }
 
@@ -109,24 +102,15 @@ PyObject* set_discard_quietly(PyObject* self, PyObject* item) {
 }
 
 PyObject* set_len(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    Set* s = instance_value<Set>(self);
-    return s == nullptr ? nullptr : PyLong_FromLongLong(s->size());
-  });
+  return method_call<Set>(self, [](Set& s) { return PyLong_FromLongLong(s.size()); });
 }
 
 PyObject* set_items(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    Set* s = instance_value<Set>(self);
-    return s == nullptr ? nullptr : s->items().release().ptr();
-  });
+  return method_call<Set>(self, [](Set& s) { return s.items().release().ptr(); });
 }
 
 PyObject* set_iter(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    Set* s = instance_value<Set>(self);
-    return s == nullptr ? nullptr : PyObject_GetIter(s->items().ptr());
-  });
+  return method_call<Set>(self, [](Set& s) { return PyObject_GetIter(s.items().ptr()); });
 }
 
 PyMethodDef g_add_def = {

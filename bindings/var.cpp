@@ -53,17 +53,12 @@ class Var {
 // transaction costs what a tm.Dict lookup does (builtin_calls.hpp).
 
 PyObject* var_get(PyObject* self, PyObject* /*unused*/) {
-  return builtin_call([&]() -> PyObject* {
-    Var* v = instance_value<Var>(self);
-    return v == nullptr ? nullptr : v->get().release().ptr();
-  });
+  return method_call<Var>(self, [](Var& v) { return v.get().release().ptr(); });
 }
 
 PyObject* var_set(PyObject* self, PyObject* value) {
-  return builtin_call([&]() -> PyObject* {
-    Var* v = instance_value<Var>(self);
-    if (v == nullptr) return nullptr;
-    v->set(py::reinterpret_borrow<py::object>(value));
+  return method_call<Var>(self, [value](Var& v) {
+    v.set(py::reinterpret_borrow<py::object>(value));
     Py_RETURN_NONE;
   });
 }
