@@ -498,6 +498,10 @@ class Client(_BaseTCPClient, _BaseBaseClient, _TLSClientMixin, Connection):
                 connectResult = skt.connect_ex(self.realAddress)
             except OSError as se:
                 connectResult = se.args[0]
+            if connectResult == errno.ECONNRESET:
+                # The same reset, landed between the SO_ERROR read and connect_ex, which reports
+                # (and consumes) it: connected, then lost.
+                connectResult = 0
         if connectResult:
             if connectResult == tcp.EISCONN:
                 pass
