@@ -32,7 +32,15 @@ bool python_alive() noexcept;
 
 /// Releases one reference from any thread and any thread-state condition.
 void safe_decref(PyObject* o) noexcept;
-/// Releases the queued references (needs an attached thread state).
+/// Releases one reference without ever waiting: at once when attached, otherwise queued (on this
+/// thread while a driver has detached it, else process-wide) until the end of a Python event or a
+/// drain_pending(). For releases under a lock that a thread holding the GIL may wait for, where
+/// safe_decref's PyGILState_Ensure could deadlock.
+void release_without_waiting(PyObject* o) noexcept;
+/// True when this thread or the process has queued references for drain_pending().
+bool releases_queued() noexcept;
+/// Releases the queued references, this thread's and the process-wide ones (needs an attached
+/// thread state).
 void drain_pending() noexcept;
 
 /// The ReleaseFn of cells whose payload is one owned PyObject reference.

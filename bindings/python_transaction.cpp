@@ -288,7 +288,7 @@ void run_irrevocable_detached(const std::function<void(stm::Transaction&)>& call
   // What finish_top_level releases needs the thread state: the objects the transaction kept, its
   // deferred operations, references queued while detached, payloads to reclaim. A callback that
   // touched nothing managed leaves none of them.
-  if (st.keep.empty() && st.deferred.empty() && slot.pending.empty() && !stm::reclaim_pending()) {
+  if (st.keep.empty() && st.deferred.empty() && !releases_queued() && !stm::reclaim_pending()) {
     finish_top_level();
   } else {
     Attach a;

@@ -11,6 +11,7 @@
 #include <Python.h>
 
 #include <atomic>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -69,6 +70,45 @@ void safe_decref(PyObject* o) noexcept {
   PyGILState_Release(g);
 }
 
+namespace {
+// References released by release_without_waiting on a thread with no thread state to queue on
+// (a worker flushing a connection between events): the next drain_pending on any thread takes
+// them.
+std::mutex g_queued_mu;
+std::vector<PyObject*> g_queued;  // guarded by g_queued_mu
+std::atomic<bool> g_any_queued{false};
+
+void drain_process_wide() noexcept {
+  std::vector<PyObject*> batch;
+  {
+    std::lock_guard lock(g_queued_mu);
+    batch.swap(g_queued);
+    g_any_queued.store(false, std::memory_order_relaxed);
+  }
+  for (PyObject* o : batch) Py_DECREF(o);
+}
+}  // namespace
+
+void release_without_waiting(PyObject* o) noexcept {
+  if (attached()) {
+    Py_DECREF(o);
+    return;
+  }
+  ThreadStateSlot& slot = thread_slot();
+  if (slot.saved != nullptr) {
+    slot.pending.push_back(o);
+    return;
+  }
+  if (!python_alive()) return;  // the interpreter is gone: leak rather than crash
+  std::lock_guard lock(g_queued_mu);
+  g_queued.push_back(o);
+  g_any_queued.store(true, std::memory_order_relaxed);
+}
+
+bool releases_queued() noexcept {
+  return !thread_slot().pending.empty() || g_any_queued.load(std::memory_order_relaxed);
+}
+
 void drain_pending() noexcept {
   ThreadStateSlot& slot = thread_slot();
   while (!slot.pending.empty()) {
@@ -76,6 +116,7 @@ void drain_pending() noexcept {
     batch.swap(slot.pending);
     for (PyObject* o : batch) Py_DECREF(o);  // may run __del__, which may queue more
   }
+  if (g_any_queued.load(std::memory_order_relaxed)) drain_process_wide();
 }
 
 void release_pyobject(void* payload) {
@@ -89,7 +130,7 @@ Detach::~Detach() {
   ThreadStateSlot& slot = thread_slot();
   PyThreadState* ts = std::exchange(slot.saved, nullptr);
   PyEval_RestoreThread(ts);
-  if (!slot.pending.empty()) drain_pending();
+  if (releases_queued()) drain_pending();
 }
 
 Attach::Attach() noexcept {

@@ -376,7 +376,8 @@ class StreamTransport:
     sys.unraisablehook."""
 
     def write(self, data: _Bytes, /) -> None:
-        """Queues a copy of a bytes-like object. Ignored after close() or abort()."""
+        """Queues the bytes of a bytes-like object (a large bytes object is held until sent,
+        anything else copied). Ignored after close() or abort()."""
     def shutdown_write(self) -> None: ...
     def close(self) -> None:
         """Sends pending writes, then closes; connection_lost(None) follows."""

@@ -5,7 +5,7 @@
 namespace tmr::reactor {
 
 namespace {
-// Slots a drained queue keeps for the next burst (a moved-from std::string each).
+// Slots a drained queue keeps for the next burst (a moved-from chunk each).
 constexpr std::size_t kKeptCapacity = 16;
 }  // namespace
 
@@ -15,7 +15,7 @@ void WriteQueue::set_limits(std::size_t high, std::size_t low) {
   low_ = low;
 }
 
-FlowSignal WriteQueue::push(std::string data) {
+FlowSignal WriteQueue::push(WriteChunk data) {
   size_ += data.size();
   if (!data.empty()) chunks_.push_back(std::move(data));
   if (!paused_ && size_ > high_) {
@@ -25,7 +25,7 @@ FlowSignal WriteQueue::push(std::string data) {
   return FlowSignal::none;
 }
 
-void WriteQueue::take_batch(std::vector<std::string>& out, std::size_t max_chunks) {
+void WriteQueue::take_batch(std::vector<WriteChunk>& out, std::size_t max_chunks) {
   while (head_ < chunks_.size() && max_chunks-- > 0) out.push_back(std::move(chunks_[head_++]));
   if (head_ == chunks_.size()) {
     // Drained: start over at the front, and give back what a burst grew.

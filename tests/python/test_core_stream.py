@@ -430,6 +430,54 @@ def test_writes_of_an_aborted_atomic_block_are_not_sent(run1):
 
 
 @pytest.mark.timeout(30)
+def test_a_large_bytes_write_is_held_until_sent_then_released(run):
+    # A large bytes object is sent from the object itself (no copy): the transport holds a
+    # reference until the kernel took its bytes, and lets go of it by the end of the next Python
+    # event; an abandoned transaction's write lets go at once. A bytearray is copied: changing it
+    # after write() changes nothing sent.
+    sink = Sink(run)
+    peer, transport = adopt_socketpair(run, sink)
+    big = bytes(range(256)) * 16_000  # 4 MB: more than the socket pair buffers
+    dropped = b"L" * 100_000
+    big_refs, dropped_refs = sys.getrefcount(big), sys.getrefcount(dropped)
+
+    class Boom(Exception):
+        pass
+
+    transport.write(big)  # outside a transaction: queued at once; nobody reads yet
+    assert sys.getrefcount(big) == big_refs + 1
+    with pytest.raises(Boom):
+        with tm.atomic():
+            transport.write(dropped)
+            raise Boom
+    assert sys.getrefcount(dropped) == dropped_refs
+    mutable = bytearray(b"m" * 100_000)
+    with tm.atomic():
+        transport.write(mutable)
+    mutable[:] = b"z" * 100_000
+    transport.write(b"end")
+
+    got = []
+    reader = threading.Thread(target=lambda: got.append(read_to_close(peer)))
+    reader.start()
+    peer.shutdown(socket.SHUT_WR)  # the sink's eof closes its side once the writes are sent
+    run.run()
+    reader.join(10)
+    assert got == [big + b"m" * 100_000 + b"end"]
+    assert sink.lost is None
+    assert sys.getrefcount(big) == big_refs
+
+
+def read_to_close(peer):
+    peer.settimeout(10)
+    chunks = []
+    while chunk := peer.recv(1 << 20):
+        chunks.append(chunk)
+    peer.close()
+    return b"".join(chunks)
+
+
+@pytest.mark.timeout(30)
 def test_a_handler_exception_is_reported_and_its_writes_still_go(run1, unraisable):
     # Python callbacks are irrevocable transactions: an exception does not undo what the callback
     # already did (as with the stock loops); it is reported and the connection goes on.

@@ -7,8 +7,10 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "reactor/strand.hpp"
+#include "reactor/write_chunk.hpp"
 
 namespace tmr::stm {
 class Transaction;
@@ -56,7 +58,9 @@ class StreamTransport {
   /// is closed. A write that commits after close() but before the close is carried out (while
   /// the bytes before it are being sent, or from the handler's last on_resume_writing) is sent
   /// before the close, as stock transports send what is written before their buffer drains.
-  virtual void write(std::string data) = 0;
+  /// A borrowed chunk is sent from its owner's bytes, which the transport holds until sent.
+  virtual void write(WriteChunk data) = 0;
+  void write(std::string data) { write(WriteChunk(std::move(data))); }
   void write(std::string_view data) { write(std::string(data)); }
   void write(const char* data) { write(std::string(data)); }
   /// Half-close: shuts down the sending side once pending writes are sent.

@@ -1,8 +1,9 @@
 #pragma once
 
 #include <cstddef>
-#include <string>
 #include <vector>
+
+#include "reactor/write_chunk.hpp"
 
 namespace tmr::reactor {
 
@@ -28,11 +29,11 @@ class WriteQueue {
   std::size_t low_water() const noexcept { return low_; }
 
   /// Appends `data` (committed bytes). Returns `pause` when this crossed the high water mark.
-  FlowSignal push(std::string data);
+  FlowSignal push(WriteChunk data);
 
   /// Moves up to `max_chunks` queued chunks into `out` (the next batch to send); they stay
   /// counted in `size()` until `consumed`.
-  void take_batch(std::vector<std::string>& out, std::size_t max_chunks = 64);
+  void take_batch(std::vector<WriteChunk>& out, std::size_t max_chunks = 64);
 
   /// Records that `n` bytes of the taken batches reached the kernel. Returns `resume` when this
   /// brought the buffered size to the low water mark or below after a pause.
@@ -56,7 +57,7 @@ class WriteQueue {
   // Chunks not yet taken: chunks_[head_...]. A vector with a head index rather than a
   // std::deque, which allocates about 600 bytes as soon as it is made: an idle connection's
   // queue holds no memory. Taking everything resets it; a long-lived backlog is compacted.
-  std::vector<std::string> chunks_;
+  std::vector<WriteChunk> chunks_;
   std::size_t head_ = 0;
   std::size_t size_ = 0;
   std::size_t high_ = kDefaultHighWater;

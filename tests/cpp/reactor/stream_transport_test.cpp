@@ -284,5 +284,48 @@ TEST(StreamTransport, WriteCommittedWhileTheCloseWaitsIsSent) {
   EXPECT_EQ(got.substr(got.size() - 5), "xtail");
 }
 
+// A borrowed chunk is sent from its owner's bytes, in order with the copied ones around it and
+// across partial sends, and its owner is released once the bytes reached the kernel; an abort
+// releases the owners of what it drops.
+struct BorrowedBytes {
+  std::atomic<int> released{0};
+  WriteChunk chunk(std::size_t size, char fill) {
+    auto owner = std::make_shared<const std::string>(size, fill);
+    const std::string_view bytes(*owner);
+    return {std::shared_ptr<const void>(owner.get(),
+                                        [this, owner](const void*) { released.fetch_add(1); }),
+            bytes};
+  }
+};
+
+TEST(StreamTransport, BorrowedChunksAreSentInOrderThenReleased) {
+  AdoptedPair conn(2, std::make_shared<Counting>());
+  const auto& t = conn.transport;
+  BorrowedBytes owners;
+  const std::size_t big = std::size_t{4} * 1024 * 1024;  // far more than the socket takes at once
+  t->write(owners.chunk(big, 'a'));
+  t->write(std::string("-"));
+  t->write(owners.chunk(100, 'b'));
+  t->write(owners.chunk(big, 'c'));
+  t->close();
+  const std::string got = conn.peer.recv_all();
+  ASSERT_EQ(got.size(), 2 * big + 101);
+  EXPECT_EQ(got, std::string(big, 'a') + "-" + std::string(100, 'b') + std::string(big, 'c'));
+  ASSERT_TRUE(wait_until([&] { return owners.released.load() == 3; }));
+}
+
+TEST(StreamTransport, AnAbortReleasesTheBorrowedChunksItDrops) {
+  AdoptedPair conn(2, std::make_shared<Counting>());
+  const auto& t = conn.transport;
+  ASSERT_TRUE(wait_until([&] { return t->native_handle() == conn.fd(); }));
+  BorrowedBytes owners;
+  // The peer reads nothing: the first chunk waits for writability, the rest in the queue.
+  for (int i = 0; i < 4; ++i) t->write(owners.chunk(std::size_t{4} * 1024 * 1024, 'x'));
+  ASSERT_TRUE(wait_until([&] { return t->write_buffer_size() < std::size_t{16} * 1024 * 1024; }));
+  EXPECT_LT(owners.released.load(), 4);
+  t->abort();
+  ASSERT_TRUE(wait_until([&] { return owners.released.load() == 4; }));
+}
+
 }  // namespace
 }  // namespace tmr::reactor

@@ -20,10 +20,10 @@ using namespace testing;
 TEST(WriteQueue, WaterMarksSignalOncePerCrossing) {
   WriteQueue q;
   q.set_limits(10, 4);
-  EXPECT_EQ(q.push("12345"), FlowSignal::none);
-  EXPECT_EQ(q.push("123456"), FlowSignal::pause);  // 11 > 10
-  EXPECT_EQ(q.push("1"), FlowSignal::none);        // already paused
-  std::vector<std::string> batch;
+  EXPECT_EQ(q.push(WriteChunk("12345")), FlowSignal::none);
+  EXPECT_EQ(q.push(WriteChunk("123456")), FlowSignal::pause);  // 11 > 10
+  EXPECT_EQ(q.push(WriteChunk("1")), FlowSignal::none);        // already paused
+  std::vector<WriteChunk> batch;
   q.take_batch(batch);
   EXPECT_EQ(batch.size(), 3u);
   EXPECT_TRUE(q.idle());
@@ -41,11 +41,12 @@ TEST(WriteQueue, HeldPauseResumesAtTheLowWaterMark) {
   q.set_limits(10, 4);
   EXPECT_FALSE(q.hold_paused());  // empty: at the low water mark already
   EXPECT_FALSE(q.paused());
-  EXPECT_EQ(q.push("1234567"), FlowSignal::none);  // 7: between the marks
+  EXPECT_EQ(q.push(WriteChunk("1234567")), FlowSignal::none);  // 7: between the marks
   EXPECT_TRUE(q.hold_paused());
   EXPECT_TRUE(q.paused());
-  EXPECT_EQ(q.push("12345"), FlowSignal::none);  // 12 > 10, but paused already: no second pause
-  std::vector<std::string> batch;
+  EXPECT_EQ(q.push(WriteChunk("12345")),
+            FlowSignal::none);  // 12 > 10, but paused already: no second pause
+  std::vector<WriteChunk> batch;
   q.take_batch(batch);
   EXPECT_EQ(q.consumed(7), FlowSignal::none);    // 5 left
   EXPECT_EQ(q.consumed(1), FlowSignal::resume);  // 4 <= low
@@ -64,12 +65,12 @@ TEST(WriteQueue, ChunksLeaveInOrderAcrossPartialBatchesAndPushes) {
     for (int i = 0; i < 7 + round % 40; ++i) {
       const auto chunk = std::to_string(pushed++);
       bytes += chunk.size();
-      q.push(chunk);
+      q.push(WriteChunk(chunk));
     }
-    std::vector<std::string> batch;
+    std::vector<WriteChunk> batch;
     q.take_batch(batch, 3 + round % 20);
     for (const auto& chunk : batch) {
-      ASSERT_EQ(chunk, std::to_string(taken++));
+      ASSERT_EQ(chunk.bytes(), std::to_string(taken++));
       q.consumed(chunk.size());
       bytes -= chunk.size();
     }
@@ -77,9 +78,9 @@ TEST(WriteQueue, ChunksLeaveInOrderAcrossPartialBatchesAndPushes) {
     EXPECT_EQ(q.idle(), taken == pushed);
   }
   while (!q.idle()) {
-    std::vector<std::string> batch;
+    std::vector<WriteChunk> batch;
     q.take_batch(batch);
-    for (const auto& chunk : batch) ASSERT_EQ(chunk, std::to_string(taken++));
+    for (const auto& chunk : batch) ASSERT_EQ(chunk.bytes(), std::to_string(taken++));
   }
   EXPECT_EQ(taken, pushed);
 }

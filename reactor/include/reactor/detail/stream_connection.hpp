@@ -183,7 +183,8 @@ class StreamConnection final : public StreamTransport,
 
   // ---- StreamTransport ----
 
-  void write(std::string data) override {
+  using StreamTransport::write;
+  void write(WriteChunk data) override {
     if (data.empty()) return;
     at_commit([self = this->shared_from_this(), data = std::move(data)]() mutable {
       self->enqueue(std::move(data));
@@ -325,7 +326,7 @@ class StreamConnection final : public StreamTransport,
     connected_ = true;
   }
 
-  void enqueue(std::string data) {
+  void enqueue(WriteChunk data) {
     std::unique_lock lock(mu_);
     // Dropped once the connection is aborted or over, or its sending side shut. After close()
     // they are still sent while the close waits for the bytes before it, as a stock reactor's
@@ -427,7 +428,7 @@ class StreamConnection final : public StreamTransport,
         batch_size_ = 0;
         batch_written_ = 0;
         for (const auto& chunk : inflight_) {
-          buffers_.emplace_back(asio::buffer(chunk));
+          buffers_.emplace_back(asio::buffer(chunk.data(), chunk.size()));
           batch_size_ += chunk.size();
         }
         if (!continue_batch()) return;
@@ -601,7 +602,7 @@ class StreamConnection final : public StreamTransport,
   void hand_over_and_close() {
     if (closed_) return;
     if (connected_ && socket_ && socket_->is_open()) {
-      std::vector<std::string> pending;
+      std::vector<WriteChunk> pending;
       if (writing_) {
         // The batch in flight, less what the kernel took; its wait for writability ends
         // with the close below.
@@ -611,7 +612,8 @@ class StreamConnection final : public StreamTransport,
             skip -= chunk.size();
             continue;
           }
-          pending.push_back(chunk.substr(skip));
+          chunk.drop_front(skip);
+          pending.push_back(std::move(chunk));
           skip = 0;
         }
       }
@@ -640,7 +642,12 @@ class StreamConnection final : public StreamTransport,
       std::lock_guard lock(mu_);
       closing_ = ended_ = true;
       queue_.clear();
+      writing_ = false;
     }
+    // The batch a wait for writability still holds: that wait ends aborted with the close and
+    // sends nothing, and its bytes may be borrowed from an owner that wants them back.
+    buffers_.clear();
+    inflight_.clear();
     boost::system::error_code ignored;
     if (socket_) socket_->close(ignored);
     native_ = -1;
@@ -660,7 +667,7 @@ class StreamConnection final : public StreamTransport,
   std::optional<Socket> socket_;
   std::shared_ptr<StreamHandler> handler_;
   std::optional<boost::system::error_code> held_;  // a wait that failed while reading was paused
-  std::vector<std::string> inflight_;              // the batch being written; valid while writing_
+  std::vector<WriteChunk> inflight_;               // the batch being written; valid while writing_
   std::vector<asio::const_buffer> buffers_;
   std::size_t batch_size_ = 0;                // bytes in the batch
   std::size_t batch_written_ = 0;             // of which the kernel took
