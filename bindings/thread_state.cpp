@@ -54,23 +54,20 @@ bool python_alive() noexcept {
 #endif
 }
 
-void safe_decref(PyObject* o) noexcept {
+namespace {
+// Releases `o` at once when this thread is attached, or queues it on the thread while a driver
+// has detached it (drained when the driver re-attaches). False when neither can be done here.
+bool released_or_queued_here(PyObject* o) noexcept {
   if (attached()) {
     Py_DECREF(o);
-    return;
+    return true;
   }
   ThreadStateSlot& slot = thread_slot();
-  if (slot.saved != nullptr) {
-    slot.pending.push_back(o);  // drained when the driver re-attaches
-    return;
-  }
-  if (!python_alive()) return;  // the interpreter is gone: leak rather than crash
-  PyGILState_STATE g = PyGILState_Ensure();
-  Py_DECREF(o);
-  PyGILState_Release(g);
+  if (slot.saved == nullptr) return false;
+  slot.pending.push_back(o);
+  return true;
 }
 
-namespace {
 // References released by release_without_waiting on a thread with no thread state to queue on
 // (a worker flushing a connection between events): the next drain_pending on any thread takes
 // them.
@@ -89,17 +86,16 @@ void drain_process_wide() noexcept {
 }
 }  // namespace
 
+void safe_decref(PyObject* o) noexcept {
+  // Once the interpreter is gone, leak rather than crash.
+  if (released_or_queued_here(o) || !python_alive()) return;
+  PyGILState_STATE g = PyGILState_Ensure();
+  Py_DECREF(o);
+  PyGILState_Release(g);
+}
+
 void release_without_waiting(PyObject* o) noexcept {
-  if (attached()) {
-    Py_DECREF(o);
-    return;
-  }
-  ThreadStateSlot& slot = thread_slot();
-  if (slot.saved != nullptr) {
-    slot.pending.push_back(o);
-    return;
-  }
-  if (!python_alive()) return;  // the interpreter is gone: leak rather than crash
+  if (released_or_queued_here(o) || !python_alive()) return;
   std::lock_guard lock(g_queued_mu);
   g_queued.push_back(o);
   g_any_queued.store(true, std::memory_order_relaxed);
