@@ -39,8 +39,8 @@ void safe_decref(PyObject* o) noexcept;
 void release_without_waiting(PyObject* o) noexcept;
 /// True when this thread or the process has queued references for drain_pending().
 bool releases_queued() noexcept;
-/// Releases the queued references, this thread's and the process-wide ones (needs an attached
-/// thread state).
+/// Releases the queued references: this thread's (needs an attached thread state when there are
+/// any) and, when attached, the process-wide ones.
 void drain_pending() noexcept;
 
 /// The ReleaseFn of cells whose payload is one owned PyObject reference.

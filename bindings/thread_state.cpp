@@ -112,7 +112,9 @@ void drain_pending() noexcept {
     batch.swap(slot.pending);
     for (PyObject* o : batch) Py_DECREF(o);  // may run __del__, which may queue more
   }
-  if (g_any_queued.load(std::memory_order_relaxed)) drain_process_wide();
+  // The process-wide queue can fill from another thread at any moment, also after a caller saw
+  // nothing queued and went on detached (run_irrevocable_detached's end): only attached here.
+  if (g_any_queued.load(std::memory_order_relaxed) && attached()) drain_process_wide();
 }
 
 void release_pyobject(void* payload) {

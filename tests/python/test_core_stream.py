@@ -918,6 +918,78 @@ def test_cross_strand_writes_reach_exactly_their_connection():
         harness.close()
 
 
+@pytest.mark.timeout(60)
+def test_large_writes_of_many_connections_on_two_workers():
+    # Large bytes objects are sent without a copy and released by whichever worker's flush sent
+    # them, while the other worker ends Python events: a release there must wait for a thread with
+    # Python attached (one made by the end of an event that had just found nothing to release
+    # crashed the free-threaded interpreter within seconds). Every reply arrives whole.
+    harness = Run(2)
+    n, rounds, size = 8, 1200, 16 * 1024
+    lock = threading.Lock()
+    done = []
+
+    class Server:
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            for fill in data:  # a fresh object per reply, freed once sent
+                self.transport.write(bytes([fill]) * size)
+
+        def connection_lost(self, exc):
+            pass
+
+    class Asker:
+        def __init__(self, ident):
+            self.ident = ident
+            self.asked = 0
+            self.pending = b""
+            self.good = 0
+            self.lost = "not yet"
+
+        def ask(self):
+            self.asked += 1
+            self.transport.write(bytes([(self.ident * rounds + self.asked) % 256]))
+
+        def connection_made(self, transport):
+            self.transport = transport
+            self.ask()
+
+        def data_received(self, data):
+            self.pending += data
+            if len(self.pending) < size:
+                return
+            fill = (self.ident * rounds + self.asked) % 256
+            self.good += self.pending == bytes([fill]) * size
+            self.pending = b""
+            if self.asked < rounds:
+                self.ask()
+            else:
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            self.lost = exc
+            with lock:
+                done.append(self.ident)
+                if len(done) == n:
+                    harness.stop()
+
+    try:
+        listener = _core.tcp_listen(harness.reactor, "127.0.0.1", 0, Server)
+        askers = [Asker(i) for i in range(n)]
+
+        def start():
+            for a in askers:
+                _core.tcp_connect(harness.reactor, "127.0.0.1", listener.port, a)
+
+        harness.run(start, timeout=50)
+        assert [(a.good, a.lost) for a in askers] == [(rounds, None)] * n
+        listener.close()
+    finally:
+        harness.close()
+
+
 # ---- lifetime --------------------------------------------------------------------------------------
 
 
