@@ -327,5 +327,29 @@ TEST(StreamTransport, AnAbortReleasesTheBorrowedChunksItDrops) {
   ASSERT_TRUE(wait_until([&] { return owners.released.load() == 4; }));
 }
 
+// abort_keeping_sent() while a borrowed chunk is half sent hands the kernel the rest from where
+// the kernel stopped: what the peer reads is a prefix of what was written, nothing repeated or
+// skipped, and the owner is released.
+TEST(StreamTransport, AbortKeepingSentContinuesABorrowedChunkWhereTheKernelStopped) {
+  AdoptedPair conn(2, std::make_shared<Counting>());
+  const auto& t = conn.transport;
+  ASSERT_TRUE(wait_until([&] { return t->native_handle() == conn.fd(); }));
+  std::atomic<int> released{0};
+  auto pattern = std::make_shared<std::string>(std::size_t{8} * 1024 * 1024, '\0');
+  for (std::size_t i = 0; i < pattern->size(); ++i) (*pattern)[i] = static_cast<char>(i % 251);
+  const std::string_view bytes(*pattern);
+  t->write(WriteChunk(
+      std::shared_ptr<const void>(pattern.get(), [&released, pattern](const void*) { ++released; }),
+      bytes));
+  ASSERT_TRUE(wait_until([&] { return t->write_buffer_size() < bytes.size(); }));
+  std::string got = conn.peer.recv_exactly(std::size_t{1} * 1024 * 1024);  // room for more
+  t->abort_keeping_sent();
+  got += conn.peer.recv_all();
+  ASSERT_GE(got.size(), std::size_t{1} * 1024 * 1024);
+  ASSERT_LT(got.size(), bytes.size());
+  EXPECT_TRUE(got == bytes.substr(0, got.size()));
+  ASSERT_TRUE(wait_until([&] { return released.load() == 1; }));
+}
+
 }  // namespace
 }  // namespace tmr::reactor
