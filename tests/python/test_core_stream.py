@@ -837,13 +837,41 @@ def test_socket_options(run1):
 # ---- many connections on 2 workers ---------------------------------------------------------------
 
 
+class AllLost:
+    """Stops the run once each of n connections was lost (their callbacks run on any worker)."""
+
+    def __init__(self, harness, n):
+        self.harness = harness
+        self.left = n
+        self.lock = threading.Lock()
+
+    def lost(self):
+        with self.lock:
+            self.left -= 1
+            if self.left == 0:
+                self.harness.stop()
+
+
+def run_clients(harness, server_factory, clients, timeout):
+    """Listens with server_factory, connects every client from inside the reactor and runs until
+    a handler stops the run; the listener is closed after."""
+    listener = listen(harness, "v4", server_factory)
+
+    def start():
+        for client in clients:
+            connect(harness, "v4", listener, client)
+
+    harness.run(start, timeout=timeout)
+    listener.close()
+
+
 @pytest.mark.timeout(60)
 def test_cross_strand_writes_reach_exactly_their_connection():
     harness = Run(2)
     n, messages = 24, 50
     lock = threading.Lock()
     registry = {}  # client id -> the server transport of that client
-    done = []
+    all_lost = AllLost(harness, n)
 
     class Relay:
         """Server side of client i: forwards i's messages to client i+1's connection."""
@@ -895,24 +923,14 @@ def test_cross_strand_writes_reach_exactly_their_connection():
 
         def connection_lost(self, exc):
             self.lost = exc
-            with lock:
-                done.append(self.ident)
-                if len(done) == n:
-                    harness.stop()
+            all_lost.lost()
 
     try:
-        listener = _core.tcp_listen(harness.reactor, "127.0.0.1", 0, Relay)
         peers = [Peer(i) for i in range(n)]
-
-        def start():
-            for p in peers:
-                _core.tcp_connect(harness.reactor, "127.0.0.1", listener.port, p)
-
-        harness.run(start, timeout=40)
+        run_clients(harness, Relay, peers, timeout=40)
         for p in peers:
             assert p.received == p.expected, p.ident
             assert p.lost is None
-        listener.close()
     finally:
         registry.clear()
         harness.close()
@@ -926,8 +944,7 @@ def test_large_writes_of_many_connections_on_two_workers():
     # crashed the free-threaded interpreter within seconds). Every reply arrives whole.
     harness = Run(2)
     n, rounds, size = 8, 1200, 16 * 1024
-    lock = threading.Lock()
-    done = []
+    all_lost = AllLost(harness, n)
 
     class Server:
         def connection_made(self, transport):
@@ -970,22 +987,12 @@ def test_large_writes_of_many_connections_on_two_workers():
 
         def connection_lost(self, exc):
             self.lost = exc
-            with lock:
-                done.append(self.ident)
-                if len(done) == n:
-                    harness.stop()
+            all_lost.lost()
 
     try:
-        listener = _core.tcp_listen(harness.reactor, "127.0.0.1", 0, Server)
         askers = [Asker(i) for i in range(n)]
-
-        def start():
-            for a in askers:
-                _core.tcp_connect(harness.reactor, "127.0.0.1", listener.port, a)
-
-        harness.run(start, timeout=50)
+        run_clients(harness, Server, askers, timeout=50)
         assert [(a.good, a.lost) for a in askers] == [(rounds, None)] * n
-        listener.close()
     finally:
         harness.close()
 
