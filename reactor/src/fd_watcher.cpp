@@ -3,8 +3,9 @@
 #include <poll.h>
 
 #include <boost/asio/bind_executor.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
+#include <optional>
 
+#include "reactor/detail/descriptor_wait.hpp"
 #include "reactor/detail/reactor_impl.hpp"
 
 namespace tmr::reactor {
@@ -13,31 +14,29 @@ namespace {
 
 namespace asio = boost::asio;
 
-/// Watches a foreign descriptor through an Asio stream_descriptor that never owns it (it is
-/// released, not closed). Asio's epoll backend is edge-triggered and async_wait reports only
-/// new edges, but IReactorFDSet and add_reader are level-triggered: so before waiting, each
-/// direction polls the descriptor with a zero timeout and, if it is already ready, dispatches
-/// at once. That costs one poll() per callback and keeps "still readable" from being lost.
-/// Asio's wait would report a still-ready descriptor too (it starts with EPOLL_CTL_MOD), but only
-/// at the reactor's next epoll_wait: a readiness that a stopping asyncio loop put off to its next
-/// run then came after everything that run queued first, and CPython's
+/// Watches a foreign descriptor registered with the reactor's epoll without an owner (it is
+/// deregistered, never closed). Asio's epoll backend is edge-triggered, but IReactorFDSet and
+/// add_reader are level-triggered: each wait (detail::DescriptorWait) first polls the
+/// descriptor with a zero timeout and, if it is already ready, dispatches at once; otherwise it
+/// waits for the next edge. That keeps "still readable" from being lost, and dispatches it at
+/// once rather than at the reactor's next epoll_wait: a readiness that a stopping asyncio loop
+/// put off to its next run then came after everything that run queued first, and CPython's
 /// test_sendfile_close_peer_in_the_middle_of_receiving saw the difference.
 class FdWatcherImpl final : public FdWatcher,
                             public detail::Closable,
                             public std::enable_shared_from_this<FdWatcherImpl> {
  public:
-  FdWatcherImpl(detail::ReactorImpl& reactor, int fd, asio::posix::stream_descriptor descriptor,
-                std::shared_ptr<detail::StrandImpl> strand)
+  // Registers fd with the reactor's epoll; ec says why not.
+  FdWatcherImpl(detail::ReactorImpl& reactor, int fd, std::shared_ptr<detail::StrandImpl> strand,
+                std::error_code& ec)
       : reactor_(reactor),
         strand_(strand ? std::move(strand) : reactor.new_strand()),
         fd_(fd),
-        descriptor_(std::move(descriptor)) {}
+        descriptor_(std::in_place, reactor.context, fd, ec) {}
 
   FdWatcherImpl(const FdWatcherImpl&) = delete;
   FdWatcherImpl& operator=(const FdWatcherImpl&) = delete;
-  ~FdWatcherImpl() override {
-    if (descriptor_ && !released_) descriptor_->release();
-  }
+  ~FdWatcherImpl() override = default;  // the DescriptorWait deregisters fd
 
   void add_reader(Callback fn) override { set(kRead, std::move(fn)); }
   void remove_reader() override { set(kRead, nullptr); }
@@ -77,11 +76,7 @@ class FdWatcherImpl final : public FdWatcher,
   }
 
   void destroy_now() noexcept override {
-    if (descriptor_) {
-      boost::system::error_code ignored;
-      descriptor_->cancel(ignored);  // a wait left in epoll would keep the strand alive
-      descriptor_->release();
-    }
+    if (descriptor_) descriptor_->release();  // a wait left in epoll would keep the strand alive
     descriptor_.reset();
     released_ = true;
   }
@@ -115,25 +110,17 @@ class FdWatcherImpl final : public FdWatcher,
   // given to Asio as a call and sees a cycle.
   // NOLINTBEGIN(misc-no-recursion)
 
-  // On the strand: dispatch now if ready, else wait for the next readiness edge.
+  // On the strand: dispatch when ready, at once if ready now (detail::DescriptorWait).
   void arm(Direction d) {
     std::lock_guard lock(mu_);  // release() may run on any thread
     if (released_ || !callbacks_[d] || waiting_[d]) return;
-    pollfd p{fd_, static_cast<short>(d == kRead ? POLLIN : POLLOUT), 0};
-    const std::uint64_t generation = generation_[d];
-    if (::poll(&p, 1, 0) > 0) {  // ready now, or POLLHUP/POLLERR: the callback will see it
-      waiting_[d] = true;
-      asio::post(strand_->exec,
-                 [self = shared_from_this(), d, generation] { self->fire(d, generation); });
-      return;
-    }
     waiting_[d] = true;
     descriptor_->async_wait(
-        d == kRead ? asio::posix::descriptor_base::wait_read
-                   : asio::posix::descriptor_base::wait_write,
+        d == kRead ? POLLIN : POLLOUT,
         asio::bind_executor(strand_->exec,
-                            [self = shared_from_this(), d, generation](
-                                const boost::system::error_code&) { self->fire(d, generation); }));
+                            [self = shared_from_this(), d, generation = generation_[d]](
+                                const boost::system::error_code&) { self->fire(d, generation); }),
+        reactor_.context.get_executor());
   }
 
   void fire(Direction d, std::uint64_t generation) {
@@ -164,7 +151,7 @@ class FdWatcherImpl final : public FdWatcher,
   // Guarded by mu_: the descriptor (waited on from the strand, released from any thread), whether
   // it was released (then the descriptor number may already belong to someone else), and the
   // committed registration state.
-  std::optional<asio::posix::stream_descriptor> descriptor_;
+  std::optional<detail::DescriptorWait> descriptor_;
   bool released_ = false;
   bool registered_[2] = {false, false};
 };
@@ -173,15 +160,8 @@ class FdWatcherImpl final : public FdWatcher,
 
 std::shared_ptr<FdWatcher> watch_fd(Reactor& reactor, int fd, const Strand& strand,
                                     std::error_code& ec) {
-  asio::posix::stream_descriptor descriptor(reactor.context());
-  boost::system::error_code bec;
-  descriptor.assign(fd, bec);
-  if (bec) {
-    ec = bec;
-    return nullptr;
-  }
-  auto watcher =
-      std::make_shared<FdWatcherImpl>(reactor.impl(), fd, std::move(descriptor), strand.impl());
+  auto watcher = std::make_shared<FdWatcherImpl>(reactor.impl(), fd, strand.impl(), ec);
+  if (ec) return nullptr;
   reactor.impl().track(watcher);
   return watcher;
 }
