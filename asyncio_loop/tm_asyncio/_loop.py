@@ -191,6 +191,37 @@ class EventLoop(_base_loop):
     the workers one at a time.
     """
 
+    # The loop's own state in slots: asyncio's loop already keeps 24 attributes in the instance's
+    # __dict__, and CPython shares a class's attribute keys among its instances only up to 30
+    # (SHARED_KEYS_MAX_SIZE). Past that the dict is a plain one, and every self.x of asyncio's
+    # code and of this loop's (call_soon reads four) takes a slower lookup (docs/BENCHMARKS.md).
+    __slots__ = (
+        "_closing_transports",
+        "_core",
+        "_fatal",
+        "_io_pending",
+        "_lock",
+        "_main_thread_calls",
+        "_main_thread_calls_lock",
+        "_parallel",
+        "_parallel_chosen",
+        "_post",
+        "_serial",
+        "_serial_factories",
+        "_strand",
+        "_task_steps_lock",
+        "_task_steps_queued",
+        "_task_strands",
+        "_timer_armed_for",
+        "_timer_heap",
+        "_timer_native",
+        "_timer_order",
+        "_timers_cancelled",
+        "_watcher_strands",
+        "_watchers",
+        "_workers",
+    )
+
     _current_handle: events.Handle | None  # BaseEventLoop's: the handle running (debug mode)
 
     if (3, 12) <= sys.version_info < (3, 14):
