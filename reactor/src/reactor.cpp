@@ -320,6 +320,7 @@ Timer Reactor::call_later(Clock::duration delay, Callback fn, StrandChoice choic
 Timer Reactor::call_at(const Strand& strand, Clock::time_point deadline, Callback fn) {
   if (!strand) throw std::invalid_argument("Reactor::call_at: empty strand");
   auto timer = std::make_shared<detail::TimerImpl>(*impl_, strand.impl(), std::move(fn));
+  impl_->track(timer);
   detail::at_commit([timer, deadline] { timer->arm(deadline); });
   return Timer(timer);
 }

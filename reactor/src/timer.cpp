@@ -12,6 +12,10 @@ TimerImpl::TimerImpl(ReactorImpl& reactor, std::shared_ptr<StrandImpl> strand, C
   timer_.emplace(reactor_.context);
 }
 
+TimerImpl::~TimerImpl() {
+  reactor_.untrack(this);
+}
+
 void TimerImpl::arm(Clock::time_point deadline, bool only_earlier) {
   if (reactor_.shutting_down()) return;
   std::uint64_t generation = 0;
@@ -22,7 +26,6 @@ void TimerImpl::arm(Clock::time_point deadline, bool only_earlier) {
     deadline_ = deadline;
     pending_ = true;
   }
-  reactor_.track(shared_from_this());
   asio::post(strand_->exec, [self = shared_from_this(), generation, deadline] {
     // A later arming from another thread can post ahead of this one; setting the expiry here
     // would cancel that arming's wait and leave the timer armed for nothing.
@@ -49,7 +52,6 @@ void TimerImpl::fire(std::uint64_t generation, const boost::system::error_code& 
     if (generation != generation_ || !pending_ || ec == asio::error::operation_aborted) return;
     pending_ = false;
   }
-  reactor_.untrack(this);
   reactor_.run_event(strand_, EventKind::timer, fn_);
 }
 
@@ -65,7 +67,6 @@ void TimerImpl::cancel() {
     if (!pending_) return;
     pending_ = false;
   }
-  reactor_.untrack(this);
   if (reactor_.shutting_down()) return;
   asio::post(strand_->exec, [self = shared_from_this()] {
     if (self->timer_) self->timer_->cancel();

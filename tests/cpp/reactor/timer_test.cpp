@@ -194,5 +194,21 @@ TEST(Timer, CloseAllCancelsPendingTimers) {
   EXPECT_FALSE(ran.load());
 }
 
+// A timer stays known to close_all once it fired: re-armed from its own callback, as tm_asyncio
+// re-arms its one timer per loop, it is cancelled like a timer armed once.
+TEST(Timer, CloseAllCancelsATimerReArmedAfterItFired) {
+  Reactor reactor(with_workers(2));
+  std::atomic<int> fired{0};
+  Timer timer;
+  timer = reactor.call_later(1ms, [&](stm::Transaction&) {
+    if (fired.fetch_add(1) == 0) {
+      timer.reschedule_after(std::chrono::hours(1));
+      reactor.close_all();
+    }
+  });
+  reactor.run();  // must return: the re-armed timer was the only work left
+  EXPECT_EQ(fired.load(), 1);
+}
+
 }  // namespace
 }  // namespace tmr::reactor

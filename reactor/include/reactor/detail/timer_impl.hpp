@@ -10,9 +10,17 @@ namespace tmr::reactor::detail {
 
 /// A scheduled call. The Asio timer is touched only on the strand; the scheduling state is
 /// guarded by a mutex so that cancel/reschedule may come from any thread (at commit).
+/// The reactor tracks it (close_all, shut_down) from its making (Reactor::call_at) to its
+/// destruction, not per arming: a timer re-armed per event (tm_asyncio's one per loop) paid the
+/// tracking map's insert and erase, under the reactor's lock, every time.
 class TimerImpl final : public Closable, public std::enable_shared_from_this<TimerImpl> {
  public:
   TimerImpl(ReactorImpl& reactor, std::shared_ptr<StrandImpl> strand, Callback fn);
+  ~TimerImpl() override;
+  TimerImpl(const TimerImpl&) = delete;
+  TimerImpl& operator=(const TimerImpl&) = delete;
+  TimerImpl(TimerImpl&&) = delete;
+  TimerImpl& operator=(TimerImpl&&) = delete;
 
   /// Arms for `deadline`; with `only_earlier`, only if not already armed for it or sooner.
   void arm(Clock::time_point deadline, bool only_earlier = false);
