@@ -1,5 +1,6 @@
 #include "reactor/ready_queue.hpp"
 
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <utility>
@@ -31,21 +32,37 @@ class ReadyQueueState : public std::enable_shared_from_this<ReadyQueueState> {
       push_now(item);
       return;
     }
-    // Exactly one of the two hooks runs (also for a run-once transaction's body hooks). They
-    // hold two plain pointers, which std::function keeps without an allocation; the state is
-    // kept alive by keepalive_ while any such hook is pending.
+    // What one transaction pushes is queued together at its commit: one commit and one abort
+    // hook per transaction and queue, not per item (a callback that schedules several calls, as
+    // a future's set_result does, paid two std::functions and three lock round trips each).
+    OpenBatch& open = t_open_batch;
+    if (open.queue == this && open.tx == tx) {
+      open.items->push_back(item);
+      return;
+    }
+    std::vector<void*>* items = take_spare_batch();
+    items->push_back(item);
+    // Exactly one of the two hooks runs (also for a run-once transaction's body hooks), on the
+    // transaction's thread, and closes the batch there. They hold plain pointers, which
+    // std::function keeps without an allocation; the state is kept alive by keepalive_ while
+    // any such hook is pending.
     {
       const std::lock_guard lock(mu_);
       if (hooks_++ == 0) keepalive_ = shared_from_this();
     }
-    tx->on_commit([this, item] {
-      push_now(item);
+    tx->on_commit([this, items] {
+      close_open_batch(items);
+      push_now(*items);
+      give_back_batch(items);
       hook_done();
     });
-    tx->on_abort([this, item] {
-      drop_(item);
+    tx->on_abort([this, items] {
+      close_open_batch(items);
+      for (void* dropped : *items) drop_(dropped);
+      give_back_batch(items);
       hook_done();
     });
+    open = OpenBatch{this, tx, items};
   }
 
   bool push_if_scheduled(void* item) {
@@ -87,6 +104,60 @@ class ReadyQueueState : public std::enable_shared_from_this<ReadyQueueState> {
       return;
     }
     if (schedule_now) schedule();
+  }
+
+  // push_now for a committed transaction's batch, in its order.
+  void push_now(const std::vector<void*>& items) {
+    bool schedule_now = false;
+    bool queued = false;
+    {
+      const std::lock_guard lock(mu_);
+      if (!closed_) {
+        items_.insert(items_.end(), items.begin(), items.end());
+        schedule_now = !scheduled_;
+        scheduled_ = true;
+        queued = true;
+      }
+    }
+    if (!queued) {
+      for (void* item : items) drop_(item);
+      return;
+    }
+    if (schedule_now) schedule();
+  }
+
+  // The batch a transaction of this thread is filling (push), until its hook runs.
+  struct OpenBatch {
+    const ReadyQueueState* queue = nullptr;
+    const stm::Transaction* tx = nullptr;
+    std::vector<void*>* items = nullptr;
+  };
+  static thread_local OpenBatch t_open_batch;
+
+  static void close_open_batch(const std::vector<void*>* items) noexcept {
+    if (t_open_batch.items == items) t_open_batch = OpenBatch{};
+  }
+
+  // A thread's batches are reused: a transaction that pushes one call (a chain of callbacks)
+  // costs no allocation, as when each item had hooks of its own.
+  static thread_local std::vector<std::unique_ptr<std::vector<void*>>> t_spare_batches;
+  static constexpr std::size_t kLargestSpareBatch = 1024;
+
+  static std::vector<void*>* take_spare_batch() {
+    if (t_spare_batches.empty()) return new std::vector<void*>();
+    std::vector<void*>* items = t_spare_batches.back().release();
+    t_spare_batches.pop_back();
+    return items;
+  }
+
+  static void give_back_batch(std::vector<void*>* items) noexcept {
+    std::unique_ptr<std::vector<void*>> owned(items);
+    if (owned->capacity() > kLargestSpareBatch) return;  // a burst's memory is not kept
+    owned->clear();
+    try {
+      t_spare_batches.push_back(std::move(owned));
+    } catch (...) {  // no memory to keep it: it is freed
+    }
   }
 
   void hook_done() noexcept {
@@ -160,6 +231,9 @@ class ReadyQueueState : public std::enable_shared_from_this<ReadyQueueState> {
   std::shared_ptr<ReadyQueueState> keepalive_;  // guarded by mu_: set while hooks_ > 0
   std::vector<void*> running_;                  // strand-only: the batch being run
 };
+
+thread_local ReadyQueueState::OpenBatch ReadyQueueState::t_open_batch;
+thread_local std::vector<std::unique_ptr<std::vector<void*>>> ReadyQueueState::t_spare_batches;
 
 }  // namespace detail
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -111,6 +112,32 @@ TEST_F(ReadyQueueTest, AnAbortedTransactionDropsWhatItPushed) {
   EXPECT_EQ(attempts, 2);
   EXPECT_EQ(log.seen, (std::vector<std::string>{"2"}));
   EXPECT_EQ(dropped(), (std::vector<std::intptr_t>{1}));
+}
+
+// What one transaction pushes is queued together at its commit, in push order per queue, even
+// when it alternates between two queues; each item still runs as a transaction of its own; an
+// aborted attempt drops everything it pushed to either queue.
+TEST_F(ReadyQueueTest, ATransactionsPushesToTwoQueuesKeepTheirOrderOrAreAllDropped) {
+  ReadyQueue first(reactor, strand, &run_item, &drop_item, &log);
+  ReadyQueue second(reactor, strand, &run_item, &drop_item, &log);
+  int attempts = 0;
+  stm::atomically([&](stm::Transaction& tx) {
+    const std::intptr_t base = ++attempts == 1 ? 0 : 100;
+    first.push(item(base + 1));
+    second.push(item(base + 10));
+    first.push(item(base + 2));
+    first.push(item(base + 3));
+    second.push(item(base + 11));
+    if (attempts == 1) tx.abort();
+  });
+  finish();
+  reactor.run();
+  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(log.seen, (std::vector<std::string>{"101", "102", "103", "110", "111"}));
+  ASSERT_EQ(log.transactions.size(), 5u);
+  std::vector<std::intptr_t> lost = dropped();
+  std::sort(lost.begin(), lost.end());
+  EXPECT_EQ(lost, (std::vector<std::intptr_t>{1, 2, 3, 10, 11}));
 }
 
 TEST_F(ReadyQueueTest, AStopLeavesTheRestOfTheBatchForTheNextRun) {
