@@ -191,11 +191,15 @@ class EventLoop(_base_loop):
     the workers one at a time.
     """
 
-    # The loop's own state in slots: asyncio's loop already keeps 24 attributes in the instance's
-    # __dict__, and CPython shares a class's attribute keys among its instances only up to 30
-    # (SHARED_KEYS_MAX_SIZE). Past that the dict is a plain one, and every self.x of asyncio's
-    # code and of this loop's (call_soon reads four) takes a slower lookup (docs/BENCHMARKS.md).
+    # The loop's own state in slots: asyncio's loop already keeps 24 to 26 attributes in the
+    # instance's __dict__, and CPython shares a class's attribute keys among its instances only up
+    # to 30 (SHARED_KEYS_MAX_SIZE). Past that the dict is a plain one, and every self.x of
+    # asyncio's code and of this loop's (call_soon reads four) takes a slower lookup
+    # (docs/BENCHMARKS.md). Two of asyncio's that this class assigns too are slots as well: mypy
+    # (typeshed declares neither) requires it of a class with slots.
     __slots__ = (
+        "_current_handle",
+        "_stopping",
         "_closing_transports",
         "_core",
         "_fatal",
