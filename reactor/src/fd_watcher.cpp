@@ -16,12 +16,13 @@ namespace asio = boost::asio;
 
 /// Watches a foreign descriptor registered with the reactor's epoll without an owner (it is
 /// deregistered, never closed). Asio's epoll backend is edge-triggered, but IReactorFDSet and
-/// add_reader are level-triggered: each wait (detail::DescriptorWait) first polls the
-/// descriptor with a zero timeout and, if it is already ready, dispatches at once; otherwise it
-/// waits for the next edge. That keeps "still readable" from being lost, and dispatches it at
-/// once rather than at the reactor's next epoll_wait: a readiness that a stopping asyncio loop
-/// put off to its next run then came after everything that run queued first, and CPython's
-/// test_sendfile_close_peer_in_the_middle_of_receiving saw the difference.
+/// add_reader are level-triggered: so before waiting, each direction polls the descriptor with
+/// a zero timeout and, if it is already ready, posts the dispatch to the strand at once;
+/// otherwise it waits for the next edge (detail::DescriptorWait, without an epoll_ctl). That
+/// keeps "still readable" from being lost, and dispatches it in the strand's order of the
+/// moment: a readiness completed later (at the reactor's next epoll_wait, or through Asio's
+/// scheduler queue) came behind what the strand got meanwhile, and CPython's
+/// test_sendfile_close_peer_in_the_middle_of_receiving saw the difference at 2 workers.
 class FdWatcherImpl final : public FdWatcher,
                             public detail::Closable,
                             public std::enable_shared_from_this<FdWatcherImpl> {
@@ -110,15 +111,24 @@ class FdWatcherImpl final : public FdWatcher,
   // given to Asio as a call and sees a cycle.
   // NOLINTBEGIN(misc-no-recursion)
 
-  // On the strand: dispatch when ready, at once if ready now (detail::DescriptorWait).
+  // On the strand: dispatch now if ready, else wait for the next readiness edge. A readiness
+  // found now is posted to the strand at once, in order with what the strand got before it.
   void arm(Direction d) {
     std::lock_guard lock(mu_);  // release() may run on any thread
     if (released_ || !callbacks_[d] || waiting_[d]) return;
+    const short events = d == kRead ? POLLIN : POLLOUT;
+    pollfd p{fd_, events, 0};
+    const std::uint64_t generation = generation_[d];
     waiting_[d] = true;
+    if (::poll(&p, 1, 0) > 0) {  // ready now, or POLLHUP/POLLERR: the callback will see it
+      asio::post(strand_->exec,
+                 [self = shared_from_this(), d, generation] { self->fire(d, generation); });
+      return;
+    }
     descriptor_->async_wait(
-        d == kRead ? POLLIN : POLLOUT,
+        events,
         asio::bind_executor(strand_->exec,
-                            [self = shared_from_this(), d, generation = generation_[d]](
+                            [self = shared_from_this(), d, generation](
                                 const boost::system::error_code&) { self->fire(d, generation); }),
         reactor_.context.get_executor());
   }

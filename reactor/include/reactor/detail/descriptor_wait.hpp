@@ -22,16 +22,17 @@ static_assert(BOOST_VERSION >= 107400 && BOOST_VERSION < 108400,
 namespace tmr::reactor::detail {
 
 /// A descriptor registered with the io_context's epoll reactor, without an owner: it is never
-/// closed here, and release() only deregisters it. Its waits are level-triggered where Asio's
-/// `async_wait` is not (below).
+/// closed here, and release() only deregisters it. A wait for readiness needs no `epoll_ctl`
+/// (below).
 ///
-/// Asio registers a descriptor edge-triggered, once. Its `async_wait` cannot use that
-/// registration for a readiness that is already there, so every wait starts with an
-/// `EPOLL_CTL_MOD` that makes epoll report the descriptor afresh. A wait here starts instead as
-/// Asio's own speculative reads do: under the descriptor's lock it asks `poll()` whether the
-/// descriptor is ready now (then the wait completes at once) and otherwise queues itself for the
-/// next edge, which the registration reports without a `MOD`. One system call a wait instead of
-/// two: an asyncio echo's round trip makes two such waits.
+/// Asio registers a descriptor edge-triggered, once. Its `async_wait` cannot rely on that
+/// registration for a readiness already there (an edge that came while no wait was queued), so
+/// every wait starts with an `EPOLL_CTL_MOD` that makes epoll report the descriptor afresh. The
+/// caller here has just found the descriptor not ready (a poll() of its own), and a wait starts
+/// as Asio's speculative reads do instead: under the descriptor's lock, if an edge came since
+/// the last wait completed (Asio's try_speculative flag, which each completion here clears), it
+/// polls again, since that edge may have come after the caller's poll; otherwise it queues for
+/// the next edge. One system call a wait instead of two: an asyncio echo's round trip makes two.
 class DescriptorWait {
  public:
   using Reactor = boost::asio::detail::reactor;
@@ -53,8 +54,11 @@ class DescriptorWait {
   DescriptorWait& operator=(DescriptorWait&&) = delete;
 
   /// Calls handler(error_code) once fd is ready for `events` (POLLIN or POLLOUT), or has an
-  /// error or hang-up: at once when it is ready now. A cancel or release completes it with
-  /// operation_aborted. The handler runs as Asio runs any wait's handler (its executor: a strand).
+  /// error or hang-up. The caller polled fd and found it not ready: a readiness already there
+  /// would complete the wait through Asio's scheduler, behind what was posted to the handler's
+  /// executor meanwhile, not in the order of the caller's own post. A cancel or release
+  /// completes it with operation_aborted. The handler runs as Asio runs any wait's handler (its
+  /// executor: a strand).
   template <typename Handler>
   void async_wait(short events, Handler handler, const boost::asio::io_context::executor_type& io) {
     using Op = LevelWaitOp<Handler, boost::asio::io_context::executor_type>;
@@ -66,8 +70,10 @@ class DescriptorWait {
       p.p->ec_ = boost::asio::error::bad_descriptor;
       reactor_.post_immediate_completion(p.p, is_continuation);
     } else {
+      t_starting = p.p;  // perform() called from within start_op: see LevelWaitOp
       reactor_.start_op(events == POLLOUT ? Reactor::write_op : Reactor::read_op, fd_, data_, p.p,
                         is_continuation, /*allow_speculative=*/true);
+      t_starting = nullptr;
     }
     p.v = p.p = nullptr;
   }
@@ -86,10 +92,15 @@ class DescriptorWait {
   }
 
  private:
-  // A reactor operation whose work is to find the descriptor ready. Its first perform() comes
-  // from start_op, before the operation is queued: a poll() with a zero timeout. Every later one
-  // comes from an epoll event for the descriptor (readiness, an error or a hang-up), which is
-  // the answer itself.
+  // The operation async_wait is starting on this thread: start_op calls its perform() before
+  // queuing it, and only when an edge came since the last completion.
+  static inline thread_local const boost::asio::detail::reactor_op* t_starting = nullptr;
+
+  // A reactor operation whose work is to find the descriptor ready. perform() from start_op
+  // (t_starting) is a poll() with a zero timeout; every other perform() comes from an epoll
+  // event for the descriptor (readiness, an error or a hang-up), which is the answer itself.
+  // Both complete with done_and_exhausted, which clears Asio's try_speculative flag: until the
+  // next edge, a new wait is queued without a poll (its caller just polled).
   template <typename Handler, typename IoExecutor>
   class LevelWaitOp : public boost::asio::detail::reactor_op {
    public:
@@ -104,11 +115,11 @@ class DescriptorWait {
           work_(handler_, io) {}
 
     static status do_perform(reactor_op* base) {
+      if (base != t_starting) return done_and_exhausted;  // from an epoll event
       auto* op = static_cast<LevelWaitOp*>(base);
-      if (op->polled_) return done;
-      op->polled_ = true;
       pollfd p{op->fd_, op->events_, 0};
-      return ::poll(&p, 1, 0) > 0 ? done : not_done;  // POLLERR and POLLHUP count as ready
+      // POLLERR and POLLHUP count as ready
+      return ::poll(&p, 1, 0) > 0 ? done_and_exhausted : not_done;
     }
 
     // As Asio's own wait operation completes: the handler moved out before the memory is
@@ -130,7 +141,6 @@ class DescriptorWait {
    private:
     int fd_;
     short events_;
-    bool polled_ = false;
     Handler handler_;
     boost::asio::detail::handler_work<Handler, IoExecutor> work_;
   };
