@@ -99,9 +99,12 @@ class FdWatcherImpl final : public FdWatcher,
       asio::post(self->strand_->exec, [self, d, fn = std::move(fn)]() mutable {
         if (self->is_released()) return;
         self->callbacks_[d] = std::move(fn);
-        ++self->generation_[d];  // any wait in flight belongs to the old registration
-        self->waiting_[d] = false;
-        if (self->callbacks_[d]) self->arm(d);
+        // A wait in flight belongs to the old registration: it completes for nothing and arms
+        // for this one (fire). It is not left behind a second wait: the wait of a direction is
+        // one at a time (detail::DescriptorWait completes only the first of a direction's
+        // queue at an edge).
+        ++self->generation_[d];
+        self->arm(d);
       });
     });
   }
@@ -134,8 +137,11 @@ class FdWatcherImpl final : public FdWatcher,
   }
 
   void fire(Direction d, std::uint64_t generation) {
-    if (generation != generation_[d]) return;  // superseded by a later add/remove
     waiting_[d] = false;
+    if (generation != generation_[d]) {  // superseded by a later add/remove: wait for that one
+      arm(d);
+      return;
+    }
     if (is_released() || !callbacks_[d]) return;
     const Callback fn = callbacks_[d];  // a copy: the callback may remove itself
     reactor_.run_event(strand_, d == kRead ? EventKind::read : EventKind::writable, fn);

@@ -139,6 +139,30 @@ TEST(FdWatcher, WriterWaitsForRoom) {
   watcher->release();
 }
 
+// A reader replaced while its wait for an empty pipe is queued (asyncio's sendfile adds and
+// removes its writer so) is called at the next readiness: the old registration's wait must not
+// be left in front of the new one's, taking the edge for itself.
+TEST(FdWatcher, AReaderReplacedWhileItsWaitIsQueuedIsCalled) {
+  Pipe p;
+  RunningReactor r(2);
+  auto watcher = watch_fd(*r, p.r);
+  std::atomic<int> old_calls{0};
+  std::atomic<int> calls{0};
+  watcher->add_reader([&](stm::Transaction&) { old_calls.fetch_add(1); });
+  std::this_thread::sleep_for(20ms);  // the empty pipe: its wait is queued in epoll
+  watcher->remove_reader();
+  watcher->add_reader([&](stm::Transaction& tx) {
+    tx.become_inevitable();
+    char c = 0;
+    if (::read(p.r, &c, 1) == 1) calls.fetch_add(1);
+  });
+  std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(::write(p.w, "ab", 2), 2);
+  EXPECT_TRUE(wait_until([&] { return calls.load() == 2; }));
+  EXPECT_EQ(old_calls.load(), 0);
+  watcher->release();
+}
+
 // release() deregisters the descriptor, a wait in flight included: the same descriptor can be
 // watched again at once, and only the new watcher is called.
 TEST(FdWatcher, AReleasedDescriptorCanBeWatchedAgain) {

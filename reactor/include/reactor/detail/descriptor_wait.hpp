@@ -100,7 +100,9 @@ class DescriptorWait {
   // (t_starting) is a poll() with a zero timeout; every other perform() comes from an epoll
   // event for the descriptor (readiness, an error or a hang-up), which is the answer itself.
   // Both complete with done_and_exhausted, which clears Asio's try_speculative flag: until the
-  // next edge, a new wait is queued without a poll (its caller just polled).
+  // next edge, a new wait is queued without a poll (its caller just polled). It also ends the
+  // edge's pass over the direction's queue: a second wait queued behind the first would wait
+  // for the next edge, so a caller keeps one wait per direction at a time.
   template <typename Handler, typename IoExecutor>
   class LevelWaitOp : public boost::asio::detail::reactor_op {
    public:
