@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -88,26 +89,11 @@ class ReadyQueueState : public std::enable_shared_from_this<ReadyQueueState> {
   }
 
  private:
-  void push_now(void* item) {
-    bool schedule_now = false;
-    {
-      const std::lock_guard lock(mu_);
-      if (!closed_) {
-        items_.push_back(item);
-        schedule_now = !scheduled_;
-        scheduled_ = true;
-        item = nullptr;
-      }
-    }
-    if (item != nullptr) {
-      drop_(item);
-      return;
-    }
-    if (schedule_now) schedule();
-  }
+  void push_now(void* item) { push_now(std::span<void* const>(&item, 1)); }
 
-  // push_now for a committed transaction's batch, in its order.
-  void push_now(const std::vector<void*>& items) {
+  // Queues the items in order (drops them once the queue is closed) and schedules a drain if
+  // none is.
+  void push_now(std::span<void* const> items) {
     bool schedule_now = false;
     bool queued = false;
     {

@@ -32,17 +32,22 @@ struct Pipe {
   }
 };
 
+// A reader that takes one byte per call (read() is irrevocable) and counts what it took.
+Callback count_each_byte(int fd, std::atomic<int>& count) {
+  return [fd, &count](stm::Transaction& tx) {
+    tx.become_inevitable();
+    char c = 0;
+    if (::read(fd, &c, 1) == 1) count.fetch_add(1);
+  };
+}
+
 // Level-triggered: a reader that consumes one byte per call is called once per byte.
 TEST(FdWatcher, ReaderIsLevelTriggered) {
   Pipe p;
   RunningReactor r(2);
   auto watcher = watch_fd(*r, p.r);
   std::atomic<int> bytes{0};
-  watcher->add_reader([&](stm::Transaction& tx) {
-    tx.become_inevitable();  // read() is irrevocable
-    char c = 0;
-    if (::read(p.r, &c, 1) == 1) bytes.fetch_add(1);
-  });
+  watcher->add_reader(count_each_byte(p.r, bytes));
   EXPECT_TRUE(watcher->has_reader());
   ASSERT_EQ(::write(p.w, "abcde", 5), 5);
   EXPECT_TRUE(wait_until([&] { return bytes.load() == 5; }));
@@ -151,11 +156,7 @@ TEST(FdWatcher, AReaderReplacedWhileItsWaitIsQueuedIsCalled) {
   watcher->add_reader([&](stm::Transaction&) { old_calls.fetch_add(1); });
   std::this_thread::sleep_for(20ms);  // the empty pipe: its wait is queued in epoll
   watcher->remove_reader();
-  watcher->add_reader([&](stm::Transaction& tx) {
-    tx.become_inevitable();
-    char c = 0;
-    if (::read(p.r, &c, 1) == 1) calls.fetch_add(1);
-  });
+  watcher->add_reader(count_each_byte(p.r, calls));
   std::this_thread::sleep_for(20ms);
   ASSERT_EQ(::write(p.w, "ab", 2), 2);
   EXPECT_TRUE(wait_until([&] { return calls.load() == 2; }));
@@ -177,11 +178,7 @@ TEST(FdWatcher, AReleasedDescriptorCanBeWatchedAgain) {
   auto watcher = watch_fd(*r, p.r, ec);
   ASSERT_FALSE(ec) << ec.message();
   std::atomic<int> calls{0};
-  watcher->add_reader([&](stm::Transaction& tx) {
-    tx.become_inevitable();
-    char c = 0;
-    if (::read(p.r, &c, 1) == 1) calls.fetch_add(1);
-  });
+  watcher->add_reader(count_each_byte(p.r, calls));
   ASSERT_EQ(::write(p.w, "a", 1), 1);
   EXPECT_TRUE(wait_until([&] { return calls.load() == 1; }));
   EXPECT_EQ(old_calls.load(), 0);

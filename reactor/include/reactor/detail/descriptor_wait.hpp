@@ -78,11 +78,6 @@ class DescriptorWait {
     p.v = p.p = nullptr;
   }
 
-  /// Completes the waits in flight with operation_aborted.
-  void cancel() {
-    if (data_ != nullptr) reactor_.cancel_ops(fd_, data_);
-  }
-
   /// Deregisters fd (waits in flight complete with operation_aborted); idempotent.
   void release() noexcept {
     if (data_ == nullptr) return;
