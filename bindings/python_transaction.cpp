@@ -58,7 +58,7 @@ void finish_top_level() {
   st.body_done = false;
   st.doomed = false;
   st.snapshot = 0;
-  st.own.clear();
+  if (!st.own.empty()) st.own.clear();  // see TxState::begin_attempt
   st.deferred.clear();
   st.keep.clear();
   st.wait_deadline.reset();

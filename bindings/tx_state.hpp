@@ -62,7 +62,9 @@ struct TxState {
 
   void begin_attempt() noexcept {
     doomed = false;
-    own.clear();
+    // clear() writes every bucket, and the table keeps the buckets of its largest transaction:
+    // most attempts stored nothing.
+    if (!own.empty()) own.clear();
   }
 };
 TxState& tx_state() noexcept;

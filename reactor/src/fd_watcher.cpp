@@ -143,8 +143,10 @@ class FdWatcherImpl final : public FdWatcher,
       return;
     }
     if (is_released() || !callbacks_[d]) return;
-    const Callback fn = callbacks_[d];  // a copy: the callback may remove itself
-    reactor_.run_event(strand_, d == kRead ? EventKind::read : EventKind::writable, fn);
+    // Called in place, not copied (a copy of a Python callback's std::function allocates): a
+    // callback that removes or replaces itself changes callbacks_ only in a handler posted to
+    // this strand, after this one.
+    reactor_.run_event(strand_, d == kRead ? EventKind::read : EventKind::writable, callbacks_[d]);
     arm(d);
   }
   // NOLINTEND(misc-no-recursion)
