@@ -33,7 +33,7 @@ import socket
 from typing import Any
 
 import tm
-from tm_asyncio._compat import _SelectorDatagramTransport, _SelectorSocketTransport
+from tm_asyncio._reading import DatagramTransport, SocketTransport
 
 _EOF = object()  # write_eof(), held behind the writes before it
 _CLOSE = object()  # close(), likewise
@@ -121,7 +121,7 @@ class _HeldUntilCommit(_TransportBase):
         self._eof_held = self._close_held = False
 
 
-class CommitOrderedSocketTransport(_HeldUntilCommit, _SelectorSocketTransport):
+class CommitOrderedSocketTransport(_HeldUntilCommit, SocketTransport):
     """asyncio's socket transport (a loop-strand client connection in parallel mode):
     write(), writelines() and write_eof() held inside a transaction."""
 
@@ -177,7 +177,7 @@ class CommitOrderedSocketTransport(_HeldUntilCommit, _SelectorSocketTransport):
         return self._eof or self._empty_waiter is not None
 
 
-class CommitOrderedDatagramTransport(_HeldUntilCommit, _SelectorDatagramTransport):
+class CommitOrderedDatagramTransport(_HeldUntilCommit, DatagramTransport):
     """asyncio's datagram transport (create_datagram_endpoint): sendto() held as writes are."""
 
     def sendto(self, data, addr=None) -> None:

@@ -35,6 +35,9 @@ from asyncio import (
 # The base class of tm_asyncio's EventLoop: the Unix loop (signals, subprocesses, Unix sockets,
 # sendfile) whose selector-based I/O EventLoop replaces with the reactor's (3.4+).
 _UnixSelectorEventLoop: Any = unix_events._UnixSelectorEventLoop
+# The transport of connect_read_pipe() (a subprocess's stdout and stderr), whose read
+# tm_asyncio._reading replaces (3.4+).
+_UnixReadPipeTransport: Any = unix_events._UnixReadPipeTransport  # type: ignore[attr-defined]
 
 # -- asyncio.events -------------------------------------------------------------------------------
 
@@ -93,8 +96,8 @@ _FlowControlMixin: Any = transports._FlowControlMixin
 
 # -- asyncio.selector_events ----------------------------------------------------------------------
 
-# Bases of the commit-ordered transports (tm_asyncio._commit_ordered): asyncio's socket and
-# datagram transports, whose writes are held until the writing transaction commits (3.4+).
+# Bases of tm_asyncio's socket and datagram transports (tm_asyncio._reading: their reads;
+# tm_asyncio._commit_ordered: writes held until the writing transaction commits) (3.4+).
 _SelectorSocketTransport: Any = selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
 _SelectorDatagramTransport: Any = selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]
 
@@ -121,8 +124,8 @@ TransportSocket = trsock.TransportSocket
 #                                  overridden: callbacks and timers are posted to the reactor.
 #   _add_reader, _remove_reader, _add_writer, _remove_writer
 #                                  overridden: one reactor FdWatcher per descriptor.
-#   _make_socket_transport, _make_datagram_transport, _make_ssl_transport
-#                                  overridden: native and commit-ordered transports.
+#   _make_socket_transport, _make_datagram_transport, _make_ssl_transport,
+#   _make_read_pipe_transport      overridden: native, reading and commit-ordered transports.
 #   _check_thread                  overridden: a reactor worker thread may call the loop.
 #   _make_subprocess_transport     wrapped (3.12, 3.13): its start, which swaps the warning
 #                                  filters, one at a time (an inevitable transaction).
@@ -136,6 +139,10 @@ TransportSocket = trsock.TransportSocket
 #                                  ConnectionTask's step and done callbacks (tm_asyncio._tasks).
 # _FlowControlMixin: _protocol_paused, _high_water, _low_water, _maybe_pause_protocol,
 #   _maybe_resume_protocol, _extra the native transport's flow control and extra info, as asyncio's.
+# _SelectorSocketTransport / _SelectorDatagramTransport / _UnixReadPipeTransport:
+#   _read_ready__data_received, _read_ready (the pipe's and the datagram transport's),
+#   _read_ready__on_eof, max_size, _conn_lost, _sock, _fileno, _closing, _protocol, _fatal_error,
+#   _call_connection_lost         the read tm_asyncio._reading replaces, the rest as asyncio's.
 # SSLProtocol: _app_transport      what _make_ssl_transport returns, as asyncio's does.
 #   It calls its transport's _force_close(exc): provided by the native transport.
 # Server: _attach, _detach          a native transport counts in its server's connections
@@ -153,6 +160,7 @@ __all__ = [
     "_SelectorDatagramTransport",
     "_SelectorSocketTransport",
     "_SendfileMode",
+    "_UnixReadPipeTransport",
     "_UnixSelectorEventLoop",
     "_get_running_loop",
     "_set_nodelay",

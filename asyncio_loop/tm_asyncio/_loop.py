@@ -55,6 +55,7 @@ from tm_asyncio._compat import (
 )
 from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrderedSocketTransport
 from tm_asyncio._managed import manage_protocol_factory
+from tm_asyncio._reading import DatagramTransport, ReadPipeTransport, SocketTransport
 from tm_asyncio._rebinding import shared_rebindings
 from tm_asyncio import _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
@@ -1027,10 +1028,8 @@ class EventLoop(_base_loop):
         # asyncio's transport: its reads stay in order with the loop's own callbacks, as code
         # around run_until_complete(...) expects (test_events' test_connect_accepted_socket hung
         # in some runs when its reply and its end came on a strand of their own).
-        if not self._parallel:
-            return super()._make_socket_transport(
-                sock, protocol, waiter, extra=extra, server=server
-            )
+        if not self._parallel:  # asyncio's transport, receiving into the thread's buffer
+            return SocketTransport(self, sock, protocol, waiter, extra, server)
         if adoptable(sock):
             if server is not None and not self._serves_serially(server):
                 return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
@@ -1043,7 +1042,10 @@ class EventLoop(_base_loop):
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if self._parallel:  # asyncio's, what a transaction sends leaving at its commit
             return CommitOrderedDatagramTransport(self, sock, protocol, address, waiter, extra)
-        return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_ssl_transport(
         self,
