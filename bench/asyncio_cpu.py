@@ -6,15 +6,17 @@ clients run in the loop itself, over a Protocol and over streams (8 connections 
 round trips, no load generator). Never a pass/fail test.
 
     python bench/asyncio_cpu.py [--python PY[=PYTHONPATH] ...] [--loops default,tm-1] [--rounds 3]
+                                [--workloads batch chain ... echo-streams]
 
 On a machine whose cores other work shares, rates say more about that work than about the loop;
 the process's CPU time (time.process_time) does not. Each round runs every interpreter (or build:
 PY=PYTHONPATH) and loop one after another, so that a change of load hits them alike; the table
 gives medians over the rounds and each loop's ratio to the default loop of the same interpreter.
 Set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=268435456 when
-comparing builds under glibc: asyncio's transports read with recv(256 KiB), and where the heap's
-layout sends that buffer to mmap or to the top of the heap every read costs system calls
-(docs/BENCHMARKS.md, asyncio loops).
+comparing builds under glibc: the default loop's transports read with recv(256 KiB), and where the
+heap's layout sends that buffer to mmap every read costs system calls. tm_asyncio's transports
+receive into a per-thread buffer (docs/BENCHMARKS.md, "Reads on a worker thread"); a process that
+runs the echo alone (--workloads echo-proto echo-streams) shows what a fresh heap costs.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ N_TIMERS = 100_000
 CONNECTIONS, TRIPS = 8, 3_000
 
 
-def _child(loop_name: str) -> int:
+WORKLOADS = ("batch", "chain", "timeout", "timer-chain", "echo-proto", "echo-streams")
+UNITS = {"echo-proto": "us", "echo-streams": "us"}
+
+
+def _child(loop_name: str, workloads: list[str]) -> int:
     import asyncio
 
     loop = _new_loop(loop_name)
@@ -112,27 +118,34 @@ def _child(loop_name: str) -> int:
         await server.wait_closed()
         return elapsed / (CONNECTIONS * TRIPS) * 1e6
 
-    batch(), chain(), timeouts(), timer_chain()  # warm-up
-    result = {
-        "batch ns": min(batch() for _ in range(3)),
-        "chain ns": min(chain() for _ in range(3)),
-        "timeout ns": min(timeouts() for _ in range(3)),
-        "timer-chain ns": min(timer_chain() for _ in range(3)),
-        "echo-proto us": loop.run_until_complete(echo("proto")),
-        "echo-streams us": loop.run_until_complete(echo("streams")),
-    }
+    repeated = {"batch": batch, "chain": chain, "timeout": timeouts, "timer-chain": timer_chain}
+    result = {}
+    for name in workloads:
+        if name in repeated:
+            repeated[name]()  # warm-up
+            result[name] = min(repeated[name]() for _ in range(3))
+        else:
+            result[name] = loop.run_until_complete(echo(name.split("-")[1]))
     loop.close()
     print(json.dumps(result), flush=True)
     return 0
 
 
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        return _child(sys.argv[2])
+    if len(sys.argv) > 3 and sys.argv[1] == "--child":
+        return _child(sys.argv[2], sys.argv[3].split(","))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", action="append", help="PY or PY=PYTHONPATH (repeatable)")
     parser.add_argument("--loops", default="default,tm-1")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        choices=WORKLOADS,
+        default=list(WORKLOADS),
+        help="run in this order in each loop's process (default: all); the echo alone shows a "
+        "fresh process's heap",
+    )
     args = parser.parse_args()
     configs = []
     for spec in args.python or [sys.executable]:
@@ -147,22 +160,24 @@ def main() -> int:
                 env["PYTHONPATH"] = path
             for loop_name in loops:
                 out = subprocess.run(
-                    [python, os.path.abspath(__file__), "--child", loop_name],
+                    [
+                        python,
+                        os.path.abspath(__file__),
+                        "--child",
+                        loop_name,
+                        ",".join(args.workloads),
+                    ],
                     capture_output=True,
                     text=True,
                     env=env,
                     check=True,
                 ).stdout
                 runs.setdefault((spec, loop_name), []).append(json.loads(out.splitlines()[-1]))
-    keys = [
-        "batch ns",
-        "chain ns",
-        "timeout ns",
-        "timer-chain ns",
-        "echo-proto us",
-        "echo-streams us",
-    ]
-    print(f"{'configuration':60} {'loop':8} " + " ".join(f"{k:>22}" for k in keys))
+    keys = args.workloads
+    print(
+        f"{'configuration':60} {'loop':8} "
+        + " ".join(f"{k + ' ' + UNITS.get(k, 'ns'):>22}" for k in keys)
+    )
     for spec, _, _ in configs:
         base = {
             k: statistics.median(r[k] for r in runs[(spec, "default")]) if "default" in loops else 0
