@@ -26,6 +26,7 @@ void TimerImpl::arm(Clock::time_point deadline, bool only_earlier) {
     deadline_ = deadline;
     pending_ = true;
   }
+  enlist(deadline, generation);
   asio::post(strand_->exec, [self = shared_from_this(), generation, deadline] {
     // A later arming from another thread can post ahead of this one; setting the expiry here
     // would cancel that arming's wait and leave the timer armed for nothing.
@@ -47,12 +48,52 @@ void TimerImpl::arm(Clock::time_point deadline, bool only_earlier) {
 }
 
 void TimerImpl::fire(std::uint64_t generation, const boost::system::error_code& ec) {
+  if (ec == asio::error::operation_aborted || !is_current(generation)) return;
+  // This timer is due, and so may be others of the strand whose completions come later or
+  // whose armings are still queued: they run first if they are due sooner.
+  run_due_timers();
+  run_if_pending(generation);  // already run above unless its entry was missing
+}
+
+void TimerImpl::run_due_timers() {
+  ArmedTimers& armed = strand_->armed_timers;
+  const Clock::time_point now = Clock::now();
+  for (;;) {
+    ArmedTimers::Entry next;
+    {
+      const std::lock_guard lock(armed.mu);
+      const auto first = armed.due_order.begin();
+      if (first == armed.due_order.end() || first->first.first > now) return;
+      next = std::move(first->second);
+      armed.due_order.erase(first);
+      if (auto timer = next.timer.lock()) timer->armed_key_.reset();
+    }
+    if (auto timer = next.timer.lock()) timer->run_if_pending(next.generation);
+  }
+}
+
+void TimerImpl::run_if_pending(std::uint64_t generation) {
   {
     std::lock_guard lock(mu_);
-    if (generation != generation_ || !pending_ || ec == asio::error::operation_aborted) return;
+    if (generation != generation_ || !pending_) return;
     pending_ = false;
   }
   reactor_.run_event(strand_, EventKind::timer, fn_);
+}
+
+void TimerImpl::enlist(Clock::time_point deadline, std::uint64_t generation) {
+  ArmedTimers& armed = strand_->armed_timers;
+  const std::lock_guard lock(armed.mu);
+  if (armed_key_) armed.due_order.erase(*armed_key_);
+  armed_key_ = ArmedTimers::Key{deadline, armed.armed++};
+  armed.due_order.emplace(*armed_key_, ArmedTimers::Entry{weak_from_this(), generation});
+}
+
+void TimerImpl::delist() {
+  ArmedTimers& armed = strand_->armed_timers;
+  const std::lock_guard lock(armed.mu);
+  if (armed_key_) armed.due_order.erase(*armed_key_);
+  armed_key_.reset();
 }
 
 bool TimerImpl::is_current(std::uint64_t generation) const {
@@ -67,6 +108,7 @@ void TimerImpl::cancel() {
     if (!pending_) return;
     pending_ = false;
   }
+  delist();
   if (reactor_.shutting_down()) return;
   asio::post(strand_->exec, [self = shared_from_this()] {
     if (self->timer_) self->timer_->cancel();
@@ -89,6 +131,7 @@ void TimerImpl::destroy_now() noexcept {
     ++generation_;
     pending_ = false;
   }
+  delist();
   timer_.reset();
 }
 

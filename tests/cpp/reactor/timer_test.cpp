@@ -54,6 +54,26 @@ TEST(Timer, FireInDeadlineOrderOnOneStrandUnderWorkers) {
   EXPECT_EQ(log.get(), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
 }
 
+// Timers that expire together (the workers were busy when their deadlines passed) complete on
+// both workers at once: they still run in deadline order, as a stock reactor runs every timer
+// due in one pass in time order. Each round keeps both workers busy with a sleep on another
+// strand while ten timers of one strand expire.
+TEST(Timer, TimersThatExpireTogetherRunInDeadlineOrderUnderWorkers) {
+  RunningReactor r(2);
+  const Strand timers = r->make_strand();
+  for (int round = 0; round < 30; ++round) {
+    Log log;
+    const auto now = Clock::now();
+    for (int i = 9; i >= 0; --i)
+      r->call_at(timers, now + 5ms + i * 1ms, [&, i](stm::Transaction&) { log.add(i); });
+    for (int busy = 0; busy < 2; ++busy) {
+      r->post(r->make_strand(), [](stm::Transaction&) { std::this_thread::sleep_for(30ms); });
+    }
+    ASSERT_TRUE(wait_until([&] { return log.get().size() == 10; }));
+    ASSERT_EQ(log.get(), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})) << "round " << round;
+  }
+}
+
 // A timer armed already due runs before the I/O events the next poll finds, as the stock
 // reactors run expired timers before they poll (Twisted's stopListening defers the port's
 // connectionLost with callLater(0) and expects it before the peer's reaction).

@@ -10,6 +10,7 @@
 #include <boost/asio/strand.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +26,23 @@ namespace tmr::reactor::detail {
 namespace asio = boost::asio;
 
 class ReactorImpl;
+class TimerImpl;
+
+/// The timers of one strand that are armed and have not run, in the order they are due (then in
+/// the order they were armed). Asio completes timers that expire together on whichever workers
+/// are free, which reach the strand in no fixed order, and a timer armed for a deadline already
+/// past runs when its arming reaches the strand: the first of them to run takes every timer due
+/// by then from here, in order, as a stock reactor runs its due calls (TimerImpl::fire).
+struct ArmedTimers {
+  using Key = std::pair<Clock::time_point, std::uint64_t>;
+  struct Entry {
+    std::weak_ptr<TimerImpl> timer;
+    std::uint64_t generation = 0;  // the timer's arming this entry is for
+  };
+  std::mutex mu;
+  std::map<Key, Entry> due_order;  // guarded by mu
+  std::uint64_t armed = 0;         // guarded by mu: armings so far, the tie-breaker
+};
 
 /// One strand: an Asio strand plus the identity the dispatcher sees.
 struct StrandImpl {
@@ -56,6 +74,8 @@ struct StrandImpl {
   // committed transactions deferred to the end of that event.
   bool in_event = false;
   std::vector<std::function<void()>> deferred;
+
+  ArmedTimers armed_timers;
 };
 
 /// Something `close_all` and the reactor's destructor must reach: connections, listeners,

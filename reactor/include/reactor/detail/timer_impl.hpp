@@ -34,6 +34,14 @@ class TimerImpl final : public Closable, public std::enable_shared_from_this<Tim
  private:
   void fire(std::uint64_t generation, const boost::system::error_code& ec);
   bool is_current(std::uint64_t generation) const;
+  // The strand's armed_timers: this timer's entry for `generation` (replacing its last one), or
+  // none.
+  void enlist(Clock::time_point deadline, std::uint64_t generation);
+  void delist();
+  // On the strand: runs every timer of the strand due by now, in deadline order.
+  void run_due_timers();
+  // On the strand: runs the callback if `generation` is the arming that is still pending.
+  void run_if_pending(std::uint64_t generation);
 
   ReactorImpl& reactor_;
   const std::shared_ptr<StrandImpl> strand_;
@@ -47,6 +55,8 @@ class TimerImpl final : public Closable, public std::enable_shared_from_this<Tim
   std::uint64_t generation_ = 0;
   Clock::time_point deadline_{};  // guarded by mu_
   bool pending_ = false;          // guarded by mu_: armed, not fired, not cancelled
+  // Guarded by strand_->armed_timers.mu: this timer's entry there.
+  std::optional<ArmedTimers::Key> armed_key_;
 };
 
 }  // namespace tmr::reactor::detail
