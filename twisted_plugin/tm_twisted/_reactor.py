@@ -206,9 +206,15 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         return self._callLaterOn(strand, delay, callable, *args, **kw)
 
     def _callLaterOn(self, strand, delay, callable, *args, **kw) -> base.DelayedCall:
-        """callLater on strand (None: the calling callback's strand, or a new one outside)."""
+        """callLater on strand (None: the calling callback's strand, or outside any callback the
+        reactor's main strand)."""
         assert builtins_callable(callable), f"{callable} is not callable"
         assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
+        if strand is None and _reactor.current_strand() is None:
+            # Made before run() or by a startup trigger: in one strand these calls run in
+            # deadline order, as epoll runs them (a strand each ran them in no fixed order once
+            # they came due together).
+            strand = self._mainStrand
         call = base.DelayedCall(
             self.seconds() + delay,
             callable,
