@@ -29,13 +29,22 @@ constexpr bool kFreeThreaded =
 #endif
 
 // A worker thread's Python thread state, created at its first Python callback and kept until the
-// thread ends, so that a callback costs an attach and a detach, not a thread state.
+// thread ends, so that a callback costs an attach and a detach, not a thread state. A worker that
+// is a Python thread (the caller of run() with one worker: the main thread, or a thread running a
+// loop of its own) uses the state it has, which Python deletes when that thread's function returns,
+// before this thread-local is destroyed: releasing it then was a fatal error ("PyGILState_Release:
+// auto-releasing thread-state, but no thread-state for this thread").
 class WorkerThreadState {
  public:
-  WorkerThreadState() : gil_(PyGILState_Ensure()), state_(PyEval_SaveThread()) {}
+  WorkerThreadState() : state_(PyGILState_GetThisThreadState()) {
+    if (state_ != nullptr) return;  // a Python thread's own, detached by run()
+    gil_ = PyGILState_Ensure();
+    state_ = PyEval_SaveThread();
+    owned_ = true;
+  }
   ~WorkerThreadState() {
-    if (interpreter_finalizing())
-      return;  // the interpreter reclaims it; touching it now would crash
+    if (!owned_ || interpreter_finalizing())
+      return;  // not ours; or the interpreter reclaims it, and touching it now would crash
     PyEval_RestoreThread(state_);
     PyGILState_Release(gil_);
   }
@@ -45,8 +54,9 @@ class WorkerThreadState {
   PyThreadState* state() const noexcept { return state_; }
 
  private:
-  PyGILState_STATE gil_;
+  PyGILState_STATE gil_ = PyGILState_UNLOCKED;
   PyThreadState* state_;
+  bool owned_ = false;
 };
 
 WorkerThreadState& worker_thread_state() {

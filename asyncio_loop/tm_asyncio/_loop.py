@@ -43,6 +43,7 @@ from asyncio import events
 
 import tm
 from tm import _reactor
+from tm._main_thread import call_on_main_thread, route_signal_calls
 from tm_asyncio._compat import (
     _PY_TASK_STEP,
     SSL_HANDSHAKE_TIMEOUT,
@@ -335,9 +336,12 @@ class EventLoop(_base_loop):
         _reactor.complete_collections(self._workers)
         wakeup = self._install_wakeup_fd()
         hook = _UnraisableHook.install()
+        # With several workers signal.signal() in a callback runs on the main thread, as in asyncio.
+        end_routing = route_signal_calls(self._core.in_worker, self._run_on_main_thread)
         try:
             self._core.run(tick=self._run_main_thread_calls)
         finally:
+            end_routing()
             hook.uninstall()
             if wakeup is not None:
                 signal.set_wakeup_fd(wakeup)
@@ -391,24 +395,16 @@ class EventLoop(_base_loop):
             or self._thread_id != threading.main_thread().ident
         ):
             return fn(*args)  # here, or where the stock loop would run it (and fail the same way)
-        done = threading.Event()
-        outcome: list = []
+        return self._run_on_main_thread(functools.partial(fn, *args))
 
-        def call() -> None:
-            try:
-                outcome.append((True, fn(*args)))
-            except BaseException as error:  # handed back to the caller
-                outcome.append((False, error))
-            finally:
-                done.set()
+    def _run_on_main_thread(self, fn: Callable[[], Any]) -> Any:
+        """fn() run by the main thread's tick (a worker's call, the loop running there)."""
+        return call_on_main_thread(self._post_to_main_thread, fn)
 
+    def _post_to_main_thread(self, call: Callable[[], None]) -> None:
         with self._main_thread_calls_lock:
             self._main_thread_calls.append(call)
-        done.wait()
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value
+        self._core.wake_caller()
 
     def add_signal_handler(self, sig, callback, *args):
         return self._on_main_thread(super().add_signal_handler, sig, callback, *args)

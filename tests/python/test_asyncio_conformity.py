@@ -173,6 +173,52 @@ def test_the_program_exits_while_a_daemon_thread_calls_into_the_loop(tmp_path, w
     assert outcomes["tm"] == outcomes["default"]
 
 
+_LOOP_ON_A_THREAD = textwrap.dedent(
+    """
+    import asyncio, sys, threading
+    import tm_asyncio
+
+    factory = tm_asyncio.new_event_loop if sys.argv[1] == "tm" else asyncio.new_event_loop
+
+    async def main():
+        await asyncio.sleep(0.01)
+        return 42
+
+    def run():
+        loop = factory()
+        print("result", loop.run_until_complete(main()), flush=True)
+        loop.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    print("joined", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_loop_run_by_a_thread_of_its_own_ends_with_it(tmp_path, workers):
+    """A loop made and run by a thread that then ends, as a program runs a loop beside its main
+    thread: with one worker that thread runs the callbacks, and once it had, the end of the thread
+    was a fatal error ("PyGILState_Release: auto-releasing thread-state, but no thread-state for
+    this thread", status -6 on 3.11)."""
+    script = tmp_path / "loop_on_a_thread.py"
+    script.write_text(_LOOP_ON_A_THREAD)
+    outcomes = {}
+    for loop in ("default", "tm"):
+        done = subprocess.run(
+            [sys.executable, str(script), loop],
+            env=_child_environment(TM_WORKERS=str(workers)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        outcomes[loop] = (done.returncode, done.stdout, done.stderr)
+    assert outcomes["default"] == (0, "result 42\njoined\n", "")
+    assert outcomes["tm"] == outcomes["default"]
+
+
 def _leaves_with(loop, schedule, exc_type) -> bool:
     """Whether run_forever() ends with exc_type raised by the callback schedule() arranges."""
     schedule(loop)

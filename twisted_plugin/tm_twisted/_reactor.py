@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 import tm
 from tm import _reactor
+from tm._main_thread import call_on_main_thread, route_signal_calls
 from tm_twisted import _content_type, _cooperators, _lock_reentry, _shared_objects
 from tm_twisted._compat import (
     _DEFAULT_DELAYED_CALL_LOGGING_HANDLER,
@@ -127,10 +128,15 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         _shared_objects.install()
         _reactor.immortalize_shared_objects(self.workers)
         _reactor.complete_collections(self.workers)
-        while self._started:
-            if self._core.stopped:
-                self._core.restart()
-            self._core.run(tick=self._tick)
+        # With several workers signal.signal() in a callback runs on the main thread, as on epoll.
+        end_routing = route_signal_calls(self._core.in_worker, self._callOnMainThread)
+        try:
+            while self._started:
+                if self._core.stopped:
+                    self._core.restart()
+                self._core.run(tick=self._tick)
+        finally:
+            end_routing()
         self._runMainThreadCalls()
         _log.info("Main loop terminated.")
 
@@ -138,6 +144,15 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         """What the thread that called run() does while the workers run (several workers)."""
         self._runMainThreadCalls()
         self._runThreadCalls()
+
+    def _callOnMainThread(self, f):
+        """f() run by the thread that runs the reactor, at its tick (a worker's call)."""
+        return call_on_main_thread(self._postToMainThread, f)
+
+    def _postToMainThread(self, f) -> None:
+        with self._registry:
+            self._mainThreadCalls.append(f)
+        self._core.wake_caller()
 
     def _runMainThreadCalls(self) -> None:
         with self._registry:
