@@ -1,8 +1,30 @@
 """Fixtures shared by the Python tests."""
 
+import asyncio
+
 import pytest
 
 import tm
+import tm_asyncio
+
+# The loops a test of asyncio behaviour runs on (the `each_loop` fixture): asyncio's default
+# loop, and tm_asyncio's with one worker, two workers one at a time, and in parallel mode (where
+# a client connection made from the loop's strand keeps asyncio's transport there).
+LOOP_FACTORIES = {
+    "default": asyncio.new_event_loop,
+    "tm-1-worker": lambda: tm_asyncio.EventLoop(workers=1),
+    "tm-2-workers": lambda: tm_asyncio.EventLoop(workers=2, parallel=False),
+    "tm-parallel": lambda: tm_asyncio.EventLoop(workers=2, parallel=True),
+}
+
+
+@pytest.fixture(params=list(LOOP_FACTORIES))
+def each_loop(request):
+    """A new loop of each kind in LOOP_FACTORIES, closed after the test."""
+    loop = LOOP_FACTORIES[request.param]()
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.fixture

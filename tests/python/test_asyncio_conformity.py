@@ -39,6 +39,18 @@ def _child_environment(**extra: str) -> dict[str, str]:
     return env
 
 
+def _outcome(script, loop: str, workers: int) -> tuple[int, str, str]:
+    """The status, output and errors of `script loop` with TM_WORKERS=workers."""
+    done = subprocess.run(
+        [sys.executable, str(script), loop],
+        env=_child_environment(TM_WORKERS=str(workers)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
 def _restore_sigint() -> None:
     # A test run as a background job inherits SIGINT ignored, and an ignored SIGINT stays ignored
     # across exec: the child must get the default disposition to see Ctrl-C at all.
@@ -161,14 +173,7 @@ def test_the_program_exits_while_a_daemon_thread_calls_into_the_loop(tmp_path, w
     outcomes = {}
     for loop in ("default", "tm"):
         for _ in range(3):  # the thread is inside the binding at shutdown in most runs
-            done = subprocess.run(
-                [sys.executable, str(script), loop],
-                env=_child_environment(TM_WORKERS=str(workers)),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            outcomes.setdefault(loop, set()).add((done.returncode, done.stdout, done.stderr))
+            outcomes.setdefault(loop, set()).add(_outcome(script, loop, workers))
     assert outcomes["default"] == {(0, "exiting\n", "")}
     assert outcomes["tm"] == outcomes["default"]
 
@@ -205,16 +210,7 @@ def test_a_loop_run_by_a_thread_of_its_own_ends_with_it(tmp_path, workers):
     this thread", status -6 on 3.11)."""
     script = tmp_path / "loop_on_a_thread.py"
     script.write_text(_LOOP_ON_A_THREAD)
-    outcomes = {}
-    for loop in ("default", "tm"):
-        done = subprocess.run(
-            [sys.executable, str(script), loop],
-            env=_child_environment(TM_WORKERS=str(workers)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        outcomes[loop] = (done.returncode, done.stdout, done.stderr)
+    outcomes = {loop: _outcome(script, loop, workers) for loop in ("default", "tm")}
     assert outcomes["default"] == (0, "result 42\njoined\n", "")
     assert outcomes["tm"] == outcomes["default"]
 

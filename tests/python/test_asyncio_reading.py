@@ -13,21 +13,10 @@ import pytest
 
 import tm_asyncio
 
-LOOPS = {
-    "tm-1-worker": lambda: tm_asyncio.EventLoop(workers=1),
-    "tm-2-workers": lambda: tm_asyncio.EventLoop(workers=2, parallel=False),
-    # a client connection made from the loop's strand keeps asyncio's transport there
-    "tm-parallel": lambda: tm_asyncio.EventLoop(workers=2, parallel=True),
-    "default": asyncio.new_event_loop,
-}
 
-
-@pytest.fixture(params=list(LOOPS))
-def loop(request):
-    loop = LOOPS[request.param]()
-    yield loop
-    loop.close()
-    asyncio.set_event_loop(None)
+@pytest.fixture
+def loop(each_loop):
+    return each_loop
 
 
 class _Recorder(asyncio.Protocol):

@@ -11,24 +11,13 @@ import threading
 
 import pytest
 
-import tm_asyncio
 from tm_twisted import TMReactor
 from twisted_helpers import run_bounded
 
-LOOPS = {
-    "default": asyncio.new_event_loop,
-    "tm-1-worker": lambda: tm_asyncio.EventLoop(workers=1),
-    "tm-2-workers": lambda: tm_asyncio.EventLoop(workers=2, parallel=False),
-    "tm-parallel": lambda: tm_asyncio.EventLoop(workers=2, parallel=True),
-}
 
-
-@pytest.fixture(params=list(LOOPS))
-def loop(request):
-    loop = LOOPS[request.param]()
-    yield loop
-    loop.close()
-    asyncio.set_event_loop(None)
+@pytest.fixture
+def loop(each_loop):
+    return each_loop
 
 
 @pytest.fixture
