@@ -59,8 +59,8 @@ class ParallelRun {
 class PyReactor {
  public:
   PyReactor(unsigned workers, bool one_strand)
-      : reactor_(reactor::ReactorOptions{
-            workers, std::make_shared<PythonDispatcher>(), {}, one_strand}) {}
+      : dispatcher_(std::make_shared<PythonDispatcher>()),
+        reactor_(reactor::ReactorOptions{workers, dispatcher_, {}, one_strand}) {}
 
   unsigned workers() const { return reactor_.workers(); }
   bool one_strand() const { return reactor_.one_strand(); }
@@ -77,6 +77,7 @@ class PyReactor {
       reactor_.run();
       return;
     }
+    const LoopThread loop_thread(*dispatcher_);
     bool done = false;  // guarded by caller_mu_
     std::exception_ptr failure;
     std::thread runner([&] {
@@ -182,6 +183,21 @@ class PyReactor {
   }
 
  private:
+  // For one run with several workers: they present themselves to Python as the caller's thread.
+  class LoopThread {
+   public:
+    explicit LoopThread(PythonDispatcher& dispatcher) : dispatcher_(dispatcher) {
+      dispatcher_.set_loop_thread(py::module_::import("threading").attr("current_thread")());
+    }
+    ~LoopThread() { dispatcher_.set_loop_thread(py::object()); }
+    LoopThread(const LoopThread&) = delete;
+    LoopThread& operator=(const LoopThread&) = delete;
+
+   private:
+    PythonDispatcher& dispatcher_;
+  };
+
+  std::shared_ptr<PythonDispatcher> dispatcher_;
   reactor::Reactor reactor_;
   // The thread blocked in run() (more than one worker) waits on these between ticks.
   std::mutex caller_mu_;

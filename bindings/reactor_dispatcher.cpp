@@ -28,6 +28,17 @@ constexpr bool kFreeThreaded =
     false;
 #endif
 
+// Calls tm._thread_identity.<name>(thread); the caller has a thread state attached.
+void call_thread_identity(const char* name, PyObject* thread) {
+  PyObject* module = PyImport_ImportModule("tm._thread_identity");
+  PyObject* fn = module == nullptr ? nullptr : PyObject_GetAttrString(module, name);
+  PyObject* result = fn == nullptr ? nullptr : PyObject_CallOneArg(fn, thread);
+  if (result == nullptr) PyErr_WriteUnraisable(fn);
+  Py_XDECREF(result);
+  Py_XDECREF(fn);
+  Py_XDECREF(module);
+}
+
 // A worker thread's Python thread state, created at its first Python callback and kept until the
 // thread ends, so that a callback costs an attach and a detach, not a thread state. A worker that
 // is a Python thread (the caller of run() with one worker: the main thread, or a thread running a
@@ -46,6 +57,10 @@ class WorkerThreadState {
     if (!owned_ || interpreter_finalizing())
       return;  // not ours; or the interpreter reclaims it, and touching it now would crash
     PyEval_RestoreThread(state_);
+    if (identity_ != nullptr) {
+      call_thread_identity("release", identity_);
+      Py_DECREF(identity_);
+    }
     PyGILState_Release(gil_);
   }
   WorkerThreadState(const WorkerThreadState&) = delete;
@@ -53,10 +68,26 @@ class WorkerThreadState {
 
   PyThreadState* state() const noexcept { return state_; }
 
+  // Presents this worker to Python as `thread` (the caller of run(): tm._thread_identity), once:
+  // callbacks see the thread the stock loops would have run them on. Detached before and after.
+  void present_as(PyObject* thread) {
+    if (thread == identity_ || thread == nullptr || !owned_) return;
+    PyEval_RestoreThread(state_);
+    if (identity_ != nullptr) {
+      call_thread_identity("release", identity_);
+      Py_DECREF(identity_);
+    }
+    Py_INCREF(thread);
+    identity_ = thread;
+    call_thread_identity("adopt", thread);
+    PyEval_SaveThread();
+  }
+
  private:
   PyGILState_STATE gil_ = PyGILState_UNLOCKED;
   PyThreadState* state_;
   bool owned_ = false;
+  PyObject* identity_ = nullptr;  // strong, or none yet
 };
 
 WorkerThreadState& worker_thread_state() {
@@ -111,7 +142,9 @@ void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
     // A worker between events, the usual case: the transaction driver attaches the worker's
     // thread state for the Python code only, not also around the engine's begin and commit
     // (one attach and detach per event instead of four).
-    PyThreadState* state = worker_thread_state().state();
+    WorkerThreadState& worker = worker_thread_state();
+    worker.present_as(loop_thread_.ptr());
+    PyThreadState* state = worker.state();
     std::unique_lock<std::mutex> serial;
     if constexpr (!kFreeThreaded) serial = std::unique_lock(serial_);
     WorkerSpanScope span;

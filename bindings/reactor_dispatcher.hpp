@@ -45,7 +45,12 @@ class PythonDispatcher final : public reactor::Dispatcher {
  public:
   void dispatch(const reactor::DispatchInfo& info, reactor::EventCallback callback) override;
 
+  /// The thread that called run() (a threading.Thread), which the workers of this run present
+  /// themselves as; None between runs. Set by that thread, attached, while no worker runs.
+  void set_loop_thread(py::object thread) { loop_thread_ = std::move(thread); }
+
  private:
+  py::object loop_thread_;
   // Held for the whole of one Python callback on GIL builds; waited for with the GIL released.
   std::mutex serial_;
 };

@@ -360,7 +360,7 @@ class EventLoop(_base_loop):
         runs Python code, where the interpreter runs the pending handler. Returns the previous
         descriptor to restore, or None when nothing was changed.
         """
-        if not self._serial or threading.current_thread() is not threading.main_thread():
+        if not self._serial or threading.get_ident() != threading.main_thread().ident:
             return None
         csock = getattr(self, "_csock", None)
         if csock is None:
@@ -390,7 +390,7 @@ class EventLoop(_base_loop):
         gets the stock loop's result or exception, as if it had run on the main thread.
         """
         if (
-            threading.current_thread() is threading.main_thread()
+            threading.get_ident() == threading.main_thread().ident
             or not self._core.in_worker()
             or self._thread_id != threading.main_thread().ident
         ):

@@ -70,7 +70,7 @@ def worker_span(name=None):
         span = {
             "kind": "worker",
             "name": name or thread.name,
-            "thread_id": thread.ident,
+            "thread_id": threading.get_ident(),  # a worker presents itself as another thread
             "start": start,
             "end": end,
             "stats": _minus(_core.stats(thread=True), before),

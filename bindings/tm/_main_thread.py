@@ -81,7 +81,7 @@ def route_signal_calls(
     Returns what ends it. Does nothing off the main thread, where the stock loops' callbacks could
     not make those calls either."""
     global _routes
-    if threading.current_thread() is not threading.main_thread():
+    if threading.get_ident() != threading.main_thread().ident:
         return lambda: None
     route = (in_worker, run_on_main)
     with _lock:

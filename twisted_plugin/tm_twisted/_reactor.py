@@ -165,7 +165,7 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         # A "before startup" trigger that returns a Deferred finishes startup on a worker; the
         # signal handlers are then installed by the thread that runs the reactor, which is the only
         # one Python lets install them.
-        if threading.current_thread() is threading.main_thread():
+        if threading.get_ident() == threading.main_thread().ident:
             return super()._reallyStartRunning()
         self.running = True
         if self._installSignalHandlers:
