@@ -15,6 +15,9 @@ protocol makes the bytes a function of the requests:
 - `twistd web --path` serving an .rpy resource that streams a few MB through a push producer (bursts
   between timer pauses, paused and resumed by the transport) or a pull producer (stepped by
   Twisted's global Cooperator), chunked and with a Content-Length.
+- `twistd web --wsgi` serving a WSGI application on Twisted's thread pool: bodies returned
+  whole, yielded in chunks (each written by `blockingCallFromThread`), written through
+  `start_response`'s `write`, and POSTed bodies read back.
 - `twistd -y` with an AMP service (twisted.protocols.amp): answers now, answers from a timer,
   declared errors, and tickets from a counter its factory keeps for every connection.
 
@@ -73,10 +76,14 @@ def free_port(kinds=(socket.SOCK_STREAM,)) -> int:
 class Twistd:
     """A real `twistd -n` in a child process, its log (stdout and stderr) drained all along."""
 
-    def __init__(self, runtime: str, args: list[str], cwd: pathlib.Path) -> None:
+    def __init__(
+        self, runtime: str, args: list[str], cwd: pathlib.Path, path: tuple[str, ...] = ()
+    ) -> None:
         reactor, workers = RUNTIMES[runtime]
         self.runtime = runtime
         env = dict(os.environ, TM_WORKERS=workers)  # PYTHONPATH (plugin, overlay) passes through
+        if path:  # folders of the application's own modules, ahead of the rest
+            env["PYTHONPATH"] = os.pathsep.join([*path, env.get("PYTHONPATH", "")])
         env.pop("TM_STRANDS", None)
         cwd.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
@@ -927,3 +934,120 @@ def test_twistd_amp_service_as_on_epoll(runtime, amp_outcomes):
         reference = amp_outcomes("epoll")
         for i, (seen, want) in enumerate(zip(clients, reference)):
             assert seen["answers"] == want["answers"], f"client {i}"
+
+
+# -- twistd web --wsgi --------------------------------------------------------------------------
+
+WSGI_CLIENTS, WSGI_REQUESTS = 12, 80
+WSGI_APP = """
+import hashlib
+
+
+def body(n):
+    return b"".join(hashlib.sha256(b"%d-%d" % (n, i)).hexdigest().encode() + b"\\n" for i in range(n))
+
+
+def application(environ, start_response):
+    kind, n = environ["PATH_INFO"].strip("/").split("/")
+    n = int(n)
+    if kind == "post":
+        data = environ["wsgi.input"].read()
+        answer = b"%d %s" % (len(data), hashlib.sha256(data).hexdigest().encode())
+        start_response("200 OK", [("Content-Length", str(len(answer)))])
+        return [answer]
+    data = body(n)
+    if kind == "whole":
+        start_response("200 OK", [("Content-Length", str(len(data)))])
+        return [data]
+    if kind == "chunks":  # no length: chunked, a blockingCallFromThread per chunk
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (data[i:i + 4096] for i in range(0, len(data), 4096))
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(data[: len(data) // 2])
+    return [data[len(data) // 2 :]]
+"""
+
+
+def wsgi_jobs(i: int) -> list[tuple[str, str, bytes]]:
+    """Client i's requests: (method, path, body)."""
+    rng = random.Random(100 + i)
+    jobs = []
+    for _ in range(WSGI_REQUESTS):
+        # Mostly answers of a known length: the client may then send its next request before
+        # the application's thread has called finish() (a call from a thread, not a write).
+        kind = rng.choice(["whole"] * 4 + ["post"] * 3 + ["chunks", "write"])
+        # Mostly short answers: the next request then arrives while the last one finishes.
+        n = rng.randrange(1, 3000) if rng.random() < 0.2 else rng.randrange(1, 300)
+        data = rng.randbytes(n * 7) if kind == "post" else b""
+        jobs.append(("POST" if data else "GET", f"/{kind}/{n}", data))
+    return jobs
+
+
+def wsgi_client(i: int, port: int) -> list[tuple]:
+    """Client i's requests over one keep-alive connection: (path, status, framing, digest)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=STALL)
+    out = []
+    try:
+        for method, path, data in wsgi_jobs(i):
+            conn.request(method, path, body=data or None)
+            response = conn.getresponse()
+            body = response.read()
+            framing = response.getheader("Content-Length") or response.getheader(
+                "Transfer-Encoding"
+            )
+            out.append((path, response.status, framing, hashlib.sha256(body).hexdigest()))
+    finally:
+        conn.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def wsgi_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wsgi")
+    (root / "app").mkdir()
+    (root / "app" / "wsgicorpus.py").write_text(WSGI_APP)
+
+    def scenario(runtime: str) -> list:
+        port = free_port()
+        server = Twistd(
+            runtime,
+            [
+                "web",
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--wsgi",
+                "wsgicorpus.application",
+            ],
+            root / runtime,
+            path=(str(root / "app"),),
+        )
+        try:
+            server.wait_listening(port)
+            return run_threads(lambda i: wsgi_client(i, port), WSGI_CLIENTS)
+        finally:
+            server.stop()
+
+    return Outcomes(scenario)
+
+
+def wsgi_expected(method: str, path: str, data: bytes) -> tuple:
+    """(status, framing, digest) the application's code gives for one request."""
+    app: dict = {}
+    exec(WSGI_APP, app)
+    kind, n = path.strip("/").split("/")
+    if kind == "post":
+        answer = b"%d %s" % (len(data), hashlib.sha256(data).hexdigest().encode())
+        return 200, str(len(answer)), hashlib.sha256(answer).hexdigest()
+    body = app["body"](int(n))
+    framing = str(len(body)) if kind == "whole" else "chunked"
+    return 200, framing, hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_twistd_web_wsgi_application_as_on_epoll(runtime, wsgi_outcomes):
+    clients = wsgi_outcomes(runtime)
+    for i, responses in enumerate(clients):
+        want = [(path, *wsgi_expected(*job)) for job in wsgi_jobs(i) for path in [job[1]]]
+        assert responses == want, f"client {i}"
+    if runtime != "epoll":
+        assert clients == wsgi_outcomes("epoll")

@@ -195,6 +195,50 @@ def test_calls_from_a_thread_run_in_the_reactor_thread_as_transactions(workers):
 
 
 @pytest.mark.parametrize("workers", WORKERS)
+def test_work_a_connection_gives_a_thread_pool_calls_back_on_its_strand(workers):
+    # deferToThread's result (callFromThread from the pool's thread) and a call the work itself
+    # makes run on the connection's strand, one at a time with its events, as on epoll's single
+    # thread; with several workers they ran on the thread that called run(), beside them.
+    from tm import _reactor
+    from twisted.internet import threads
+
+    reactor = TMReactor(workers)
+    seen = []
+
+    class Handoff(protocol.Protocol):
+        def dataReceived(self, data):
+            strand = _reactor.current_strand()
+
+            def work():
+                reactor.callFromThread(
+                    lambda: seen.append(("call", strand, _reactor.current_strand()))
+                )
+                return data
+
+            def answer(result):
+                seen.append(("result", strand, _reactor.current_strand()))
+                self.transport.write(result)
+
+            threads.deferToThreadPool(reactor, reactor.getThreadPool(), work).addCallback(answer)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Handoff), interface="127.0.0.1")
+    answers = []
+
+    def clients():
+        for n in range(4):
+            with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5) as s:
+                s.sendall(b"ping %d" % n)
+                answers.append(s.recv(100))
+        reactor.callFromThread(reactor.stop)
+
+    threading.Thread(target=clients).start()
+    run_bounded(reactor, timeout=10)
+    assert answers == [b"ping %d" % n for n in range(4)]
+    assert sorted(kind for kind, _, _ in seen) == ["call"] * 4 + ["result"] * 4
+    assert all(ran_on == origin for _, origin, ran_on in seen)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
 def test_shutdown_triggers_wait_for_their_deferreds(workers):
     reactor = TMReactor(workers)
     events = []

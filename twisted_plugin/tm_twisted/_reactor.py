@@ -41,6 +41,7 @@ from tm_twisted._compat import (
 from tm_twisted._managed import manage_factory
 from tm_twisted._shared_caches import make_per_thread
 from tm_twisted._tcp_reactor import NativeTCPMixin, isNative
+from tm_twisted._thread_origin import origin_strand
 
 _log = Logger()
 
@@ -305,9 +306,16 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         the calls run on a strand of their own; with more, the thread that called run() waits
         while the workers work, and it runs each call in an irrevocable transaction
         (docs/TWISTED.md). As in epoll's runUntilCurrent, a call made while the calls from threads
-        run waits for the next round, after the delayed calls due by then (_runThreadCalls).
+        run waits for the next round, after the delayed calls due by then (_runThreadCalls). A
+        call from a thread pool's work that a callback started runs on that callback's strand.
         """
         assert builtins_callable(f), f"{f} is not callable"
+        origin = origin_strand()
+        if origin is not None:
+            # Work a callback gave this pool thread: its calls back run on that callback's
+            # strand, one at a time with the connection's events (tm_twisted._thread_origin).
+            self._core.post(functools.partial(self._runThreadCall, f, args, kwargs), strand=origin)
+            return
         self._threadCalls.append((f, args, kwargs))  # a deque: thread-safe append and popleft
         on = self._threadCallsRunOn
         if on and on == threading.get_ident():
