@@ -93,6 +93,8 @@ GLOBAL_MODULES = [
     "twisted.test.test_unix",
     "twisted.test.test_threads",
     "twisted.test.test_threadpool",
+    "twisted.test.test_ftp",
+    "twisted.test.test_adbapi",
     "twisted.internet.test.test_endpoints",
     "twisted.web.test.test_http",
     "twisted.web.test.test_web",
