@@ -9,6 +9,7 @@ import io
 import socket
 import sys
 import threading
+import time
 import weakref
 
 import pytest
@@ -236,6 +237,36 @@ def test_work_a_connection_gives_a_thread_pool_calls_back_on_its_strand(workers)
     assert answers == [b"ping %d" % n for n in range(4)]
     assert sorted(kind for kind, _, _ in seen) == ["call"] * 4 + ["result"] * 4
     assert all(ran_on == origin for _, origin, ran_on in seen)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_iterate_runs_the_io_that_is_ready(workers):
+    # epoll's iterate(0) polls once and runs what is ready; trial's clean-up relies on it (its
+    # two iterate(0) calls let a server see its peer's close). A stop already due ran first.
+    reactor = TMReactor(workers)
+    received = []
+
+    connected = []
+
+    class Record(protocol.Protocol):
+        def connectionMade(self):
+            connected.append(self)
+
+        def dataReceived(self, data):
+            received.append(data)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Record), interface="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5) as s:
+        for _ in range(500):
+            reactor.iterate(0.01)  # accepts the connection
+            if connected:
+                break
+        s.sendall(b"ready")
+        time.sleep(0.05)  # the bytes are in the server socket's buffer
+        reactor.iterate(0)
+        assert received == [b"ready"]
+    port.stopListening()
+    reactor.iterate(0.05)
 
 
 @pytest.mark.parametrize("workers", WORKERS)

@@ -45,6 +45,9 @@ from tm_twisted._thread_origin import origin_strand
 
 _log = Logger()
 
+# The shortest iterate(): long enough for its stop to be armed before it is due (see iterate).
+_ITERATE_AT_LEAST = 0.001
+
 
 @implementer(IReactorFDSet, IReactorDaemonize)
 class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
@@ -203,8 +206,13 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         """Runs the events that are ready, waiting for them up to delay seconds."""
         if self._core.stopped:
             self._core.restart()
+        # A stop already due would run before the reactor polls (timers due run first, as in
+        # epoll's runUntilCurrent): one due in a millisecond comes after the poll, so what is
+        # ready now runs, as epoll's doIteration(0) runs it.
         deadline = self._core.call_at(
-            _reactor.monotonic() + delay, self._core.stop, strand=self._controlStrand
+            _reactor.monotonic() + max(delay, _ITERATE_AT_LEAST),
+            self._core.stop,
+            strand=self._controlStrand,
         )
         self._core.run(tick=self._tick)
         deadline.cancel()
