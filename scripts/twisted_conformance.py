@@ -93,7 +93,6 @@ GLOBAL_MODULES = [
     "twisted.test.test_unix",
     "twisted.test.test_threads",
     "twisted.test.test_threadpool",
-    "twisted.test.test_ftp",
     "twisted.test.test_adbapi",
     "twisted.test.test_policies",
     "twisted.internet.test.test_endpoints",
