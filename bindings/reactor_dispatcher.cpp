@@ -57,10 +57,7 @@ class WorkerThreadState {
     if (!owned_ || interpreter_finalizing())
       return;  // not ours; or the interpreter reclaims it, and touching it now would crash
     PyEval_RestoreThread(state_);
-    if (identity_ != nullptr) {
-      call_thread_identity("release", identity_);
-      Py_DECREF(identity_);
-    }
+    drop_identity();
     PyGILState_Release(gil_);
   }
   WorkerThreadState(const WorkerThreadState&) = delete;
@@ -73,10 +70,7 @@ class WorkerThreadState {
   void present_as(PyObject* thread) {
     if (thread == identity_ || thread == nullptr || !owned_) return;
     PyEval_RestoreThread(state_);
-    if (identity_ != nullptr) {
-      call_thread_identity("release", identity_);
-      Py_DECREF(identity_);
-    }
+    drop_identity();
     Py_INCREF(thread);
     identity_ = thread;
     call_thread_identity("adopt", thread);
@@ -84,6 +78,13 @@ class WorkerThreadState {
   }
 
  private:
+  // Undoes present_as, if it was made; attached.
+  void drop_identity() {
+    if (identity_ == nullptr) return;
+    call_thread_identity("release", identity_);
+    Py_CLEAR(identity_);
+  }
+
   PyGILState_STATE gil_ = PyGILState_UNLOCKED;
   PyThreadState* state_;
   bool owned_ = false;

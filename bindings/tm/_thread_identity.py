@@ -31,9 +31,10 @@ def adopt(thread: threading.Thread) -> None:
 
 def release(thread: threading.Thread) -> None:
     """Undoes ``adopt(thread)`` on this thread, as it ends (its identifier may be reused)."""
+    ident = threading.get_ident()
     with _running_lock:
-        if _running.get(threading.get_ident()) is thread:
-            del _running[threading.get_ident()]
+        if _running.get(ident) is thread:
+            del _running[ident]
 
 
 __all__ = ["adopt", "release"]

@@ -1030,10 +1030,9 @@ def wsgi_outcomes(tmp_path_factory):
     return Outcomes(scenario)
 
 
-def wsgi_expected(method: str, path: str, data: bytes) -> tuple:
-    """(status, framing, digest) the application's code gives for one request."""
-    app: dict = {}
-    exec(WSGI_APP, app)
+def wsgi_expected(method: str, path: str, data: bytes, app: dict) -> tuple:
+    """(status, framing, digest) the application's code (app: WSGI_APP run) gives for one
+    request."""
     kind, n = path.strip("/").split("/")
     if kind == "post":
         answer = b"%d %s" % (len(data), hashlib.sha256(data).hexdigest().encode())
@@ -1046,8 +1045,10 @@ def wsgi_expected(method: str, path: str, data: bytes) -> tuple:
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_twistd_web_wsgi_application_as_on_epoll(runtime, wsgi_outcomes):
     clients = wsgi_outcomes(runtime)
+    app: dict = {}
+    exec(WSGI_APP, app)
     for i, responses in enumerate(clients):
-        want = [(path, *wsgi_expected(*job)) for job in wsgi_jobs(i) for path in [job[1]]]
+        want = [(job[1], *wsgi_expected(*job, app)) for job in wsgi_jobs(i)]
         assert responses == want, f"client {i}"
     if runtime != "epoll":
         assert clients == wsgi_outcomes("epoll")
