@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -166,6 +167,28 @@ class PyReactor {
   }
 
   bool in_worker() const { return reactor::current_reactor() == &reactor_; }
+
+  // A section in which the calling thread runs Python with no callback of this reactor running.
+  void begin_exclusive() {
+    try {
+      dispatcher_->gate().close();
+    } catch (const std::logic_error& error) {
+      throw std::runtime_error(error.what());
+    }
+  }
+  bool wait_exclusive(double timeout) {
+    const auto wait = std::chrono::duration<double>(std::max(timeout, 0.0));
+    ReleasedGil release;
+    return dispatcher_->gate().wait_empty(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(wait));
+  }
+  void end_exclusive() {
+    try {
+      dispatcher_->gate().open();
+    } catch (const std::logic_error& error) {
+      throw std::runtime_error(error.what());
+    }
+  }
 
   reactor::Reactor& native() noexcept { return reactor_; }
 
@@ -498,7 +521,16 @@ void init_reactor(py::module_& m) {
            "behind what the strand got meanwhile). Inside a transaction it queues at commit.")
       .def("watch_fd", &PyReactor::watch_fd, py::arg("fd"), py::arg("strand") = py::none(),
            "A watcher whose callbacks run on `strand` (a new strand when None).")
-      .def("notify_fork", &PyReactor::notify_fork, py::arg("event"));
+      .def("notify_fork", &PyReactor::notify_fork, py::arg("event"))
+      .def("begin_exclusive", &PyReactor::begin_exclusive,
+           "Starts an exclusive section on this thread, outside any callback: callbacks that "
+           "arrive from now on wait until end_exclusive(); wait_exclusive() waits for those "
+           "running. One thread at a time (RuntimeError otherwise).")
+      .def("wait_exclusive", &PyReactor::wait_exclusive, py::arg("timeout"),
+           "In an exclusive section: waits up to `timeout` seconds for the callbacks running to "
+           "finish; True once none runs.")
+      .def("end_exclusive", &PyReactor::end_exclusive,
+           "Ends the exclusive section this thread began; the callbacks waiting run.");
   add_builtin_method(m.attr("Reactor"), &g_call_at_def);
   add_builtin_method(m.attr("Reactor"), &g_in_worker_def);
 }

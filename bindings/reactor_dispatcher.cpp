@@ -2,6 +2,7 @@
 
 #include <Python.h>
 
+#include "py_ref.hpp"
 #include "python_transaction.hpp"
 #include "released_gil.hpp"
 #include "stm/stm.hpp"
@@ -139,6 +140,16 @@ void PyCallable::release() const noexcept {
 
 void PythonDispatcher::dispatch(const reactor::DispatchInfo& /*info*/,
                                 reactor::EventCallback callback) {
+  reactor::ExclusiveGate::Pass pass(gate_);
+  if (!pass.entered()) {
+    // A thread runs Python alone (begin_exclusive): wait detached, since it may need us to be.
+    if (attached()) {
+      ReleasedGil release;
+      pass.wait_open();
+    } else {
+      pass.wait_open();
+    }
+  }
   if (!attached() && thread_slot().saved == nullptr) {
     // A worker between events, the usual case: the transaction driver attaches the worker's
     // thread state for the Python code only, not also around the engine's begin and commit

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "reactor/dispatcher.hpp"
+#include "reactor/exclusive_gate.hpp"
 #include "reactor/reactor.hpp"
 
 namespace tmr::bindings {
@@ -49,8 +50,13 @@ class PythonDispatcher final : public reactor::Dispatcher {
   /// themselves as; None between runs. Set by that thread, attached, while no worker runs.
   void set_loop_thread(py::object thread) { loop_thread_ = std::move(thread); }
 
+  /// Every Python callback passes through this gate: a thread that closes it runs Python with no
+  /// callback of this reactor running (Reactor.begin_exclusive).
+  reactor::ExclusiveGate& gate() noexcept { return gate_; }
+
  private:
   py::object loop_thread_;
+  reactor::ExclusiveGate gate_;
   // Held for the whole of one Python callback on GIL builds; waited for with the GIL released.
   std::mutex serial_;
 };

@@ -14,6 +14,9 @@ reactor or event loop. The adapters use ``tm``'s public API (``tm.manage``, ``tm
 
 from __future__ import annotations
 
+import contextlib
+from typing import Callable, Iterator
+
 from tm._core import (
     FdWatcher,
     Reactor,
@@ -63,4 +66,25 @@ __all__ = [
     "immortalize_shared_objects",
     # gc.collect() in a callback frees what it found dead before it returns (CPython 3.13t).
     "complete_collections",
+    # Python run by one thread with no callback of the reactor running.
+    "exclusive",
 ]
+
+# How long exclusive() waits for the callbacks running before it serves the calls they may be
+# waiting for; such a call is rare (signal.signal() from a worker), a wait for one this long.
+_EXCLUSIVE_SERVE_INTERVAL = 0.002
+
+
+@contextlib.contextmanager
+def exclusive(reactor: Reactor, serve: Callable[[], None]) -> Iterator[None]:
+    """The block runs with no callback of reactor running: callbacks that arrive meanwhile wait,
+    those already running finish first. For the thread that called run() (several workers),
+    outside any callback. While it waits, serve() runs what that thread owes the callbacks
+    running, which may be waiting for it (calls they made on the main thread)."""
+    reactor.begin_exclusive()
+    try:
+        while not reactor.wait_exclusive(_EXCLUSIVE_SERVE_INTERVAL):
+            serve()
+        yield
+    finally:
+        reactor.end_exclusive()

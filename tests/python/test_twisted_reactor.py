@@ -240,6 +240,85 @@ def test_work_a_connection_gives_a_thread_pool_calls_back_on_its_strand(workers)
 
 
 @pytest.mark.parametrize("workers", WORKERS)
+def test_a_call_from_a_program_thread_runs_between_callbacks(workers):
+    # epoll runs a callFromThread between two callbacks, never during one. With several workers
+    # the calls of a thread the program started itself (no callback gave it work) ran on the
+    # thread that called run(), beside the connections' callbacks on the workers: a call that
+    # touches a protocol saw it in the middle of an event and lost the event's updates.
+    reactor = TMReactor(workers)
+    protocols = []
+    overlaps = []
+    updates = []
+
+    class Busy(protocol.Protocol):
+        inside = False
+        count = 0
+
+        def connectionMade(self):
+            protocols.append(self)
+
+        def dataReceived(self, data):
+            self.inside = True
+            count = self.count
+            until = time.perf_counter() + 0.002  # the callback's work, long enough to overlap
+            while time.perf_counter() < until:
+                pass
+            self.count = count + 1
+            self.inside = False
+            self.transport.write(data)
+
+    def from_thread():
+        overlaps.extend(p for p in protocols if p.inside)
+        updates.append(len(protocols))
+        for p in protocols:
+            p.count += 1
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Busy), interface="127.0.0.1")
+    address = ("127.0.0.1", port.getHost().port)
+    done = threading.Event()
+
+    def program_thread():
+        while not done.is_set():
+            reactor.callFromThread(from_thread)
+            time.sleep(0.0005)
+
+    def client(answers):
+        with socket.create_connection(address, timeout=10) as s:
+            for i in range(60):
+                s.sendall(b"%03d" % i)
+                got = b""
+                while len(got) < 3:
+                    got += s.recv(3 - len(got))
+                answers.append(got)
+
+    def drive():
+        clients = [[] for _ in range(4)]
+        threads = [threading.Thread(target=client, args=(a,)) for a in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        ticker.join()
+        reactor.callFromThread(reactor.stop)
+        assert all(a == [b"%03d" % i for i in range(60)] for a in clients)
+
+    ticker = threading.Thread(target=program_thread)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0001)  # with the GIL: switch threads within a callback's work
+    try:
+        ticker.start()
+        threading.Thread(target=drive).start()
+        run_bounded(reactor, timeout=30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(protocols) == 4 and len(updates) > 100
+    assert overlaps == []
+    # Every event's update and every call's survived: nothing ran in the middle of another.
+    assert sum(p.count for p in protocols) == 4 * 60 + sum(updates)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
 def test_iterate_runs_the_io_that_is_ready(workers):
     # epoll's iterate(0) polls once and runs what is ready; trial's clean-up relies on it (its
     # two iterate(0) calls let a server see its peer's close). A stop already due ran first.

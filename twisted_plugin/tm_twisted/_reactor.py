@@ -312,8 +312,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
 
         Twisted promises the thread that runs the reactor. With one worker that is the worker, and
         the calls run on a strand of their own; with more, the thread that called run() waits
-        while the workers work, and it runs each call in an irrevocable transaction
-        (docs/TWISTED.md). As in epoll's runUntilCurrent, a call made while the calls from threads
+        while the workers work, and it runs the calls with no callback running, each in an
+        irrevocable transaction (docs/TWISTED.md). As in epoll's runUntilCurrent, a call made while the calls from threads
         run waits for the next round, after the delayed calls due by then (_runThreadCalls). A
         call from a thread pool's work that a callback started runs on that callback's strand.
         """
@@ -341,16 +341,20 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         if self._threadCallRoundWaits:
             return  # the calls made by the last round wait for its timer (below)
         calls = self._threadCalls
-        one = self._core.workers == 1
+        if not calls:
+            return
         self._threadCallsRunOn = threading.get_ident()
         try:
-            for _ in range(len(calls)):
-                f, args, kwargs = calls.popleft()
-                if one:  # already a transaction on the calls' strand
-                    self._runThreadCall(f, args, kwargs)
-                else:
-                    with tm.atomic():  # as a reactor callback: irrevocable
-                        self._runThreadCall(f, args, kwargs)
+            if self._core.workers == 1:  # already a transaction on the calls' strand
+                for _ in range(len(calls)):
+                    self._runThreadCall(*calls.popleft())
+            else:
+                # Run as epoll runs them, between two callbacks: alone. A call from a thread
+                # may touch any connection's protocol, whose callbacks run on the workers.
+                with _reactor.exclusive(self._core, self._runMainThreadCalls):
+                    for _ in range(len(calls)):
+                        with tm.atomic():  # as a reactor callback: irrevocable
+                            self._runThreadCall(*calls.popleft())
         finally:
             self._threadCallsRunOn = 0
         if calls:
