@@ -1,5 +1,6 @@
 #include "reactor/exclusive_gate.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 #include <thread>
@@ -65,10 +66,9 @@ void ExclusiveGate::leave(Stripe& stripe) {
 }
 
 bool ExclusiveGate::empty() const noexcept {
-  for (const Stripe& stripe : stripes_) {
-    if (stripe.inside.load(std::memory_order_seq_cst) != 0) return false;
-  }
-  return true;
+  return std::ranges::all_of(stripes_, [](const Stripe& stripe) {
+    return stripe.inside.load(std::memory_order_seq_cst) == 0;
+  });
 }
 
 void ExclusiveGate::close() {

@@ -24,6 +24,7 @@ TEST(ExclusiveGate, NoCallbackIsInsideWhileTheGateIsClosed) {
   std::atomic<int> passes{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> callbacks;
+  callbacks.reserve(4);
   for (int t = 0; t < 4; ++t) {
     callbacks.emplace_back([&] {
       while (!stop.load()) {
