@@ -647,7 +647,7 @@ class EventLoop(_base_loop):
         another task's (_adopt_task) under it."""
         try:
             if not handle._cancelled:
-                with _tasks.on_strand(strand):
+                with _tasks.on_strand(strand, locked):
                     if locked:
                         self._run_locked(self._invoke_handle, handle)
                     else:
@@ -662,13 +662,15 @@ class EventLoop(_base_loop):
         # first step inside the constructor if the loop says it is running, and asyncio's C task
         # then swaps the loop's one current task, while a task on the loop's strand may be
         # running: "Cannot enter into task ... while another task ... is being executed", and a
-        # server that hangs. So on a connection's strand, where no loop lock keeps the loop's
-        # tasks away, the loop says it is not running (the one place it says so), and such a task
-        # schedules its first step instead, which _adopt_task keeps on this strand.
+        # server that hangs. So on a connection's strand the loop says it is not running (the
+        # one place it says so), and such a task schedules its first step instead, which
+        # _adopt_task keeps on this strand. Also under the loop lock (a step of such a task
+        # making another, as aiohttp's request handlers are made), where running eagerly would
+        # be safe: the task would never join the strand, its later steps running on the loop's
+        # while what its first step registered (sock_connect's writer) stayed here.
         if (
             self._task_strands
             and _tasks.connection_strand() is not None
-            and not self._lock._is_owned()  # type: ignore[attr-defined]  # RLock's, private
             and self._core is not None
             and self._core.in_worker()
         ):
@@ -696,9 +698,12 @@ class EventLoop(_base_loop):
         strand = _tasks.connection_strand()
         self._check_closed()
         name = kwargs.pop("name", None)
+        locked = strand is not None and _tasks.in_locked_step()
         with self._lock:  # task registration is not safe from two threads before 3.14
             if strand is not None:
-                task = _tasks.ConnectionTask(coro, loop=self, strand=strand, **kwargs)
+                task = _tasks.ConnectionTask(
+                    coro, loop=self, strand=strand, locked=locked, **kwargs
+                )
             else:
                 task = _tasks.LoopTask(coro, loop=self, **kwargs)
         if name is not None:
@@ -1031,7 +1036,15 @@ class EventLoop(_base_loop):
                 return NativeStreamTransport(self, sock, protocol, waiter, extra, server)
             strand = _tasks.connection_strand()
             if strand is not None:
-                return NativeStreamTransport(self, sock, protocol, waiter, extra, strand=strand)
+                return NativeStreamTransport(
+                    self,
+                    sock,
+                    protocol,
+                    waiter,
+                    extra,
+                    strand=strand,
+                    locked=_tasks.in_locked_step(),
+                )
         # asyncio's transport, but what a transaction writes leaves at its commit
         return CommitOrderedSocketTransport(self, sock, protocol, waiter, extra, server)
 

@@ -9,6 +9,7 @@ shared object: the user manages what it captures.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 
@@ -24,8 +25,20 @@ def _shared_objects(protocol_factory) -> list:
         return [] if isinstance(owner, type) else [owner]
     if isinstance(protocol_factory, functools.partial):
         candidates = [*protocol_factory.args, *protocol_factory.keywords.values()]
-        return [c for c in candidates if not (isinstance(c, type) or callable(c))]
+        return [
+            c
+            for c in candidates
+            if not (isinstance(c, type) or callable(c) or isinstance(c, _ASYNCIO_MACHINERY))
+        ]
     return []
+
+
+# asyncio's own objects a factory may be given (``functools.partial(Proto, loop=loop)``, as
+# aiohttp's client connector and older asyncio code pass the loop): the loop keeps them safe
+# itself. Managed, every attribute the loop reads of itself became a transactional read, which
+# made the reading callback inevitable, and, read under the loop's lock, waited for the token
+# while the token's holder waited for the lock.
+_ASYNCIO_MACHINERY = (asyncio.AbstractEventLoop, asyncio.Future, asyncio.BaseTransport)
 
 
 def start_server_callback(protocol_factory):

@@ -22,12 +22,22 @@ from asyncio import tasks
 
 from tm_asyncio._compat import _PyTask, set_task_hooks, task_hooks
 
-_local = threading.local()  # .strand: the connection strand running here; .task: its task
+# .strand: the connection strand running here; .locked: whether what runs holds the loop lock
+# for what it shares with other strands (in_locked_step); .task: its task
+_local = threading.local()
 
 
 def connection_strand():
     """The strand of the native connection whose callback or task step runs on this thread."""
     return getattr(_local, "strand", None)
+
+
+def in_locked_step() -> bool:
+    """Whether this thread runs, on a connection's strand, a step of a task that holds the loop
+    lock (a task a protocol made itself: an aiohttp handler) or a callback of a connection such a
+    step made. What it makes (tasks, connections) holds the lock too: it shares what the step
+    shares with the other locked steps (aiohttp's client session and its pooled connections)."""
+    return getattr(_local, "locked", False)
 
 
 def running_connection_task() -> bool:
@@ -36,19 +46,22 @@ def running_connection_task() -> bool:
 
 
 class on_strand:
-    """Marks this thread as running a callback of `strand` (None: of the loop's strand)."""
+    """Marks this thread as running a callback of `strand` (None: of the loop's strand), a locked
+    one if `locked` (in_locked_step)."""
 
-    __slots__ = ("strand", "previous")
+    __slots__ = ("strand", "locked", "previous")
 
-    def __init__(self, strand) -> None:
+    def __init__(self, strand, locked: bool = False) -> None:
         self.strand = strand
+        self.locked = locked
 
     def __enter__(self) -> None:
-        self.previous = getattr(_local, "strand", None)
+        self.previous = getattr(_local, "strand", None), getattr(_local, "locked", False)
         _local.strand = self.strand
+        _local.locked = self.locked
 
     def __exit__(self, *exc) -> None:
-        _local.strand = self.previous
+        _local.strand, _local.locked = self.previous
 
 
 def shown_as(name: str):
@@ -97,10 +110,14 @@ class LockedFuture(_LockedDoneCallbacks, asyncio.Future):
 
 @shown_as("Task")
 class ConnectionTask(_LockedDoneCallbacks, _PyTask):
-    """A task whose steps run on a connection's strand, without the loop lock."""
+    """A task whose steps run on a connection's strand, without the loop lock unless it was made
+    by a step that held it."""
 
-    def __init__(self, coro, *, loop, strand, **kwargs) -> None:
-        self._tm_strand = strand  # before __init__ schedules the first step (the loop routes it)
+    def __init__(self, coro, *, loop, strand, locked=False, **kwargs) -> None:
+        # Before __init__ schedules the first step (the loop routes it): where its steps run,
+        # and whether they hold the loop lock there.
+        self._tm_strand = strand
+        self._tm_locked = locked
         super().__init__(coro, loop=loop, **kwargs)
 
     def _Future__schedule_callbacks(self):  # asyncio's Future.__schedule_callbacks
@@ -161,6 +178,7 @@ __all__ = [
     "LockedFuture",
     "LoopTask",
     "connection_strand",
+    "in_locked_step",
     "running_connection_task",
     "install",
     "on_strand",

@@ -88,7 +88,15 @@ class NativeStreamTransport(_FlowControlMixin):
     _sendfile_compatible = _SendfileMode.TRY_NATIVE
 
     def __init__(
-        self, loop, sock, protocol, waiter=None, extra=None, server=None, strand=None
+        self,
+        loop,
+        sock,
+        protocol,
+        waiter=None,
+        extra=None,
+        server=None,
+        strand=None,
+        locked=False,
     ) -> None:
         # _FlowControlMixin: asyncio.Transport with the write buffer limits and the
         # _protocol_paused flag that asyncio's sendfile fallback reads; the native transport does
@@ -115,6 +123,10 @@ class NativeStreamTransport(_FlowControlMixin):
         self._made_context = contextvars.copy_context()
         self._context = contextvars.copy_context()
         self._in_context = False
+        # Made by a locked step (tm_asyncio._tasks.in_locked_step): its protocol is theirs, which
+        # they reuse from other strands (a client session's pooled connections), so its
+        # callbacks hold the loop lock too.
+        self._locked = locked
         self.set_protocol(protocol)
         self._extra.setdefault("sockname", _address(sock.getsockname))
         self._extra.setdefault("peername", _address(sock.getpeername))
@@ -191,7 +203,7 @@ class NativeStreamTransport(_FlowControlMixin):
     def set_protocol(self, protocol) -> None:
         self._protocol = protocol
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
-        self._exclusive = runs_exclusively(protocol)
+        self._exclusive = self._locked or runs_exclusively(protocol)
 
     def is_closing(self) -> bool:
         return self._closing
@@ -488,7 +500,7 @@ class NativeStreamTransport(_FlowControlMixin):
         """fn(*args) as a callback of the loop: under its lock for asyncio's own protocols, in
         `context` (by default the reading side's). A task it creates runs on this connection's
         strand (tm_asyncio._tasks)."""
-        with on_strand(self._native.strand):
+        with on_strand(self._native.strand, self._locked):
             return self._loop._run_callback(
                 self._run_in_context,
                 (context or self._context, fn, args),
