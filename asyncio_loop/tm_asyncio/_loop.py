@@ -58,7 +58,7 @@ from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrd
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio._reading import DatagramTransport, ReadPipeTransport, SocketTransport
 from tm_asyncio._rebinding import shared_rebindings
-from tm_asyncio import _tasks
+from tm_asyncio import _shared_primitives, _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
 _base_loop: Any = _UnixSelectorEventLoop
@@ -285,6 +285,8 @@ class EventLoop(_base_loop):
         )
         if self._task_strands:
             _tasks.install()  # current_task() per thread for tasks on connection strands
+        if self._parallel:  # asyncio.Queue, Lock, Event, ... made on it are managed
+            _shared_primitives.install(_manages_primitives)
         # Held by every callback but a user protocol's in parallel mode, and by a locked future's
         # changes: the loop's callbacks run one at a time under it.
         self._lock = threading.RLock()
@@ -1200,3 +1202,9 @@ class EventLoop(_base_loop):
         # the loop, and the loop holds the reactor: a cycle through C++ that the garbage collector
         # cannot see. asyncio's close() drops its ready queue; dropping the reactor does the same.
         self._core = self._strand = self._post = None  # type: ignore[assignment]
+
+
+def _manages_primitives(loop) -> bool:
+    """Whether asyncio's synchronization primitives made on loop are managed: in parallel mode
+    (tm_asyncio._shared_primitives)."""
+    return isinstance(loop, EventLoop) and loop._parallel

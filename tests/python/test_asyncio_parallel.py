@@ -1072,3 +1072,61 @@ def test_timers_made_and_cancelled_on_connection_strands(loop):
     expected = {(n, i) for n in range(connections) for i in range(0, per_connection, 2)}
     assert sorted(fired) == sorted(expected)  # each once, none cancelled
     assert len(loop._timer_heap) < connections * per_connection  # cancelled ones dropped
+
+
+def _publish(port: int, lines: list[bytes]) -> bytes:
+    """A client thread's connection: sends lines and a half-close, returns the reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"".join(lines))
+        sock.shutdown(socket.SHUT_WR)
+        return sock.makefile("rb").read()
+
+
+@pytest.mark.timeout(60)
+def test_handlers_and_a_loop_task_share_an_asyncio_queue(loop):
+    # Handlers of 8 connections put what they read into one asyncio.Queue made in main(); a task
+    # of the loop's strand takes it out; each handler waits with queue.join() for its lines to be
+    # taken. The queue's deque, getters and count changed from two threads at once lost items and
+    # wake-ups: join() never returned (tm_asyncio._shared_primitives).
+    publishers, count = 8, 200
+    taken: list[bytes] = []
+
+    async def main():
+        queue = asyncio.Queue()
+
+        async def consume():
+            while True:
+                taken.append(await queue.get())
+                queue.task_done()
+
+        async def handle(reader, writer):
+            n = 0
+            while line := await reader.readline():
+                await queue.put(line)
+                n += 1
+            await queue.join()
+            writer.write(b"put %d\n" % n)
+            await writer.drain()
+            writer.close()
+
+        consumer = asyncio.create_task(consume())
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        replies = await asyncio.gather(
+            *(
+                asyncio.to_thread(_publish, port, [b"p%d m%d\n" % (i, k) for k in range(count)])
+                for i in range(publishers)
+            )
+        )
+        consumer.cancel()
+        server.close()
+        await server.wait_closed()
+        return replies
+
+    replies = _run(loop, main(), timeout=40)
+    assert replies == [b"put %d\n" % count] * publishers
+    for i in range(publishers):
+        assert [line for line in taken if line.startswith(b"p%d " % i)] == [
+            b"p%d m%d\n" % (i, k) for k in range(count)
+        ]
+    assert len(taken) == publishers * count
