@@ -148,6 +148,9 @@ TransportSocket = trsock.TransportSocket
 # Server: _attach, _detach          a native transport counts in its server's connections
 #                                  (without arguments before 3.13, with the transport since).
 # BaseSelectorEventLoop._closing_transports  the native transport's close, as asyncio's.
+# Queue._queue (what Queue._init makes: a deque; a list for PriorityQueue and LifoQueue)
+#                                  read to leave list-backed queues plain
+#                                  (tm_asyncio._shared_primitives).
 
 __all__ = [
     "SSLProtocol",

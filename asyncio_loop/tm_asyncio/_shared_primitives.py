@@ -71,7 +71,8 @@ def _manage_after_init(cls: type, manages: Callable[[object], bool]) -> None:
 def _list_backed(primitive) -> bool:
     """A PriorityQueue or LifoQueue: its items are a list, which managing would make a tm.List,
     and heapq takes lists only. Left plain (docs/ASYNCIO.md)."""
-    return isinstance(primitive, asyncio.Queue) and type(primitive._queue) is list
+    items = getattr(primitive, "_queue", None)  # Queue._init's (tm_asyncio._compat)
+    return isinstance(primitive, asyncio.Queue) and type(items) is list
 
 
 __all__ = ["install"]
