@@ -95,6 +95,7 @@ GLOBAL_MODULES = [
     "twisted.test.test_threadpool",
     "twisted.test.test_adbapi",
     "twisted.test.test_policies",
+    "twisted.test.test_defer",
     "twisted.internet.test.test_endpoints",
     "twisted.web.test.test_http",
     "twisted.web.test.test_web",

@@ -319,6 +319,70 @@ def test_a_call_from_a_program_thread_runs_between_callbacks(workers):
 
 
 @pytest.mark.parametrize("workers", WORKERS)
+def test_connections_share_a_deferred_queue(workers):
+    # Eight connections put what they read into one DeferredQueue that a consumer empties, and
+    # answer once theirs are all taken. The queue's lists of items and waiters changed on two
+    # strands at once lost items and wake-ups with 2 workers on 3.13t: the consumer stopped
+    # (tm_twisted._shared_objects manages Twisted's DeferredQueue, DeferredLock and
+    # DeferredSemaphore at construction).
+    from twisted.protocols.basic import LineReceiver
+
+    reactor = TMReactor(workers)
+    publishers, count = 8, 1000
+    taken = []
+    shared = {}
+
+    class Publisher(LineReceiver):
+        def connectionMade(self):
+            self.put = 0
+
+        def lineReceived(self, line):
+            if line == b"END":
+                shared["queue"].put((self, None))
+            else:
+                self.put += 1
+                shared["queue"].put((self, line))
+
+    def consume(item):
+        publisher, line = item
+        if line is None:
+            publisher.sendLine(b"put %d" % publisher.put)
+            publisher.transport.loseConnection()
+        else:
+            taken.append(line)
+        shared["queue"].get().addCallback(consume)
+
+    def start():
+        shared["queue"] = defer.DeferredQueue()  # made while the reactor runs
+        shared["queue"].get().addCallback(consume)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Publisher), interface="127.0.0.1")
+    replies = []
+
+    def publish(i):
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as s:
+            s.sendall(b"".join(b"p%d m%d\r\n" % (i, k) for k in range(count)) + b"END\r\n")
+            replies.append(s.makefile("rb").readline())
+
+    def drive():
+        threads = [threading.Thread(target=publish, args=(i,)) for i in range(publishers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        reactor.callFromThread(reactor.stop)
+
+    reactor.callLater(0, start)
+    reactor.callLater(0.05, threading.Thread(target=drive).start)
+    run_bounded(reactor, timeout=30)
+    assert replies == [b"put %d\r\n" % count] * publishers
+    for i in range(publishers):
+        assert [line for line in taken if line.startswith(b"p%d " % i)] == [
+            b"p%d m%d" % (i, k) for k in range(count)
+        ]
+
+
+@pytest.mark.parametrize("workers", WORKERS)
 def test_iterate_runs_the_io_that_is_ready(workers):
     # epoll's iterate(0) polls once and runs what is ready; trial's clean-up relies on it (its
     # two iterate(0) calls let a server see its peer's close). A stop already due ran first.

@@ -7,6 +7,8 @@ and the channels (``InMemoryWordsRealm.users``, ``.groups``), each channel its m
 channel or logout of one connection iterates or changes them while other connections do the same;
 with several workers on a free-threaded interpreter that gave ``dictionary changed size during
 iteration`` and JOINs never answered (tests/python/test_twisted_differential.py, ``twistd words``).
+Twisted's ``DeferredQueue``, ``DeferredLock`` and ``DeferredSemaphore`` are the same kind of
+object when a program shares one between connections.
 
 Instances of the classes listed here are handed to ``tm.manage`` when their ``__init__`` returns:
 their attributes become transactional and their ``dict``/``list``/``set`` values tm containers,
@@ -29,6 +31,9 @@ import tm
 # module -> the classes of it whose instances connections share.
 SHARED_CLASSES: dict[str, tuple[str, ...]] = {
     "twisted.words.service": ("Group", "User", "InMemoryWordsRealm"),
+    # How callbacks of several connections coordinate: one queue that connections put into and
+    # a consumer empties lost items and wake-ups (tests/python/test_twisted_reactor.py).
+    "twisted.internet.defer": ("DeferredLock", "DeferredSemaphore", "DeferredQueue"),
 }
 
 _lock = threading.Lock()
