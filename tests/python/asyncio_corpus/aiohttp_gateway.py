@@ -13,11 +13,12 @@ wait for a free one.
 """
 
 import asyncio
-import signal
 import sys
 
 import aiohttp
 from aiohttp import web
+
+from serving import serve_app_until_sigterm
 
 BACKEND = web.AppKey("backend", str)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -75,16 +76,7 @@ async def main() -> None:
             web.post("/upload", upload),
         ]
     )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", int(sys.argv[1]))
-    await site.start()
-    print(f"listening on {runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    print("stopped", flush=True)
+    await serve_app_until_sigterm(app, int(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ eager_start on 3.12+); nothing here knows of tm.
 
 import asyncio
 import hashlib
-import signal
 
 from aiohttp import web
 
-from serving import port_argument
+from serving import port_argument, serve_app_until_sigterm
 
 
 async def hello(request: web.Request) -> web.Response:
@@ -91,16 +90,7 @@ def application() -> web.Application:
 
 
 async def main() -> None:
-    runner = web.AppRunner(application(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port_argument())
-    await site.start()
-    print(f"listening on {runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    print("stopped", flush=True)
+    await serve_app_until_sigterm(application(), port_argument())
 
 
 if __name__ == "__main__":

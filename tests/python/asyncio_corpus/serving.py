@@ -24,6 +24,23 @@ async def serve_until_sigterm(server: asyncio.Server) -> None:
     print("stopped", flush=True)
 
 
+async def serve_app_until_sigterm(app, port: int) -> None:
+    """Serves an aiohttp application on 127.0.0.1:port as serve_until_sigterm serves a server:
+    "listening on PORT", SIGTERM, the application's clean-up, "stopped"."""
+    from aiohttp import web  # only the aiohttp programs need it
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    print(f"listening on {runner.addresses[0][1]}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    print("stopped", flush=True)
+
+
 async def close_stream(
     writer: asyncio.StreamWriter, errors: tuple[type[BaseException], ...] = (ConnectionError,)
 ) -> None:
