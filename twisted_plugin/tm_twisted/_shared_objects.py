@@ -21,12 +21,11 @@ plain. The audit that found them is docs/TWISTED.md ("Process-wide state").
 
 from __future__ import annotations
 
-import functools
 import importlib.abc
 import sys
 import threading
 
-import tm
+from tm import _reactor
 
 # module -> the classes of it whose instances connections share.
 SHARED_CLASSES: dict[str, tuple[str, ...]] = {
@@ -40,17 +39,6 @@ _lock = threading.Lock()
 _patched: set[str] = set()
 
 
-def _manage_after_init(cls: type) -> None:
-    original = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
-
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        tm.manage(self)
-
-    cls.__init__ = __init__  # type: ignore[misc]
-
-
 def _patch(module) -> None:
     with _lock:
         if module.__name__ in _patched:
@@ -59,7 +47,7 @@ def _patch(module) -> None:
     for name in SHARED_CLASSES[module.__name__]:
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _manage_after_init(cls)
+            _reactor.manage_at_construction(cls)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
