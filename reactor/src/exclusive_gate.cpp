@@ -26,20 +26,19 @@ std::size_t stripe_index(std::size_t stripes) {
 ExclusiveGate::Pass::Pass(ExclusiveGate& gate) {
   if (t_depth++ > 0) return;
   gate_ = &gate;
-  stripe_ = &gate.stripes_[stripe_index(kStripes)];
-  entered_ = gate.try_enter(*stripe_);
+  entered_ = gate.try_enter(gate.stripes_[stripe_index(kStripes)]);
 }
 
 void ExclusiveGate::Pass::wait_open() {
   while (!entered_) {
     gate_->wait_open();
-    entered_ = gate_->try_enter(*stripe_);
+    entered_ = gate_->try_enter(gate_->stripes_[stripe_index(kStripes)]);
   }
 }
 
 ExclusiveGate::Pass::~Pass() {
   --t_depth;
-  if (gate_ != nullptr && entered_) gate_->leave(*stripe_);
+  if (gate_ != nullptr && entered_) gate_->leave(gate_->stripes_[stripe_index(kStripes)]);
 }
 
 // Entering publishes the count before reading closed_, and closing publishes closed_ before
