@@ -19,10 +19,11 @@ made outside a running parallel loop (at import, before ``asyncio.run``) stay pl
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from typing import Callable
 
-from tm import _reactor
+import tm
 from tm_asyncio._compat import _get_running_loop
 
 _PRIMITIVES: tuple[type, ...] = tuple(
@@ -50,13 +51,21 @@ def install(manages: Callable[[object], bool]) -> None:
         if _installed:
             return
         _installed = True
-
-    def made_on_a_managing_loop(primitive) -> bool:
-        loop = _get_running_loop()
-        return loop is not None and manages(loop) and not _list_backed(primitive)
-
     for cls in _PRIMITIVES:
-        _reactor.manage_at_construction(cls, made_on_a_managing_loop)
+        _manage_after_init(cls, manages)
+
+
+def _manage_after_init(cls: type, manages: Callable[[object], bool]) -> None:
+    original = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        loop = _get_running_loop()
+        if loop is not None and manages(loop) and not _list_backed(self):
+            tm.manage(self)
+
+    cls.__init__ = __init__  # type: ignore[misc]
 
 
 def _list_backed(primitive) -> bool:

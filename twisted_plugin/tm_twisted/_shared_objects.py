@@ -21,11 +21,12 @@ plain. The audit that found them is docs/TWISTED.md ("Process-wide state").
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import sys
 import threading
 
-from tm import _reactor
+import tm
 
 # module -> the classes of it whose instances connections share.
 SHARED_CLASSES: dict[str, tuple[str, ...]] = {
@@ -39,6 +40,17 @@ _lock = threading.Lock()
 _patched: set[str] = set()
 
 
+def _manage_after_init(cls: type) -> None:
+    original = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        tm.manage(self)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+
+
 def _patch(module) -> None:
     with _lock:
         if module.__name__ in _patched:
@@ -47,7 +59,7 @@ def _patch(module) -> None:
     for name in SHARED_CLASSES[module.__name__]:
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _reactor.manage_at_construction(cls)
+            _manage_after_init(cls)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
