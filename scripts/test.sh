@@ -45,7 +45,9 @@ done
 
 # The extension built with ASan+UBSan, and the Python tests run against it on the GIL interpreter
 # (the sanitizer runtimes preloaded into a stock CPython): use-after-free or a bad reference count
-# in the bindings shows here rather than as a rare crash.
+# in the bindings shows here rather than as a rare crash. Python's objects come from malloc there
+# (PYTHONMALLOC=malloc_debug), so ASan sees a freed bound object used, and CPython's debug hooks
+# stop a process that allocates or frees one without the GIL; UBSan prints the stack it stops at.
 asan_python() {
   local dir="$root/build/asan-python" python="$root/.venv-gil/bin/python"
   banner "Python tests: .venv-gil against an ASan+UBSan build of tm._core"
@@ -58,7 +60,7 @@ asan_python() {
   rm -rf "$dir/pkg" && mkdir -p "$dir/pkg" && cp -r "$root/bindings/tm" "$dir/pkg/" \
     && cp "$dir"/bindings/_core*.so "$dir/pkg/tm/"
   LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
-    ASAN_OPTIONS=detect_leaks=0 \
+    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 PYTHONMALLOC=malloc_debug \
     PYTHONPATH="$dir/pkg:$root/twisted_plugin:$root/asyncio_loop" \
     "$python" -m pytest -q -p no:cacheprovider "$root/tests/python" \
     || failed+=("pytest against the ASan+UBSan extension")
