@@ -96,6 +96,7 @@ GLOBAL_MODULES = [
     "twisted.test.test_adbapi",
     "twisted.test.test_policies",
     "twisted.test.test_defer",
+    "twisted.test.test_ftp",
     "twisted.internet.test.test_endpoints",
     "twisted.web.test.test_http",
     "twisted.web.test.test_web",

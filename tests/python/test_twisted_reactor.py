@@ -383,6 +383,61 @@ def test_connections_share_a_deferred_queue(workers):
 
 
 @pytest.mark.parametrize("workers", WORKERS)
+def test_gather_results_of_requests_on_many_connections(workers):
+    # A client asks sixteen connections at once and waits for all the answers with
+    # gatherResults, round after round, as a program fanning requests out over Agent would. Each
+    # answer fires its Deferred on its own connection's strand, and DeferredList counted them in
+    # plain attributes: with 2 workers on 3.13t two answers at once were counted as one (a hang)
+    # or both callbacks saw the last (AlreadyCalledError), in 5 of 5 runs of 2,000 rounds
+    # (tm_twisted._shared_objects makes DeferredList's bookkeeping inevitable first).
+    reactor = TMReactor(workers)
+    connections, rounds = 16, 400
+    outcome = []
+
+    class Asker(protocol.Protocol):
+        def connectionMade(self):
+            self.factory.connected.callback(self)
+
+        def ask(self, message):
+            self.answered, self.want, self.got = defer.Deferred(), message, b""
+            self.transport.write(message)
+            return self.answered
+
+        def dataReceived(self, data):
+            self.got += data
+            if len(self.got) == len(self.want):
+                self.answered.callback(self.got)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+
+    @defer.inlineCallbacks
+    def fan_out():
+        askers = []
+        for _ in range(connections):
+            factory = protocol.ClientFactory.forProtocol(Asker)
+            factory.connected = defer.Deferred()
+            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+            askers.append((yield factory.connected))
+        for r in range(rounds):
+            messages = [b"%d.%d;" % (i, r) for i in range(connections)]
+            answers = yield defer.gatherResults([a.ask(m) for a, m in zip(askers, messages)])
+            if answers != messages:
+                outcome.append(("round", r, answers))
+        results = yield defer.DeferredList([a.ask(b"last") for a in askers])
+        outcome.append(("list", type(results), results))
+        for asker in askers:
+            asker.transport.loseConnection()
+
+    def stop(result):
+        outcome.append(result)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: fan_out().addBoth(stop))
+    run_bounded(reactor, timeout=30)
+    assert outcome == [("list", list, [(True, b"last")] * connections), None]
+
+
+@pytest.mark.parametrize("workers", WORKERS)
 def test_iterate_runs_the_io_that_is_ready(workers):
     # epoll's iterate(0) polls once and runs what is ready; trial's clean-up relies on it (its
     # two iterate(0) calls let a server see its peer's close). A stop already due ran first.

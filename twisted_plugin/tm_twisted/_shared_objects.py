@@ -17,6 +17,13 @@ callbacks run one at a time, as on epoll. The classes are patched when the react
 if their module is imported, else when it is (an import hook), so that ``twistd words``, which
 imports the service after installing the reactor, is covered. Instances made before that stay
 plain. The audit that found them is docs/TWISTED.md ("Process-wide state").
+
+Some classes keep their bookkeeping in plain attributes that the program's own code reads back:
+``DeferredList`` (under ``gatherResults``) counts the Deferreds that fired and hands its result
+list to the program's callbacks, and the Deferreds it gathers fire on their own connections'
+strands. Rather than managing those instances (the program would get a ``tm.List`` for a
+``list``), the methods listed in ``INEVITABLE_METHODS`` make their transaction inevitable first:
+two of them never run at once, and what the program sees stays what epoll gives it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,14 @@ SHARED_CLASSES: dict[str, tuple[str, ...]] = {
     "twisted.internet.defer": ("DeferredLock", "DeferredSemaphore", "DeferredQueue"),
 }
 
+# module -> class -> the methods that change its state, each made inevitable before it runs.
+INEVITABLE_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
+    # The constructor adds its callbacks to Deferreds that may fire on other strands meanwhile.
+    "twisted.internet.defer": {"DeferredList": ("__init__", "_cbDeferred")},
+}
+
+_MODULES = set(SHARED_CLASSES) | set(INEVITABLE_METHODS)
+
 _lock = threading.Lock()
 _patched: set[str] = set()
 
@@ -51,15 +66,31 @@ def _manage_after_init(cls: type) -> None:
     cls.__init__ = __init__  # type: ignore[misc]
 
 
+def _inevitable_first(cls: type, name: str) -> None:
+    original = getattr(cls, name)
+
+    @functools.wraps(original)
+    def method(*args, **kwargs):
+        tm.inevitable()
+        return original(*args, **kwargs)
+
+    setattr(cls, name, method)
+
+
 def _patch(module) -> None:
     with _lock:
         if module.__name__ in _patched:
             return
         _patched.add(module.__name__)
-    for name in SHARED_CLASSES[module.__name__]:
+    for name in SHARED_CLASSES.get(module.__name__, ()):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
             _manage_after_init(cls)
+    for name, methods in INEVITABLE_METHODS.get(module.__name__, {}).items():
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            for method in methods:
+                _inevitable_first(cls, method)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
@@ -67,7 +98,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
     executed."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in SHARED_CLASSES or fullname in _patched:
+        if fullname not in _MODULES or fullname in _patched:
             return None
         others = [finder for finder in sys.meta_path if finder is not self]
         for finder in others:
@@ -101,12 +132,12 @@ _finder = _PatchOnImport()
 
 def install() -> None:
     """Patches the listed classes of the modules imported now, and of the others when they are."""
-    for name in SHARED_CLASSES:
+    for name in _MODULES:
         module = sys.modules.get(name)
         if module is not None:
             _patch(module)
-    if _finder not in sys.meta_path and any(name not in _patched for name in SHARED_CLASSES):
+    if _finder not in sys.meta_path and any(name not in _patched for name in _MODULES):
         sys.meta_path.insert(0, _finder)
 
 
-__all__ = ["SHARED_CLASSES", "install"]
+__all__ = ["INEVITABLE_METHODS", "SHARED_CLASSES", "install"]
