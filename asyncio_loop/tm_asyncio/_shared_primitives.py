@@ -19,11 +19,10 @@ made outside a running parallel loop (at import, before ``asyncio.run``) stay pl
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from typing import Callable
 
-import tm
+from tm import _reactor
 from tm_asyncio._compat import _get_running_loop
 
 _PRIMITIVES: tuple[type, ...] = tuple(
@@ -51,21 +50,13 @@ def install(manages: Callable[[object], bool]) -> None:
         if _installed:
             return
         _installed = True
-    for cls in _PRIMITIVES:
-        _manage_after_init(cls, manages)
 
-
-def _manage_after_init(cls: type, manages: Callable[[object], bool]) -> None:
-    original = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
-
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        original(self, *args, **kwargs)
+    def made_on_a_managing_loop(primitive) -> bool:
         loop = _get_running_loop()
-        if loop is not None and manages(loop) and not _list_backed(self):
-            tm.manage(self)
+        return loop is not None and manages(loop) and not _list_backed(primitive)
 
-    cls.__init__ = __init__  # type: ignore[misc]
+    for cls in _PRIMITIVES:
+        _reactor.manage_at_construction(cls, made_on_a_managing_loop)
 
 
 def _list_backed(primitive) -> bool:

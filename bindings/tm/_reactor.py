@@ -15,7 +15,10 @@ reactor or event loop. The adapters use ``tm``'s public API (``tm.manage``, ``tm
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Callable, Iterator
+
+import tm
 
 from tm._core import (
     FdWatcher,
@@ -68,6 +71,8 @@ __all__ = [
     "complete_collections",
     # Python run by one thread with no callback of the reactor running.
     "exclusive",
+    # A framework's class whose instances connections share: managed as they are made.
+    "manage_at_construction",
 ]
 
 # How long exclusive() waits for the callbacks running before it serves the calls they may be
@@ -88,3 +93,18 @@ def exclusive(reactor: Reactor, serve: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         reactor.end_exclusive()
+
+
+def manage_at_construction(cls: type, when: Callable[[object], bool] | None = None) -> None:
+    """Replaces cls.__init__ so that each instance is handed to tm.manage as its __init__
+    returns (if when(instance) is true, with when given): for a framework's classes whose
+    instances the connections of a server share (a queue, a lock, a chat channel)."""
+    original = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if when is None or when(self):
+            tm.manage(self)
+
+    cls.__init__ = __init__  # type: ignore[misc]

@@ -34,6 +34,7 @@ import sys
 import threading
 
 import tm
+from tm import _reactor
 
 # module -> the classes of it whose instances connections share.
 SHARED_CLASSES: dict[str, tuple[str, ...]] = {
@@ -55,17 +56,6 @@ _lock = threading.Lock()
 _patched: set[str] = set()
 
 
-def _manage_after_init(cls: type) -> None:
-    original = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
-
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        tm.manage(self)
-
-    cls.__init__ = __init__  # type: ignore[misc]
-
-
 def _inevitable_first(cls: type, name: str) -> None:
     original = getattr(cls, name)
 
@@ -85,7 +75,7 @@ def _patch(module) -> None:
     for name in SHARED_CLASSES.get(module.__name__, ()):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
-            _manage_after_init(cls)
+            _reactor.manage_at_construction(cls)
     for name, methods in INEVITABLE_METHODS.get(module.__name__, {}).items():
         cls = getattr(module, name, None)
         if isinstance(cls, type):
