@@ -26,19 +26,20 @@ std::size_t stripe_index(std::size_t stripes) {
 ExclusiveGate::Pass::Pass(ExclusiveGate& gate) {
   if (t_depth++ > 0) return;
   gate_ = &gate;
-  entered_ = gate.try_enter(gate.stripes_[stripe_index(kStripes)]);
+  stripe_ = &gate.stripes_[stripe_index(kStripes)];
+  entered_ = gate.try_enter(*stripe_);
 }
 
 void ExclusiveGate::Pass::wait_open() {
   while (!entered_) {
     gate_->wait_open();
-    entered_ = gate_->try_enter(gate_->stripes_[stripe_index(kStripes)]);
+    entered_ = gate_->try_enter(*stripe_);
   }
 }
 
 ExclusiveGate::Pass::~Pass() {
   --t_depth;
-  if (gate_ != nullptr && entered_) gate_->leave(gate_->stripes_[stripe_index(kStripes)]);
+  if (gate_ != nullptr && entered_) gate_->leave(*stripe_);
 }
 
 // Entering publishes the count before reading closed_, and closing publishes closed_ before

@@ -16,6 +16,8 @@
 namespace tmr::reactor {
 
 class ExclusiveGate {
+  struct Stripe;  // below
+
  public:
   /// A callback's passage: counts the callback inside until the pass ends. The constructor
   /// enters unless the gate is closed; then the callback must wait_open() before it runs (the
@@ -36,6 +38,7 @@ class ExclusiveGate {
 
    private:
     ExclusiveGate* gate_ = nullptr;  // null when the pass counts nothing
+    Stripe* stripe_ = nullptr;       // this thread's, of gate_
     bool entered_ = true;
   };
 
