@@ -313,9 +313,10 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         Twisted promises the thread that runs the reactor. With one worker that is the worker, and
         the calls run on a strand of their own; with more, the thread that called run() waits
         while the workers work, and it runs the calls with no callback running, each in an
-        irrevocable transaction (docs/TWISTED.md). As in epoll's runUntilCurrent, a call made while the calls from threads
-        run waits for the next round, after the delayed calls due by then (_runThreadCalls). A
-        call from a thread pool's work that a callback started runs on that callback's strand.
+        irrevocable transaction (docs/TWISTED.md). As in epoll's runUntilCurrent, a call made
+        while the calls from threads run waits for the next round, after the delayed calls due by
+        then (_runThreadCalls). A call from a thread pool's work that a callback started runs on
+        that callback's strand.
         """
         assert builtins_callable(f), f"{f} is not callable"
         origin = origin_strand()
