@@ -20,7 +20,10 @@ tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_async
   responses, request bodies read in chunks, large bodies, timers, redirects and error answers;
 - aiohttp_gateway.py: an aiohttp application answering from aiohttp_server.py (run on the
   default loop) through one shared aiohttp.ClientSession whose pool of 4 connections the
-  handlers of every client connection take turns on.
+  handlers of every client connection take turns on;
+- starlette_server.py: aiohttp_server.py's routes and replies as a Starlette application served
+  by uvicorn (a second framework and HTTP server: uvicorn's protocol over h11), which makes its
+  loop through asyncio's policy and stops on SIGTERM with its own signal handling.
 
 Each program runs as a child process on the default loop and on tm_asyncio with TM_WORKERS=1
 and 2 (on a free-threaded interpreter 2 workers run parallel mode: each connection on a strand
@@ -1018,3 +1021,29 @@ def test_aiohttp_gateway_sharing_a_client_session_as_on_the_default_loop(runtime
     # inevitable token taken in opposite orders), then answered 500 (the pool's waiters changed
     # from two strands at once: KeyError, IndexError).
     assert_as_on_the_default_loop(runtime, *gateway_outcomes)
+
+
+# -- 7. a Starlette application served by uvicorn -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def starlette_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("starlette")
+    plans = [aiohttp_client_plan(i) for i in range(AIOHTTP_CLIENTS)]
+
+    def scenario(runtime: str) -> dict:
+        return serve(
+            runtime,
+            "starlette_server.py",
+            root,
+            lambda port, i: http_client(port, plans[i]),
+            AIOHTTP_CLIENTS,
+        )
+
+    return Outcomes(scenario), [[expected for _, expected in plan] for plan in plans]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
+def test_starlette_application_on_uvicorn_as_on_the_default_loop(runtime, starlette_outcomes):
+    assert_as_on_the_default_loop(runtime, *starlette_outcomes)
