@@ -4,7 +4,7 @@ The extension ``tm._core`` holds the C++ engine; this package is its Python face
 docs/PYTHON_API.md.
 """
 
-from tm import _conflict_log, _io, _race, _thread_identity  # noqa: F401 (workers import it)
+from tm import _conflict_log, _imports, _io, _race, _thread_identity  # noqa: F401 (workers import it)
 from tm._atomic import atomic, run_atomic, snapshot, transactional
 from tm._conflict_log import worker_span, write_report_log
 from tm._managed import as_managed_value, is_managed, manage  # noqa: F401 (as_managed_value)
@@ -102,5 +102,6 @@ __all__ = [
 ]
 
 _io.install()
+_imports.install()
 _conflict_log.install_from_env()
 _race.install_from_env()
