@@ -207,7 +207,11 @@ class PyReactor {
     } catch (const std::logic_error& error) {
       throw std::runtime_error(error.what());
     }
+    exclusive_owner_.store(std::this_thread::get_id());
   }
+  // Whether this thread is in an exclusive section of this reactor (the run() thread serving its
+  // tick while it waits for callbacks to finish before running SIGINT's handlers).
+  bool in_exclusive() const { return exclusive_owner_.load() == std::this_thread::get_id(); }
   bool wait_exclusive(double timeout) {
     const auto wait = std::chrono::duration<double>(std::max(timeout, 0.0));
     ReleasedGil release;
@@ -215,6 +219,7 @@ class PyReactor {
         std::chrono::duration_cast<std::chrono::nanoseconds>(wait));
   }
   void end_exclusive() {
+    if (in_exclusive()) exclusive_owner_.store(std::thread::id());
     try {
       dispatcher_->gate().open();
     } catch (const std::logic_error& error) {
@@ -257,7 +262,8 @@ class PyReactor {
   // The thread blocked in run() (more than one worker) waits on these between ticks.
   std::mutex caller_mu_;
   std::condition_variable caller_cv_;
-  bool caller_woken_ = false;  // guarded by caller_mu_
+  bool caller_woken_ = false;                       // guarded by caller_mu_
+  std::atomic<std::thread::id> exclusive_owner_{};  // the thread in an exclusive section, if any
 };
 
 // Reactor.poster(strand): a builtin function of one argument that posts it to the strand, what
@@ -561,6 +567,8 @@ void init_reactor(py::module_& m) {
       .def("wait_exclusive", &PyReactor::wait_exclusive, py::arg("timeout"),
            "In an exclusive section: waits up to `timeout` seconds for the callbacks running to "
            "finish; True once none runs.")
+      .def("in_exclusive", &PyReactor::in_exclusive,
+           "Whether this thread is in an exclusive section (begin_exclusive) of this reactor.")
       .def("end_exclusive", &PyReactor::end_exclusive,
            "Ends the exclusive section this thread began; the callbacks waiting run.");
   add_builtin_method(m.attr("Reactor"), &g_call_at_def);

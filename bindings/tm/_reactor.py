@@ -86,13 +86,18 @@ def exclusive(reactor: Reactor, serve: Callable[[], None]) -> Iterator[None]:
     those already running finish first. For the thread that called run() (several workers),
     outside any callback. While it waits, serve() runs what that thread owes the callbacks
     running, which may be waiting for it (calls they made on the main thread)."""
-    reactor.begin_exclusive()
+    # Nested in this thread's own section (run()'s tick, served while run() waits to run SIGINT's
+    # handlers alone): wait for the callbacks running too, but leave the gate to the outer one.
+    nested = reactor.in_exclusive()
+    if not nested:
+        reactor.begin_exclusive()
     try:
         while not reactor.wait_exclusive(_EXCLUSIVE_SERVE_INTERVAL):
             serve()
         yield
     finally:
-        reactor.end_exclusive()
+        if not nested:
+            reactor.end_exclusive()
 
 
 def manage_at_construction(cls: type, when: Callable[[object], bool] | None = None) -> None:
