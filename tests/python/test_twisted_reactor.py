@@ -6,6 +6,8 @@ is bounded by a delayed stop, so a hang fails the test instead of blocking the s
 
 import gc
 import io
+import os
+import signal
 import socket
 import sys
 import threading
@@ -237,6 +239,45 @@ def test_work_a_connection_gives_a_thread_pool_calls_back_on_its_strand(workers)
     assert answers == [b"ping %d" % n for n in range(4)]
     assert sorted(kind for kind, _, _ in seen) == ["call"] * 4 + ["result"] * 4
     assert all(ran_on == origin for _, origin, ran_on in seen)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_sigint_handler_runs_after_the_callback_running(workers):
+    # A SIGINT arrives during a 300 ms callback while a thread queues calls. With several workers
+    # the thread that called run() runs Python's handler, which ran beside the callback (and,
+    # under asyncio.Runner, freed a task's waiter in use); now it waits for the callback, serving
+    # the thread's calls' rounds meanwhile without closing the gate twice.
+    reactor = TMReactor(workers)
+    events = []
+
+    def busy():
+        events.append("callback starts")
+        start = time.monotonic()
+        while time.monotonic() - start < 0.3:
+            pass
+        events.append("callback ends")
+
+    def program_thread():
+        time.sleep(0.1)  # inside busy()
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(20):
+            reactor.callFromThread(events.append, "call")
+            time.sleep(0.005)
+        reactor.callFromThread(reactor.stop)
+
+    previous = signal.signal(signal.SIGINT, lambda number, frame: events.append("handler"))
+    try:
+        reactor.callLater(0, busy)
+        threading.Thread(target=program_thread).start()
+        run_bounded(reactor, timeout=30)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert events.count("call") == 20 and events.count("handler") == 1
+    handler, end = events.index("handler"), events.index("callback ends")
+    if workers == 1:  # the callback runs on run()'s thread, and the handler inside it, as on epoll
+        assert handler < end
+    else:
+        assert handler > end
 
 
 @pytest.mark.parametrize("workers", WORKERS)
