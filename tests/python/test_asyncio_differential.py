@@ -929,21 +929,27 @@ def http_client(port: int, plan: list) -> list[tuple]:
     return replies
 
 
-@pytest.fixture(scope="module")
-def aiohttp_outcomes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("aiohttp")
+def http_plan_outcomes(tmp_path_factory, name: str, program: str):
+    """The outcomes of `program` (a server of aiohttp_server.py's routes and replies) under the
+    aiohttp scenario's clients, and the replies the plans expect."""
+    root = tmp_path_factory.mktemp(name)
     plans = [aiohttp_client_plan(i) for i in range(AIOHTTP_CLIENTS)]
 
     def scenario(runtime: str) -> dict:
         return serve(
             runtime,
-            "aiohttp_server.py",
+            program,
             root,
             lambda port, i: http_client(port, plans[i]),
             AIOHTTP_CLIENTS,
         )
 
     return Outcomes(scenario), [[expected for _, expected in plan] for plan in plans]
+
+
+@pytest.fixture(scope="module")
+def aiohttp_outcomes(tmp_path_factory):
+    return http_plan_outcomes(tmp_path_factory, "aiohttp", "aiohttp_server.py")
 
 
 @pytest.mark.timeout(300)
@@ -1028,19 +1034,7 @@ def test_aiohttp_gateway_sharing_a_client_session_as_on_the_default_loop(runtime
 
 @pytest.fixture(scope="module")
 def starlette_outcomes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("starlette")
-    plans = [aiohttp_client_plan(i) for i in range(AIOHTTP_CLIENTS)]
-
-    def scenario(runtime: str) -> dict:
-        return serve(
-            runtime,
-            "starlette_server.py",
-            root,
-            lambda port, i: http_client(port, plans[i]),
-            AIOHTTP_CLIENTS,
-        )
-
-    return Outcomes(scenario), [[expected for _, expected in plan] for plan in plans]
+    return http_plan_outcomes(tmp_path_factory, "starlette", "starlette_server.py")
 
 
 @pytest.mark.timeout(300)

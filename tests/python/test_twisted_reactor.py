@@ -478,6 +478,136 @@ def test_gather_results_of_requests_on_many_connections(workers):
     assert outcome == [("list", list, [(True, b"last")] * connections), None]
 
 
+def _parallel(workers):
+    """Whether a reactor of `workers` runs strands in parallel here (tm._reactor's rule)."""
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return workers > 1 and not gil and os.environ.get("TM_STRANDS") != "one"
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_deferred_fired_on_another_strand_runs_its_callbacks_on_its_own(workers):
+    # Deferreds made in a callback of strand `home` and fired by callbacks of strand `other`:
+    # with strands in parallel their callbacks run on `home` after the firing callback
+    # (tm_twisted._deferred_home); otherwise inside it, as on epoll. A second firing from
+    # `other` before `home` ran the first is dropped, as `if not d.called` would have skipped it;
+    # a firing on `home` itself meanwhile wins.
+    reactor = TMReactor(workers)
+    core = reactor._core
+    home, other = core.make_strand(), core.make_strand()
+    parallel = _parallel(workers)
+    fired_elsewhere = threading.Event()
+    seen = []
+
+    def on_home():
+        one, two, three = defer.Deferred(), defer.Deferred(), defer.Deferred()
+        one.addCallback(lambda r: seen.append(("one", r, home.is_current(), other.is_current())))
+        two.addCallback(lambda r: seen.append(("two", r)))
+        three.addCallback(lambda r: seen.append(("three", r)))
+        core.post(lambda: fire(one, two, three), strand=other)
+        if parallel:
+            core.post(lambda: fire_here(three), strand=home)
+
+    def fire(one, two, three):
+        one.callback(1)
+        seen.append(("after callback", one.called))
+        two.callback("first")
+        if not two.called:
+            two.callback("second")
+        if parallel:
+            three.callback("other")
+            fired_elsewhere.set()
+
+    def fire_here(three):
+        # Runs before the firing `other` posted here, which queues behind it.
+        assert fired_elsewhere.wait(5)
+        if not three.called:
+            three.callback("home")
+
+    core.post(on_home, strand=home)
+    reactor.callLater(0.5, reactor.stop)
+    run_bounded(reactor, timeout=10)
+    if parallel:
+        assert seen == [
+            ("after callback", False),
+            ("three", "home"),
+            ("one", 1, True, False),
+            ("two", "first"),
+        ]
+    else:  # inside the firing callback (on a GIL interpreter both strands are the one strand)
+        assert seen == [("one", 1, home == other, True), ("after callback", True), ("two", "first")]
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_generator_waits_for_lines_two_servers_push_unasked(workers):
+    # An inlineCallbacks generator alternates between two connections, waiting each time for the
+    # next line the server pushes unasked. The waiting Deferred is made on the strand that
+    # resumed the generator and fired on the connection's strand: with 2 workers on 3.13t,
+    # Twisted's _runCallbacks entered on both strands and the generator never resumed (3 of 3
+    # runs of 5,000 rounds hung, IndexError as the Deferred's result).
+    from twisted.internet import task
+    from twisted.protocols.basic import LineReceiver
+
+    reactor = TMReactor(workers)
+    rounds, outcome = 3000, []
+
+    class Pusher(protocol.Protocol):
+        def connectionMade(self):
+            self.n = 0
+            self.pushing = task.LoopingCall(self.push)
+            self.pushing.clock = reactor
+            self.pushing.start(0.0002)
+
+        def push(self):
+            self.n += 1
+            self.transport.write(b"%d\r\n" % self.n)
+
+        def connectionLost(self, reason):
+            if self.pushing.running:
+                self.pushing.stop()
+
+    class Puller(LineReceiver):
+        def connectionMade(self):
+            self.waiter, self.last = None, 0
+            self.factory.connected.callback(self)
+
+        def lineReceived(self, line):
+            if self.waiter is not None:
+                waiter, self.waiter = self.waiter, None
+                waiter.callback(int(line))
+
+        def next_line(self):
+            # Called on the generator's strand; lineReceived may take the waiter at once.
+            waiter = self.waiter = defer.Deferred()
+            return waiter
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Pusher), interface="127.0.0.1")
+
+    @defer.inlineCallbacks
+    def alternate():
+        pullers = []
+        for _ in range(2):
+            factory = protocol.ClientFactory.forProtocol(Puller)
+            factory.connected = defer.Deferred()
+            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+            pullers.append((yield factory.connected))
+        for _ in range(rounds):
+            for puller in pullers:
+                line = yield puller.next_line()
+                if line <= puller.last:
+                    outcome.append(("not increasing", puller.last, line))
+                puller.last = line
+        for puller in pullers:
+            puller.transport.loseConnection()
+
+    def stop(result):
+        outcome.append(result)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: alternate().addBoth(stop))
+    run_bounded(reactor, timeout=30)
+    assert outcome == [None]
+
+
 @pytest.mark.parametrize("workers", WORKERS)
 def test_iterate_runs_the_io_that_is_ready(workers):
     # epoll's iterate(0) polls once and runs what is ready; trial's clean-up relies on it (its

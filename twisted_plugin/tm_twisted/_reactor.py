@@ -31,7 +31,13 @@ from zope.interface import implementer
 import tm
 from tm import _reactor
 from tm._main_thread import call_on_main_thread, route_signal_calls
-from tm_twisted import _content_type, _cooperators, _lock_reentry, _shared_objects
+from tm_twisted import (
+    _content_type,
+    _cooperators,
+    _deferred_home,
+    _lock_reentry,
+    _shared_objects,
+)
 from tm_twisted._compat import (
     _DEFAULT_DELAYED_CALL_LOGGING_HANDLER,
     _NO_FILEDESC,
@@ -134,12 +140,15 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         _reactor.complete_collections(self.workers)
         # With several workers signal.signal() in a callback runs on the main thread, as on epoll.
         end_routing = route_signal_calls(self._core.in_worker, self._callOnMainThread)
+        parallel = self.workers > 1 and not self._core.one_strand and not _reactor.gil_enabled()
+        _deferred_home.running(self._core, parallel)
         try:
             while self._started:
                 if self._core.stopped:
                     self._core.restart()
                 self._core.run(tick=self._tick)
         finally:
+            _deferred_home.stopped(self._core)
             end_routing()
         self._runMainThreadCalls()
         _log.info("Main loop terminated.")
