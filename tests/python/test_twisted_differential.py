@@ -15,6 +15,9 @@ protocol makes the bytes a function of the requests:
 - `twistd web --path` serving an .rpy resource that streams a few MB through a push producer (bursts
   between timer pauses, paused and resumed by the transport) or a pull producer (stepped by
   Twisted's global Cooperator), chunked and with a Content-Length.
+- `twistd web --path` serving an .rpy that is twisted.web's `ReverseProxyResource` in front of
+  that streaming resource (on epoll): a client connection to the backend per request, whose
+  response the proxy writes to the request as it arrives.
 - `twistd web --wsgi` serving a WSGI application on Twisted's thread pool: bodies returned
   whole, yielded in chunks (each written by `blockingCallFromThread`), written through
   `start_response`'s `write`, and POSTed bodies read back.
@@ -745,6 +748,71 @@ def test_twistd_web_producer_resource_as_on_epoll(runtime, stream_outcomes):
                 assert (length, encoding) == (None, "chunked"), path
     if runtime != "epoll":
         assert clients == stream_outcomes("epoll")
+
+
+# -- twistd web: a reverse proxy in front of that resource --------------------------------------
+
+# twisted.web's ReverseProxyResource: each request opens a client connection to the backend (the
+# streaming server above, on epoll), whose response parts the proxy writes to the request.
+PROXY_RPY = """
+from twisted.web import proxy
+
+resource = proxy.ReverseProxyResource("127.0.0.1", {port}, b"/stream.rpy")
+"""
+
+
+@pytest.fixture(scope="module")
+def proxy_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proxy")
+    (root / "backend").mkdir()
+    (root / "backend" / "stream.rpy").write_text(STREAM_RPY)
+    backend_port = free_port()
+    backend = Twistd(
+        "epoll",
+        [
+            "web",
+            "--listen",
+            f"tcp:{backend_port}:interface=127.0.0.1",
+            "--path",
+            str(root / "backend"),
+        ],
+        root / "backend-run",
+    )
+    backend.wait_listening(backend_port)
+    (root / "www").mkdir()
+    (root / "www" / "proxy.rpy").write_text(PROXY_RPY.format(port=backend_port))
+    paths = [path.replace("/stream.rpy", "/proxy.rpy") for path in stream_jobs()[::2]]
+
+    def scenario(runtime: str) -> list:
+        port = free_port()
+        server = Twistd(
+            runtime,
+            ["web", "--listen", f"tcp:{port}:interface=127.0.0.1", "--path", str(root / "www")],
+            root / runtime,
+        )
+        try:
+            server.wait_listening(port)
+            return run_threads(
+                lambda i: stream_client(i, port, paths[i::STREAM_CLIENTS]), STREAM_CLIENTS
+            )
+        finally:
+            server.stop()
+
+    yield Outcomes(scenario)
+    backend.stop()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_twistd_web_reverse_proxy_as_on_epoll(runtime, proxy_outcomes):
+    clients = proxy_outcomes(runtime)
+    for responses in clients:
+        for path, status, _, size, digest in responses:
+            query = dict(kv.split("=") for kv in path.split("?")[1].split("&"))
+            offset, want = int(query["offset"]), int(query["size"])
+            assert (status, size) == (200, want), path
+            assert digest == hashlib.sha256(BLOB[offset : offset + want]).hexdigest(), path
+    if runtime != "epoll":
+        assert clients == proxy_outcomes("epoll")
 
 
 # -- twistd -y: an AMP service ------------------------------------------------------------------
