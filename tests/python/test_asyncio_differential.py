@@ -23,7 +23,11 @@ tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_async
   handlers of every client connection take turns on;
 - starlette_server.py: aiohttp_server.py's routes and replies as a Starlette application served
   by uvicorn (a second framework and HTTP server: uvicorn's protocol over h11), which makes its
-  loop through asyncio's policy and stops on SIGTERM with its own signal handling.
+  loop through asyncio's policy and stops on SIGTERM with its own signal handling;
+- websockets_server.py: a WebSocket server on the websockets library (its own protocol class, a
+  handler task per connection, futures between them for messages, pongs and the closing
+  handshake): echoes, binary replies up to 300 kB and runs of them, pings, timers, uploads, and
+  the closing handshake the client asks for.
 
 Each program runs as a child process on the default loop and on tm_asyncio with TM_WORKERS=1
 and 2 (on a free-threaded interpreter 2 workers run parallel mode: each connection on a strand
@@ -1041,3 +1045,96 @@ def starlette_outcomes(tmp_path_factory):
 @pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
 def test_starlette_application_on_uvicorn_as_on_the_default_loop(runtime, starlette_outcomes):
     assert_as_on_the_default_loop(runtime, *starlette_outcomes)
+
+
+# -- 8. a WebSocket server on the websockets library ---------------------------------------------
+
+WEBSOCKET_CLIENTS, WEBSOCKET_MESSAGES = 16, 100
+
+
+def websocket_text(text: str) -> tuple:
+    return ("text", text)
+
+
+def websocket_bytes(data: bytes) -> tuple:
+    return ("bytes", len(data), hashlib.sha256(data).hexdigest())
+
+
+def websocket_client_plan(i: int) -> list[tuple[str | bytes, list[tuple]]]:
+    """Client i's messages to websockets_server.py, each with the replies it must get, and the
+    closing handshake it asks for last."""
+    rng = random.Random(f"websockets {i}")
+    plan: list[tuple[str | bytes, list[tuple]]] = []
+    for n in range(WEBSOCKET_MESSAGES):
+        op = rng.choice(["echo", "blob", "parts", "sleep", "ping", "binary", "unknown"])
+        if op == "echo":
+            text = f"client {i} message {n} " * rng.randrange(1, 40)
+            plan.append((f"echo {text}", [websocket_text(text[::-1])]))
+        elif op == "blob":
+            seed = f"w{i}.{n}"
+            size = rng.choice([0, 1, 125, 126, 65535, 65536, rng.randrange(300_000)])
+            plan.append((f"blob {seed} {size}", [websocket_bytes(shake(seed.encode(), size))]))
+        elif op == "parts":
+            seed, count, size = f"p{i}.{n}", rng.randrange(1, 20), rng.randrange(1, 20_000)
+            parts = [websocket_bytes(shake(f"{seed}.{k}".encode(), size)) for k in range(count)]
+            plan.append((f"parts {seed} {count} {size}", [*parts, websocket_text("parts done")]))
+        elif op == "sleep":
+            text = f"slept {i}.{n}"
+            plan.append((f"sleep {rng.randrange(5)} {text}", [websocket_text(text)]))
+        elif op == "ping":
+            plan.append((f"ping {i}.{n}", [websocket_text(f"pong {i}.{n}")]))
+        elif op == "binary":
+            data = shake(b"up %d.%d" % (i, n), rng.randrange(200_000))
+            plan.append((data, [websocket_text(f"{len(data)} {hashlib.sha256(data).hexdigest()}")]))
+        else:
+            plan.append((f"dance {n}", [websocket_text("unknown command dance")]))
+    plan.append((f"close client {i} is done", [("closed", 1000, f"client {i} is done")]))
+    return plan
+
+
+def websocket_client(port: int, plan: list) -> list[list[tuple]]:
+    """Sends the plan's messages one after the other over one connection, each once the replies
+    to the one before have come: the replies as recorded."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    replies = []
+    with connect(f"ws://127.0.0.1:{port}", compression=None, open_timeout=STALL) as websocket:
+        for message, expected in plan:
+            websocket.send(message)
+            got = []
+            for _ in expected:
+                try:
+                    reply = websocket.recv(timeout=STALL)
+                except ConnectionClosed as closed:
+                    got.append(("closed", closed.rcvd.code, closed.rcvd.reason))
+                    break
+                got.append(
+                    websocket_text(reply) if isinstance(reply, str) else websocket_bytes(reply)
+                )
+            replies.append(got)
+    return replies
+
+
+@pytest.fixture(scope="module")
+def websockets_outcomes(tmp_path_factory):
+    pytest.importorskip("websockets")
+    root = tmp_path_factory.mktemp("websockets")
+    plans = [websocket_client_plan(i) for i in range(WEBSOCKET_CLIENTS)]
+
+    def scenario(runtime: str) -> dict:
+        return serve(
+            runtime,
+            "websockets_server.py",
+            root,
+            lambda port, i: websocket_client(port, plans[i]),
+            WEBSOCKET_CLIENTS,
+        )
+
+    return Outcomes(scenario), [[expected for _, expected in plan] for plan in plans]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
+def test_websockets_server_as_on_the_default_loop(runtime, websockets_outcomes):
+    assert_as_on_the_default_loop(runtime, *websockets_outcomes)
