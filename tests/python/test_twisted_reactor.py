@@ -478,6 +478,61 @@ def test_gather_results_of_requests_on_many_connections(workers):
     assert outcome == [("list", list, [(True, b"last")] * connections), None]
 
 
+@pytest.mark.parametrize("workers", WORKERS)
+def test_race_requests_on_many_connections(workers):
+    # defer.race over one request to each of sixteen connections, round after round: the first
+    # answer wins and the others are cancelled. race keeps its winner in a closure; the answers
+    # fire on their connections' strands, and with 2 workers on 3.13t two of them won at once.
+    # The Deferreds are made on the strand that runs the rounds, and fire there
+    # (tm_twisted._deferred_home).
+    reactor = TMReactor(workers)
+    connections, rounds = 16, 300
+    outcome = []
+
+    class Asker(protocol.Protocol):
+        def connectionMade(self):
+            self.factory.connected.callback(self)
+
+        def ask(self, message):
+            self.answered, self.finished = defer.Deferred(), defer.Deferred()
+            self.want, self.got = message, b""
+            self.transport.write(message)
+            return self.answered
+
+        def dataReceived(self, data):
+            self.got += data
+            if len(self.got) == len(self.want):
+                self.answered.callback(self.got)  # swallowed once race cancelled it
+                self.finished.callback(None)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+
+    @defer.inlineCallbacks
+    def rounds_of_races():
+        askers = []
+        for _ in range(connections):
+            factory = protocol.ClientFactory.forProtocol(Asker)
+            factory.connected = defer.Deferred()
+            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+            askers.append((yield factory.connected))
+        for r in range(rounds):
+            messages = [b"%d.%d;" % (i, r) for i in range(connections)]
+            index, answer = yield defer.race([a.ask(m) for a, m in zip(askers, messages)])
+            if answer != messages[index]:
+                outcome.append(("round", r, index, answer))
+            yield defer.gatherResults([a.finished for a in askers])
+        for asker in askers:
+            asker.transport.loseConnection()
+
+    def stop(result):
+        outcome.append(result)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: rounds_of_races().addBoth(stop))
+    run_bounded(reactor, timeout=30)
+    assert outcome == [None]
+
+
 def _parallel(workers):
     """Whether a reactor of `workers` runs strands in parallel here (tm._reactor's rule)."""
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
