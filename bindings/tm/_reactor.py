@@ -42,6 +42,7 @@ from tm._environment import (
     workers_from_environment,
 )
 from tm._managed import Mode
+from tm._module_patches import when_imported
 from tm._shared_types import immortalize_shared_objects
 
 __all__ = [
@@ -73,6 +74,8 @@ __all__ = [
     "exclusive",
     # A framework's class whose instances connections share: managed as they are made.
     "manage_at_construction",
+    # A patch to a framework's module, applied now or once the module is imported.
+    "when_imported",
 ]
 
 # How long exclusive() waits for the callbacks running before it serves the calls they may be

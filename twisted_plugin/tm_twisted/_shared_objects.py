@@ -29,9 +29,6 @@ two of them never run at once, and what the program sees stays what epoll gives 
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import sys
-import threading
 
 import tm
 from tm import _reactor
@@ -52,9 +49,6 @@ INEVITABLE_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
 
 _MODULES = set(SHARED_CLASSES) | set(INEVITABLE_METHODS)
 
-_lock = threading.Lock()
-_patched: set[str] = set()
-
 
 def _inevitable_first(cls: type, name: str) -> None:
     original = getattr(cls, name)
@@ -68,10 +62,6 @@ def _inevitable_first(cls: type, name: str) -> None:
 
 
 def _patch(module) -> None:
-    with _lock:
-        if module.__name__ in _patched:
-            return
-        _patched.add(module.__name__)
     for name in SHARED_CLASSES.get(module.__name__, ()):
         cls = getattr(module, name, None)
         if isinstance(cls, type):
@@ -83,51 +73,9 @@ def _patch(module) -> None:
                 _inevitable_first(cls, method)
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of a listed module so that it is patched once
-    executed."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in _MODULES or fullname in _patched:
-            return None
-        others = [finder for finder in sys.meta_path if finder is not self]
-        for finder in others:
-            find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        loader = spec.loader
-
-        class PatchingLoader(importlib.abc.Loader):
-            def create_module(self, spec):
-                return loader.create_module(spec)
-
-            def exec_module(self, module):
-                loader.exec_module(module)
-                _patch(module)
-
-            def __getattr__(self, name):  # resource readers and the like: the real loader's
-                return getattr(loader, name)
-
-        spec.loader = PatchingLoader()
-        return spec
-
-
-_finder = _PatchOnImport()
-
-
 def install() -> None:
     """Patches the listed classes of the modules imported now, and of the others when they are."""
-    for name in _MODULES:
-        module = sys.modules.get(name)
-        if module is not None:
-            _patch(module)
-    if _finder not in sys.meta_path and any(name not in _patched for name in _MODULES):
-        sys.meta_path.insert(0, _finder)
+    _reactor.when_imported(sorted(_MODULES), _patch)
 
 
 __all__ = ["INEVITABLE_METHODS", "SHARED_CLASSES", "install"]
