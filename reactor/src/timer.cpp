@@ -29,8 +29,12 @@ void TimerImpl::arm(Clock::time_point deadline, bool only_earlier) {
   enlist(deadline, generation);
   asio::post(strand_->exec, [self = shared_from_this(), generation, deadline] {
     // A later arming from another thread can post ahead of this one; setting the expiry here
-    // would cancel that arming's wait and leave the timer armed for nothing.
-    if (!self->timer_ || !self->is_current(generation)) return;
+    // would cancel that arming's wait and leave the timer armed for nothing. An arming that
+    // another timer's run_due_timers already ran does nothing either: were it to run the
+    // strand's due timers in turn, a strand whose timers are always due (their callbacks take
+    // longer than their intervals) would multiply these posts, each running timers that post
+    // again, and the strand's I/O would wait behind more of them every round.
+    if (!self->timer_ || !self->is_pending(generation)) return;
     if (deadline <= Clock::now()) {
       // Already due: it runs now, in post order, before the I/O events the next poll finds, as
       // the stock reactors run expired timers before they poll (an asio timer that expired
@@ -48,7 +52,7 @@ void TimerImpl::arm(Clock::time_point deadline, bool only_earlier) {
 }
 
 void TimerImpl::fire(std::uint64_t generation, const boost::system::error_code& ec) {
-  if (ec == asio::error::operation_aborted || !is_current(generation)) return;
+  if (ec == asio::error::operation_aborted || !is_pending(generation)) return;
   // This timer is due, and so may be others of the strand whose completions come later or
   // whose armings are still queued: they run first if they are due sooner.
   run_due_timers();
@@ -96,9 +100,9 @@ void TimerImpl::delist() {
   armed_key_.reset();
 }
 
-bool TimerImpl::is_current(std::uint64_t generation) const {
+bool TimerImpl::is_pending(std::uint64_t generation) const {
   std::lock_guard lock(mu_);
-  return generation == generation_;
+  return generation == generation_ && pending_;
 }
 
 void TimerImpl::cancel() {

@@ -533,6 +533,54 @@ def test_race_requests_on_many_connections(workers):
     assert outcome == [None]
 
 
+@pytest.mark.parametrize("workers", WORKERS)
+def test_looping_calls_behind_their_schedule_leave_time_for_io(workers, monkeypatch):
+    # Two LoopingCalls whose work (0.5 ms) takes longer than their interval (0.2 ms) are always
+    # due. epoll runs them once per iteration and polls in between; in one strand (the GIL
+    # interpreter's default, here TM_STRANDS=one) the timers' armings multiplied and the
+    # sockets were read further apart every round: 200 echo round trips beside them took over
+    # 20 s, where epoll takes well under one (reactor/src/timer.cpp).
+    from twisted.internet import task
+
+    monkeypatch.setenv("TM_STRANDS", "one")
+    reactor = TMReactor(workers)
+    outcome = []
+
+    def behind():
+        until = time.perf_counter() + 0.0005
+        while time.perf_counter() < until:
+            pass
+
+    loops = [task.LoopingCall(behind) for _ in range(2)]
+
+    class Pinger(protocol.Protocol):
+        def connectionMade(self):
+            self.left = 200
+            self.transport.write(b"ping")
+
+        def dataReceived(self, data):
+            self.left -= 1
+            if self.left:
+                self.transport.write(b"ping")
+            else:
+                outcome.append("done")
+                self.transport.loseConnection()
+                reactor.stop()
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+
+    def start():
+        for loop in loops:
+            loop.clock = reactor
+            loop.start(0.0002)
+        client = protocol.ClientFactory.forProtocol(Pinger)
+        reactor.connectTCP("127.0.0.1", port.getHost().port, client)
+
+    reactor.callWhenRunning(start)
+    run_bounded(reactor, timeout=10)
+    assert outcome == ["done"]
+
+
 def _parallel(workers):
     """Whether a reactor of `workers` runs strands in parallel here (tm._reactor's rule)."""
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()

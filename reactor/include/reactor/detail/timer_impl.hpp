@@ -33,7 +33,8 @@ class TimerImpl final : public Closable, public std::enable_shared_from_this<Tim
 
  private:
   void fire(std::uint64_t generation, const boost::system::error_code& ec);
-  bool is_current(std::uint64_t generation) const;
+  // `generation` is the current arming and has not run: its post and its expiry act only then.
+  bool is_pending(std::uint64_t generation) const;
   // The strand's armed_timers: this timer's entry for `generation` (replacing its last one), or
   // none.
   void enlist(Clock::time_point deadline, std::uint64_t generation);
