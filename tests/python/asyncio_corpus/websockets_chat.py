@@ -6,11 +6,10 @@ queues it in each connection's protocol from the sending handler. Nothing here k
 """
 
 import asyncio
-import signal
 
 from websockets.asyncio.server import broadcast, serve
 
-from serving import port_argument
+from serving import port_argument, serve_until_sigterm
 
 CONNECTIONS = set()
 
@@ -25,12 +24,7 @@ async def chat(websocket) -> None:
 
 
 async def main() -> None:
-    async with serve(chat, "127.0.0.1", port_argument(), compression=None) as server:
-        print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-    print("stopped", flush=True)
+    await serve_until_sigterm(await serve(chat, "127.0.0.1", port_argument(), compression=None))
 
 
 if __name__ == "__main__":

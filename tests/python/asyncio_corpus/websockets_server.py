@@ -19,11 +19,10 @@ and a binary message is answered with its length and SHA-256.
 
 import asyncio
 import hashlib
-import signal
 
 from websockets.asyncio.server import serve
 
-from serving import port_argument
+from serving import port_argument, serve_until_sigterm
 
 
 async def answer(websocket) -> None:
@@ -56,12 +55,7 @@ async def answer(websocket) -> None:
 
 
 async def main() -> None:
-    async with serve(answer, "127.0.0.1", port_argument(), compression=None) as server:
-        print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-    print("stopped", flush=True)
+    await serve_until_sigterm(await serve(answer, "127.0.0.1", port_argument(), compression=None))
 
 
 if __name__ == "__main__":
