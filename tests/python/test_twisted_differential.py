@@ -708,20 +708,18 @@ def stream_client(i: int, port: int, paths: list[str]) -> list[tuple]:
     return out
 
 
-@pytest.fixture(scope="module")
-def stream_outcomes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stream")
-    (root / "www").mkdir()
-    (root / "www" / "stream.rpy").write_text(STREAM_RPY)
-    paths = stream_jobs()
+def web_path_args(port: int, folder: pathlib.Path) -> list[str]:
+    """`twistd web` serving folder on 127.0.0.1:port."""
+    return ["web", "--listen", f"tcp:{port}:interface=127.0.0.1", "--path", str(folder)]
+
+
+def web_path_scenario(root: pathlib.Path, folder: str, paths: list[str]):
+    """A scenario: `twistd web` on a runtime serving root/folder, STREAM_CLIENTS keep-alive
+    clients GETting their share of paths (stream_client)."""
 
     def scenario(runtime: str) -> list:
         port = free_port()
-        server = Twistd(
-            runtime,
-            ["web", "--listen", f"tcp:{port}:interface=127.0.0.1", "--path", str(root / "www")],
-            root / runtime,
-        )
+        server = Twistd(runtime, web_path_args(port, root / folder), root / runtime)
         try:
             server.wait_listening(port)
             return run_threads(
@@ -730,7 +728,17 @@ def stream_outcomes(tmp_path_factory):
         finally:
             server.stop()
 
-    return Outcomes(scenario)
+    return scenario
+
+
+@pytest.fixture(scope="module")
+def stream_outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    (root / "www").mkdir()
+    (root / "www" / "stream.rpy").write_text(STREAM_RPY)
+    paths = stream_jobs()
+
+    return Outcomes(web_path_scenario(root, "www", paths))
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -767,38 +775,13 @@ def proxy_outcomes(tmp_path_factory):
     (root / "backend").mkdir()
     (root / "backend" / "stream.rpy").write_text(STREAM_RPY)
     backend_port = free_port()
-    backend = Twistd(
-        "epoll",
-        [
-            "web",
-            "--listen",
-            f"tcp:{backend_port}:interface=127.0.0.1",
-            "--path",
-            str(root / "backend"),
-        ],
-        root / "backend-run",
-    )
+    backend = Twistd("epoll", web_path_args(backend_port, root / "backend"), root / "backend-run")
     backend.wait_listening(backend_port)
     (root / "www").mkdir()
     (root / "www" / "proxy.rpy").write_text(PROXY_RPY.format(port=backend_port))
     paths = [path.replace("/stream.rpy", "/proxy.rpy") for path in stream_jobs()[::2]]
 
-    def scenario(runtime: str) -> list:
-        port = free_port()
-        server = Twistd(
-            runtime,
-            ["web", "--listen", f"tcp:{port}:interface=127.0.0.1", "--path", str(root / "www")],
-            root / runtime,
-        )
-        try:
-            server.wait_listening(port)
-            return run_threads(
-                lambda i: stream_client(i, port, paths[i::STREAM_CLIENTS]), STREAM_CLIENTS
-            )
-        finally:
-            server.stop()
-
-    yield Outcomes(scenario)
+    yield Outcomes(web_path_scenario(root, "www", paths))
     backend.stop()
 
 
