@@ -423,6 +423,42 @@ def test_connections_share_a_deferred_queue(workers):
         ]
 
 
+class Asker(protocol.Protocol):
+    """A client that asks its echo server one message at a time: ask() returns a Deferred fired
+    with the answer (`answered`); `finished` fires once the whole answer came, also when
+    `answered` was cancelled."""
+
+    def connectionMade(self):
+        self.factory.connected.callback(self)
+
+    def ask(self, message):
+        self.answered, self.finished = defer.Deferred(), defer.Deferred()
+        self.want, self.got = message, b""
+        self.transport.write(message)
+        return self.answered
+
+    def dataReceived(self, data):
+        self.got += data
+        if len(self.got) == len(self.want):
+            # The answer's callbacks may ask the next question at once, replacing both.
+            answered, finished = self.answered, self.finished
+            answered.callback(self.got)  # swallowed once race() cancelled it
+            finished.callback(None)
+
+
+@defer.inlineCallbacks
+def connected_clients(reactor, port, client, count):
+    """count connections of client (whose connectionMade fires factory.connected with itself)
+    to port, made one after the other: their protocols."""
+    clients = []
+    for _ in range(count):
+        factory = protocol.ClientFactory.forProtocol(client)
+        factory.connected = defer.Deferred()
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+        clients.append((yield factory.connected))
+    return clients
+
+
 @pytest.mark.parametrize("workers", WORKERS)
 def test_gather_results_of_requests_on_many_connections(workers):
     # A client asks sixteen connections at once and waits for all the answers with
@@ -435,30 +471,11 @@ def test_gather_results_of_requests_on_many_connections(workers):
     connections, rounds = 16, 400
     outcome = []
 
-    class Asker(protocol.Protocol):
-        def connectionMade(self):
-            self.factory.connected.callback(self)
-
-        def ask(self, message):
-            self.answered, self.want, self.got = defer.Deferred(), message, b""
-            self.transport.write(message)
-            return self.answered
-
-        def dataReceived(self, data):
-            self.got += data
-            if len(self.got) == len(self.want):
-                self.answered.callback(self.got)
-
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
 
     @defer.inlineCallbacks
     def fan_out():
-        askers = []
-        for _ in range(connections):
-            factory = protocol.ClientFactory.forProtocol(Asker)
-            factory.connected = defer.Deferred()
-            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-            askers.append((yield factory.connected))
+        askers = yield connected_clients(reactor, port, Asker, connections)
         for r in range(rounds):
             messages = [b"%d.%d;" % (i, r) for i in range(connections)]
             answers = yield defer.gatherResults([a.ask(m) for a, m in zip(askers, messages)])
@@ -489,32 +506,11 @@ def test_race_requests_on_many_connections(workers):
     connections, rounds = 16, 300
     outcome = []
 
-    class Asker(protocol.Protocol):
-        def connectionMade(self):
-            self.factory.connected.callback(self)
-
-        def ask(self, message):
-            self.answered, self.finished = defer.Deferred(), defer.Deferred()
-            self.want, self.got = message, b""
-            self.transport.write(message)
-            return self.answered
-
-        def dataReceived(self, data):
-            self.got += data
-            if len(self.got) == len(self.want):
-                self.answered.callback(self.got)  # swallowed once race cancelled it
-                self.finished.callback(None)
-
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
 
     @defer.inlineCallbacks
     def rounds_of_races():
-        askers = []
-        for _ in range(connections):
-            factory = protocol.ClientFactory.forProtocol(Asker)
-            factory.connected = defer.Deferred()
-            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-            askers.append((yield factory.connected))
+        askers = yield connected_clients(reactor, port, Asker, connections)
         for r in range(rounds):
             messages = [b"%d.%d;" % (i, r) for i in range(connections)]
             index, answer = yield defer.race([a.ask(m) for a, m in zip(askers, messages)])
@@ -687,12 +683,7 @@ def test_a_generator_waits_for_lines_two_servers_push_unasked(workers):
 
     @defer.inlineCallbacks
     def alternate():
-        pullers = []
-        for _ in range(2):
-            factory = protocol.ClientFactory.forProtocol(Puller)
-            factory.connected = defer.Deferred()
-            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-            pullers.append((yield factory.connected))
+        pullers = yield connected_clients(reactor, port, Puller, 2)
         for _ in range(rounds):
             for puller in pullers:
                 line = yield puller.next_line()
