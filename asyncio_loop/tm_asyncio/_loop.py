@@ -58,7 +58,7 @@ from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrd
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio._reading import DatagramTransport, ReadPipeTransport, SocketTransport
 from tm_asyncio._rebinding import shared_rebindings
-from tm_asyncio import _shared_objects, _shared_primitives, _tasks
+from tm_asyncio import _shared_primitives, _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
 _base_loop: Any = _UnixSelectorEventLoop
@@ -287,7 +287,6 @@ class EventLoop(_base_loop):
             _tasks.install()  # current_task() per thread for tasks on connection strands
         if self._parallel:  # asyncio.Queue, Lock, Event, ... made on it are managed
             _shared_primitives.install(_manages_primitives)
-            _shared_objects.install(_manages_primitives)  # and a framework's shared objects
         # Held by every callback but a user protocol's in parallel mode, and by a locked future's
         # changes: the loop's callbacks run one at a time under it.
         self._lock = threading.RLock()

@@ -51,6 +51,7 @@ from tm_asyncio._compat import (
     _set_nodelay,
     _set_result_unless_cancelled,
 )
+from tm_asyncio._shared_objects import runs_locked
 from tm_asyncio._tasks import connection_strand, on_strand, running_connection_task
 
 
@@ -125,8 +126,9 @@ class NativeStreamTransport(_FlowControlMixin):
         self._in_context = False
         # Made by a locked step (tm_asyncio._tasks.in_locked_step): its protocol is theirs, which
         # they reuse from other strands (a client session's pooled connections), so its
-        # callbacks hold the loop lock too.
-        self._locked = locked
+        # callbacks hold the loop lock too, as do those of a protocol every handler touches
+        # (tm_asyncio._shared_objects).
+        self._made_locked = locked
         self.set_protocol(protocol)
         self._extra.setdefault("sockname", _address(sock.getsockname))
         self._extra.setdefault("peername", _address(sock.getpeername))
@@ -203,6 +205,7 @@ class NativeStreamTransport(_FlowControlMixin):
     def set_protocol(self, protocol) -> None:
         self._protocol = protocol
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._locked = self._made_locked or runs_locked(protocol)
         self._exclusive = self._locked or runs_exclusively(protocol)
 
     def is_closing(self) -> bool:
