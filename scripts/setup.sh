@@ -62,7 +62,7 @@ make_venv() {
 
 # install_corpus_peers DIR: third-party asyncio frameworks the differential corpus runs unmodified
 # (tests/python/asyncio_corpus). Apart from make_venv, so that adding one never rebuilds a venv.
-corpus_peers=("aiohttp>=3.9" "uvicorn>=0.36" "starlette>=0.40" "websockets>=15")
+corpus_peers=("aiohttp>=3.9" "uvicorn>=0.36" "starlette>=0.40" "websockets>=15" "tornado>=6.4" "sanic>=24.6")
 install_corpus_peers() {
   local dir=$1 stamp="$1/.tm-corpus"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "${corpus_peers[*]}" ]]; then return; fi

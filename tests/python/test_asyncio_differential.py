@@ -24,12 +24,16 @@ tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_async
 - starlette_server.py: aiohttp_server.py's routes and replies as a Starlette application served
   by uvicorn (a second framework and HTTP server: uvicorn's protocol over h11), which makes its
   loop through asyncio's policy and stops on SIGTERM with its own signal handling;
+- tornado_server.py: the same routes and replies as a Tornado application (a third framework,
+  whose HTTP server drives its sockets through add_reader and add_writer, not transports);
+- sanic_server.py: the same as a Sanic application on Sanic's own protocol and server (its
+  low-level create_server, in the program's own asyncio.run);
 - websockets_server.py: a WebSocket server on the websockets library (its own protocol class, a
   handler task per connection, futures between them for messages, pongs and the closing
   handshake): echoes, binary replies up to 300 kB and runs of them, pings, timers, uploads, and
   the closing handshake the client asks for;
 - websockets_chat.py: the chat of the websockets documentation, every message sent to every
-  connection with `broadcast()`.
+  connection with `broadcast()`, also with clients joining and leaving as others broadcast.
 
 Each program runs as a child process on the default loop and on tm_asyncio with TM_WORKERS=1
 and 2 (on a free-threaded interpreter 2 workers run parallel mode: each connection on a strand
@@ -857,9 +861,10 @@ def test_subprocess_pipeline_server_as_on_the_default_loop(runtime, subprocess_o
 AIOHTTP_CLIENTS, AIOHTTP_REQUESTS = 16, 40  # 640 requests over keep-alive connections
 
 
-def aiohttp_client_plan(i: int) -> list[tuple[tuple, tuple]]:
+def aiohttp_client_plan(i: int, empty_type: str | None = None) -> list[tuple[tuple, tuple]]:
     """Client i's requests (method, path, body, content type) and the replies they must get
-    (status, content type, Location, body length and SHA-256)."""
+    (status, content type, Location, body length and SHA-256); an empty blob's content type is
+    `empty_type`."""
     rng = random.Random(f"aiohttp {i}")
     plan = []
 
@@ -893,7 +898,7 @@ def aiohttp_client_plan(i: int) -> list[tuple[tuple, tuple]]:
             seed, size = f"b{i}.{n}", rng.choice([0, rng.randrange(4096), rng.randrange(1 << 20)])
             request = ("GET", f"/blob?seed={seed}&size={size}", None, None)
             # aiohttp sends no Content-Type with an empty body
-            kind = "application/octet-stream" if size else None
+            kind = "application/octet-stream" if size else empty_type
             expected = reply(200, kind, shake(seed.encode(), size))
         elif op == "sleep":
             text = f"slept-{i}-{n}"
@@ -935,11 +940,12 @@ def http_client(port: int, plan: list) -> list[tuple]:
     return replies
 
 
-def http_plan_outcomes(tmp_path_factory, name: str, program: str):
+def http_plan_outcomes(tmp_path_factory, name: str, program: str, empty_type: str | None = None):
     """The outcomes of `program` (a server of aiohttp_server.py's routes and replies) under the
-    aiohttp scenario's clients, and the replies the plans expect."""
+    aiohttp scenario's clients, and the replies the plans expect; a framework that gives an
+    empty body a Content-Type gives it `empty_type` (aiohttp gives none)."""
     root = tmp_path_factory.mktemp(name)
-    plans = [aiohttp_client_plan(i) for i in range(AIOHTTP_CLIENTS)]
+    plans = [aiohttp_client_plan(i, empty_type) for i in range(AIOHTTP_CLIENTS)]
 
     def scenario(runtime: str) -> dict:
         return serve(
@@ -1047,6 +1053,33 @@ def starlette_outcomes(tmp_path_factory):
 @pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
 def test_starlette_application_on_uvicorn_as_on_the_default_loop(runtime, starlette_outcomes):
     assert_as_on_the_default_loop(runtime, *starlette_outcomes)
+
+
+@pytest.fixture(scope="module")
+def tornado_outcomes(tmp_path_factory):
+    pytest.importorskip("tornado")
+    return http_plan_outcomes(tmp_path_factory, "tornado", "tornado_server.py")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
+def test_tornado_application_as_on_the_default_loop(runtime, tornado_outcomes):
+    assert_as_on_the_default_loop(runtime, *tornado_outcomes)
+
+
+@pytest.fixture(scope="module")
+def sanic_outcomes(tmp_path_factory):
+    pytest.importorskip("sanic")
+    # Sanic sends a Content-Type with every 200 answer, an empty one included.
+    return http_plan_outcomes(
+        tmp_path_factory, "sanic", "sanic_server.py", empty_type="application/octet-stream"
+    )
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
+def test_sanic_application_as_on_the_default_loop(runtime, sanic_outcomes):
+    assert_as_on_the_default_loop(runtime, *sanic_outcomes)
 
 
 # -- 8. a WebSocket server on the websockets library ---------------------------------------------
