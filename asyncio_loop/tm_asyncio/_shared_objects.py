@@ -27,6 +27,9 @@ from __future__ import annotations
 # module -> the protocol classes of it whose connections every handler may touch
 LOCKED_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "websockets.asyncio.connection": ("Connection",),
+    # the implementation before websockets 14, deprecated and still shipped: its broadcast()
+    # writes every connection's frames from the sending handler
+    "websockets.legacy.protocol": ("WebSocketCommonProtocol",),
 }
 
 

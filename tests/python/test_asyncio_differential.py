@@ -33,7 +33,8 @@ tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_async
   handshake): echoes, binary replies up to 300 kB and runs of them, pings, timers, uploads, and
   the closing handshake the client asks for;
 - websockets_chat.py: the chat of the websockets documentation, every message sent to every
-  connection with `broadcast()`, also with clients joining and leaving as others broadcast.
+  connection with `broadcast()`, also with clients joining and leaving as others broadcast;
+  websockets_legacy_chat.py, the same on the library's legacy implementation.
 
 Each program runs as a child process on the default loop and on tm_asyncio with TM_WORKERS=1
 and 2 (on a free-threaded interpreter 2 workers run parallel mode: each connection on a strand
@@ -1198,8 +1199,12 @@ def chat_client(port: int, i: int, joined: threading.Barrier, done: threading.Ba
     return heard
 
 
-@pytest.fixture(scope="module")
-def chat_outcomes(tmp_path_factory):
+# The chat on websockets' asyncio implementation and on its legacy one.
+CHAT_PROGRAMS = ["websockets_chat.py", "websockets_legacy_chat.py"]
+
+
+@pytest.fixture(scope="module", params=CHAT_PROGRAMS)
+def chat_outcomes(request, tmp_path_factory):
     pytest.importorskip("websockets")
     root = tmp_path_factory.mktemp("websockets_chat")
 
@@ -1207,7 +1212,7 @@ def chat_outcomes(tmp_path_factory):
         joined, done = threading.Barrier(CHAT_CLIENTS), threading.Barrier(CHAT_CLIENTS)
         return serve(
             runtime,
-            "websockets_chat.py",
+            request.param,
             root,
             lambda port, i: chat_client(port, i, joined, done),
             CHAT_CLIENTS,
@@ -1259,13 +1264,13 @@ def churning_chat_client(port: int, i: int) -> list:
     return sessions
 
 
-@pytest.fixture(scope="module")
-def churn_outcomes(tmp_path_factory):
+@pytest.fixture(scope="module", params=CHAT_PROGRAMS)
+def churn_outcomes(request, tmp_path_factory):
     pytest.importorskip("websockets")
     root = tmp_path_factory.mktemp("websockets_churn")
 
     def scenario(runtime: str) -> dict:
-        return serve(runtime, "websockets_chat.py", root, churning_chat_client, CHURN_CLIENTS)
+        return serve(runtime, request.param, root, churning_chat_client, CHURN_CLIENTS)
 
     every_session = [(list(range(CHURN_MESSAGES)), 1000)] * CHURN_SESSIONS
     return Outcomes(scenario), [every_session] * CHURN_CLIENTS
