@@ -58,7 +58,7 @@ from tm_asyncio._commit_ordered import CommitOrderedDatagramTransport, CommitOrd
 from tm_asyncio._managed import manage_protocol_factory
 from tm_asyncio._reading import DatagramTransport, ReadPipeTransport, SocketTransport
 from tm_asyncio._rebinding import shared_rebindings
-from tm_asyncio import _shared_primitives, _tasks
+from tm_asyncio import _shared_objects, _shared_primitives, _tasks
 from tm_asyncio._transport import NativeStreamTransport, adoptable
 
 _base_loop: Any = _UnixSelectorEventLoop
@@ -1148,17 +1148,18 @@ class EventLoop(_base_loop):
     def _serve_serially_if_rebinding(self, protocol_factory) -> None:
         """In parallel mode, a server whose handlers rebind a module global or a variable of an
         enclosing function, which every connection shares, would lose updates (``hits += 1`` from
-        two connections at once): unless the program chose parallel mode itself, its connections
-        run on the loop's strand, one callback at a time, as asyncio runs them. Either way a
-        RuntimeWarning names what is rebound and where."""
-        if not self._parallel:
+        two connections at once), and so would one whose handlers change a module global in place
+        and read it (a set of connections added to and iterated): unless the program chose
+        parallel mode itself, its connections run on the loop's strand, one callback at a time, as
+        asyncio runs them. Either way a RuntimeWarning names what is changed and where."""
+        if not self._parallel or _shared_objects.makes_locked_protocols(protocol_factory):
             return
         rebound = shared_rebindings(protocol_factory)
         if not rebound:
             return
         what = (
-            f"tm_asyncio: the handlers of {protocol_factory!r} rebind {', '.join(rebound)}, "
-            "which every connection shares"
+            f"tm_asyncio: the handlers of {protocol_factory!r} rebind or change "
+            f"{', '.join(rebound)}, which every connection shares"
         )
         serial = not self._parallel_chosen
         if serial:

@@ -24,6 +24,8 @@ at several workers, and runs its WebSocket work one step at a time.
 
 from __future__ import annotations
 
+import functools
+
 # module -> the protocol classes of it whose connections every handler may touch
 LOCKED_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "websockets.asyncio.connection": ("Connection",),
@@ -35,10 +37,22 @@ LOCKED_PROTOCOLS: dict[str, tuple[str, ...]] = {
 
 def runs_locked(protocol) -> bool:
     """Whether protocol is (a subclass of) one of LOCKED_PROTOCOLS."""
+    return _is_locked_class(type(protocol))
+
+
+def makes_locked_protocols(protocol_factory) -> bool:
+    """Whether protocol_factory is such a class, or a functools.partial of one (websockets'
+    legacy serve()): its connections' handlers run one step at a time already, so that what
+    they share needs no other fallback (tm_asyncio._rebinding)."""
+    while isinstance(protocol_factory, functools.partial):
+        protocol_factory = protocol_factory.func
+    return isinstance(protocol_factory, type) and _is_locked_class(protocol_factory)
+
+
+def _is_locked_class(cls: type) -> bool:
     return any(
-        cls.__qualname__ in LOCKED_PROTOCOLS.get(cls.__module__, ())
-        for cls in type(protocol).__mro__
+        base.__qualname__ in LOCKED_PROTOCOLS.get(base.__module__, ()) for base in cls.__mro__
     )
 
 
-__all__ = ["LOCKED_PROTOCOLS", "runs_locked"]
+__all__ = ["LOCKED_PROTOCOLS", "makes_locked_protocols", "runs_locked"]

@@ -21,6 +21,58 @@ from tm_asyncio._transport import NativeStreamTransport
 
 served = 0
 
+# Module globals the handlers below change in place.
+CHAT_WRITERS: set = set()
+HITS: dict = {}
+LOG: list = []
+BACKGROUND: set = set()
+ROUTES = {"/": "home"}
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.count = 0
+
+
+STATS = Stats()
+
+
+async def chat_handler(reader, writer):
+    """The classic chat: every line to every connection in a module-level set."""
+    CHAT_WRITERS.add(writer)
+    try:
+        while line := await reader.readline():
+            for other in CHAT_WRITERS:
+                other.write(line)
+    finally:
+        CHAT_WRITERS.discard(writer)
+        writer.close()
+
+
+async def counting_items(reader, writer):
+    HITS["page"] += 1
+
+
+async def counting_with_get(reader, writer):
+    HITS["page"] = HITS.get("page", 0) + 1
+
+
+async def deleting_what_it_finds(reader, writer):
+    if "page" in HITS:
+        del HITS["page"]
+
+
+async def counting_on_a_global_object(reader, writer):
+    STATS.count += 1
+
+
+async def only_changing_in_place(reader, writer):
+    LOG.append(1)
+    task = asyncio.ensure_future(asyncio.sleep(0))
+    BACKGROUND.add(task)  # asyncio's documented way to keep a task alive
+    task.add_done_callback(BACKGROUND.discard)
+    return ROUTES.get("/")  # only read
+
 
 class GlobalCounting(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
@@ -91,6 +143,23 @@ def test_locals_attributes_per_call_cells_and_library_code_are_not_reported():
     assert shared_rebindings(asyncio.StreamReaderProtocol) == []
 
 
+def test_a_global_changed_in_place_and_read_is_found():
+    for handler, name in [
+        (chat_handler, "CHAT_WRITERS"),
+        (counting_items, "HITS"),
+        (counting_with_get, "HITS"),
+        (deleting_what_it_finds, "HITS"),
+        (counting_on_a_global_object, "STATS"),
+    ]:
+        (found,) = shared_rebindings(handler)
+        assert found.startswith(f"global {name} in place (") and __file__ in found, found
+
+
+def test_a_global_only_changed_in_place_or_only_read_is_not_reported():
+    # Each change is one atomic call, and nothing reads what it changes.
+    assert shared_rebindings(only_changing_in_place) == []
+
+
 @pytest.fixture
 def loop_choosing_parallel(monkeypatch):
     """A 2-worker loop that chose parallel mode itself, as on a free-threaded interpreter with
@@ -136,7 +205,9 @@ def test_a_server_rebinding_a_closure_variable_serves_serially_and_says_so(loop_
         nonlocal hits
         hits += 1
 
-    with pytest.warns(RuntimeWarning, match=r"rebind nonlocal hits \(.*run one callback at a time"):
+    with pytest.warns(
+        RuntimeWarning, match=r"rebind or change nonlocal hits \(.*run one callback at a time"
+    ):
         transports = loop_choosing_parallel.run_until_complete(
             asyncio.wait_for(_serve_clients(bump, 40), 30)
         )
@@ -168,8 +239,61 @@ def test_parallel_mode_chosen_by_the_program_stays_on_with_a_warning():
         count += 1
 
     try:
-        with pytest.warns(RuntimeWarning, match=r"rebind nonlocal count .*can lose updates"):
+        with pytest.warns(
+            RuntimeWarning, match=r"rebind or change nonlocal count .*can lose updates"
+        ):
             transports = loop.run_until_complete(asyncio.wait_for(_serve_clients(bump, 4), 30))
     finally:
         loop.close()
     assert all(issubclass(t, NativeStreamTransport) for t in transports)
+
+
+CHAT_CLIENTS, CHAT_SESSIONS, CHAT_LINES = 8, 10, 20
+
+
+async def _churning_chat_client(port: int, i: int) -> list[list[int]]:
+    """Joins the chat CHAT_SESSIONS times while the others join, send and leave; in each session
+    sends CHAT_LINES lines and reads until it has heard all of its own: their numbers as heard."""
+    sessions = []
+    for s in range(CHAT_SESSIONS):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for n in range(CHAT_LINES):
+            writer.write(f"{i}:{s}:{n}\n".encode())
+        own: list[int] = []
+        while len(own) < CHAT_LINES and (line := await reader.readline()):
+            sender, session, n = map(int, line.split(b":"))
+            if (sender, session) == (i, s):
+                own.append(n)
+        writer.write_eof()  # and read what the others still send until the server closes
+        while await reader.read(1 << 16):
+            pass
+        writer.close()
+        await writer.wait_closed()
+        sessions.append(own)
+    return sessions
+
+
+def test_a_chat_on_a_module_level_set_serves_serially_and_says_so(loop_choosing_parallel):
+    # In parallel mode a handler's add() or discard() ran beside another's iteration of the set:
+    # "RuntimeError: Set changed size during iteration" in client_connected_cb, at 2 workers on
+    # 3.13t (tm_asyncio._rebinding).
+    loop = loop_choosing_parallel
+    reported: list[dict] = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+
+    async def chat():
+        server = await asyncio.start_server(chat_handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await asyncio.gather(
+                *(_churning_chat_client(port, i) for i in range(CHAT_CLIENTS))
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    with pytest.warns(RuntimeWarning, match=r"change global CHAT_WRITERS in place \("):
+        heard = loop.run_until_complete(asyncio.wait_for(chat(), 60))
+    assert [str(context.get("exception")) for context in reported] == []
+    assert heard == [[list(range(CHAT_LINES))] * CHAT_SESSIONS] * CHAT_CLIENTS
+    assert not CHAT_WRITERS
