@@ -170,8 +170,14 @@ class NativeStream(_LogOwner):
     _deferred: tuple[Callable[[], object], ...] = ()
     _outer: NativeStream | None = None  # the callback this one runs inside, on this thread
 
+    # A connection of a factory whose protocol changes what every connection shares
+    # (tm_twisted._shared_variables): each of its callbacks is inevitable from its start.
+    _oneAtATime = False
+
     def _enter(self) -> None:
         if self._depth == 0:
+            if self._oneAtATime:
+                tm.inevitable()
             self._dispatchThread = threading.get_ident()
             self._outer = getattr(_running, "stream", None)
             _running.stream = self
@@ -561,6 +567,8 @@ class NativeStream(_LogOwner):
         in a callback, disconnectAll). Runs once; closes the native transport."""
         if self._lost:
             return
+        if self._oneAtATime:
+            tm.inevitable()
         self._lost = True
         self.disconnected = 1
         self.connected = 0

@@ -47,6 +47,7 @@ from tm_twisted._compat import (
     _TLSConnectionMixin,
     _TLSServerMixin,
 )
+from tm_twisted._shared_variables import serves_one_at_a_time
 from tm_twisted._native_stream import (
     NO_PRODUCER_LIMITS,
     NativeStream,
@@ -130,6 +131,7 @@ class Server(_TLSServerMixin, Connection):
     def __init__(self, port: Port | None, sessionno: int, reactor) -> None:
         Connection.__init__(self, reactor)
         self.server = port
+        self._oneAtATime = port is not None and port._tmOneAtATime
         self.sessionno = sessionno
         self.repstr = "<Uninitialized #%d>" % sessionno
 
@@ -227,6 +229,8 @@ class Port(tcp.Port):
 
     _listener: _reactor.StreamListener | None = None
     _reading = False
+    # Whether the factory's protocol changes what every connection shares (_shared_variables)
+    _tmOneAtATime = False
     _preexistingSocket: socket.socket | None  # tcp.Port's: the socket adoptStreamPort was given
     _portSocket = None
     _accepting = None
@@ -250,6 +254,7 @@ class Port(tcp.Port):
         self._portSocket = None
 
     def startListening(self) -> None:
+        self._tmOneAtATime = serves_one_at_a_time(self.factory, self.reactor)
         _reservedFD.reserve()
         skt = None
         if self._preexistingSocket is None:
