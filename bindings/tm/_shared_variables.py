@@ -7,7 +7,7 @@ callback at a time. With connections in parallel, two connections' callbacks run
 closure cells and is off unless asked for. The adapters therefore read the code behind a server's
 protocol factory before it serves, and a server found to do so runs its connections one callback
 at a time, with a warning that names the variable and where it is changed (tm_asyncio's
-create_server, docs/ASYNCIO.md "Parallel mode"; tm_twisted's listenTCP, docs/TWISTED.md).
+create_server, docs/ASYNCIO.md "Parallel mode"; tm_twisted's listenTCP, docs/MANAGED_STATE.md).
 
 What is read: the factory itself (a function, a class, a bound method, a functools.partial) and,
 for asyncio.start_server, the handler behind its factory; each function's nested code (inner
