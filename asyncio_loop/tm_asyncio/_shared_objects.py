@@ -32,6 +32,10 @@ LOCKED_PROTOCOLS: dict[str, tuple[str, ...]] = {
     # the implementation before websockets 14, deprecated and still shipped: its broadcast()
     # writes every connection's frames from the sending handler
     "websockets.legacy.protocol": ("WebSocketCommonProtocol",),
+    # uvicorn's WebSocket protocols (its legacy `ws="websockets"` one is the class above): an
+    # ASGI application's handlers send to each other's connections through them
+    "uvicorn.protocols.websockets.websockets_sansio_impl": ("WebSocketsSansIOProtocol",),
+    "uvicorn.protocols.websockets.wsproto_impl": ("WSProtocol",),
 }
 
 

@@ -20,10 +20,12 @@ import asyncio
 import threading
 from asyncio import tasks
 
+import tm
 from tm_asyncio._compat import _PyTask, set_task_hooks, task_hooks
 
 # .strand: the connection strand running here; .locked: whether what runs holds the loop lock
-# for what it shares with other strands (in_locked_step); .task: its task
+# for what it shares with other strands (in_locked_step); .held: the loop lock when the step took
+# it on its way (lock_rest_of_step), to release when it ends; .task: its task
 _local = threading.local()
 
 
@@ -45,6 +47,22 @@ def running_connection_task() -> bool:
     return getattr(_local, "task", None) is not None
 
 
+def lock_rest_of_step(lock) -> None:
+    """Makes what is left of the unlocked step running here on a connection's strand a locked
+    one: it takes `lock` (the loop lock) until the step ends, and what it makes from now on is
+    locked too (in_locked_step). For a callback that hands its connection to a protocol that
+    runs locked (tm_asyncio._shared_objects) and goes on to feed it: uvicorn's HTTP protocol
+    switches to its WebSocket protocol and passes it the upgrade request, whose handling starts
+    the WebSocket's handler task. The lock is taken inevitable first, in the order every holder
+    of the loop lock takes the two (EventLoop._run_locked)."""
+    if getattr(_local, "strand", None) is None or getattr(_local, "locked", False):
+        return
+    tm.inevitable()
+    lock.acquire()
+    _local.held = lock
+    _local.locked = True
+
+
 class on_strand:
     """Marks this thread as running a callback of `strand` (None: of the loop's strand), a locked
     one if `locked` (in_locked_step)."""
@@ -56,12 +74,20 @@ class on_strand:
         self.locked = locked
 
     def __enter__(self) -> None:
-        self.previous = getattr(_local, "strand", None), getattr(_local, "locked", False)
+        self.previous = (
+            getattr(_local, "strand", None),
+            getattr(_local, "locked", False),
+            getattr(_local, "held", None),
+        )
         _local.strand = self.strand
         _local.locked = self.locked
+        _local.held = None
 
     def __exit__(self, *exc) -> None:
-        _local.strand, _local.locked = self.previous
+        held = _local.held
+        _local.strand, _local.locked, _local.held = self.previous
+        if held is not None:
+            held.release()
 
 
 def shown_as(name: str):
@@ -179,6 +205,7 @@ __all__ = [
     "LoopTask",
     "connection_strand",
     "in_locked_step",
+    "lock_rest_of_step",
     "running_connection_task",
     "install",
     "on_strand",

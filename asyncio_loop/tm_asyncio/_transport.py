@@ -52,7 +52,12 @@ from tm_asyncio._compat import (
     _set_result_unless_cancelled,
 )
 from tm_asyncio._shared_objects import runs_locked
-from tm_asyncio._tasks import connection_strand, on_strand, running_connection_task
+from tm_asyncio._tasks import (
+    connection_strand,
+    lock_rest_of_step,
+    on_strand,
+    running_connection_task,
+)
 
 
 # How often _sent() looks at the native write queue: from 0.5 ms, doubling, up to 20 ms.
@@ -207,6 +212,10 @@ class NativeStreamTransport(_FlowControlMixin):
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._locked = self._made_locked or runs_locked(protocol)
         self._exclusive = self._locked or runs_exclusively(protocol)
+        if self._locked:
+            # Handed over by this connection's running callback, which may go on to feed the new
+            # protocol (and so start its tasks): the rest of that callback runs locked too.
+            lock_rest_of_step(self._loop._lock)
 
     def is_closing(self) -> bool:
         return self._closing

@@ -1130,3 +1130,69 @@ def test_handlers_and_a_loop_task_share_an_asyncio_queue(loop):
             b"p%d m%d\n" % (i, k) for k in range(count)
         ]
     assert len(taken) == publishers * count
+
+
+class HandedOver(asyncio.Protocol):
+    """A protocol listed as one that runs locked (for the test below): its connection_made
+    starts a task, which records whether its steps hold the loop lock."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data) -> None:
+        self.seen.append(("fed", tm_asyncio._tasks.in_locked_step()))
+        asyncio.get_running_loop().create_task(self.reply(data))
+
+    async def reply(self, data) -> None:
+        self.seen.append(("task", tm_asyncio._tasks.in_locked_step()))
+        self.transport.write(data.upper())
+
+
+class Upgrading(asyncio.Protocol):
+    """An HTTP server's protocol as uvicorn's: the callback that reads the upgrade request hands
+    the connection to a new protocol and feeds it what came."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data) -> None:
+        self.seen.append(("before", tm_asyncio._tasks.in_locked_step()))
+        protocol = HandedOver(self.seen)
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        protocol.data_received(data)
+
+
+@pytest.mark.timeout(30)
+def test_a_callback_that_hands_its_connection_to_a_locked_protocol_runs_locked_from_there(
+    loop, monkeypatch
+):
+    """The rest of the callback, and the task the new protocol starts in it, hold the loop lock
+    as the protocol's own callbacks do (uvicorn's WebSocket protocols, which its HTTP protocol
+    switches to in the callback that reads the upgrade request); the lock is let go when the
+    callback ends, so the next connections are served."""
+    from tm_asyncio import _shared_objects
+
+    monkeypatch.setitem(_shared_objects.LOCKED_PROTOCOLS, __name__, ("HandedOver",))
+    seen: list = []
+
+    async def main():
+        server, port = await _serve(loop, lambda: Upgrading(seen))
+        replies = []
+        for n in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"upgrade %d" % n)
+            replies.append(await reader.readexactly(9))
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        return replies
+
+    assert _run(loop, main()) == [b"UPGRADE %d" % n for n in range(3)]
+    assert seen == [("before", False), ("fed", True), ("task", True)] * 3
