@@ -18,7 +18,7 @@ import pytest
 from twisted.internet import defer, protocol
 
 from tm_twisted import TMReactor
-from twisted_helpers import Echo, run_bounded
+from twisted_helpers import Echo, run_bounded, run_with_clients
 
 WORKERS = [1, 2]
 
@@ -42,16 +42,7 @@ def test_tcp_echo_with_concurrent_clients(workers):
                 chunks.append(got)
             received[n] = b"".join(chunks)
 
-    def drive():
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        reactor.callFromThread(reactor.stop)
-
-    threading.Thread(target=drive).start()
-    run_bounded(reactor, timeout=10)
+    run_with_clients(reactor, client, 8, timeout=10)
     assert sorted(received) == list(range(8))
     for n, data in received.items():
         assert data == b"".join(b"client %d message %d;" % (n, i) for i in range(20))
@@ -405,17 +396,8 @@ def test_connections_share_a_deferred_queue(workers):
             s.sendall(b"".join(b"p%d m%d\r\n" % (i, k) for k in range(count)) + b"END\r\n")
             replies.append(s.makefile("rb").readline())
 
-    def drive():
-        threads = [threading.Thread(target=publish, args=(i,)) for i in range(publishers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        reactor.callFromThread(reactor.stop)
-
     reactor.callLater(0, start)
-    reactor.callLater(0.05, threading.Thread(target=drive).start)
-    run_bounded(reactor, timeout=30)
+    run_with_clients(reactor, publish, publishers, timeout=30, start_after=0.05)
     assert replies == [b"put %d\r\n" % count] * publishers
     for i in range(publishers):
         assert [line for line in taken if line.startswith(b"p%d " % i)] == [

@@ -11,7 +11,6 @@ RuntimeWarning says so; state kept on the factory (managed) needs no fallback.
 from __future__ import annotations
 
 import socket
-import threading
 import warnings
 
 import pytest
@@ -22,7 +21,7 @@ from twisted.python import log
 from tm import _reactor
 from tm._shared_variables import shared_rebindings
 from tm_twisted import TMReactor
-from twisted_helpers import run_bounded
+from twisted_helpers import run_with_clients
 
 CLIENTS: set = set()
 CLIENTS_COUNT, SESSIONS, LINES = 12, 10, 20
@@ -102,20 +101,7 @@ def serve_churning_clients(reactor, factory) -> dict:
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     address = ("127.0.0.1", port.getHost().port)
     heard: dict = {}
-
-    def drive():
-        threads = [
-            threading.Thread(target=churning_client, args=(address, i, heard))
-            for i in range(CLIENTS_COUNT)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        reactor.callFromThread(reactor.stop)
-
-    threading.Thread(target=drive).start()
-    run_bounded(reactor, timeout=60)
+    run_with_clients(reactor, lambda i: churning_client(address, i, heard), CLIENTS_COUNT, 60)
     return heard
 
 
