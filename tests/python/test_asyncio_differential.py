@@ -33,8 +33,8 @@ tm it installs tm_asyncio's event loop policy, so asyncio.run() makes a tm_async
   handshake): echoes, binary replies up to 300 kB and runs of them, pings, timers, uploads, and
   the closing handshake the client asks for;
 - websockets_chat.py: the chat of the websockets documentation, every message sent to every
-  connection with `broadcast()`, also with clients joining and leaving as others broadcast;
-  websockets_legacy_chat.py, the same on the library's legacy implementation; starlette_chat.py,
+  connection with `broadcast()`, also with clients joining and leaving as others broadcast, and
+  the same on the library's legacy implementation (its argument `legacy`); starlette_chat.py,
   a Starlette chat on uvicorn, its connections in a module-level list as FastAPI's documentation
   keeps them.
 
@@ -300,10 +300,12 @@ def assert_same(seen: dict, reference: dict) -> None:
     assert seen == reference
 
 
-def serve(runtime: str, program: str, root: pathlib.Path, client, count: int) -> dict:
-    """Runs a corpus program on a runtime, `count` clients at once against it (client(port, i)),
-    and stops it: what the clients received and what it printed."""
-    server = Program(runtime, program, ["0"], root)
+def serve(
+    runtime: str, program: str, root: pathlib.Path, client, count: int, args: tuple = ()
+) -> dict:
+    """Runs a corpus program (with `args` after its port) on a runtime, `count` clients at once
+    against it (client(port, i)), and stops it: what the clients received and what it printed."""
+    server = Program(runtime, program, ["0", *args], root)
     try:
         clients = run_threads(lambda i: client(server.port, i), count)
     finally:
@@ -1044,45 +1046,28 @@ def test_aiohttp_gateway_sharing_a_client_session_as_on_the_default_loop(runtime
     assert_as_on_the_default_loop(runtime, *gateway_outcomes)
 
 
-# -- 7. a Starlette application served by uvicorn -----------------------------------------------
+# -- 7. the same routes on other frameworks: Starlette on uvicorn, Tornado, Sanic -----------------
+
+# (framework, program, the Content-Type it gives an empty 200 answer): Sanic gives one, an
+# empty body included; the others, as aiohttp, none.
+OTHER_FRAMEWORKS = [
+    ("starlette", "starlette_server.py", None),
+    ("tornado", "tornado_server.py", None),
+    ("sanic", "sanic_server.py", "application/octet-stream"),
+]
 
 
-@pytest.fixture(scope="module")
-def starlette_outcomes(tmp_path_factory):
-    return http_plan_outcomes(tmp_path_factory, "starlette", "starlette_server.py")
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
-def test_starlette_application_on_uvicorn_as_on_the_default_loop(runtime, starlette_outcomes):
-    assert_as_on_the_default_loop(runtime, *starlette_outcomes)
-
-
-@pytest.fixture(scope="module")
-def tornado_outcomes(tmp_path_factory):
-    pytest.importorskip("tornado")
-    return http_plan_outcomes(tmp_path_factory, "tornado", "tornado_server.py")
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
-def test_tornado_application_as_on_the_default_loop(runtime, tornado_outcomes):
-    assert_as_on_the_default_loop(runtime, *tornado_outcomes)
-
-
-@pytest.fixture(scope="module")
-def sanic_outcomes(tmp_path_factory):
-    pytest.importorskip("sanic")
-    # Sanic sends a Content-Type with every 200 answer, an empty one included.
-    return http_plan_outcomes(
-        tmp_path_factory, "sanic", "sanic_server.py", empty_type="application/octet-stream"
-    )
+@pytest.fixture(scope="module", params=OTHER_FRAMEWORKS, ids=lambda framework: framework[0])
+def framework_outcomes(request, tmp_path_factory):
+    framework, program, empty_type = request.param
+    pytest.importorskip(framework)
+    return http_plan_outcomes(tmp_path_factory, framework, program, empty_type)
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("runtime", [*RUNTIMES, *PARALLEL_RUNTIMES])
-def test_sanic_application_as_on_the_default_loop(runtime, sanic_outcomes):
-    assert_as_on_the_default_loop(runtime, *sanic_outcomes)
+def test_web_application_on_another_framework_as_on_the_default_loop(runtime, framework_outcomes):
+    assert_as_on_the_default_loop(runtime, *framework_outcomes)
 
 
 # -- 8. a WebSocket server on the websockets library ---------------------------------------------
@@ -1201,24 +1186,27 @@ def chat_client(port: int, i: int, joined: threading.Barrier, done: threading.Ba
     return heard
 
 
-# The chat on websockets' asyncio implementation and on its legacy one, and a Starlette chat that
-# uvicorn serves with the legacy one.
-CHAT_PROGRAMS = ["websockets_chat.py", "websockets_legacy_chat.py", "starlette_chat.py"]
+# The chat on websockets' asyncio implementation and on its legacy one, and a Starlette chat on
+# uvicorn: (program, arguments after the port).
+CHAT_PROGRAMS = [("websockets_chat.py",), ("websockets_chat.py", "legacy"), ("starlette_chat.py",)]
+CHAT_IDS = ["websockets", "websockets-legacy", "starlette"]
 
 
-@pytest.fixture(scope="module", params=CHAT_PROGRAMS)
+@pytest.fixture(scope="module", params=CHAT_PROGRAMS, ids=CHAT_IDS)
 def chat_outcomes(request, tmp_path_factory):
     pytest.importorskip("websockets")
     root = tmp_path_factory.mktemp("websockets_chat")
 
     def scenario(runtime: str) -> dict:
         joined, done = threading.Barrier(CHAT_CLIENTS), threading.Barrier(CHAT_CLIENTS)
+        program, *args = request.param
         return serve(
             runtime,
-            request.param,
+            program,
             root,
             lambda port, i: chat_client(port, i, joined, done),
             CHAT_CLIENTS,
+            args,
         )
 
     everyone = {i: list(range(CHAT_MESSAGES)) for i in range(CHAT_CLIENTS)}
@@ -1267,13 +1255,14 @@ def churning_chat_client(port: int, i: int) -> list:
     return sessions
 
 
-@pytest.fixture(scope="module", params=CHAT_PROGRAMS)
+@pytest.fixture(scope="module", params=CHAT_PROGRAMS, ids=CHAT_IDS)
 def churn_outcomes(request, tmp_path_factory):
     pytest.importorskip("websockets")
     root = tmp_path_factory.mktemp("websockets_churn")
 
     def scenario(runtime: str) -> dict:
-        return serve(runtime, request.param, root, churning_chat_client, CHURN_CLIENTS)
+        program, *args = request.param
+        return serve(runtime, program, root, churning_chat_client, CHURN_CLIENTS, args)
 
     every_session = [(list(range(CHURN_MESSAGES)), 1000)] * CHURN_SESSIONS
     return Outcomes(scenario), [every_session] * CHURN_CLIENTS

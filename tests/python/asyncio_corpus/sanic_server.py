@@ -10,12 +10,11 @@ the upload is read as it arrives (a streaming route). Nothing here knows of tm.
 import asyncio
 import hashlib
 import json
-import signal
 
 from sanic import Sanic, response
 from sanic.exceptions import NotFound
 
-from serving import port_argument
+from serving import listen_until_sigterm, port_argument
 
 TEXT = "text/plain; charset=utf-8"
 
@@ -86,10 +85,7 @@ async def main() -> None:
         host="127.0.0.1", port=port_argument(), return_asyncio_server=True
     )
     await server.startup()
-    print(f"listening on {server.server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    await listen_until_sigterm(server.server.sockets[0].getsockname()[1])
     await server.close()
     print("stopped", flush=True)
 

@@ -13,14 +13,19 @@ def port_argument() -> int:
     return int(sys.argv[1]) if len(sys.argv) > 1 else 0
 
 
+async def listen_until_sigterm(port: int) -> None:
+    """Prints "listening on PORT" and returns when SIGTERM comes."""
+    print(f"listening on {port}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
 async def serve_until_sigterm(server: asyncio.Server) -> None:
     """Prints the port the server listens on, serves until SIGTERM, closes the server and prints
     "stopped"."""
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with server:
-        await stop.wait()
+        await listen_until_sigterm(server.sockets[0].getsockname()[1])
     print("stopped", flush=True)
 
 
@@ -33,10 +38,7 @@ async def serve_app_until_sigterm(app, port: int) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    print(f"listening on {runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    await listen_until_sigterm(runner.addresses[0][1])
     await runner.cleanup()
     print("stopped", flush=True)
 

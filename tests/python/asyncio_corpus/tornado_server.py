@@ -10,13 +10,12 @@ is read as it arrives (`stream_request_body`). Nothing here knows of tm.
 import asyncio
 import hashlib
 import json
-import signal
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from serving import port_argument
+from serving import listen_until_sigterm, port_argument
 
 TEXT = "text/plain; charset=utf-8"
 
@@ -116,10 +115,7 @@ async def main() -> None:
     sockets = tornado.netutil.bind_sockets(port_argument(), "127.0.0.1")
     server = tornado.httpserver.HTTPServer(application(), max_body_size=4 << 20)
     server.add_sockets(sockets)
-    print(f"listening on {sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    await listen_until_sigterm(sockets[0].getsockname()[1])
     server.stop()
     await server.close_all_connections()
     print("stopped", flush=True)
