@@ -25,6 +25,7 @@ at several workers, and runs its WebSocket work one step at a time.
 from __future__ import annotations
 
 import functools
+import types
 
 # module -> the protocol classes of it whose connections every handler may touch
 LOCKED_PROTOCOLS: dict[str, tuple[str, ...]] = {
@@ -45,12 +46,28 @@ def runs_locked(protocol) -> bool:
 
 
 def makes_locked_protocols(protocol_factory) -> bool:
-    """Whether protocol_factory is such a class, or a functools.partial of one (websockets'
-    legacy serve()): its connections' handlers run one step at a time already, so that what
-    they share needs no other fallback (tm_asyncio._rebinding)."""
+    """Whether protocol_factory is such a class, a functools.partial of one (websockets' legacy
+    serve()) or a function that closes over one (websockets' serve(): its factory makes the
+    connection class it was given): its connections' handlers run one step at a time already,
+    so that what they share needs no other fallback (tm_asyncio._rebinding)."""
     while isinstance(protocol_factory, functools.partial):
         protocol_factory = protocol_factory.func
+    if isinstance(protocol_factory, types.FunctionType):
+        return any(
+            isinstance(contents, type) and _is_locked_class(contents)
+            for contents in _cell_contents(protocol_factory)
+        )
     return isinstance(protocol_factory, type) and _is_locked_class(protocol_factory)
+
+
+def _cell_contents(function: types.FunctionType) -> list:
+    contents = []
+    for cell in function.__closure__ or ():
+        try:
+            contents.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return contents
 
 
 def _is_locked_class(cls: type) -> bool:

@@ -15,7 +15,12 @@ functions, lambdas, comprehensions); the classes and functions of the program's 
 the code names as globals or holds in its closure (a factory ``lambda: Proto()`` leads to
 ``Proto``'s methods), a few levels deep. Code of the standard library, of installed packages and of
 tm itself is not read: a framework's module state is its own affair, and reading it would only
-turn servers serial for assignments they never make per connection.
+turn servers serial for assignments they never make per connection. But the objects a framework's
+factory is made with are followed to the program's handlers: what a library function closes over
+or a partial holds, the items of containers, and the attributes of installed packages' and the
+program's objects (not the standard library's: a logger leads to every logger), at most
+_MAX_OBJECTS of them. uvicorn's factory is a closure over its Config, whose application (a
+Starlette one) holds its routes, which hold the program's endpoints.
 
 The same holds for a module global that the code changes in place and also reads: a ``dict``,
 ``list``, ``set``, ``bytearray`` or ``deque`` it stores items in, deletes from or calls a mutating
@@ -54,6 +59,9 @@ _GLOBAL_STORES = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
 _CELL_STORES = frozenset({"STORE_DEREF", "DELETE_DEREF"})
 # How many hops from the factory (a class from a function naming it, a method from its class...).
 _MAX_DEPTH = 4
+# How many objects the reading visits at most: the objects a factory is made with lead to a
+# framework's whole configuration.
+_MAX_OBJECTS = 5000
 _OWN_PACKAGES = frozenset({"tm", "tm_asyncio", "tm_twisted", "twisted"})
 
 # Module globals whose changes in place are looked for (below, _ChangesInPlace).
@@ -202,14 +210,13 @@ def _visit(
     changes: _ChangesInPlace,
     unwrap: Callable[[object], object],
 ) -> None:
-    if depth < 0 or id(obj) in seen:
+    if depth < 0 or id(obj) in seen or len(seen) >= _MAX_OBJECTS:
         return
     seen.add(id(obj))
     if isinstance(obj, functools.partial):
         _visit(obj.func, found, seen, depth, changes, unwrap)
         for arg in (*obj.args, *obj.keywords.values()):
-            if isinstance(arg, type) or callable(arg):
-                _visit(arg, found, seen, depth - 1, changes, unwrap)
+            _visit(arg, found, seen, depth - 1, changes, unwrap)
     elif isinstance(obj, types.MethodType):
         # The method only: the owner's other methods run when the code calls them through an
         # attribute, which this reading does not follow.
@@ -232,6 +239,13 @@ def _visit(
             _visit(handler, found, seen, depth, changes, unwrap)
             return
         if not _is_program_code(obj):
+            # A framework's function is not read, but what it closes over may hold the program's
+            # handlers (uvicorn's factory: a closure over its Config, whose application is ours).
+            for cell in obj.__closure__ or ():
+                try:
+                    _visit(cell.cell_contents, found, seen, depth - 1, changes, unwrap)
+                except ValueError:  # an empty cell
+                    continue
             return
         loaded = _read_code(
             obj.__code__, frozenset(obj.__code__.co_freevars), found, changes, obj.__globals__
@@ -247,6 +261,26 @@ def _visit(
             value = obj.__globals__.get(name)
             if isinstance(value, (type, types.FunctionType)):
                 _visit(value, found, seen, depth - 1, changes, unwrap)
+    elif isinstance(obj, (list, tuple, set, frozenset, dict)):
+        for item in tuple(obj.values() if isinstance(obj, dict) else obj):
+            _visit(item, found, seen, depth, changes, unwrap)
+    elif _may_lead_to_program_code(obj):
+        # The objects a server's factory is made with: a framework's configuration, its
+        # application and the routes that hold the program's handlers (uvicorn's factory is a
+        # partial of its protocol class and a Config whose application is a Starlette one).
+        if _is_program_code(type(obj)):
+            _visit(type(obj), found, seen, depth, changes, unwrap)
+        for value in tuple(vars(obj).values()):
+            _visit(value, found, seen, depth, changes, unwrap)
+
+
+def _may_lead_to_program_code(obj) -> bool:
+    """Whether obj is an instance, with attributes of its own, of a class of the program or of
+    an installed package: not of the standard library (a logger leads to every logger) or tm."""
+    module = getattr(type(obj), "__module__", None) or ""
+    if module.partition(".")[0] in _OWN_PACKAGES | sys.stdlib_module_names:
+        return False
+    return isinstance(getattr(obj, "__dict__", None), dict)
 
 
 def _read_code(
