@@ -62,7 +62,10 @@ _MAX_DEPTH = 4
 # How many objects the reading visits at most: the objects a factory is made with lead to a
 # framework's whole configuration.
 _MAX_OBJECTS = 5000
-_OWN_PACKAGES = frozenset({"tm", "tm_asyncio", "tm_twisted", "twisted"})
+_TM_PACKAGES = frozenset({"tm", "tm_asyncio", "tm_twisted"})
+# Whose code is not read: tm's, and Twisted's, whose objects lead to the program's (a Site's
+# resources) but whose own assignments are the reactor's concern.
+_OWN_PACKAGES = _TM_PACKAGES | {"twisted"}
 
 # Module globals whose changes in place are looked for (below, _ChangesInPlace).
 _CONTAINERS = (dict, list, set, bytearray, collections.deque)
@@ -278,7 +281,7 @@ def _may_lead_to_program_code(obj) -> bool:
     """Whether obj is an instance, with attributes of its own, of a class of the program or of
     an installed package: not of the standard library (a logger leads to every logger) or tm."""
     module = getattr(type(obj), "__module__", None) or ""
-    if module.partition(".")[0] in _OWN_PACKAGES | sys.stdlib_module_names:
+    if module.partition(".")[0] in _TM_PACKAGES | sys.stdlib_module_names:
         return False
     return isinstance(getattr(obj, "__dict__", None), dict)
 

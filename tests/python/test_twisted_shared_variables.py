@@ -17,6 +17,7 @@ import pytest
 from twisted.internet import protocol
 from twisted.protocols.basic import LineReceiver
 from twisted.python import log
+from twisted.web import resource, server
 
 from tm import _reactor
 from tm._shared_variables import shared_rebindings
@@ -135,3 +136,80 @@ def test_a_chat_on_the_factory_stays_parallel(parallel_strands, recwarn):
     heard = serve_churning_clients(reactor, factory)
     assert heard == {i: [list(range(LINES))] * SESSIONS for i in range(CLIENTS_COUNT)}
     assert not [w for w in recwarn if "shares" in str(w.message)]
+
+
+# A twisted.web resource counting in module globals: the Site (Twisted's) leads to it.
+PAGE_HITS: dict = {}
+pages_served = 0
+
+
+class CountedPage(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request) -> bytes:
+        global pages_served
+        PAGE_HITS[request.path] = PAGE_HITS.get(request.path, 0) + 1
+        pages_served += 1
+        return b"%d" % PAGE_HITS[request.path]
+
+
+def test_a_site_leads_to_its_resources_code():
+    root = resource.Resource()
+    root.putChild(b"count", CountedPage())
+    found = shared_rebindings(server.Site(root))
+    assert [what.split(" (")[0] for what in found] == [
+        "global pages_served",
+        "global PAGE_HITS in place",
+    ]
+    assert shared_rebindings(server.Site(resource.Resource())) == []
+
+
+PAGE_CLIENTS, PAGE_REQUESTS = 8, 150
+
+
+def ask_pages(address, bodies: dict, i: int) -> None:
+    """PAGE_REQUESTS keep-alive GET /pN on one connection; the bodies."""
+    with socket.create_connection(address, timeout=20) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        replies = sock.makefile("rb")
+        got = []
+        for n in range(PAGE_REQUESTS):
+            sock.sendall(b"GET /p%d HTTP/1.1\r\nHost: test\r\n\r\n" % (n % 3))
+            length = None
+            while (line := replies.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split()[1])
+            got.append(int(replies.read(length)))
+    bodies[i] = got
+
+
+def serve_pages(reactor) -> dict:
+    port = reactor.listenTCP(0, server.Site(CountedPage()), interface="127.0.0.1")
+    address = ("127.0.0.1", port.getHost().port)
+    bodies: dict = {}
+    run_with_clients(reactor, lambda i: ask_pages(address, bodies, i), PAGE_CLIENTS, 60)
+    return bodies
+
+
+def test_a_site_counting_in_module_globals_runs_one_callback_at_a_time_and_says_so(
+    parallel_strands,
+):
+    # At 2 workers on 3.13t, before: 8 clients x 1,500 requests counted 11,997 and 11,998 of
+    # 12,000 in pages_served and 11,980 and 11,972 in PAGE_HITS (a program of its own).
+    global pages_served
+    pages_served = 0
+    PAGE_HITS.clear()
+    reactor = TMReactor(2)
+    if reactor._core.one_strand:  # the GIL build: as the chat above
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            bodies = serve_pages(reactor)
+    else:
+        with pytest.warns(RuntimeWarning, match=r"changes global pages_served \("):
+            bodies = serve_pages(reactor)
+    assert pages_served == PAGE_CLIENTS * PAGE_REQUESTS
+    each = PAGE_CLIENTS * PAGE_REQUESTS // 3
+    assert PAGE_HITS == {b"/p0": each, b"/p1": each, b"/p2": each}
+    assert sorted(n for got in bodies.values() for n in got) == sorted(
+        n for _ in range(3) for n in range(1, each + 1)
+    )

@@ -6,8 +6,9 @@ epoll, which runs one callback at a time. With several workers on a free-threade
 each connection runs on its own strand: one connection's add() ran beside another's iteration
 (``RuntimeError: Set changed size during iteration``, the connection dropped), and ``hits += 1``
 loses updates. State on the factory is managed (docs/MANAGED_STATE.md); module globals are not.
-So the reactor reads the code of a listening factory's class and of its protocol class
-(tm._shared_variables) when it listens, and a factory found to rebind, or to change in place and
+So the reactor reads the code of a listening factory's class and of its protocol class, and
+follows the factory's objects to the program's code they hold (a Site's resources, whose
+render_GET counting in module globals lost updates: tm._shared_variables) when it listens, and a factory found to rebind, or to change in place and
 read, such a variable gets connections whose callbacks are inevitable from their start: they run
 one at a time, as on epoll, while other factories' connections stay parallel. A RuntimeWarning
 names the variable and where it is changed.
@@ -26,7 +27,7 @@ def serves_one_at_a_time(factory, reactor) -> bool:
     (said with a RuntimeWarning when so)."""
     if reactor.workers <= 1 or reactor._core.one_strand or _reactor.gil_enabled():
         return False
-    found = shared_rebindings(*_code_behind(factory))
+    found = shared_rebindings(factory, *_code_behind(factory))
     if not found:
         return False
     warnings.warn(
