@@ -24,7 +24,7 @@ Starlette one) holds its routes, which hold the program's endpoints.
 
 The same holds for a module global that the code changes in place and also reads: a ``dict``,
 ``list``, ``set``, ``bytearray`` or ``deque`` it stores items in, deletes from or calls a mutating
-method of, or an instance of a class of the program whose attributes it assigns. The classic chat
+method of, or a class of the program or an instance of one whose attributes it assigns. The classic chat
 keeps its connections in a module-level set that each handler adds itself to, discards itself
 from and iterates to broadcast: in parallel mode a handler's ``add`` ran beside another's
 iteration (``RuntimeError: Set changed size during iteration``; tests/python/
@@ -116,12 +116,12 @@ class _ChangesInPlace:
 
     def record(self, code, instructions, at: int, globals_: dict) -> None:
         """instructions[at] loads a global: records what the code does with it if it is a
-        container or an instance of the program's own classes."""
+        container, a class of the program or an instance of one."""
         name = instructions[at].argval
         value = globals_.get(name)
         if isinstance(value, _CONTAINERS):
             attributes = False
-        elif _is_program_instance(value):
+        elif _is_program_instance(value) or _is_program_class(value):
             attributes = True
         else:
             return
@@ -144,6 +144,11 @@ def _is_program_instance(value) -> bool:
     if isinstance(value, (type, types.ModuleType, types.FunctionType, Object)):
         return False
     return not callable(value) and _is_program_code(type(value))
+
+
+def _is_program_class(value) -> bool:
+    """A class of the program, whose attributes (`Chat.count += 1`) every connection shares."""
+    return isinstance(value, type) and _is_program_code(value)
 
 
 def _follow(instructions, at: int, attributes: bool) -> tuple[bool, bool]:

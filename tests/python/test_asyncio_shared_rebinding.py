@@ -30,6 +30,8 @@ ROUTES = {"/": "home"}
 
 
 class Stats:
+    total = 0  # over every instance
+
     def __init__(self) -> None:
         self.count = 0
 
@@ -66,8 +68,12 @@ async def counting_on_a_global_object(reader, writer):
     STATS.count += 1
 
 
+async def counting_on_a_class(reader, writer):
+    Stats.total += 1
+
+
 async def only_changing_in_place(reader, writer):
-    LOG.append(1)
+    LOG.append(Stats())  # a class only called
     task = asyncio.ensure_future(asyncio.sleep(0))
     BACKGROUND.add(task)  # asyncio's documented way to keep a task alive
     task.add_done_callback(BACKGROUND.discard)
@@ -150,6 +156,7 @@ def test_a_global_changed_in_place_and_read_is_found():
         (counting_with_get, "HITS"),
         (deleting_what_it_finds, "HITS"),
         (counting_on_a_global_object, "STATS"),
+        (counting_on_a_class, "Stats"),
     ]:
         (found,) = shared_rebindings(handler)
         assert found.startswith(f"global {name} in place (") and __file__ in found, found
