@@ -98,9 +98,12 @@ def shared_rebindings(*factories, unwrap: Callable[[object], object] | None = No
     framework's function stands for (asyncio.start_server's factory: its handler), or None."""
     found: dict[str, None] = {}  # ordered and without repeats
     changes = _ChangesInPlace()
-    seen: set[int] = set()
+    walk = _Walk()
     for factory in factories:
-        _visit(factory, found, seen, _MAX_DEPTH, changes, unwrap or _nothing)
+        _visit(factory, found, walk, _MAX_DEPTH, changes, unwrap or _nothing)
+        while walk.pending:  # the objects met on the way, nearest first
+            obj, depth = walk.pending.popleft()
+            _visit(obj, found, walk, depth, changes, unwrap or _nothing)
     for change in changes.racing():
         found[change] = None
     return list(found)
@@ -213,45 +216,45 @@ def _nothing(obj) -> None:
 def _visit(
     obj,
     found: dict[str, None],
-    seen: set[int],
+    walk: _Walk,
     depth: int,
     changes: _ChangesInPlace,
     unwrap: Callable[[object], object],
 ) -> None:
-    if depth < 0 or id(obj) in seen or len(seen) >= _MAX_OBJECTS:
+    if depth < 0 or id(obj) in walk.seen or len(walk.seen) >= _MAX_OBJECTS:
         return
-    seen.add(id(obj))
+    walk.seen.add(id(obj))
     if isinstance(obj, functools.partial):
-        _visit(obj.func, found, seen, depth, changes, unwrap)
+        _visit(obj.func, found, walk, depth, changes, unwrap)
         for arg in (*obj.args, *obj.keywords.values()):
-            _visit(arg, found, seen, depth - 1, changes, unwrap)
+            _visit(arg, found, walk, depth - 1, changes, unwrap)
     elif isinstance(obj, types.MethodType):
         # The method only: the owner's other methods run when the code calls them through an
         # attribute, which this reading does not follow.
-        _visit(obj.__func__, found, seen, depth, changes, unwrap)
+        _visit(obj.__func__, found, walk, depth, changes, unwrap)
     elif isinstance(obj, type):
         if not _is_program_code(obj):
             return
         for base in obj.__mro__[1:]:
-            _visit(base, found, seen, depth - 1, changes, unwrap)
+            _visit(base, found, walk, depth - 1, changes, unwrap)
         for member in vars(obj).values():
             if isinstance(member, (staticmethod, classmethod)):
                 member = member.__func__
             elif isinstance(member, property):
                 member = member.fget
             if isinstance(member, types.FunctionType):
-                _visit(member, found, seen, depth, changes, unwrap)
+                _visit(member, found, walk, depth, changes, unwrap)
     elif isinstance(obj, types.FunctionType):
         handler = unwrap(obj)
         if handler is not None:  # asyncio.start_server's factory: what runs is the handler
-            _visit(handler, found, seen, depth, changes, unwrap)
+            _visit(handler, found, walk, depth, changes, unwrap)
             return
         if not _is_program_code(obj):
             # A framework's function is not read, but what it closes over may hold the program's
             # handlers (uvicorn's factory: a closure over its Config, whose application is ours).
             for cell in obj.__closure__ or ():
                 try:
-                    _visit(cell.cell_contents, found, seen, depth - 1, changes, unwrap)
+                    _visit(cell.cell_contents, found, walk, depth - 1, changes, unwrap)
                 except ValueError:  # an empty cell
                     continue
             return
@@ -264,22 +267,33 @@ def _visit(
             except ValueError:  # an empty cell
                 continue
             if isinstance(contents, type) or callable(contents):
-                _visit(contents, found, seen, depth - 1, changes, unwrap)
+                _visit(contents, found, walk, depth - 1, changes, unwrap)
         for name in loaded:
             value = obj.__globals__.get(name)
             if isinstance(value, (type, types.FunctionType)):
-                _visit(value, found, seen, depth - 1, changes, unwrap)
+                _visit(value, found, walk, depth - 1, changes, unwrap)
     elif isinstance(obj, (list, tuple, set, frozenset, dict)):
-        for item in tuple(obj.values() if isinstance(obj, dict) else obj):
-            _visit(item, found, seen, depth, changes, unwrap)
+        walk.pending.extend((item, depth) for item in tuple(_items(obj)))
     elif _may_lead_to_program_code(obj):
         # The objects a server's factory is made with: a framework's configuration, its
         # application and the routes that hold the program's handlers (uvicorn's factory is a
-        # partial of its protocol class and a Config whose application is a Starlette one).
+        # closure over a Config whose application is a Starlette one), breadth first: a
+        # twisted.web Site's resources before all that its reactor holds.
         if _is_program_code(type(obj)):
-            _visit(type(obj), found, seen, depth, changes, unwrap)
-        for value in tuple(vars(obj).values()):
-            _visit(value, found, seen, depth, changes, unwrap)
+            _visit(type(obj), found, walk, depth, changes, unwrap)
+        walk.pending.extend((value, depth) for value in tuple(vars(obj).values()))
+
+
+class _Walk:
+    """The objects visited, and those met and still to visit (breadth first)."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.pending: collections.deque[tuple[object, int]] = collections.deque()
+
+
+def _items(container):
+    return container.values() if isinstance(container, dict) else container
 
 
 def _may_lead_to_program_code(obj) -> bool:
