@@ -153,6 +153,26 @@ class CountedPage(resource.Resource):
         return b"%d" % PAGE_HITS[request.path]
 
 
+class CountedLater(resource.Resource):
+    """CountedPage answering from a delayed call, as a resource that waits for something does."""
+
+    isLeaf = True
+
+    def __init__(self, reactor) -> None:
+        super().__init__()
+        self.reactor = reactor
+
+    def render_GET(self, request):
+        self.reactor.callLater(0, self.answer, request)
+        return server.NOT_DONE_YET
+
+    def answer(self, request) -> None:
+        body = CountedPage.render_GET(self, request)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+
+
 def test_a_site_leads_to_its_resources_code():
     root = resource.Resource()
     root.putChild(b"count", CountedPage())
@@ -183,30 +203,33 @@ def ask_pages(address, bodies: dict, i: int) -> None:
     bodies[i] = got
 
 
-def serve_pages(reactor) -> dict:
-    port = reactor.listenTCP(0, server.Site(CountedPage()), interface="127.0.0.1")
+def serve_pages(reactor, page: resource.Resource) -> dict:
+    port = reactor.listenTCP(0, server.Site(page), interface="127.0.0.1")
     address = ("127.0.0.1", port.getHost().port)
     bodies: dict = {}
     run_with_clients(reactor, lambda i: ask_pages(address, bodies, i), PAGE_CLIENTS, 60)
     return bodies
 
 
+@pytest.mark.parametrize("answering", ["at once", "from a delayed call"])
 def test_a_site_counting_in_module_globals_runs_one_callback_at_a_time_and_says_so(
-    parallel_strands,
+    parallel_strands, answering
 ):
     # At 2 workers on 3.13t, before: 8 clients x 1,500 requests counted 11,997 and 11,998 of
-    # 12,000 in pages_served and 11,980 and 11,972 in PAGE_HITS (a program of its own).
+    # 12,000 in pages_served and 11,980 and 11,972 in PAGE_HITS (a program of its own). The
+    # delayed calls such a connection's callbacks make run one at a time with them.
     global pages_served
     pages_served = 0
     PAGE_HITS.clear()
     reactor = TMReactor(2)
+    page = CountedPage() if answering == "at once" else CountedLater(reactor)
     if reactor._core.one_strand:  # the GIL build: as the chat above
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            bodies = serve_pages(reactor)
+            bodies = serve_pages(reactor, page)
     else:
         with pytest.warns(RuntimeWarning, match=r"changes global pages_served \("):
-            bodies = serve_pages(reactor)
+            bodies = serve_pages(reactor, page)
     assert pages_served == PAGE_CLIENTS * PAGE_REQUESTS
     each = PAGE_CLIENTS * PAGE_REQUESTS // 3
     assert PAGE_HITS == {b"/p0": each, b"/p1": each, b"/p2": each}

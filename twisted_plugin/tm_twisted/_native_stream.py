@@ -82,6 +82,31 @@ def runningCallback() -> NativeStream | None:
     return getattr(_running, "stream", None)
 
 
+def runsOneAtATime() -> bool:
+    """Whether the callback running on this thread is one of a connection that runs its callbacks
+    one at a time (tm_twisted._shared_variables), or a delayed call such a callback made: what it
+    schedules shares what it shares (a resource finishing its response from a timer)."""
+    stream = getattr(_running, "stream", None)
+    if stream is not None and stream._oneAtATime:
+        return True
+    return getattr(_running, "oneAtATime", False)
+
+
+class oneAtATime:
+    """Runs a delayed call made by such a callback inevitable from its start, and marks this
+    thread as running one for what it schedules in turn (runsOneAtATime)."""
+
+    __slots__ = ("previous",)
+
+    def __enter__(self) -> None:
+        tm.inevitable()
+        self.previous = getattr(_running, "oneAtATime", False)
+        _running.oneAtATime = True
+
+    def __exit__(self, *exc) -> None:
+        _running.oneAtATime = self.previous
+
+
 def _strand(transport):
     return transport._native.strand
 

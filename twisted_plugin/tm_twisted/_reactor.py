@@ -45,6 +45,7 @@ from tm_twisted._compat import (
     _threadCallHandler,
 )
 from tm_twisted._managed import manage_factory
+from tm_twisted._native_stream import oneAtATime, runsOneAtATime
 from tm_twisted._shared_caches import make_per_thread
 from tm_twisted._tcp_reactor import NativeTCPMixin, isNative
 from tm_twisted._thread_origin import origin_strand
@@ -257,6 +258,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
             self._moveCallLaterSooner,
             seconds=self.seconds,
         )
+        if runsOneAtATime():
+            call._tmOneAtATime = True
         self._delayedCalls.add(call)
         call._tmTimer = self._core.call_at(
             _reactor.monotonic() + delay,
@@ -290,6 +293,11 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         # garbage collector cannot see, and every DelayedCall ever made stays alive (and the
         # free-threaded collector, which scans the whole heap, slows down with them).
         del call._tmTimer
+        if "_tmOneAtATime" in call.__dict__:
+            with oneAtATime(), _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
+                call.called = 1
+                call.func(*call.args, **call.kw)
+            return
         with _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
             call.called = 1
             call.func(*call.args, **call.kw)
