@@ -281,7 +281,7 @@ def _visit(
         # twisted.web Site's resources before all that its reactor holds.
         if _is_program_code(type(obj)):
             _visit(type(obj), found, walk, depth, changes, unwrap)
-        walk.pending.extend((value, depth) for value in tuple(vars(obj).values()))
+        walk.pending.extend((value, depth) for value in _attributes(obj))
 
 
 class _Walk:
@@ -297,12 +297,26 @@ def _items(container):
 
 
 def _may_lead_to_program_code(obj) -> bool:
-    """Whether obj is an instance, with attributes of its own, of a class of the program or of
-    an installed package: not of the standard library (a logger leads to every logger) or tm."""
+    """Whether obj is an instance of a class of the program or of an installed package: not of
+    the standard library (a logger leads to every logger) or tm."""
     module = getattr(type(obj), "__module__", None) or ""
-    if module.partition(".")[0] in _TM_PACKAGES | sys.stdlib_module_names:
-        return False
-    return isinstance(getattr(obj, "__dict__", None), dict)
+    return module.partition(".")[0] not in _TM_PACKAGES | sys.stdlib_module_names
+
+
+def _attributes(obj) -> tuple:
+    """The values of obj's own attributes: its __dict__'s and its slots' (Sanic's application
+    keeps its router in a slot)."""
+    values = list(vars(obj).values()) if isinstance(getattr(obj, "__dict__", None), dict) else []
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            descriptor = cls.__dict__.get(name)
+            if isinstance(descriptor, types.MemberDescriptorType):
+                try:
+                    values.append(descriptor.__get__(obj, cls))
+                except AttributeError:  # an empty slot
+                    continue
+    return tuple(values)
 
 
 def _read_code(

@@ -342,6 +342,26 @@ def test_a_framework_s_factory_leads_to_the_program_s_handlers():
     ]
 
 
+async def counted_sanic_page(request, name):
+    from sanic import response
+
+    PAGE_HITS[name] = PAGE_HITS.get(name, 0) + 1
+    return response.text(str(PAGE_HITS[name]))
+
+
+def test_a_sanic_application_s_handlers_are_found_through_its_slots():
+    # Sanic's server factory is a partial of its protocol class with the application, which keeps
+    # its router (and so the handlers) in slots.
+    sanic = pytest.importorskip("sanic")
+    from sanic.server.protocols.http_protocol import HttpProtocol
+
+    application = sanic.Sanic("counting")
+    application.get("/count/<name>")(counted_sanic_page)
+    application.router.finalize()
+    rebound = shared_rebindings(functools.partial(HttpProtocol, app=application))
+    assert [what.split(" (")[0] for what in rebound] == ["global PAGE_HITS in place"]
+
+
 async def _ask_pages(port: int, i: int, count: int) -> list[bytes]:
     """`count` keep-alive GET /count/... on one connection; the bodies."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
