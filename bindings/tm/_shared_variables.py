@@ -340,6 +340,10 @@ def _read_code(
             found[f"global {instruction.argval} ({_where(code, instruction)})"] = None
         elif instruction.opname in _CELL_STORES and instruction.argval in shared_cells:
             found[f"nonlocal {instruction.argval} ({_where(code, instruction)})"] = None
+        elif instruction.opname == "LOAD_ATTR" and instruction.argval == "__class__":
+            # self.__class__.count += 1: the class's attribute, which every instance shares
+            if all(_follow(instructions, at, attributes=True)):
+                found[f"a class attribute through __class__ ({_where(code, instruction)})"] = None
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             # An inner function's cells are its maker's: shared only where they pass through.

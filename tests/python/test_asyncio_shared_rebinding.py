@@ -86,6 +86,14 @@ class GlobalCounting(asyncio.Protocol):
         served += 1
 
 
+class ClassAttributeCounting(asyncio.Protocol):
+    served = 0  # over every connection
+
+    def data_received(self, data: bytes) -> None:
+        self.__class__.served += 1
+        print(self.__class__.__name__)  # only read
+
+
 class AttributeCounting(asyncio.Protocol):
     def __init__(self, server=None) -> None:
         self.server = server
@@ -134,6 +142,11 @@ def test_rebinding_a_global_in_a_protocol_method_is_found():
     for factory in (GlobalCounting, lambda: GlobalCounting(), functools.partial(GlobalCounting)):
         (found,) = shared_rebindings(factory)
         assert found.startswith("global served (") and __file__ in found
+
+
+def test_a_class_attribute_changed_through_self_s_class_is_found():
+    (found,) = shared_rebindings(ClassAttributeCounting)
+    assert found.startswith("a class attribute through __class__ (") and __file__ in found
 
 
 def test_rebinding_an_enclosing_function_s_variable_is_found():
