@@ -27,6 +27,8 @@ from __future__ import annotations
 import functools
 import types
 
+from tm._shared_variables import closure_contents
+
 # module -> the protocol classes of it whose connections every handler may touch
 LOCKED_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "websockets.asyncio.connection": ("Connection",),
@@ -55,19 +57,9 @@ def makes_locked_protocols(protocol_factory) -> bool:
     if isinstance(protocol_factory, types.FunctionType):
         return any(
             isinstance(contents, type) and _is_locked_class(contents)
-            for contents in _cell_contents(protocol_factory)
+            for contents in closure_contents(protocol_factory)
         )
     return isinstance(protocol_factory, type) and _is_locked_class(protocol_factory)
-
-
-def _cell_contents(function: types.FunctionType) -> list:
-    contents = []
-    for cell in function.__closure__ or ():
-        try:
-            contents.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            continue
-    return contents
 
 
 def _is_locked_class(cls: type) -> bool:

@@ -99,11 +99,12 @@ def shared_rebindings(*factories, unwrap: Callable[[object], object] | None = No
     found: dict[str, None] = {}  # ordered and without repeats
     changes = _ChangesInPlace()
     walk = _Walk()
+    unwrap = unwrap or _nothing
     for factory in factories:
-        _visit(factory, found, walk, _MAX_DEPTH, changes, unwrap or _nothing)
+        _visit(factory, found, walk, _MAX_DEPTH, changes, unwrap)
         while walk.pending:  # the objects met on the way, nearest first
             obj, depth = walk.pending.popleft()
-            _visit(obj, found, walk, depth, changes, unwrap or _nothing)
+            _visit(obj, found, walk, depth, changes, unwrap)
     for change in changes.racing():
         found[change] = None
     return list(found)
@@ -252,20 +253,13 @@ def _visit(
         if not _is_program_code(obj):
             # A framework's function is not read, but what it closes over may hold the program's
             # handlers (uvicorn's factory: a closure over its Config, whose application is ours).
-            for cell in obj.__closure__ or ():
-                try:
-                    _visit(cell.cell_contents, found, walk, depth - 1, changes, unwrap)
-                except ValueError:  # an empty cell
-                    continue
+            for contents in closure_contents(obj):
+                _visit(contents, found, walk, depth - 1, changes, unwrap)
             return
         loaded = _read_code(
             obj.__code__, frozenset(obj.__code__.co_freevars), found, changes, obj.__globals__
         )
-        for cell in obj.__closure__ or ():
-            try:
-                contents = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
+        for contents in closure_contents(obj):
             if isinstance(contents, type) or callable(contents):
                 _visit(contents, found, walk, depth - 1, changes, unwrap)
         for name in loaded:
@@ -282,6 +276,17 @@ def _visit(
         if _is_program_code(type(obj)):
             _visit(type(obj), found, walk, depth, changes, unwrap)
         walk.pending.extend((value, depth) for value in _attributes(obj))
+
+
+def closure_contents(function: types.FunctionType) -> list:
+    """What function's closure cells hold (its empty cells left out)."""
+    contents = []
+    for cell in function.__closure__ or ():
+        try:
+            contents.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return contents
 
 
 class _Walk:
@@ -381,4 +386,4 @@ def _is_program_code(obj) -> bool:
     return not any(path.is_relative_to(root) for root in _library_roots())
 
 
-__all__ = ["shared_rebindings"]
+__all__ = ["closure_contents", "shared_rebindings"]

@@ -19,6 +19,7 @@ processes) run on this reactor through IReactorFDSet, which PosixReactorBase bui
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import threading
 
@@ -51,6 +52,9 @@ from tm_twisted._tcp_reactor import NativeTCPMixin, isNative
 from tm_twisted._thread_origin import origin_strand
 
 _log = Logger()
+
+# How a delayed call runs unless a connection that runs one callback at a time made it.
+_ANY_AT_ONCE = contextlib.nullcontext()
 
 # The shortest iterate(): long enough for its stop to be armed before it is due (see iterate).
 _ITERATE_AT_LEAST = 0.001
@@ -293,12 +297,8 @@ class TMReactor(NativeTCPMixin, posixbase.PosixReactorBase):
         # garbage collector cannot see, and every DelayedCall ever made stays alive (and the
         # free-threaded collector, which scans the whole heap, slows down with them).
         del call._tmTimer
-        if "_tmOneAtATime" in call.__dict__:
-            with oneAtATime(), _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
-                call.called = 1
-                call.func(*call.args, **call.kw)
-            return
-        with _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
+        one_at_a_time = oneAtATime() if "_tmOneAtATime" in call.__dict__ else _ANY_AT_ONCE
+        with one_at_a_time, _DEFAULT_DELAYED_CALL_LOGGING_HANDLER:
             call.called = 1
             call.func(*call.args, **call.kw)
 

@@ -8,10 +8,11 @@ each connection runs on its own strand: one connection's add() ran beside anothe
 loses updates. State on the factory is managed (docs/MANAGED_STATE.md); module globals are not.
 So the reactor reads the code of a listening factory's class and of its protocol class, and
 follows the factory's objects to the program's code they hold (a Site's resources, whose
-render_GET counting in module globals lost updates: tm._shared_variables) when it listens, and a factory found to rebind, or to change in place and
-read, such a variable gets connections whose callbacks are inevitable from their start: they run
-one at a time, as on epoll, while other factories' connections stay parallel. A RuntimeWarning
-names the variable and where it is changed.
+render_GET counting in module globals lost updates: tm._shared_variables) when it listens, and a
+factory found to rebind, or to change in place and read, such a variable gets connections whose
+callbacks are inevitable from their start: they run one at a time, as on epoll, while other
+factories' connections stay parallel, and so do the delayed calls those callbacks make. A
+RuntimeWarning names the variable and where it is changed.
 """
 
 from __future__ import annotations
